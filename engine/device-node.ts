@@ -1,0 +1,14 @@
+// Node only: obtains a GPUDevice through Dawn (npm `webgpu`). The browser bundle never imports
+// this file.
+import { create, globals } from 'webgpu';
+import { Engine, initFromGPU } from './device.ts';
+
+Object.assign(globalThis, globals);
+// Dawn crashes the process if the object `create()` returns is garbage-collected while a device
+// is alive, so it lives in a module-level constant for the life of the process.
+let dawn: GPU | null = null;
+
+export async function initNodeDevice(): Promise<Engine> {
+  if (!dawn) dawn = create([]) as GPU;
+  return initFromGPU(dawn);
+}

@@ -1,0 +1,248 @@
+// The GPU device and everything that talks to it directly: the command encoder that batches
+// dispatches, the uniform arena, error capture and device-loss reporting.
+// Obtaining a device is platform specific: `device-node.ts` (Node, Dawn) and `initWebDevice`
+// below (browsers). Everything else receives the `Engine` from `engine()`.
+import { BufferPool } from './pool.ts';
+import { KernelCache } from './kernels.ts';
+
+export interface AdapterReport {
+  vendor: string;
+  architecture: string;
+  description: string;
+  isFallbackAdapter: boolean;
+  features: string[];
+  limits: Record<string, number>;
+}
+
+/** Thrown for WebGPU validation/out-of-memory errors and device loss. */
+export class GPUError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'GPUError';
+  }
+}
+
+const UNIFORM_ALIGN = 256;
+const UNIFORM_ARENA_BYTES = 1 << 20;
+/** Dispatches per submit: long enough to amortize a submit, short enough to recycle memory. */
+const MAX_DISPATCHES_PER_SUBMIT = 256;
+
+export class Engine {
+  readonly device: GPUDevice;
+  readonly adapter: AdapterReport;
+  readonly pool: BufferPool;
+  readonly kernels: KernelCache;
+  /** Increments at every submit; buffers record the batch that last used them. */
+  batch = 1;
+  dispatchCount = 0;
+  /** Fill every new output with NaN before its kernel runs, so unwritten elements show (tests). */
+  poisonOutputs = false;
+  submitCount = 0;
+  private encoder: GPUCommandEncoder | null = null;
+  private pass: GPUComputePassEncoder | null = null;
+  private dispatchesInBatch = 0;
+  private uniformArena: GPUBuffer;
+  private uniformStaging = new Uint8Array(UNIFORM_ARENA_BYTES);
+  private uniformUsed = 0;
+  private errors: string[] = [];
+  private lostReason: string | null = null;
+  /** Labels of the most recent dispatches, to name the op when an asynchronous error arrives. */
+  private recentOps: string[] = [];
+
+  constructor(device: GPUDevice, adapter: AdapterReport) {
+    this.device = device;
+    this.adapter = adapter;
+    this.pool = new BufferPool(device);
+    this.kernels = new KernelCache(device);
+    this.uniformArena = device.createBuffer({
+      label: 'uniform-arena', size: UNIFORM_ARENA_BYTES, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+    });
+    device.addEventListener('uncapturederror', (ev: Event) => {
+      const err = (ev as GPUUncapturedErrorEvent).error;
+      const kind = err instanceof GPUOutOfMemoryError ? 'out of GPU memory' : 'WebGPU validation error';
+      this.errors.push(`${kind}: ${err.message}\n  recent ops: ${this.recentOps.slice(-4).join(' | ')}`);
+    });
+    device.lost.then((info) => {
+      if (info.reason !== 'destroyed') this.lostReason = `${info.reason}: ${info.message}`;
+      else this.lostReason = 'the device was destroyed';
+    });
+  }
+
+  /** Throws if the device is lost or an asynchronous WebGPU error has been reported. */
+  check(): void {
+    if (this.lostReason !== null) throw new GPUError(`GPU device lost (${this.lostReason})`);
+    if (this.errors.length > 0) {
+      const msg = this.errors.join('\n');
+      this.errors = [];
+      throw new GPUError(msg);
+    }
+  }
+
+  /** Stage uniform data for the next dispatch; returns the binding. */
+  uniform(data: ArrayBuffer | ArrayBufferView): GPUBufferBinding {
+    const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    const size = Math.ceil(bytes.byteLength / 16) * 16;
+    if (this.uniformUsed + size > UNIFORM_ARENA_BYTES) this.flush();
+    const offset = this.uniformUsed;
+    this.uniformStaging.set(bytes, offset);
+    this.uniformUsed = Math.ceil((offset + size) / UNIFORM_ALIGN) * UNIFORM_ALIGN;
+    return { buffer: this.uniformArena, offset, size };
+  }
+
+  /**
+   * Encode one compute dispatch into the open pass. `label` names the op and shapes; it ends up
+   * in WebGPU's error messages. `buffers` are marked as used by the current batch.
+   */
+  dispatch(label: string, pipeline: GPUComputePipeline, entries: GPUBindGroupEntry[], workgroups: [number, number, number]): void {
+    this.check();
+    const bindGroup = this.device.createBindGroup({ label, layout: pipeline.getBindGroupLayout(0), entries });
+    for (const e of entries) {
+      const res = e.resource as GPUBufferBinding;
+      if (res.buffer && res.buffer !== this.uniformArena) this.pool.markUsed(res.buffer, this.batch);
+    }
+    if (!this.pass) {
+      this.encoder = this.device.createCommandEncoder();
+      this.pass = this.encoder.beginComputePass();
+    }
+    this.pass.setPipeline(pipeline);
+    this.pass.setBindGroup(0, bindGroup);
+    this.pass.dispatchWorkgroups(workgroups[0], workgroups[1], workgroups[2]);
+    this.recentOps.push(label);
+    if (this.recentOps.length > 16) this.recentOps.shift();
+    this.dispatchCount++;
+    if (++this.dispatchesInBatch >= MAX_DISPATCHES_PER_SUBMIT) this.flush();
+  }
+
+  /** Encode a buffer-to-buffer copy (ends the open compute pass). */
+  copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number): void {
+    this.check();
+    if (!this.encoder) this.encoder = this.device.createCommandEncoder();
+    if (this.pass) { this.pass.end(); this.pass = null; }
+    this.encoder.copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
+    this.pool.markUsed(src, this.batch);
+    this.pool.markUsed(dst, this.batch);
+    this.dispatchesInBatch++;
+  }
+
+  /** Submit everything encoded so far. Buffers released since the last submit become reusable. */
+  flush(): void {
+    if (this.encoder) {
+      if (this.pass) this.pass.end();
+      if (this.uniformUsed > 0) this.device.queue.writeBuffer(this.uniformArena, 0, this.uniformStaging, 0, this.uniformUsed);
+      this.device.queue.submit([this.encoder.finish()]);
+      this.submitCount++;
+    }
+    this.encoder = null;
+    this.pass = null;
+    this.uniformUsed = 0;
+    this.dispatchesInBatch = 0;
+    this.batch++;
+  }
+
+  /** Submit and wait for the GPU to finish; then report any error it raised. */
+  async sync(): Promise<void> {
+    this.flush();
+    await this.device.queue.onSubmittedWorkDone();
+    this.check();
+  }
+
+  /** Write host data into a buffer. Flushes first if pending commands still use that buffer,
+   * because `writeBuffer` takes effect before commands that are not yet submitted. */
+  write(buffer: GPUBuffer, data: ArrayBufferView, byteOffset = 0): void {
+    this.check();
+    if (this.pool.lastUsed(buffer) === this.batch) this.flush();
+    this.device.queue.writeBuffer(buffer, byteOffset, data.buffer, data.byteOffset, data.byteLength);
+  }
+
+  /** Copy `bytes` of a buffer back to the host. */
+  async read(buffer: GPUBuffer, byteOffset: number, bytes: number): Promise<ArrayBuffer> {
+    const size = Math.ceil(bytes / 4) * 4;
+    const staging = this.pool.acquireStaging(size);
+    this.copy(buffer, byteOffset, staging, 0, size);
+    this.flush();
+    try {
+      await staging.mapAsync(GPUMapMode.READ, 0, size);
+    } catch (e) {
+      this.check();
+      throw new GPUError(`reading back ${bytes} bytes failed: ${(e as Error).message}`);
+    }
+    const out = staging.getMappedRange(0, size).slice(0, bytes);
+    staging.unmap();
+    this.pool.releaseStaging(staging);
+    this.check();
+    return out;
+  }
+
+  destroy(): void {
+    this.flush();
+    this.pool.clear();
+    this.device.destroy();
+  }
+}
+
+let current: Engine | null = null;
+
+/** The engine that ops run on. Throws if none was initialized. */
+export function engine(): Engine {
+  if (!current) throw new GPUError('no GPU device: call initNodeDevice() (Node) or initWebDevice() (browser) first');
+  return current;
+}
+
+/** Use an existing GPUDevice (for embedding in an app that already has one). */
+export function useDevice(device: GPUDevice, adapterInfo?: GPUAdapter): Engine {
+  current = new Engine(device, adapterInfo ? describeAdapter(adapterInfo) : describeDevice(device));
+  return current;
+}
+
+export function describeAdapter(adapter: GPUAdapter): AdapterReport {
+  const info = adapter.info;
+  return {
+    vendor: info.vendor, architecture: info.architecture, description: info.description,
+    isFallbackAdapter: Boolean((info as GPUAdapterInfo & { isFallbackAdapter?: boolean }).isFallbackAdapter),
+    features: [...adapter.features].sort(), limits: limitsRecord(adapter.limits),
+  };
+}
+
+function describeDevice(device: GPUDevice): AdapterReport {
+  return {
+    vendor: 'unknown', architecture: 'unknown', description: 'unknown', isFallbackAdapter: false,
+    features: [...device.features].sort(), limits: limitsRecord(device.limits),
+  };
+}
+
+function limitsRecord(limits: GPUSupportedLimits): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const key in limits) {
+    const v = (limits as unknown as Record<string, unknown>)[key];
+    if (typeof v === 'number') out[key] = v;
+  }
+  return out;
+}
+
+/** Limits we ask for: the adapter's own storage-buffer limits, which defaults cap lower. */
+export function requiredLimits(adapter: GPUAdapter): Record<string, number> {
+  const l = adapter.limits;
+  return {
+    maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
+    maxBufferSize: l.maxBufferSize,
+    maxStorageBuffersPerShaderStage: Math.min(l.maxStorageBuffersPerShaderStage, 10),
+    maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
+    maxComputeWorkgroupSizeX: l.maxComputeWorkgroupSizeX,
+    maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
+  };
+}
+
+/** Browser: obtain a device from navigator.gpu. */
+export async function initWebDevice(gpu: GPU = navigator.gpu): Promise<Engine> {
+  if (!gpu) throw new GPUError('WebGPU is not available in this browser (navigator.gpu is missing)');
+  return initFromGPU(gpu);
+}
+
+export async function initFromGPU(gpu: GPU): Promise<Engine> {
+  const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
+  if (!adapter) throw new GPUError('no WebGPU adapter available (requestAdapter() returned null)');
+  const features: GPUFeatureName[] = adapter.features.has('timestamp-query') ? ['timestamp-query'] : [];
+  const device = await adapter.requestDevice({ requiredLimits: requiredLimits(adapter), requiredFeatures: features });
+  current = new Engine(device, describeAdapter(adapter));
+  return current;
+}

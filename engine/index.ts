@@ -1,0 +1,15 @@
+// The engine's public API (platform independent). On Node, obtain a device with
+// `initNodeDevice()` from './device-node.ts'; in a browser with `initWebDevice()`.
+export { Engine, GPUError, engine, initWebDevice, initFromGPU, useDevice } from './device.ts';
+export type { AdapterReport } from './device.ts';
+export { Tensor, sizeOf, shapeString } from './tensor.ts';
+export type { DType, Shape, TensorOptions } from './tensor.ts';
+export { scope, keep } from './scope.ts';
+export { noGrad, isGradEnabled } from './autograd.ts';
+export * from './ops/elementwise.ts';
+export { sum, mean, max, min, sumTo } from './ops/reduce.ts';
+export type { ReduceOptions } from './ops/reduce.ts';
+export { reshape, flatten, permute, transpose, slice, concat } from './ops/shape.ts';
+export { matmul } from './ops/matmul.ts';
+export type { MatmulOptions } from './ops/matmul.ts';
+export { zerosLike, onesLike } from './ops/fill.ts';

@@ -1,0 +1,266 @@
+// Element-wise ops. Each op is one row of a table: its WGSL expression and its gradient in terms
+// of other ops. The kernel (shaders/elementwise.wgsl), the autograd wiring and the tests all
+// follow from the table.
+import source from '../../shaders/elementwise.wgsl';
+import { record } from '../autograd.ts';
+import { grid1d, launch } from '../launch.ts';
+import { Tensor, shapeString, sizeOf } from '../tensor.ts';
+import type { Shape } from '../tensor.ts';
+import { sumTo } from './reduce.ts';
+
+const MAX_RANK = 8;
+
+export function broadcastShapes(a: Shape, b: Shape, op: string): number[] {
+  const rank = Math.max(a.length, b.length);
+  const out: number[] = [];
+  for (let i = 0; i < rank; i++) {
+    const da = a[a.length - rank + i] ?? 1;
+    const db = b[b.length - rank + i] ?? 1;
+    if (da !== db && da !== 1 && db !== 1) {
+      throw new RangeError(`${op}: shapes ${shapeString(a)} and ${shapeString(b)} cannot be broadcast together (dimension ${i}: ${da} vs ${db})`);
+    }
+    out.push(da === 1 ? db : da);
+  }
+  return out;
+}
+
+export function contiguousStrides(shape: Shape): number[] {
+  const strides = new Array<number>(shape.length);
+  let s = 1;
+  for (let i = shape.length - 1; i >= 0; i--) {
+    strides[i] = s;
+    s *= shape[i];
+  }
+  return strides;
+}
+
+/** Strides that read `shape` (right-aligned) as if broadcast to `outShape`. */
+function broadcastStrides(shape: Shape, outShape: Shape): number[] {
+  const own = contiguousStrides(shape);
+  return outShape.map((_, i) => {
+    const j = i - (outShape.length - shape.length);
+    return j < 0 || shape[j] === 1 ? 0 : own[j];
+  });
+}
+
+export interface StridedOperand {
+  tensor: Tensor;
+  offset: number;
+  strides: readonly number[];
+}
+
+interface MapSpec {
+  name: string;
+  expr: string;
+  type: 'f32' | 'u32';
+  iterShape: Shape;
+  a: StridedOperand;
+  b?: StridedOperand;
+  out: StridedOperand;
+  s?: number;
+  s2?: number;
+}
+
+function isLinear(op: StridedOperand, shape: Shape): 0 | 1 | null {
+  const c = contiguousStrides(shape);
+  if (op.strides.every((s, i) => s === c[i] || shape[i] === 1)) return 1;
+  if (op.strides.every((s, i) => s === 0 || shape[i] === 1)) return 0;
+  return null;
+}
+
+/** The one entry point to the element-wise kernel. */
+export function mapKernel(m: MapSpec): void {
+  const rank = m.iterShape.length;
+  if (rank > MAX_RANK) throw new RangeError(`${m.name}: tensors of rank ${rank} are not supported (at most ${MAX_RANK})`);
+  const size = sizeOf(m.iterShape);
+  const operands = [m.a, m.b ?? m.a, m.out];
+  const linear = operands.map((o) => isLinear(o, m.iterShape));
+  const strided = linear.some((l) => l === null);
+  const u = new ArrayBuffer(16 + 16 + 16 + 4 * 32);
+  const u32 = new Uint32Array(u);
+  const f32 = new Float32Array(u);
+  u32[0] = size;
+  u32[1] = rank;
+  f32[2] = m.s ?? 0;
+  f32[3] = m.s2 ?? 0;
+  operands.forEach((o, k) => {
+    u32[4 + k] = o.offset;
+    u32[8 + k] = linear[k] ?? 0;
+    for (let d = 0; d < rank; d++) u32[12 + 8 * (k + 1) + d] = o.strides[d];
+  });
+  for (let d = 0; d < rank; d++) u32[12 + d] = m.iterShape[d];
+  const binary = m.b !== undefined;
+  launch({
+    kernel: {
+      name: 'elementwise',
+      source,
+      defines: {
+        T: m.type,
+        EXPR: m.expr,
+        STRIDED: strided,
+        DECLARE_B: binary ? `@group(0) @binding(1) var<storage, read> B: array<${m.type}>;` : '',
+        LOAD_B: binary ? 'return B[i];' : `return ${m.type}();`,
+        OUT_BINDING: binary ? 2 : 1,
+        PARAMS_BINDING: binary ? 3 : 2,
+      },
+    },
+    label: `${m.name} ${[m.a, ...(m.b ? [m.b] : [])].map((o) => o.tensor.describe()).join(', ')}`,
+    inputs: binary ? [m.a.tensor, m.b!.tensor] : [m.a.tensor],
+    outputs: [m.out.tensor],
+    uniforms: u,
+    workgroups: grid1d(size, 256),
+  });
+}
+
+function requireF32(op: string, ...ts: Tensor[]): void {
+  for (const t of ts) {
+    t.buffer; // throws a clear error if disposed
+    if (t.dtype !== 'f32') throw new TypeError(`${op}: expected f32 tensors, got ${t.describe()}`);
+  }
+}
+
+function unaryKernel(name: string, expr: string, x: Tensor, s = 0, s2 = 0): Tensor {
+  requireF32(name, x);
+  const out = Tensor.empty(x.shape);
+  const strides = contiguousStrides(x.shape);
+  mapKernel({
+    name, expr, type: 'f32', iterShape: x.shape, s, s2,
+    a: { tensor: x, offset: 0, strides }, out: { tensor: out, offset: 0, strides },
+  });
+  return out;
+}
+
+function binaryKernel(name: string, expr: string, a: Tensor, b: Tensor): Tensor {
+  requireF32(name, a, b);
+  const shape = broadcastShapes(a.shape, b.shape, name);
+  const out = Tensor.empty(shape);
+  mapKernel({
+    name, expr, type: 'f32', iterShape: shape,
+    a: { tensor: a, offset: 0, strides: broadcastStrides(a.shape, shape) },
+    b: { tensor: b, offset: 0, strides: broadcastStrides(b.shape, shape) },
+    out: { tensor: out, offset: 0, strides: contiguousStrides(shape) },
+  });
+  return out;
+}
+
+// ---- the table -----------------------------------------------------------------------------
+// Unary ops: `expr` in a (the element) and s, s2 (scalar arguments). `grad(g, x, y, s)` gives
+// dL/dx from dL/dy = g, the input x and the output y.
+interface UnaryOp {
+  expr: string;
+  grad: ((g: Tensor, x: Tensor, y: Tensor, s: number) => Tensor) | null;
+}
+
+export const unaryOps = {
+  neg: { expr: '-a', grad: (g) => neg(g) },
+  relu: { expr: 'max(a, 0.0)', grad: (g, x) => reluBackward(g, x) },
+  exp: { expr: 'exp(a)', grad: (g, _x, y) => mul(g, y) },
+  log: { expr: 'log(a)', grad: (g, x) => div(g, x) },
+  sqrt: { expr: 'sqrt(a)', grad: (g, _x, y) => div(mulScalar(g, 0.5), y) },
+  abs: { expr: 'abs(a)', grad: (g, x) => mul(g, sign(x)) },
+  sign: { expr: 'sign(a)', grad: null },
+  addScalar: { expr: 'a + s', grad: (g) => g },
+  mulScalar: { expr: 'a * s', grad: (g, _x, _y, s) => mulScalar(g, s) },
+  /** s - a */
+  rsubScalar: { expr: 's - a', grad: (g) => neg(g) },
+  divScalar: { expr: 'a / s', grad: (g, _x, _y, s) => divScalar(g, s) },
+  powScalar: { expr: 'pow_f(a, s)', grad: (g, x, _y, s) => mul(g, mulScalar(powScalar(x, s - 1), s)) },
+} satisfies Record<string, UnaryOp>;
+
+// Binary ops with broadcasting: `grad(g, a, b, y)` gives [dL/da, dL/db] before reduction to
+// the operands' shapes (sumTo does that).
+interface BinaryOp {
+  expr: string;
+  grad: ((g: Tensor, a: Tensor, b: Tensor, y: Tensor) => [Tensor | null, Tensor | null]) | null;
+}
+
+export const binaryOps = {
+  add: { expr: 'a + b', grad: (g) => [g, g] },
+  sub: { expr: 'a - b', grad: (g) => [g, neg(g)] },
+  mul: { expr: 'a * b', grad: (g, a, b) => [mul(g, b), mul(g, a)] },
+  div: { expr: 'a / b', grad: (g, a, b) => [div(g, b), neg(div(mul(g, a), mul(b, b)))] },
+  pow: {
+    expr: 'pow_f(a, b)',
+    grad: (g, a, b, y) => [mul(g, mul(b, pow(a, addScalar(b, -1)))), mul(g, mul(y, log(a)))],
+  },
+  maximum: { expr: 'max(a, b)', grad: (g, a, b) => [mul(g, greaterEqual(a, b)), mul(g, less(a, b))] },
+  minimum: { expr: 'min(a, b)', grad: (g, a, b) => [mul(g, lessEqual(a, b)), mul(g, greater(a, b))] },
+  equal: { expr: 'select(0.0, 1.0, a == b)', grad: null },
+  greater: { expr: 'select(0.0, 1.0, a > b)', grad: null },
+  greaterEqual: { expr: 'select(0.0, 1.0, a >= b)', grad: null },
+  less: { expr: 'select(0.0, 1.0, a < b)', grad: null },
+  lessEqual: { expr: 'select(0.0, 1.0, a <= b)', grad: null },
+  /** The gradient of relu: g where x > 0, else 0 (a = g, b = x). */
+  reluBackward: { expr: 'select(0.0, a, b > 0.0)', grad: null },
+} satisfies Record<string, BinaryOp>;
+
+export type UnaryOpName = keyof typeof unaryOps;
+export type BinaryOpName = keyof typeof binaryOps;
+
+export function unary(name: UnaryOpName, x: Tensor, s = 0): Tensor {
+  const op: UnaryOp = unaryOps[name];
+  const y = unaryKernel(name, op.expr, x, s);
+  const grad = op.grad;
+  if (grad) record(y, name, [x], (g) => [grad(g, x, y, s)]);
+  return y;
+}
+
+export function binary(name: BinaryOpName, a: Tensor, b: Tensor): Tensor {
+  const op: BinaryOp = binaryOps[name];
+  const y = binaryKernel(name, op.expr, a, b);
+  const grad = op.grad;
+  if (grad) {
+    record(y, name, [a, b], (g) => {
+      const [ga, gb] = grad(g, a, b, y);
+      return [ga && a.requiresGrad ? sumTo(ga, a.shape) : null, gb && b.requiresGrad ? sumTo(gb, b.shape) : null];
+    });
+  }
+  return y;
+}
+
+export const neg = (x: Tensor) => unary('neg', x);
+export const relu = (x: Tensor) => unary('relu', x);
+export const exp = (x: Tensor) => unary('exp', x);
+export const log = (x: Tensor) => unary('log', x);
+export const sqrt = (x: Tensor) => unary('sqrt', x);
+export const abs = (x: Tensor) => unary('abs', x);
+export const sign = (x: Tensor) => unary('sign', x);
+export const addScalar = (x: Tensor, s: number) => unary('addScalar', x, s);
+export const subScalar = (x: Tensor, s: number) => unary('addScalar', x, -s);
+export const mulScalar = (x: Tensor, s: number) => unary('mulScalar', x, s);
+export const divScalar = (x: Tensor, s: number) => unary('divScalar', x, s);
+export const rsubScalar = (s: number, x: Tensor) => unary('rsubScalar', x, s);
+export const powScalar = (x: Tensor, s: number) => unary('powScalar', x, s);
+
+export const add = (a: Tensor, b: Tensor) => binary('add', a, b);
+export const sub = (a: Tensor, b: Tensor) => binary('sub', a, b);
+export const mul = (a: Tensor, b: Tensor) => binary('mul', a, b);
+export const div = (a: Tensor, b: Tensor) => binary('div', a, b);
+export const pow = (a: Tensor, b: Tensor) => binary('pow', a, b);
+export const maximum = (a: Tensor, b: Tensor) => binary('maximum', a, b);
+export const minimum = (a: Tensor, b: Tensor) => binary('minimum', a, b);
+export const equal = (a: Tensor, b: Tensor) => binary('equal', a, b);
+export const greater = (a: Tensor, b: Tensor) => binary('greater', a, b);
+export const greaterEqual = (a: Tensor, b: Tensor) => binary('greaterEqual', a, b);
+export const less = (a: Tensor, b: Tensor) => binary('less', a, b);
+export const lessEqual = (a: Tensor, b: Tensor) => binary('lessEqual', a, b);
+export const reluBackward = (g: Tensor, x: Tensor) => binary('reluBackward', g, x);
+
+/** Broadcast `x` to `shape`, times `scale` (not recorded; backward passes use it). */
+export function expand(x: Tensor, shape: Shape, scale = 1): Tensor {
+  requireF32('expand', x);
+  broadcastShapes(x.shape, shape, 'expand');
+  const out = Tensor.empty(shape);
+  mapKernel({
+    name: 'expand', expr: 'a * s', type: 'f32', iterShape: shape, s: scale,
+    a: { tensor: x, offset: 0, strides: broadcastStrides(x.shape, shape) },
+    out: { tensor: out, offset: 0, strides: contiguousStrides(shape) },
+  });
+  return out;
+}
+
+/** Differentiable broadcast (PyTorch's `expand`/`broadcast_to`). */
+export function broadcastTo(x: Tensor, shape: Shape): Tensor {
+  const y = expand(x, shape);
+  return record(y, 'broadcastTo', [x], (g) => [sumTo(g, x.shape)]);
+}

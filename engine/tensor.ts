@@ -1,0 +1,195 @@
+// Tensors: a shape and dtype over pooled GPU storage. Views (reshape, detach) share storage,
+// counted by references; storage returns to the pool when its last tensor is disposed.
+import { engine } from './device.ts';
+import { trackInScope, untrack } from './scope.ts';
+import type { TapeNode } from './autograd.ts';
+import { backward as runBackward } from './autograd.ts';
+import { fill } from './ops/fill.ts';
+
+export type DType = 'f32' | 'i32' | 'u32';
+export type Shape = readonly number[];
+export type TypedArrayFor<D extends DType> = D extends 'f32' ? Float32Array : D extends 'i32' ? Int32Array : Uint32Array;
+
+const BYTES_PER_ELEMENT = 4;
+/** Bit pattern written into fresh outputs when poisoning is on: a quiet NaN (or INT_MAX). */
+const POISON_BITS = 0x7fc00000;
+
+class Storage {
+  refs = 1;
+  constructor(readonly buffer: GPUBuffer, readonly bytes: number) {}
+  retain(): this {
+    this.refs++;
+    return this;
+  }
+  release(): void {
+    if (--this.refs === 0) engine().pool.release(this.buffer);
+  }
+}
+
+// A safety net: storage of tensors that were never disposed goes back to the pool when the
+// tensor object is garbage-collected. Explicit dispose()/scope() remain the way to free memory.
+const finalizer = new FinalizationRegistry<Storage>((storage) => storage.release());
+
+let nextId = 1;
+
+export function sizeOf(shape: Shape): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+export function shapeString(shape: Shape): string {
+  return `[${shape.join(', ')}]`;
+}
+
+function checkShape(shape: Shape, what: string): void {
+  for (const d of shape) {
+    if (!Number.isInteger(d) || d < 0) throw new TypeError(`${what}: invalid shape ${shapeString(shape)} (dimensions must be non-negative integers)`);
+  }
+}
+
+export interface TensorOptions {
+  dtype?: DType;
+  requiresGrad?: boolean;
+  name?: string;
+}
+
+export class Tensor {
+  readonly id = nextId++;
+  readonly shape: Shape;
+  readonly dtype: DType;
+  readonly size: number;
+  /** Leaf tensors with requiresGrad collect gradients in `.grad` on backward(). */
+  requiresGrad: boolean;
+  grad: Tensor | null = null;
+  /** The tape entry that produced this tensor (null for leaves and under noGrad). */
+  node: TapeNode | null = null;
+  name: string | undefined;
+  private storage: Storage | null;
+
+  private constructor(storage: Storage, shape: Shape, dtype: DType, requiresGrad: boolean, name?: string) {
+    this.storage = storage;
+    this.shape = Object.freeze([...shape]);
+    this.dtype = dtype;
+    this.size = sizeOf(shape);
+    this.requiresGrad = requiresGrad;
+    this.name = name;
+    finalizer.register(this, storage, this);
+    trackInScope(this);
+  }
+
+  /** An uninitialized tensor (poisoned with NaN when `engine().poisonOutputs` is set). */
+  static empty(shape: Shape, dtype: DType = 'f32'): Tensor {
+    checkShape(shape, 'Tensor.empty');
+    const bytes = Math.max(sizeOf(shape), 1) * BYTES_PER_ELEMENT;
+    const e = engine();
+    const t = new Tensor(new Storage(e.pool.acquire(bytes, shapeString(shape)), bytes), shape, dtype, false);
+    if (e.poisonOutputs) fill(t, POISON_BITS);
+    return t;
+  }
+
+  static fromArray(data: ArrayLike<number>, shape?: Shape, options: TensorOptions = {}): Tensor {
+    const dtype = options.dtype ?? 'f32';
+    const s = shape ?? [data.length];
+    checkShape(s, 'Tensor.fromArray');
+    if (sizeOf(s) !== data.length) {
+      throw new RangeError(`Tensor.fromArray: ${data.length} values do not fill shape ${shapeString(s)} (${sizeOf(s)} elements)`);
+    }
+    const typed = dtype === 'f32' ? Float32Array.from(data) : dtype === 'i32' ? Int32Array.from(data) : Uint32Array.from(data);
+    const e = engine();
+    const bytes = Math.max(typed.length, 1) * BYTES_PER_ELEMENT;
+    const t = new Tensor(new Storage(e.pool.acquire(bytes, shapeString(s)), bytes), s, dtype, options.requiresGrad ?? false, options.name);
+    if (typed.length > 0) e.write(t.buffer, typed);
+    return t;
+  }
+
+  static zeros(shape: Shape, options: TensorOptions = {}): Tensor {
+    return Tensor.full(shape, 0, options);
+  }
+
+  static full(shape: Shape, value: number, options: TensorOptions = {}): Tensor {
+    const t = Tensor.empty(shape, options.dtype ?? 'f32');
+    const bits = new DataView(new ArrayBuffer(4));
+    if (t.dtype === 'f32') bits.setFloat32(0, value, true);
+    else bits.setInt32(0, value, true);
+    fill(t, bits.getUint32(0, true));
+    t.requiresGrad = options.requiresGrad ?? false;
+    t.name = options.name;
+    return t;
+  }
+
+  /** The GPU buffer holding this tensor's elements (throws if disposed). */
+  get buffer(): GPUBuffer {
+    if (!this.storage) throw new Error(`${this.describe()} was used after dispose()`);
+    return this.storage.buffer;
+  }
+
+  get disposed(): boolean {
+    return this.storage === null;
+  }
+
+  get ndim(): number {
+    return this.shape.length;
+  }
+
+  describe(): string {
+    return `tensor${this.name ? ` '${this.name}'` : ''} #${this.id} ${this.dtype}${shapeString(this.shape)}`;
+  }
+
+  /** A view with another shape over the same storage (no copy). Use `reshape()` from ops for
+   * a differentiable version. */
+  view(shape: Shape): Tensor {
+    const resolved = resolveShape(shape, this.size, this.describe());
+    return new Tensor(this.storageOrThrow().retain(), resolved, this.dtype, false);
+  }
+
+  /** A tensor sharing storage that is cut off from the autograd tape. */
+  detach(): Tensor {
+    return new Tensor(this.storageOrThrow().retain(), this.shape, this.dtype, false, this.name);
+  }
+
+  async toArray(): Promise<TypedArrayFor<this['dtype']>> {
+    const bytes = await engine().read(this.buffer, 0, this.size * BYTES_PER_ELEMENT);
+    const out = this.dtype === 'f32' ? new Float32Array(bytes) : this.dtype === 'i32' ? new Int32Array(bytes) : new Uint32Array(bytes);
+    return out as TypedArrayFor<this['dtype']>;
+  }
+
+  /** Read a one-element tensor as a number. */
+  async item(): Promise<number> {
+    if (this.size !== 1) throw new RangeError(`item() needs a one-element tensor, got ${this.describe()}`);
+    return (await this.toArray())[0];
+  }
+
+  /** Reverse-mode autograd from this scalar (or with an explicit output gradient). */
+  backward(gradient?: Tensor): void {
+    runBackward(this, gradient);
+  }
+
+  dispose(): void {
+    if (!this.storage) return;
+    finalizer.unregister(this);
+    this.storage.release();
+    this.storage = null;
+    this.node = null;
+    untrack(this);
+  }
+
+  private storageOrThrow(): Storage {
+    if (!this.storage) throw new Error(`${this.describe()} was used after dispose()`);
+    return this.storage;
+  }
+}
+
+/** Resolve one -1 entry and check that the element count matches. */
+export function resolveShape(shape: Shape, size: number, what: string): number[] {
+  const out = [...shape];
+  const free = out.indexOf(-1);
+  if (free >= 0) {
+    const known = sizeOf(out.filter((_, i) => i !== free));
+    if (known === 0 || size % known !== 0) throw new RangeError(`cannot reshape ${what} (${size} elements) to ${shapeString(shape)}`);
+    out[free] = size / known;
+  }
+  checkShape(out, 'reshape');
+  if (sizeOf(out) !== size) throw new RangeError(`cannot reshape ${what} (${size} elements) to ${shapeString(shape)}`);
+  return out;
+}
