@@ -1,0 +1,52 @@
+// Runs every test file in one process on one GPU device (pipelines compile once), with output
+// poisoning on, and ends with the line CI reads: `N passed, N failed`.
+// Usage: node --import ./tools/ts-loader.mjs tests/run.ts [filter]
+import { readdirSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { initNodeDevice } from '../engine/device-node.ts';
+
+type Outcome = [errors: string | true, ran: number, skipped: number, total: number];
+type Queue = (string | null | (() => Promise<Outcome>))[][];
+const g = globalThis as unknown as { UVU_DEFER: number; UVU_QUEUE: Queue; UVU_INDEX: number };
+g.UVU_DEFER = 1;
+g.UVU_QUEUE = [];
+
+const root = fileURLToPath(new URL('.', import.meta.url));
+function findTests(dir: string): string[] {
+  return readdirSync(dir).sort().flatMap((name) => {
+    const path = join(dir, name);
+    if (statSync(path).isDirectory()) return findTests(path);
+    return name.endsWith('.test.ts') ? [path] : [];
+  });
+}
+
+const filter = process.argv[2];
+const files = findTests(root).filter((f) => !filter || f.includes(filter));
+const engine = await initNodeDevice();
+engine.poisonOutputs = true;
+
+const { exec } = await import('uvu');
+for (const [index, file] of files.entries()) {
+  g.UVU_INDEX = index;
+  g.UVU_QUEUE.push([relative(root, file)]);
+  await import(pathToFileURL(file).href);
+}
+
+let passed = 0;
+let total = 0;
+for (const group of g.UVU_QUEUE) {
+  for (let i = 1; i < group.length; i++) {
+    const run = group[i] as () => Promise<Outcome>;
+    group[i] = async () => {
+      const outcome = await run();
+      passed += outcome[1];
+      total += outcome[3];
+      return outcome;
+    };
+  }
+}
+await exec(false);
+engine.destroy();
+console.log(`${passed} passed, ${total - passed} failed`);
+process.exit(total - passed > 0 || files.length === 0 ? 1 : 0);
