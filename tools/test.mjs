@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `npm test`: set-up, then the suite in a child process. If the child dies without printing
+// `npm test`: set-up, type check, then the suite in a child process. If the child dies without printing
 // its summary (a crash in the driver, say), this prints a failing summary so CI's last line is
 // always `N passed, N failed`.
 import { spawn, spawnSync } from 'node:child_process';
@@ -9,6 +9,14 @@ import { fileURLToPath } from 'node:url';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const setup = spawnSync(process.execPath, [join(root, 'tools/setup.mjs')], { stdio: 'inherit' });
 if (setup.status !== 0) {
+  console.log('0 passed, 1 failed');
+  process.exit(1);
+}
+
+// Type-check first: esbuild strips types without checking them.
+const tsc = spawnSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', root], { stdio: 'inherit' });
+if (tsc.status !== 0) {
+  console.log('\ntype check failed (tsc -p .)');
   console.log('0 passed, 1 failed');
   process.exit(1);
 }

@@ -218,33 +218,33 @@ export function binary(name: BinaryOpName, a: Tensor, b: Tensor): Tensor {
   return y;
 }
 
-export const neg = (x: Tensor) => unary('neg', x);
-export const relu = (x: Tensor) => unary('relu', x);
-export const exp = (x: Tensor) => unary('exp', x);
-export const log = (x: Tensor) => unary('log', x);
-export const sqrt = (x: Tensor) => unary('sqrt', x);
-export const abs = (x: Tensor) => unary('abs', x);
-export const sign = (x: Tensor) => unary('sign', x);
-export const addScalar = (x: Tensor, s: number) => unary('addScalar', x, s);
-export const subScalar = (x: Tensor, s: number) => unary('addScalar', x, -s);
-export const mulScalar = (x: Tensor, s: number) => unary('mulScalar', x, s);
-export const divScalar = (x: Tensor, s: number) => unary('divScalar', x, s);
-export const rsubScalar = (s: number, x: Tensor) => unary('rsubScalar', x, s);
-export const powScalar = (x: Tensor, s: number) => unary('powScalar', x, s);
+export const neg = (x: Tensor): Tensor => unary('neg', x);
+export const relu = (x: Tensor): Tensor => unary('relu', x);
+export const exp = (x: Tensor): Tensor => unary('exp', x);
+export const log = (x: Tensor): Tensor => unary('log', x);
+export const sqrt = (x: Tensor): Tensor => unary('sqrt', x);
+export const abs = (x: Tensor): Tensor => unary('abs', x);
+export const sign = (x: Tensor): Tensor => unary('sign', x);
+export const addScalar = (x: Tensor, s: number): Tensor => unary('addScalar', x, s);
+export const subScalar = (x: Tensor, s: number): Tensor => unary('addScalar', x, -s);
+export const mulScalar = (x: Tensor, s: number): Tensor => unary('mulScalar', x, s);
+export const divScalar = (x: Tensor, s: number): Tensor => unary('divScalar', x, s);
+export const rsubScalar = (s: number, x: Tensor): Tensor => unary('rsubScalar', x, s);
+export const powScalar = (x: Tensor, s: number): Tensor => unary('powScalar', x, s);
 
-export const add = (a: Tensor, b: Tensor) => binary('add', a, b);
-export const sub = (a: Tensor, b: Tensor) => binary('sub', a, b);
-export const mul = (a: Tensor, b: Tensor) => binary('mul', a, b);
-export const div = (a: Tensor, b: Tensor) => binary('div', a, b);
-export const pow = (a: Tensor, b: Tensor) => binary('pow', a, b);
-export const maximum = (a: Tensor, b: Tensor) => binary('maximum', a, b);
-export const minimum = (a: Tensor, b: Tensor) => binary('minimum', a, b);
-export const equal = (a: Tensor, b: Tensor) => binary('equal', a, b);
-export const greater = (a: Tensor, b: Tensor) => binary('greater', a, b);
-export const greaterEqual = (a: Tensor, b: Tensor) => binary('greaterEqual', a, b);
-export const less = (a: Tensor, b: Tensor) => binary('less', a, b);
-export const lessEqual = (a: Tensor, b: Tensor) => binary('lessEqual', a, b);
-export const reluBackward = (g: Tensor, x: Tensor) => binary('reluBackward', g, x);
+export const add = (a: Tensor, b: Tensor): Tensor => binary('add', a, b);
+export const sub = (a: Tensor, b: Tensor): Tensor => binary('sub', a, b);
+export const mul = (a: Tensor, b: Tensor): Tensor => binary('mul', a, b);
+export const div = (a: Tensor, b: Tensor): Tensor => binary('div', a, b);
+export const pow = (a: Tensor, b: Tensor): Tensor => binary('pow', a, b);
+export const maximum = (a: Tensor, b: Tensor): Tensor => binary('maximum', a, b);
+export const minimum = (a: Tensor, b: Tensor): Tensor => binary('minimum', a, b);
+export const equal = (a: Tensor, b: Tensor): Tensor => binary('equal', a, b);
+export const greater = (a: Tensor, b: Tensor): Tensor => binary('greater', a, b);
+export const greaterEqual = (a: Tensor, b: Tensor): Tensor => binary('greaterEqual', a, b);
+export const less = (a: Tensor, b: Tensor): Tensor => binary('less', a, b);
+export const lessEqual = (a: Tensor, b: Tensor): Tensor => binary('lessEqual', a, b);
+export const reluBackward = (g: Tensor, x: Tensor): Tensor => binary('reluBackward', g, x);
 
 /** Broadcast `x` to `shape`, times `scale` (not recorded; backward passes use it). */
 export function expand(x: Tensor, shape: Shape, scale = 1): Tensor {

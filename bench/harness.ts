@@ -1,0 +1,90 @@
+// Shared benchmark plumbing (../shared/BENCH.md): warm-up, timed runs to GPU completion,
+// median/min/max, a printed table and bench/results/NAME.json.
+import { cpus } from 'node:os';
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { engine } from '../engine/index.ts';
+
+export interface Baseline {
+  system: string;
+  median_ms?: number;
+  gflops?: number;
+  gbps?: number;
+  ratio?: number;
+  skipped?: string;
+}
+
+export interface BenchRecord {
+  case: string;
+  op: string;
+  median_ms: number;
+  min_ms: number;
+  max_ms: number;
+  runs: number;
+  gflops?: number;
+  gbps?: number;
+  images_per_s?: number;
+  baseline?: Baseline;
+}
+
+export interface BenchOptions {
+  quick: boolean;
+}
+
+export interface Timing {
+  median_ms: number;
+  min_ms: number;
+  max_ms: number;
+  runs: number;
+}
+
+/** Time `fn` (which enqueues GPU work) to completion: one warm-up, then `runs` timed runs. */
+export async function time(fn: () => void, runs: number): Promise<Timing> {
+  const e = engine();
+  fn();
+  await e.sync();
+  const samples: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t0 = performance.now();
+    fn();
+    await e.sync();
+    samples.push(performance.now() - t0);
+  }
+  samples.sort((a, b) => a - b);
+  return { median_ms: samples[Math.floor(samples.length / 2)], min_ms: samples[0], max_ms: samples[samples.length - 1], runs };
+}
+
+export function machine(): Record<string, string | number> {
+  const a = engine().adapter;
+  return {
+    adapter: a.description, vendor: a.vendor, architecture: a.architecture,
+    cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, node: process.version, runtime: 'node',
+  };
+}
+
+export function printTable(name: string, records: BenchRecord[]): void {
+  const rows = records.map((r) => [
+    r.case, r.median_ms.toFixed(2), `${r.min_ms.toFixed(2)}-${r.max_ms.toFixed(2)}`,
+    r.gflops !== undefined ? r.gflops.toFixed(2) : r.gbps !== undefined ? `${r.gbps.toFixed(2)} GB/s` : r.images_per_s !== undefined ? `${r.images_per_s.toFixed(1)} img/s` : '',
+    r.baseline ? (r.baseline.skipped ? `${r.baseline.system}: skipped (${r.baseline.skipped})` : `${r.baseline.system} x${r.baseline.ratio?.toFixed(2)}`) : '',
+  ]);
+  const header = ['case', 'median ms', 'min-max ms', 'GFLOP/s', 'baseline'];
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i])).join(' | ')} |`;
+  console.log(`\n${name}`);
+  console.log(line(header));
+  console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
+  for (const r of rows) console.log(line(r));
+}
+
+/** Write bench/results/NAME.json (to a temporary name first, then renamed). */
+export function writeResults(name: string, records: BenchRecord[]): string {
+  const dir = join(dirname(fileURLToPath(import.meta.url)), 'results');
+  mkdirSync(dir, { recursive: true });
+  const path = join(dir, `${name}.json`);
+  const body = JSON.stringify({ bench: name, date: new Date().toISOString(), machine: machine(), records }, null, 2);
+  writeFileSync(`${path}.tmp`, body + '\n');
+  renameSync(`${path}.tmp`, path);
+  return path;
+}

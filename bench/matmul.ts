@@ -1,0 +1,26 @@
+// Matmul throughput (GFLOP/s) at square and non-square shapes.
+import { Tensor, matmul, scope } from '../engine/index.ts';
+import { time } from './harness.ts';
+import type { BenchOptions, BenchRecord } from './harness.ts';
+
+export async function run(opts: BenchOptions): Promise<BenchRecord[]> {
+  const shapes: [number, number, number, string][] = opts.quick
+    ? [[256, 256, 256, ''], [512, 512, 512, '']]
+    : [[256, 256, 256, ''], [512, 512, 512, ''], [1024, 1024, 1024, ''], [4096, 512, 256, ' (non-square)'], [1000, 1000, 1000, ' (odd)']];
+  const records: BenchRecord[] = [];
+  for (const [M, K, N, note] of shapes) {
+    for (const trans of [false, true]) {
+      if (trans && M !== 1024 && !opts.quick) continue;
+      const a = Tensor.fromArray(Float32Array.from({ length: M * K }, (_, i) => (i % 7) - 3), trans ? [K, M] : [M, K]);
+      const b = Tensor.fromArray(Float32Array.from({ length: K * N }, (_, i) => (i % 5) - 2), [K, N]);
+      const t = await time(() => scope(() => { matmul(a, b, { transA: trans }); }), opts.quick ? 3 : 5);
+      records.push({
+        case: `matmul ${M}x${K} @ ${K}x${N}${trans ? ' (A transposed)' : ''}${note}`, op: 'matmul', ...t,
+        gflops: (2 * M * N * K) / (t.median_ms * 1e6),
+      });
+      a.dispose();
+      b.dispose();
+    }
+  }
+  return records;
+}
