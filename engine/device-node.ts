@@ -9,6 +9,11 @@ Object.assign(globalThis, globals);
 let dawn: GPU | null = null;
 
 export async function initNodeDevice(): Promise<Engine> {
+  return initFromGPU(nodeGPU());
+}
+
+/** The Dawn GPU object (for side-by-side benchmarks that need their own device on it). */
+export function nodeGPU(): GPU {
   if (!dawn) dawn = create([]) as GPU;
-  return initFromGPU(dawn);
+  return dawn;
 }

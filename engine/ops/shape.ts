@@ -26,7 +26,7 @@ function stridedCopy(iterShape: Shape, src: Tensor, srcOffset: number, srcStride
 
 export function permute(x: Tensor, dims: readonly number[]): Tensor {
   const axes = dims.map((d) => (d < 0 ? d + x.ndim : d));
-  if (axes.length !== x.ndim || normalizeAxes(axes, x.ndim, 'permute').some((a, i) => a !== i)) {
+  if (axes.length !== x.ndim || normalizeAxes(dims, x.ndim, 'permute').some((a, i) => a !== i)) {
     throw new RangeError(`permute: [${dims.join(', ')}] is not a permutation of the ${x.ndim} axes of ${x.describe()}`);
   }
   const shape = axes.map((a) => x.shape[a]);
@@ -108,3 +108,19 @@ export function concat(tensors: readonly Tensor[], axis = 0): Tensor {
     }));
 }
 
+
+/** Reverse the order of elements along `dims` (PyTorch's `flip`). The copy walks the input
+ * with negative strides; u32 index arithmetic wraps, so the sums come out exact. */
+export function flip(x: Tensor, dims: readonly number[]): Tensor {
+  const axes = normalizeAxes(dims, x.ndim, 'flip');
+  const strides = contiguousStrides(x.shape);
+  let offset = 0;
+  const srcStrides = strides.map((s, d) => {
+    if (!axes.includes(d) || x.shape[d] === 0) return s;
+    offset += (x.shape[d] - 1) * s;
+    return -s;
+  });
+  const y = Tensor.empty(x.shape, x.dtype);
+  stridedCopy(x.shape, x, offset, srcStrides, y, 0, strides, 'flip');
+  return record(y, 'flip', [x], (g) => [flip(g, axes)]);
+}

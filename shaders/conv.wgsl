@@ -1,0 +1,211 @@
+// 2-D convolution, NCHW activations, PyTorch weight layout [Cout, Cin, kH, kW], as implicit
+// GEMM: no im2col buffer, the B operand's address is computed on the fly (padding reads as 0).
+// Each invocation owns an 8 (rows) x 8 (columns) block of the GEMM output in registers, like
+// shaders/matmul.wgsl; the K loop is written as nested loops over its factors so the inner
+// loop needs no division.
+//
+//   forward     Y[n,co,oh,ow]    rows co,  cols (n,oh,ow),  K (ci,kh,kw)
+//   inputGrad   dX[n,ci,ih,iw]   rows ci,  cols (n,ih,iw),  K (co,kh,kw): a transposed conv
+//   weightGrad  dW[co,ci,kh,kw]  rows co,  cols (ci,kh,kw), K (n,oh,ow)
+//
+// Bindings: In0, In1 (forward: W, X; inputGrad: dY, W; weightGrad: dY, X), Out, p.
+// Column indices past the end are clamped into range for loads; their results are not stored.
+
+struct Params {
+  N: u32, Cin: u32, H: u32, W: u32,
+  Cout: u32, OH: u32, OW: u32, _pad0: u32,
+  kH: u32, kW: u32, stride: u32, pad: u32,
+}
+
+@group(0) @binding(0) var<storage, read> In0: array<f32>;
+@group(0) @binding(1) var<storage, read> In1: array<f32>;
+@group(0) @binding(2) var<storage, read_write> Out: array<f32>;
+@group(0) @binding(3) var<uniform> p: Params;
+
+// Input element or 0 outside the image (the zero padding). `ih`, `iw` are signed.
+fn loadX(X_base: u32, ih: i32, iw: i32) -> f32 {
+  let inside = ih >= 0 && iw >= 0 && ih < i32(p.H) && iw < i32(p.W);
+  let v = In1[select(0u, X_base + u32(ih) * p.W + u32(iw), inside)];
+  return select(0.0, v, inside);
+}
+
+// Forward. Specialized by template on the kernel size and stride ({{KH}}, {{KW}},
+// {{STRIDE}}) so the window loops unroll. A column of the GEMM is a run of 8 output pixels
+// along one output row, so for each (ci, kh) the 8*STRIDE + KW - 1 input values under the 8
+// windows are loaded once into `seg` and reused for every kw.
+const KH: u32 = {{KH}};
+const KW: u32 = {{KW}};
+const STRIDE: u32 = {{STRIDE}};
+const SEG: u32 = 8u * STRIDE + KW - 1u;
+
+@compute @workgroup_size(16, 4)
+fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let tilesW = (p.OW + 7u) / 8u;
+  let tiles = p.N * p.OH * tilesW;
+  let row0 = gid.y * 8u;
+  if (gid.x >= tiles || row0 >= p.Cout) { return; }
+  let n = gid.x / (p.OH * tilesW);
+  let oh = (gid.x / tilesW) % p.OH;
+  let ow0 = (gid.x % tilesW) * 8u;
+  let K = p.Cin * KH * KW;
+  let iw0 = i32(ow0 * STRIDE) - i32(p.pad);
+
+  var wRow: array<u32, 8>;
+  for (var r = 0u; r < 8u; r++) { wRow[r] = min(row0 + r, p.Cout - 1u) * K; }
+
+  var acc: array<vec4<f32>, 16>;
+  for (var ci = 0u; ci < p.Cin; ci++) {
+    let chan = (n * p.Cin + ci) * p.H * p.W;
+    for (var kh = 0u; kh < KH; kh++) {
+      let ih = i32(oh * STRIDE + kh) - i32(p.pad);
+      let rowInside = ih >= 0 && ih < i32(p.H);
+      let rowBase = chan + u32(max(ih, 0)) * p.W;
+      var seg: array<f32, SEG>;
+      for (var t = 0u; t < SEG; t++) {
+        let iw = iw0 + i32(t);
+        let inside = rowInside && iw >= 0 && iw < i32(p.W);
+        seg[t] = select(0.0, In1[select(0u, rowBase + u32(iw), inside)], inside);
+      }
+      let wk = (ci * KH + kh) * KW;
+      for (var kw = 0u; kw < KW; kw++) {
+        let b0 = vec4<f32>(seg[kw], seg[kw + STRIDE], seg[kw + 2u * STRIDE], seg[kw + 3u * STRIDE]);
+        let b1 = vec4<f32>(seg[kw + 4u * STRIDE], seg[kw + 5u * STRIDE], seg[kw + 6u * STRIDE], seg[kw + 7u * STRIDE]);
+        for (var r = 0u; r < 8u; r++) {
+          let a = In0[wRow[r] + wk + kw];
+          acc[2u * r] += a * b0;
+          acc[2u * r + 1u] += a * b1;
+        }
+      }
+    }
+  }
+
+  let plane = p.OH * p.OW;
+  let base = n * p.Cout * plane + oh * p.OW + ow0;
+  for (var r = 0u; r < 8u; r++) {
+    let co = row0 + r;
+    if (co >= p.Cout) { break; }
+    for (var j = 0u; j < 8u; j++) {
+      if (ow0 + j < p.OW) { Out[base + co * plane + j] = acc[2u * r + j / 4u][j % 4u]; }
+    }
+  }
+}
+
+@compute @workgroup_size(16, 4)
+fn inputGrad(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let P = p.N * p.H * p.W;
+  let col0 = gid.x * 8u;
+  let row0 = gid.y * 8u;
+  if (col0 >= P || row0 >= p.Cin) { return; }
+  let plane = p.H * p.W;
+  let oplane = p.OH * p.OW;
+
+  var gBase: array<u32, 8>;
+  var ih: array<i32, 8>;
+  var iw: array<i32, 8>;
+  for (var j = 0u; j < 8u; j++) {
+    let pix = min(col0 + j, P - 1u);
+    let n = pix / plane;
+    let r = pix % plane;
+    gBase[j] = n * p.Cout * oplane;
+    ih[j] = i32(r / p.W) + i32(p.pad);
+    iw[j] = i32(r % p.W) + i32(p.pad);
+  }
+  var ciRow: array<u32, 8>;
+  for (var r = 0u; r < 8u; r++) { ciRow[r] = min(row0 + r, p.Cin - 1u); }
+  let s = i32(p.stride);
+
+  var acc: array<vec4<f32>, 16>;
+  for (var co = 0u; co < p.Cout; co++) {
+    for (var kh = 0u; kh < p.kH; kh++) {
+      for (var kw = 0u; kw < p.kW; kw++) {
+        // dY[n, co, oh, ow] with oh*stride = ih + pad - kh (only where that divides exactly).
+        var b: array<f32, 8>;
+        for (var j = 0u; j < 8u; j++) {
+          let ohs = ih[j] - i32(kh);
+          let ows = iw[j] - i32(kw);
+          let oh = ohs / s;
+          let ow = ows / s;
+          let valid = ohs >= 0 && ows >= 0 && oh * s == ohs && ow * s == ows && oh < i32(p.OH) && ow < i32(p.OW);
+          let v = In0[select(0u, gBase[j] + co * oplane + u32(oh) * p.OW + u32(ow), valid)];
+          b[j] = select(0.0, v, valid);
+        }
+        let b0 = vec4<f32>(b[0], b[1], b[2], b[3]);
+        let b1 = vec4<f32>(b[4], b[5], b[6], b[7]);
+        let wk = (co * p.Cin * p.kH + kh) * p.kW + kw;
+        for (var r = 0u; r < 8u; r++) {
+          let a = In1[wk + ciRow[r] * p.kH * p.kW];
+          acc[2u * r] += a * b0;
+          acc[2u * r + 1u] += a * b1;
+        }
+      }
+    }
+  }
+
+  for (var j = 0u; j < 8u; j++) {
+    let pix = col0 + j;
+    if (pix >= P) { break; }
+    let n = pix / plane;
+    let base = n * p.Cin * plane + pix % plane;
+    for (var r = 0u; r < 8u; r++) {
+      let ci = row0 + r;
+      if (ci < p.Cin) { Out[base + ci * plane] = acc[2u * r + j / 4u][j % 4u]; }
+    }
+  }
+}
+
+@compute @workgroup_size(16, 4)
+fn weightGrad(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let KK = p.Cin * p.kH * p.kW;
+  let col0 = gid.x * 8u;
+  let row0 = gid.y * 8u;
+  if (col0 >= KK || row0 >= p.Cout) { return; }
+  let plane = p.H * p.W;
+  let oplane = p.OH * p.OW;
+
+  // Per weight column (ci, kh, kw): the channel offset and the window shift.
+  var chan: array<u32, 8>;
+  var dh: array<i32, 8>;
+  var dw: array<i32, 8>;
+  for (var j = 0u; j < 8u; j++) {
+    let c = min(col0 + j, KK - 1u);
+    let ci = c / (p.kH * p.kW);
+    let r = c % (p.kH * p.kW);
+    chan[j] = ci * plane;
+    dh[j] = i32(r / p.kW) - i32(p.pad);
+    dw[j] = i32(r % p.kW) - i32(p.pad);
+  }
+  var coRow: array<u32, 8>;
+  for (var r = 0u; r < 8u; r++) { coRow[r] = min(row0 + r, p.Cout - 1u) * oplane; }
+
+  var acc: array<vec4<f32>, 16>;
+  for (var n = 0u; n < p.N; n++) {
+    let gImage = n * p.Cout * oplane;
+    let xImage = n * p.Cin * plane;
+    for (var oh = 0u; oh < p.OH; oh++) {
+      for (var ow = 0u; ow < p.OW; ow++) {
+        let ihs = i32(oh * p.stride);
+        let iws = i32(ow * p.stride);
+        var b: array<f32, 8>;
+        for (var j = 0u; j < 8u; j++) {
+          b[j] = loadX(xImage + chan[j], ihs + dh[j], iws + dw[j]);
+        }
+        let b0 = vec4<f32>(b[0], b[1], b[2], b[3]);
+        let b1 = vec4<f32>(b[4], b[5], b[6], b[7]);
+        let g = gImage + oh * p.OW + ow;
+        for (var r = 0u; r < 8u; r++) {
+          let a = In0[g + coRow[r]];
+          acc[2u * r] += a * b0;
+          acc[2u * r + 1u] += a * b1;
+        }
+      }
+    }
+  }
+
+  for (var r = 0u; r < 8u; r++) {
+    let co = row0 + r;
+    if (co >= p.Cout) { break; }
+    for (var j = 0u; j < 8u; j++) {
+      if (col0 + j < KK) { Out[co * KK + col0 + j] = acc[2u * r + j / 4u][j % 4u]; }
+    }
+  }
+}
