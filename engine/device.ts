@@ -93,20 +93,28 @@ export class Engine {
    * Encode one compute dispatch into the open pass. `label` names the op and shapes; it ends up
    * in WebGPU's error messages. `buffers` are marked as used by the current batch.
    */
-  dispatch(label: string, pipeline: GPUComputePipeline, entries: GPUBindGroupEntry[], workgroups: [number, number, number]): void {
+  dispatch(label: string, pipeline: GPUComputePipeline, entries: GPUBindGroupEntry[], workgroups: [number, number, number], family = label): void {
     this.check();
     const bindGroup = this.device.createBindGroup({ label, layout: pipeline.getBindGroupLayout(0), entries });
     for (const e of entries) {
       const res = e.resource as GPUBufferBinding;
       if (res.buffer && res.buffer !== this.uniformArena) this.pool.markUsed(res.buffer, this.batch);
     }
-    if (!this.pass) {
-      this.encoder = this.device.createCommandEncoder();
+    if (!this.encoder) this.encoder = this.device.createCommandEncoder();
+    if (this.profiler) {
+      // Profiling: one pass per dispatch, its start and end timestamped.
+      if (this.pass) this.pass.end();
+      this.pass = this.encoder.beginComputePass({ timestampWrites: this.profiler.slot(family) });
+    } else if (!this.pass) {
       this.pass = this.encoder.beginComputePass();
     }
     this.pass.setPipeline(pipeline);
     this.pass.setBindGroup(0, bindGroup);
     this.pass.dispatchWorkgroups(workgroups[0], workgroups[1], workgroups[2]);
+    if (this.profiler) {
+      this.pass.end();
+      this.pass = null;
+    }
     this.recentOps.push(label);
     if (this.recentOps.length > 16) this.recentOps.shift();
     this.dispatchCount++;
@@ -128,8 +136,10 @@ export class Engine {
   flush(): void {
     if (this.encoder) {
       if (this.pass) this.pass.end();
+      this.profiler?.resolve(this.encoder);
       if (this.uniformUsed > 0) this.device.queue.writeBuffer(this.uniformArena, 0, this.uniformStaging, 0, this.uniformUsed);
       this.device.queue.submit([this.encoder.finish()]);
+      this.profiler?.collect();
       this.submitCount++;
     }
     this.encoder = null;
@@ -137,6 +147,25 @@ export class Engine {
     this.uniformUsed = 0;
     this.dispatchesInBatch = 0;
     this.batch++;
+  }
+
+  private profiler: Profiler | null = null;
+
+  /** Start timing every dispatch on the GPU (timestamp queries), grouped by kernel family.
+   * Each dispatch then gets its own compute pass, which costs a little: profile, then stop. */
+  startProfile(): void {
+    if (!this.device.features.has('timestamp-query')) throw new GPUError('profiling needs the timestamp-query feature, which this adapter lacks');
+    this.flush();
+    this.profiler = new Profiler(this.device);
+  }
+
+  /** Stop profiling; total GPU milliseconds and dispatch counts per kernel family. */
+  async stopProfile(): Promise<Map<string, { ms: number; count: number }>> {
+    const p = this.profiler;
+    if (!p) throw new GPUError('stopProfile() without startProfile()');
+    this.flush();
+    this.profiler = null;
+    return p.results();
   }
 
   /** Submit and wait for the GPU to finish; then report any error it raised. */
@@ -177,6 +206,65 @@ export class Engine {
     this.flush();
     this.pool.clear();
     this.device.destroy();
+  }
+}
+
+/** Timestamp queries for `Engine.startProfile()`: a query pair per dispatch, resolved at each
+ * submit and read back asynchronously. */
+class Profiler {
+  private static readonly CAPACITY = 2 * MAX_DISPATCHES_PER_SUBMIT;
+  private readonly querySet: GPUQuerySet;
+  private readonly resolveBuffer: GPUBuffer;
+  private families: string[] = [];
+  private pending: Promise<void>[] = [];
+  private totals = new Map<string, { ms: number; count: number }>();
+
+  constructor(private readonly device: GPUDevice) {
+    this.querySet = device.createQuerySet({ type: 'timestamp', count: Profiler.CAPACITY });
+    this.resolveBuffer = device.createBuffer({ size: Profiler.CAPACITY * 8, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
+  }
+
+  slot(family: string): GPUComputePassTimestampWrites {
+    const i = this.families.length;
+    this.families.push(family);
+    return { querySet: this.querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 };
+  }
+
+  private staging: GPUBuffer | null = null;
+
+  resolve(encoder: GPUCommandEncoder): void {
+    const n = this.families.length;
+    if (n === 0) return;
+    encoder.resolveQuerySet(this.querySet, 0, 2 * n, this.resolveBuffer, 0);
+    this.staging = this.device.createBuffer({ size: 16 * n, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    encoder.copyBufferToBuffer(this.resolveBuffer, 0, this.staging, 0, 16 * n);
+  }
+
+  collect(): void {
+    const staging = this.staging;
+    const families = this.families;
+    this.staging = null;
+    this.families = [];
+    if (!staging) return;
+    this.pending.push(staging.mapAsync(GPUMapMode.READ).then(() => {
+      const t = new BigUint64Array(staging.getMappedRange());
+      families.forEach((f, i) => {
+        const ms = Number(t[2 * i + 1] - t[2 * i]) / 1e6;
+        const e = this.totals.get(f) ?? { ms: 0, count: 0 };
+        e.ms += ms;
+        e.count++;
+        this.totals.set(f, e);
+      });
+      staging.unmap();
+      staging.destroy();
+    }));
+  }
+
+  async results(): Promise<Map<string, { ms: number; count: number }>> {
+    await Promise.all(this.pending);
+    this.querySet.destroy();
+    this.resolveBuffer.destroy();
+    return this.totals;
   }
 }
 

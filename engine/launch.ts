@@ -24,7 +24,9 @@ export function launch(l: Launch): void {
   const entries: GPUBindGroupEntry[] = [...l.inputs, ...l.outputs].map((t, binding) => ({ binding, resource: { buffer: t.buffer } }));
   if (l.uniforms) entries.push({ binding: entries.length, resource: e.uniform(l.uniforms) });
   if (l.workgroups.some((n) => n === 0)) return; // empty tensors: nothing to do
-  e.dispatch(label, e.kernels.get(l.kernel), entries, l.workgroups);
+  // Profiles group dispatches by kernel entry point, element-wise ones by op name.
+  const family = l.kernel.name === 'elementwise' ? label.split(' ')[0] : `${l.kernel.name}${l.kernel.entryPoint ? `.${l.kernel.entryPoint}` : ''}`;
+  e.dispatch(label, e.kernels.get(l.kernel), entries, l.workgroups, family);
 }
 
 const MAX_GROUPS = 65535;

@@ -10,6 +10,8 @@
 //
 // Bindings: In0, In1 (forward: W, X; inputGrad: dY, W; weightGrad: dY, X), Out, p.
 // Column indices past the end are clamped into range for loads; their results are not stored.
+// The workgroup is {{WG_X}} x {{WG_Y}} invocations (64 in all): few rows (channels) get a
+// wide, flat workgroup so no invocation sits idle past the last channel.
 
 struct Params {
   N: u32, Cin: u32, H: u32, W: u32,
@@ -38,7 +40,7 @@ const KW: u32 = {{KW}};
 const STRIDE: u32 = {{STRIDE}};
 const SEG: u32 = 8u * STRIDE + KW - 1u;
 
-@compute @workgroup_size(16, 4)
+@compute @workgroup_size({{WG_X}}, {{WG_Y}})
 fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
   let tilesW = (p.OW + 7u) / 8u;
   let tiles = p.N * p.OH * tilesW;
@@ -90,50 +92,58 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
   }
 }
 
-@compute @workgroup_size(16, 4)
+// Input gradient for strided convs (stride-1 ones run `forward` on the flipped weight).
+// dX[n,ci,ih,iw] = sum over (co,kh,kw) with ih+pad-kh = oh*stride and iw+pad-kw = ow*stride.
+// A column tile is 8 input pixels of one row that share iw's phase (iw mod stride):
+// iw = phase + stride * (8t + j). Within a tile, whether a tap (kh, kw) hits the output grid
+// is the same for all 8 pixels, so untouched taps are skipped whole (3/4 of them at stride 2),
+// and the dY values a tap reads are 8 consecutive elements of one row.
+@compute @workgroup_size({{WG_X}}, {{WG_Y}})
 fn inputGrad(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let P = p.N * p.H * p.W;
-  let col0 = gid.x * 8u;
+  let s = p.stride;
+  let perPhase = (p.W + s - 1u) / s;           // pixels of phase 0 in a row (the most)
+  let tilesPerPhase = (perPhase + 7u) / 8u;
+  let tilesPerRow = tilesPerPhase * s;
+  let tiles = p.N * p.H * tilesPerRow;
   let row0 = gid.y * 8u;
-  if (col0 >= P || row0 >= p.Cin) { return; }
-  let plane = p.H * p.W;
+  if (gid.x >= tiles || row0 >= p.Cin) { return; }
+  let n = gid.x / (p.H * tilesPerRow);
+  let ih = (gid.x / tilesPerRow) % p.H;
+  let phase = (gid.x % tilesPerRow) / tilesPerPhase;
+  let t = gid.x % tilesPerPhase;
+  let iwFirst = phase + s * 8u * t;             // iw of pixel j is iwFirst + s*j
   let oplane = p.OH * p.OW;
+  let kk = p.kH * p.kW;
 
-  var gBase: array<u32, 8>;
-  var ih: array<i32, 8>;
-  var iw: array<i32, 8>;
-  for (var j = 0u; j < 8u; j++) {
-    let pix = min(col0 + j, P - 1u);
-    let n = pix / plane;
-    let r = pix % plane;
-    gBase[j] = n * p.Cout * oplane;
-    ih[j] = i32(r / p.W) + i32(p.pad);
-    iw[j] = i32(r % p.W) + i32(p.pad);
-  }
   var ciRow: array<u32, 8>;
-  for (var r = 0u; r < 8u; r++) { ciRow[r] = min(row0 + r, p.Cin - 1u); }
-  let s = i32(p.stride);
+  for (var r = 0u; r < 8u; r++) { ciRow[r] = min(row0 + r, p.Cin - 1u) * kk; }
 
   var acc: array<vec4<f32>, 16>;
-  for (var co = 0u; co < p.Cout; co++) {
-    for (var kh = 0u; kh < p.kH; kh++) {
-      for (var kw = 0u; kw < p.kW; kw++) {
-        // dY[n, co, oh, ow] with oh*stride = ih + pad - kh (only where that divides exactly).
+  for (var kh = 0u; kh < p.kH; kh++) {
+    let ohs = i32(ih + p.pad) - i32(kh);
+    if (ohs < 0 || ohs % i32(s) != 0 || ohs / i32(s) >= i32(p.OH)) { continue; }
+    let oh = u32(ohs) / s;
+    for (var kw = 0u; kw < p.kW; kw++) {
+      let ows = i32(iwFirst + p.pad) - i32(kw);  // pixel j: ows + s*j, so ow = ows/s + j
+      if (((ows % i32(s)) + i32(s)) % i32(s) != 0) { continue; }
+      let ow0 = (ows - ((ows % i32(s)) + i32(s)) % i32(s)) / i32(s);  // floor division, exact here
+      var valid: array<bool, 8>;
+      var idx: array<u32, 8>;
+      for (var j = 0u; j < 8u; j++) {
+        let ow = ow0 + i32(j);
+        valid[j] = ow >= 0 && ow < i32(p.OW) && iwFirst + s * j < p.W;
+        idx[j] = select(0u, oh * p.OW + u32(ow), valid[j]);
+      }
+      let tap = kh * p.kW + kw;
+      for (var co = 0u; co < p.Cout; co++) {
+        let g = (n * p.Cout + co) * oplane;
         var b: array<f32, 8>;
-        for (var j = 0u; j < 8u; j++) {
-          let ohs = ih[j] - i32(kh);
-          let ows = iw[j] - i32(kw);
-          let oh = ohs / s;
-          let ow = ows / s;
-          let valid = ohs >= 0 && ows >= 0 && oh * s == ohs && ow * s == ows && oh < i32(p.OH) && ow < i32(p.OW);
-          let v = In0[select(0u, gBase[j] + co * oplane + u32(oh) * p.OW + u32(ow), valid)];
-          b[j] = select(0.0, v, valid);
-        }
+        for (var j = 0u; j < 8u; j++) { b[j] = select(0.0, In0[g + idx[j]], valid[j]); }
         let b0 = vec4<f32>(b[0], b[1], b[2], b[3]);
         let b1 = vec4<f32>(b[4], b[5], b[6], b[7]);
-        let wk = (co * p.Cin * p.kH + kh) * p.kW + kw;
+        let wk = co * p.Cin * kk + tap;
         for (var r = 0u; r < 8u; r++) {
-          let a = In1[wk + ciRow[r] * p.kH * p.kW];
+          let a = In1[wk + ciRow[r]];
           acc[2u * r] += a * b0;
           acc[2u * r + 1u] += a * b1;
         }
@@ -141,19 +151,19 @@ fn inputGrad(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
   }
 
-  for (var j = 0u; j < 8u; j++) {
-    let pix = col0 + j;
-    if (pix >= P) { break; }
-    let n = pix / plane;
-    let base = n * p.Cin * plane + pix % plane;
-    for (var r = 0u; r < 8u; r++) {
-      let ci = row0 + r;
-      if (ci < p.Cin) { Out[base + ci * plane] = acc[2u * r + j / 4u][j % 4u]; }
+  let plane = p.H * p.W;
+  for (var r = 0u; r < 8u; r++) {
+    let ci = row0 + r;
+    if (ci >= p.Cin) { break; }
+    let base = (n * p.Cin + ci) * plane + ih * p.W;
+    for (var j = 0u; j < 8u; j++) {
+      let iw = iwFirst + s * j;
+      if (iw < p.W) { Out[base + iw] = acc[2u * r + j / 4u][j % 4u]; }
     }
   }
 }
 
-@compute @workgroup_size(16, 4)
+@compute @workgroup_size({{WG_X}}, {{WG_Y}})
 fn weightGrad(@builtin(global_invocation_id) gid: vec3<u32>) {
   let KK = p.Cin * p.kH * p.kW;
   let col0 = gid.x * 8u;

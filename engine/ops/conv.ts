@@ -49,14 +49,18 @@ function params(g: ConvGeometry): Uint32Array {
 function convKernel(entry: 'forward' | 'inputGrad' | 'weightGrad', g: ConvGeometry, in0: Tensor, in1: Tensor, outShape: number[], rows: number, cols: number): Tensor {
   const out = Tensor.empty(outShape);
   // Only the forward kernel is specialized on the window; the others share one pipeline each.
-  const defines = entry === 'forward' ? { KH: g.kH, KW: g.kW, STRIDE: g.stride } : { KH: 1, KW: 1, STRIDE: 1 };
+  const window = entry === 'forward' ? { KH: g.kH, KW: g.kW, STRIDE: g.stride } : { KH: 1, KW: 1, STRIDE: 1 };
+  // 64 invocations, each 8 rows x 8 columns of the GEMM; at most as many rows as there are.
+  const wgY = rows <= 8 ? 1 : rows <= 16 ? 2 : 4;
+  const wgX = 64 / wgY;
+  const defines = { ...window, WG_X: wgX, WG_Y: wgY };
   launch({
     kernel: { name: 'conv2d', source, entryPoint: entry, defines },
     label: `conv2d.${entry} ${in0.describe()}, ${in1.describe()} k${g.kH}x${g.kW} s${g.stride} p${g.pad}`,
     inputs: [in0, in1],
     outputs: [out],
     uniforms: params(g),
-    workgroups: [Math.ceil(cols / 128), Math.ceil(rows / 32), 1],
+    workgroups: [Math.ceil(cols / (8 * wgX)), Math.ceil(rows / (8 * wgY)), 1],
   });
   return out;
 }
@@ -99,7 +103,9 @@ export function conv2dInputGrad(gradOut: Tensor, weight: Tensor, g: ConvGeometry
     wf.dispose();
     return dx;
   }
-  return convKernel('inputGrad', g, gradOut, weight, [g.N, g.Cin, g.H, g.W], g.Cin, g.N * g.H * g.W);
+  // Columns: per image row, `stride` phases of ceil(ceil(W/stride)/8) tiles of 8 pixels.
+  const tilesPerRow = Math.ceil(Math.ceil(g.W / g.stride) / 8) * g.stride;
+  return convKernel('inputGrad', g, gradOut, weight, [g.N, g.Cin, g.H, g.W], g.Cin, g.N * g.H * tilesPerRow * 8);
 }
 
 /** dL/dW from dL/dY and X. */

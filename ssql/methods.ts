@@ -1,0 +1,74 @@
+// One training step's loss for SimSiam and for SSQL on SimSiam (SSQL-SPEC §1). The functions
+// build the loss (the caller runs backward and the optimizer) and never read back.
+import { Tensor, add, mulScalar } from '../engine/index.ts';
+import { simsiamLoss } from '../engine/ops/loss.ts';
+import type { SimSiamNet } from './models/resnet.ts';
+
+export interface BitPair {
+  wbit: number;
+  abit: number;
+}
+
+export interface StepLosses {
+  /** The loss to differentiate. */
+  loss: Tensor;
+  /** The full-precision SimSiam term. */
+  fp: Tensor;
+  /** SSQL's quantized term (null for SimSiam). */
+  quant: Tensor | null;
+}
+
+/** (D(p1, z2) + D(p2, z1)) / 2 with stop-gradient targets. */
+function symmetric(p1: Tensor, p2: Tensor, z1: Tensor, z2: Tensor): Tensor {
+  return mulScalar(add(simsiamLoss(p1, z2), simsiamLoss(p2, z1)), 0.5);
+}
+
+export function simsiamLosses(net: SimSiamNet, x1: Tensor, x2: Tensor): StepLosses {
+  net.ctx.mode = 'off';
+  const z1 = net.encoder.forward(x1);
+  const z2 = net.encoder.forward(x2);
+  const fp = symmetric(net.predictor.forward(z1), net.predictor.forward(z2), z1, z2);
+  return { loss: fp, fp, quant: null };
+}
+
+/**
+ * SSQL: an FP pass that records activation ranges (both views), then a pass over the same
+ * views with weights and activations fake-quantized at `bits`, both predicted by the FP
+ * predictor against the FP projections (detached, cross-view):
+ * L = 1/2 (D(p1,z2) + D(p2,z1))/2 + 1/2 (D(p1q,z2) + D(p2q,z1))/2.
+ * BN layers are shared, in train mode, and update their running statistics in the order
+ * FP x1, FP x2, Q x1, Q x2.
+ */
+export function ssqlLosses(net: SimSiamNet, x1: Tensor, x2: Tensor, bits: BitPair): StepLosses {
+  const ctx = net.ctx;
+  ctx.newStep();
+  ctx.mode = 'calibrate';
+  const z1 = net.encoder.forward(x1);
+  const z2 = net.encoder.forward(x2);
+  const p1 = net.predictor.forward(z1);
+  const p2 = net.predictor.forward(z2);
+  ctx.mode = 'quantize';
+  ctx.wbit = bits.wbit;
+  ctx.abit = bits.abit;
+  let p1q: Tensor;
+  let p2q: Tensor;
+  try {
+    p1q = net.predictor.forward(net.encoder.forward(x1));
+    p2q = net.predictor.forward(net.encoder.forward(x2));
+  } finally {
+    ctx.mode = 'off';
+  }
+  const fp = symmetric(p1, p2, z1, z2);
+  const quant = symmetric(p1q, p2q, z1, z2);
+  return { loss: mulScalar(add(fp, quant), 0.5), fp, quant };
+}
+
+/** Draws the step's bit pair: wbit uniform in [w0, w1], abit uniform in [a0, a1]. */
+export class BitSampler {
+  constructor(readonly wRange: [number, number] = [2, 8], readonly aRange: [number, number] = [4, 8]) {}
+
+  draw(random: () => number): BitPair {
+    const pick = ([lo, hi]: [number, number]) => lo + Math.floor(random() * (hi - lo + 1));
+    return { wbit: pick(this.wRange), abit: pick(this.aRange) };
+  }
+}

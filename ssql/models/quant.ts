@@ -1,0 +1,122 @@
+// Quantized execution (SSQL-SPEC §3): one copy of the weights, and a shared `QuantContext`
+// that switches every quantizer of a model between
+//   'off'        plain full precision,
+//   'calibrate'  full precision while recording activation ranges (min/max over every call
+//                until the next reset: both views of a batch),
+//   'quantize'   weights fake-quantized per output channel from their own current ranges,
+//                activations fake-quantized with the recorded ranges.
+// Each quantizer has a role that fixes its bit-width: 'w'/'a' follow the step's sampled bits,
+// 'w8'/'a8' are fixed at 8 (the stem and the projector).
+import { Tensor } from '../../engine/index.ts';
+import { Conv2d, Linear, Module } from '../../engine/nn/index.ts';
+import type { Conv2dOptions, LinearOptions } from '../../engine/nn/index.ts';
+import { MinMaxObserver, fakeQuantAct, fakeQuantWeight } from '../../engine/ops/quant.ts';
+
+export type QuantMode = 'off' | 'calibrate' | 'quantize';
+export type WeightRole = 'w' | 'w8';
+export type ActRole = 'a' | 'a8';
+
+export class QuantContext {
+  mode: QuantMode = 'off';
+  /** Bit-widths for the 'w' and 'a' roles in 'quantize' mode (0 = leave unquantized). */
+  wbit = 0;
+  abit = 0;
+  /** Reproduce the reference code's gradient through the weight scale (see engine/ops/quant.ts). */
+  scaleGrad = false;
+  /** Bumped by `newStep()`; quantized weights are cached per generation. */
+  generation = 0;
+  private readonly actQuantizers: ActQuant[] = [];
+
+  register(q: ActQuant): void {
+    this.actQuantizers.push(q);
+  }
+
+  /** Start a new step (or calibration): forget cached weights and all activation ranges. */
+  newStep(): void {
+    this.generation++;
+    for (const q of this.actQuantizers) q.observer.reset();
+  }
+
+  weightBits(role: WeightRole): number {
+    return role === 'w8' ? 8 : this.wbit;
+  }
+
+  actBits(role: ActRole): number {
+    return role === 'a8' ? 8 : this.abit;
+  }
+
+  dispose(): void {
+    for (const q of this.actQuantizers) q.observer.dispose();
+  }
+}
+
+/** Per-tensor activation quantizer at one point of the network (no parameters). */
+export class ActQuant extends Module {
+  readonly observer = new MinMaxObserver();
+
+  constructor(readonly ctx: QuantContext, readonly role: ActRole) {
+    super();
+    ctx.register(this);
+  }
+
+  forward(x: Tensor): Tensor {
+    if (this.ctx.mode === 'calibrate') {
+      this.observer.observe(x);
+      return x;
+    }
+    if (this.ctx.mode === 'quantize') return fakeQuantAct(x, this.ctx.actBits(this.role), this.observer);
+    return x;
+  }
+}
+
+/** The weight a quantized layer computes with: cached for one generation, so both views of a
+ * step share one fake-quantized weight (its gradient accumulates from both). */
+class WeightQuantizer {
+  private cached: { generation: number; bits: number; weight: Tensor } | null = null;
+
+  constructor(readonly ctx: QuantContext, readonly role: WeightRole) {}
+
+  apply(weight: Tensor): Tensor {
+    const bits = this.ctx.weightBits(this.role);
+    if (this.ctx.mode !== 'quantize' || bits === 0) return weight;
+    const c = this.cached;
+    if (c && c.generation === this.ctx.generation && c.bits === bits && !c.weight.disposed) return c.weight;
+    const q = fakeQuantWeight(weight, bits, { scaleGrad: this.ctx.scaleGrad });
+    this.cached = { generation: this.ctx.generation, bits, weight: q };
+    return q;
+  }
+}
+
+export class QConv2d extends Conv2d {
+  private readonly quantizer: WeightQuantizer;
+
+  constructor(ctx: QuantContext, role: WeightRole, inChannels: number, outChannels: number, kernelSize: number, opts: Conv2dOptions = {}) {
+    super(inChannels, outChannels, kernelSize, opts);
+    this.quantizer = new WeightQuantizer(ctx, role);
+  }
+
+  get typeName(): string {
+    return 'Conv2d';
+  }
+
+  forward(x: Tensor): Tensor {
+    return this.forwardWith(x, this.quantizer.apply(this.weight));
+  }
+}
+
+export class QLinear extends Linear {
+  private readonly quantizer: WeightQuantizer;
+
+  constructor(ctx: QuantContext, role: WeightRole, inFeatures: number, outFeatures: number, opts: LinearOptions = {}) {
+    super(inFeatures, outFeatures, opts);
+    this.quantizer = new WeightQuantizer(ctx, role);
+  }
+
+  get typeName(): string {
+    return 'Linear';
+  }
+
+  forward(x: Tensor): Tensor {
+    return this.forwardWith(x, this.quantizer.apply(this.weight));
+  }
+}
