@@ -3,7 +3,7 @@
 // no readback happens anywhere). `backward()` walks the recorded graph in reverse topological
 // order, accumulates gradients, and stores them in `.grad` of leaf tensors that require grad.
 import type { Tensor } from './tensor.ts';
-import { keep } from './scope.ts';
+import { keep, scope } from './scope.ts';
 import { add } from './ops/elementwise.ts';
 import { onesLike } from './ops/fill.ts';
 
@@ -70,8 +70,16 @@ export function backward(root: Tensor, gradient?: Tensor): void {
     throw new Error(`backward(): gradient ${gradient.describe()} does not match ${root.describe()}`);
   }
   const order = topologicalOrder(root);
+  // A disposed tensor has lost its tape entry (and its storage): it would pass for a leaf and
+  // silently swallow the gradient meant for the parameters behind it.
+  const gone = order.find((t) => t.disposed);
+  if (gone) {
+    throw new Error(`backward(): ${gone.describe()} was disposed (by dispose() or its scope()) before backward() reached it; call backward() before the graph is disposed, e.g. inside the same scope`);
+  }
   const grads = new Map<Tensor, Tensor>();
-  noGrad(() => {
+  // In a scope: if backward fails part-way (a freed graph, say), no pending gradient is left
+  // behind; leaf gradients are exempt through keep().
+  noGrad(() => scope(() => {
     grads.set(root, gradient ?? onesLike(root));
     for (let i = order.length - 1; i >= 0; i--) {
       const t = order[i];
@@ -92,7 +100,8 @@ export function backward(root: Tensor, gradient?: Tensor): void {
         continue;
       }
       // A backward function may hand `g` straight through; give each input its own handle.
-      const inputGrads = node.backward(g).map((gi) => (gi === g ? g.detach() : gi));
+      // In a scope: the temporaries a backward function creates are freed here, not by the GC.
+      const inputGrads = scope(() => node.backward(g)).map((gi) => (gi === g ? g.detach() : gi));
       if (g !== gradient) g.dispose();
       node.inputs.forEach((input, k) => {
         const gi = inputGrads[k];
@@ -113,5 +122,5 @@ export function backward(root: Tensor, gradient?: Tensor): void {
         backward: () => { throw new Error(`backward(): the graph through '${node.op}' was already freed by an earlier backward()`); },
       };
     }
-  });
+  }));
 }

@@ -22,6 +22,9 @@ export class BufferPool {
   pooledBytes = 0;
   liveBuffers = 0;
   allocations = 0;
+  /** Bytes returned by the garbage-collection safety net (tensors never disposed): a leak
+   * elsewhere, and what leak checks subtract, since it lands at unpredictable times. */
+  finalizedBytes = 0;
   private free = new Map<number, GPUBuffer[]>();
   private freeStaging = new Map<number, GPUBuffer[]>();
   private used = new WeakMap<GPUBuffer, number>();
@@ -50,8 +53,9 @@ export class BufferPool {
     return buffer;
   }
 
-  release(buffer: GPUBuffer): void {
+  release(buffer: GPUBuffer, fromFinalizer = false): void {
     const size = buffer.size;
+    if (fromFinalizer) this.finalizedBytes += size;
     this.liveBytes -= size;
     this.liveBuffers--;
     let list = this.free.get(size);

@@ -21,14 +21,14 @@ class Storage {
     this.refs++;
     return this;
   }
-  release(): void {
-    if (--this.refs === 0) engine().pool.release(this.buffer);
+  release(fromFinalizer = false): void {
+    if (--this.refs === 0) engine().pool.release(this.buffer, fromFinalizer);
   }
 }
 
 // A safety net: storage of tensors that were never disposed goes back to the pool when the
 // tensor object is garbage-collected. Explicit dispose()/scope() remain the way to free memory.
-const finalizer = new FinalizationRegistry<Storage>((storage) => storage.release());
+const finalizer = new FinalizationRegistry<Storage>((storage) => storage.release(true));
 
 let nextId = 1;
 
@@ -184,6 +184,7 @@ export class Tensor {
 export function resolveShape(shape: Shape, size: number, what: string): number[] {
   const out = [...shape];
   const free = out.indexOf(-1);
+  if (out.lastIndexOf(-1) !== free) throw new RangeError(`cannot reshape ${what} (${size} elements) to ${shapeString(shape)}: only one dimension can be -1`);
   if (free >= 0) {
     const known = sizeOf(out.filter((_, i) => i !== free));
     if (known === 0 || size % known !== 0) throw new RangeError(`cannot reshape ${what} (${size} elements) to ${shapeString(shape)}`);

@@ -183,13 +183,16 @@ export const binaryOps = {
     expr: 'pow_f(a, b)',
     grad: (g, a, b, y) => [mul(g, mul(b, pow(a, addScalar(b, -1)))), mul(g, mul(y, log(a)))],
   },
-  maximum: { expr: 'max(a, b)', grad: (g, a, b) => [mul(g, greaterEqual(a, b)), mul(g, less(a, b))] },
-  minimum: { expr: 'min(a, b)', grad: (g, a, b) => [mul(g, lessEqual(a, b)), mul(g, greater(a, b))] },
+  // At ties the gradient is split evenly between the operands, as PyTorch does.
+  maximum: { expr: 'max(a, b)', grad: (g, a, b) => [mul(g, winShare(a, b)), mul(g, winShare(b, a))] },
+  minimum: { expr: 'min(a, b)', grad: (g, a, b) => [mul(g, winShare(b, a)), mul(g, winShare(a, b))] },
   equal: { expr: 'select(0.0, 1.0, a == b)', grad: null },
   greater: { expr: 'select(0.0, 1.0, a > b)', grad: null },
   greaterEqual: { expr: 'select(0.0, 1.0, a >= b)', grad: null },
   less: { expr: 'select(0.0, 1.0, a < b)', grad: null },
   lessEqual: { expr: 'select(0.0, 1.0, a <= b)', grad: null },
+  /** 1 where a > b, 1/2 where a == b, else 0: a's share of max(a, b)'s gradient. */
+  winShare: { expr: 'select(select(0.0, 0.5, a == b), 1.0, a > b)', grad: null },
   /** The gradient of relu: g where x > 0, else 0 (a = g, b = x). */
   reluBackward: { expr: 'select(0.0, a, b > 0.0)', grad: null },
 } satisfies Record<string, BinaryOp>;
@@ -245,6 +248,7 @@ export const greaterEqual = (a: Tensor, b: Tensor): Tensor => binary('greaterEqu
 export const less = (a: Tensor, b: Tensor): Tensor => binary('less', a, b);
 export const lessEqual = (a: Tensor, b: Tensor): Tensor => binary('lessEqual', a, b);
 export const reluBackward = (g: Tensor, x: Tensor): Tensor => binary('reluBackward', g, x);
+export const winShare = (a: Tensor, b: Tensor): Tensor => binary('winShare', a, b);
 
 /** Broadcast `x` to `shape`, times `scale` (not recorded; backward passes use it). */
 export function expand(x: Tensor, shape: Shape, scale = 1): Tensor {

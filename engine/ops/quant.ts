@@ -1,0 +1,210 @@
+// Fake quantization and range observers (shaders/quant.wgsl; ../shared/SSQL-SPEC.md §2).
+//
+// - `fakeQuantWeight(w, bits)`: symmetric, per output channel (axis 0). Without a `range` the
+//   per-channel max|w| is reduced and applied in one fused dispatch per layer (plus a tiny
+//   fix-up dispatch for the tensor-wide pass-through rule); with `range` (an AbsMaxObserver's)
+//   it quantizes with those ranges.
+// - `fakeQuantAct(x, bits, observer)`: asymmetric, per tensor, with a MinMaxObserver's range.
+// - Backward: straight-through (gradient where the rounded value fell inside the clamp range).
+//   `scaleGrad: true` adds the reference code's gradient through the weight scale (the scale
+//   there is computed from the weight inside the graph, so each channel's max-|w| element gets
+//   an extra term). The default is `false`: the scale is treated as a constant, which is the
+//   plain STE of SSQL-SPEC §2 and of most QAT code; the extra term is small.
+// - Nothing is saved for backward: it reads `w`/`x` and the observer's range as they are when
+//   backward runs, so do not reset or update an observer between a forward and its backward
+//   (SSQL resets at the start of a step). The fused weight path reduces the ranges again.
+// - Bit-width 0, or a zero scale anywhere in the tensor: pass-through. Bits are uniforms, so a
+//   new bit-width compiles nothing. No readback anywhere.
+import source from '../../shaders/quant.wgsl';
+import { record } from '../autograd.ts';
+import { grid1d, launch } from '../launch.ts';
+import { keep } from '../scope.ts';
+import { Tensor } from '../tensor.ts';
+import { fill } from './fill.ts';
+
+const MAX_BITS = 16;
+const MAX_GROUPS = 65535;
+/** key(-inf) in the shader's order-preserving encoding: the empty-range state of both slots. */
+const EMPTY_KEY = 0x007fffff;
+
+function kernel(entryPoint: string) {
+  return { name: 'quant', source, entryPoint };
+}
+
+function params(n: number, C: number, L: number, bits: number, mode = 0, scaleGrad = 0): Uint32Array {
+  return new Uint32Array([n, C, L, bits, mode, scaleGrad, 0, 0]);
+}
+
+function checkBits(op: string, bits: number): void {
+  if (!Number.isInteger(bits) || bits < 0 || bits > MAX_BITS) throw new RangeError(`${op}: bit-width ${bits} is not an integer in 0..${MAX_BITS}`);
+}
+
+function checkF32(op: string, t: Tensor): void {
+  t.buffer;
+  if (t.dtype !== 'f32') throw new TypeError(`${op}: expected an f32 tensor, got ${t.describe()}`);
+}
+
+/** One workgroup per channel, folded into 2-D past 65535. */
+function channelGrid(C: number): [number, number, number] {
+  if (C <= MAX_GROUPS) return [C, 1, 1];
+  const y = Math.ceil(C / MAX_GROUPS);
+  return [Math.ceil(C / y), y, 1];
+}
+
+function channels(op: string, w: Tensor): { C: number; L: number } {
+  if (w.ndim < 1 || w.shape[0] === 0) throw new RangeError(`${op}: expected a weight with output channels on axis 0, got ${w.describe()}`);
+  const C = w.shape[0];
+  return { C, L: w.size / C };
+}
+
+// ---- observers -------------------------------------------------------------------------------
+
+/** Per-output-channel max|w| (axis 0), accumulated over `observe()` calls until `reset()`.
+ * `range` is an f32 [C] tensor on the GPU, owned by the observer (not freed by scopes). */
+export class AbsMaxObserver {
+  readonly range: Tensor;
+
+  constructor(readonly channels: number) {
+    this.range = keep(Tensor.zeros([channels]));
+  }
+
+  observe(w: Tensor): void {
+    checkF32('AbsMaxObserver.observe', w);
+    const { C, L } = channels('AbsMaxObserver.observe', w);
+    if (C !== this.channels) throw new RangeError(`AbsMaxObserver.observe: ${w.describe()} has ${C} output channels, the observer ${this.channels}`);
+    launch({
+      kernel: kernel('observeAbsMax'), label: `observeAbsMax ${w.describe()}`,
+      inputs: [w], outputs: [this.range], uniforms: params(w.size, C, L, 0), workgroups: channelGrid(C),
+    });
+  }
+
+  reset(): void {
+    fill(this.range, 0);
+  }
+
+  dispose(): void {
+    this.range.dispose();
+  }
+}
+
+/** Per-tensor min and max, accumulated over `observe()` calls (both views of a batch) until
+ * `reset()`. `state` is a u32 [2] tensor in the shader's order-preserving encoding; read it
+ * with `read()` (tests, logging) or hand the observer to `fakeQuantAct`. */
+export class MinMaxObserver {
+  readonly state: Tensor;
+
+  constructor() {
+    this.state = keep(Tensor.full([2], EMPTY_KEY, { dtype: 'u32' }));
+  }
+
+  observe(x: Tensor): void {
+    checkF32('MinMaxObserver.observe', x);
+    const groups = Math.min(Math.ceil(Math.ceil(x.size / 4) / 256), 256);
+    launch({
+      kernel: kernel('observeMinMax'), label: `observeMinMax ${x.describe()}`,
+      inputs: [x], outputs: [this.state], uniforms: params(x.size, 0, 0, 0), workgroups: [groups, 1, 1],
+    });
+  }
+
+  reset(): void {
+    fill(this.state, EMPTY_KEY);
+  }
+
+  /** The observed range (a readback: not for the training loop). Empty: min +inf, max -inf. */
+  async read(): Promise<{ min: number; max: number }> {
+    const k = await this.state.toArray();
+    return { min: -unkey(k[0]), max: unkey(k[1]) };
+  }
+
+  dispose(): void {
+    this.state.dispose();
+  }
+}
+
+function unkey(k: number): number {
+  const bits = k & 0x80000000 ? k & 0x7fffffff : ~k >>> 0;
+  const v = new DataView(new ArrayBuffer(4));
+  v.setUint32(0, bits >>> 0, true);
+  return v.getFloat32(0, true);
+}
+
+// ---- fake quantization -----------------------------------------------------------------------
+
+export interface FakeQuantWeightOptions {
+  /** Per-output-channel max|w|, f32 [C] (an AbsMaxObserver's `range`). Default: computed
+   * from `w` itself in the same fused dispatch that quantizes it. */
+  range?: Tensor;
+  /** Add the reference code's gradient through the weight scale (default false: plain STE). */
+  scaleGrad?: boolean;
+}
+
+/** Symmetric per-output-channel fake quantization of a weight (channels on axis 0). */
+export function fakeQuantWeight(w: Tensor, bits: number, opts: FakeQuantWeightOptions = {}): Tensor {
+  checkF32('fakeQuantWeight', w);
+  checkBits('fakeQuantWeight', bits);
+  const { C, L } = channels('fakeQuantWeight', w);
+  const y = Tensor.empty(w.shape);
+  const grid = channelGrid(C);
+  let range: Tensor;
+  if (opts.range) {
+    checkF32('fakeQuantWeight range', opts.range);
+    if (opts.range.size !== C) throw new RangeError(`fakeQuantWeight: range ${opts.range.describe()} does not have one value per output channel of ${w.describe()}`);
+    launch({
+      kernel: kernel('weightQuant'), label: `fakeQuantWeight ${w.describe()} bits ${bits}`,
+      inputs: [w, opts.range], outputs: [y], uniforms: params(w.size, C, L, bits, 0), workgroups: grid,
+    });
+    range = opts.range;
+  } else {
+    range = Tensor.empty([C]);
+    launch({
+      kernel: kernel('weightFused'), label: `fakeQuantWeight ${w.describe()} bits ${bits}`,
+      inputs: [w], outputs: [y, range], uniforms: params(w.size, C, L, bits), workgroups: grid,
+    });
+    launch({
+      kernel: kernel('weightQuant'), label: `fakeQuantWeight pass-through check ${w.describe()}`,
+      inputs: [w, range], outputs: [y], uniforms: params(w.size, C, L, bits, 1), workgroups: grid,
+    });
+  }
+  if (!opts.range) range.dispose();
+  const given = opts.range;
+  const scaleGrad = opts.scaleGrad ? 1 : 0;
+  return record(y, 'fakeQuantWeight', [w], (g) => {
+    // The fused path keeps no saved tensor: backward reduces the ranges again (one more read
+    // of w), so a forward whose backward never runs leaves nothing behind.
+    let r = given;
+    if (!r) {
+      r = Tensor.zeros([C]);
+      launch({
+        kernel: kernel('observeAbsMax'), label: `fakeQuantWeight backward ranges ${w.describe()}`,
+        inputs: [w], outputs: [r], uniforms: params(w.size, C, L, 0), workgroups: grid,
+      });
+    }
+    const gw = Tensor.empty(w.shape);
+    launch({
+      kernel: kernel('weightBackward'), label: `fakeQuantWeight backward ${w.describe()} bits ${bits}`,
+      inputs: [w, g, r], outputs: [gw], uniforms: params(w.size, C, L, bits, 0, scaleGrad), workgroups: grid,
+    });
+    if (!given) r.dispose();
+    return [gw];
+  });
+}
+
+/** Asymmetric per-tensor fake quantization of an activation with an observer's range. */
+export function fakeQuantAct(x: Tensor, bits: number, observer: MinMaxObserver): Tensor {
+  checkF32('fakeQuantAct', x);
+  checkBits('fakeQuantAct', bits);
+  const y = Tensor.empty(x.shape);
+  const groups = grid1d(Math.ceil(x.size / 4), 256);
+  launch({
+    kernel: kernel('actQuant'), label: `fakeQuantAct ${x.describe()} bits ${bits}`,
+    inputs: [x, observer.state], outputs: [y], uniforms: params(x.size, 0, 0, bits), workgroups: groups,
+  });
+  return record(y, 'fakeQuantAct', [x], (g) => {
+    const gx = Tensor.empty(x.shape);
+    launch({
+      kernel: kernel('actBackward'), label: `fakeQuantAct backward ${x.describe()} bits ${bits}`,
+      inputs: [x, g, observer.state], outputs: [gx], uniforms: params(x.size, 0, 0, bits), workgroups: groups,
+    });
+    return [gx];
+  });
+}
