@@ -104,7 +104,7 @@ export class Engine {
     if (this.profiler) {
       // Profiling: one pass per dispatch, its start and end timestamped.
       if (this.pass) this.pass.end();
-      this.pass = this.encoder.beginComputePass({ timestampWrites: this.profiler.slot(family) });
+      this.pass = this.encoder.beginComputePass({ timestampWrites: this.profiler.slot(this.profiler.byLabel ? label : family) });
     } else if (!this.pass) {
       this.pass = this.encoder.beginComputePass();
     }
@@ -153,10 +153,10 @@ export class Engine {
 
   /** Start timing every dispatch on the GPU (timestamp queries), grouped by kernel family.
    * Each dispatch then gets its own compute pass, which costs a little: profile, then stop. */
-  startProfile(): void {
+  startProfile(opts: { byLabel?: boolean } = {}): void {
     if (!this.device.features.has('timestamp-query')) throw new GPUError('profiling needs the timestamp-query feature, which this adapter lacks');
     this.flush();
-    this.profiler = new Profiler(this.device);
+    this.profiler = new Profiler(this.device, opts.byLabel ?? false);
   }
 
   /** Stop profiling; total GPU milliseconds and dispatch counts per kernel family. */
@@ -219,7 +219,8 @@ class Profiler {
   private pending: Promise<void>[] = [];
   private totals = new Map<string, { ms: number; count: number }>();
 
-  constructor(private readonly device: GPUDevice) {
+  /** `byLabel`: group by each dispatch's full label (op and shapes) instead of kernel family. */
+  constructor(private readonly device: GPUDevice, readonly byLabel: boolean) {
     this.querySet = device.createQuerySet({ type: 'timestamp', count: Profiler.CAPACITY });
     this.resolveBuffer = device.createBuffer({ size: Profiler.CAPACITY * 8, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
   }

@@ -1,0 +1,230 @@
+// The SSQL / SimSiam training loop, platform independent: data order, augmentation, the step,
+// SGD with a per-epoch cosine schedule, and checkpoint state. The Node CLI (ssql/cli.ts) and
+// the browser demo drive it.
+import { Tensor, engine, keep, scope } from '../engine/index.ts';
+import { SGD, cosineLR } from '../engine/optim.ts';
+import { Augmenter, Xoshiro128 } from './data/augment.ts';
+import type { LabeledImages } from './data/cifar.ts';
+import { BitSampler, simsiamLosses, ssqlLosses } from './methods.ts';
+import type { BitPair } from './methods.ts';
+import { RESNET18, RESNET34, RESNET50, SMALL_RESNET, SimSiamNet } from './models/resnet.ts';
+import type { ResNetConfig } from './models/resnet.ts';
+import type { SafeTensor } from './checkpoint/safetensors.ts';
+
+export type MethodName = 'simsiam' | 'ssql';
+export type ModelName = 'small' | 'resnet18' | 'resnet34' | 'resnet50';
+
+export interface TrainConfig {
+  method: MethodName;
+  model: ModelName;
+  /** Projector width (hidden = output) and predictor bottleneck width. */
+  projDim: number;
+  predHidden: number;
+  batchSize: number;
+  epochs: number;
+  lr: number;
+  momentum: number;
+  weightDecay: number;
+  seed: number;
+  wbits: [number, number];
+  abits: [number, number];
+  /** Use only the first `subset` training images (0: all). */
+  subset: number;
+}
+
+export const DEFAULT_CONFIG: TrainConfig = {
+  method: 'ssql', model: 'small', projDim: 512, predHidden: 128, batchSize: 256, epochs: 1,
+  lr: 0.05, momentum: 0.9, weightDecay: 5e-4, seed: 0, wbits: [2, 8], abits: [4, 8], subset: 0,
+};
+
+export function backboneConfig(model: ModelName, inChannels: number): ResNetConfig {
+  const base = { small: SMALL_RESNET, resnet18: RESNET18, resnet34: RESNET34, resnet50: RESNET50 }[model];
+  return { ...base, inChannels };
+}
+
+/** Normalization constants per dataset shape (Fashion-MNIST for grey, CIFAR-10 for RGB). */
+export function normalization(channels: number): { mean: number[]; std: number[] } {
+  return channels === 1
+    ? { mean: [0.2860], std: [0.3530] }
+    : { mean: [0.4914, 0.4822, 0.4465], std: [0.2470, 0.2435, 0.2616] };
+}
+
+export interface StepReport {
+  epoch: number;
+  step: number;
+  lr: number;
+  bits: BitPair | null;
+  /** Kept tensors (caller reads, then disposes): total loss, FP term, quantized term. */
+  loss: Tensor;
+  fp: Tensor;
+  quant: Tensor | null;
+}
+
+export class Trainer {
+  readonly net: SimSiamNet;
+  readonly opt: SGD;
+  readonly aug: Augmenter;
+  readonly stepsPerEpoch: number;
+  /** Position: epoch and step within it; `globalStep` counts every step taken. */
+  epoch = 0;
+  stepInEpoch = 0;
+  globalStep = 0;
+  private readonly bitRng: Xoshiro128;
+  private readonly orderRng: Xoshiro128;
+  /** State of `orderRng` when the current epoch's order was drawn (to rebuild it on resume). */
+  private epochOrderState: number[];
+  private order: Uint32Array;
+  private readonly sampler: BitSampler;
+  private readonly count: number;
+  private readonly imageBytes: number;
+  private readonly staging: Uint8Array;
+
+  constructor(readonly config: TrainConfig, readonly data: LabeledImages) {
+    const c = config;
+    this.count = c.subset > 0 ? Math.min(c.subset, data.count) : data.count;
+    if (c.batchSize < 2) throw new RangeError(`batch size must be at least 2 (batch norm needs it), got ${c.batchSize}`);
+    this.stepsPerEpoch = Math.floor(this.count / c.batchSize);
+    if (this.stepsPerEpoch === 0) throw new RangeError(`batch size ${c.batchSize} exceeds the ${this.count} training images`);
+    const seeds = new Xoshiro128(c.seed);
+    const random = () => seeds.next();
+    this.net = new SimSiamNet({ backbone: backboneConfig(c.model, data.channels), projDim: c.projDim, predHidden: c.predHidden }, random);
+    this.opt = new SGD(this.net.parameters(), { lr: c.lr, momentum: c.momentum, weightDecay: c.weightDecay });
+    const { mean, std } = normalization(data.channels);
+    this.aug = new Augmenter({ channels: data.channels as 1 | 3, height: data.height, width: data.width, mean, std, seed: seeds.int(0, 2 ** 31) });
+    this.bitRng = new Xoshiro128(seeds.int(0, 2 ** 31));
+    this.orderRng = new Xoshiro128(seeds.int(0, 2 ** 31));
+    this.sampler = new BitSampler(c.wbits, c.abits);
+    this.imageBytes = data.channels * data.height * data.width;
+    this.staging = new Uint8Array(c.batchSize * this.imageBytes);
+    this.epochOrderState = this.orderRng.state();
+    this.order = this.drawOrder();
+  }
+
+  private drawOrder(): Uint32Array {
+    // Fisher-Yates with the order generator.
+    const order = Uint32Array.from({ length: this.count }, (_, i) => i);
+    for (let i = order.length - 1; i > 0; i--) {
+      const j = this.orderRng.int(0, i);
+      [order[i], order[j]] = [order[j], order[i]];
+    }
+    return order;
+  }
+
+  get done(): boolean {
+    return this.epoch >= this.config.epochs;
+  }
+
+  /** The learning rate of the current epoch: cosine decay per epoch (SPEC §5). */
+  get lr(): number {
+    return cosineLR(this.config.lr, this.epoch, this.config.epochs);
+  }
+
+  /** One training step. The returned loss tensors are kept: read and dispose them. */
+  step(): StepReport {
+    if (this.done) throw new Error('training is finished');
+    const { batchSize } = this.config;
+    const start = this.stepInEpoch * batchSize;
+    for (let i = 0; i < batchSize; i++) {
+      const src = this.order[start + i] * this.imageBytes;
+      this.staging.set(this.data.images.subarray(src, src + this.imageBytes), i * this.imageBytes);
+    }
+    const lr = this.lr;
+    this.opt.lr = lr;
+    const bits = this.config.method === 'ssql' ? this.sampler.draw(() => this.bitRng.next()) : null;
+    const [loss, fp, quant] = scope(() => {
+      const batch = this.aug.uploadBatch(this.staging, batchSize);
+      const x1 = this.aug.views(batch);
+      const x2 = this.aug.views(batch);
+      this.opt.zeroGrad();
+      const l = bits ? ssqlLosses(this.net, x1, x2, bits) : simsiamLosses(this.net, x1, x2);
+      l.loss.backward();
+      this.opt.step();
+      batch.dispose();
+      return [keep(l.loss), keep(l.fp), l.quant ? keep(l.quant) : null];
+    });
+    const report: StepReport = { epoch: this.epoch, step: this.globalStep, lr, bits, loss, fp, quant };
+    this.globalStep++;
+    if (++this.stepInEpoch >= this.stepsPerEpoch) {
+      this.stepInEpoch = 0;
+      this.epoch++;
+      this.epochOrderState = this.orderRng.state();
+      this.order = this.drawOrder();
+    }
+    return report;
+  }
+
+  /** Everything needed to continue exactly: tensors (model, momentum) and metadata. */
+  async checkpoint(): Promise<{ tensors: Record<string, SafeTensor>; metadata: Record<string, string> }> {
+    await engine().sync();
+    const tensors: Record<string, SafeTensor> = {};
+    for (const [name, t] of this.net.stateDict()) tensors[name] = await toSafe(t);
+    for (const [name, p] of this.net.namedParameters()) {
+      const buf = this.opt.momentumBuffer(p);
+      if (buf) tensors[`optimizer.${name}.momentum_buffer`] = await toSafe(buf);
+    }
+    const metadata = {
+      format: 'ssql-webgpu-checkpoint-1',
+      config: JSON.stringify(this.config),
+      epoch: String(this.epoch),
+      step_in_epoch: String(this.stepInEpoch),
+      global_step: String(this.globalStep),
+      rng: JSON.stringify({ aug: this.aug.state(), bits: this.bitRng.state(), order: this.epochOrderState }),
+    };
+    return { tensors, metadata };
+  }
+
+  /** Continue from `checkpoint()` output (same config). */
+  restore(tensors: Record<string, SafeTensor>, metadata: Record<string, string>): void {
+    const saved = JSON.parse(metadata.config ?? '{}') as Partial<TrainConfig>;
+    for (const key of ['method', 'model', 'projDim', 'predHidden', 'batchSize', 'seed', 'subset'] as const) {
+      if (saved[key] !== this.config[key]) {
+        throw new Error(`checkpoint was made with ${key}=${JSON.stringify(saved[key])}, this run has ${JSON.stringify(this.config[key])}`);
+      }
+    }
+    const state = new Map<string, Tensor>();
+    scope(() => {
+      for (const [name] of this.net.stateDict()) {
+        const t = tensors[name];
+        if (!t) throw new Error(`checkpoint lacks '${name}'`);
+        state.set(name, fromSafe(t, name));
+      }
+      this.net.loadStateDict(state);
+      for (const [name, p] of this.net.namedParameters()) {
+        const m = tensors[`optimizer.${name}.momentum_buffer`];
+        if (m) this.opt.setMomentumBuffer(p, fromSafe(m, `optimizer.${name}.momentum_buffer`));
+      }
+    });
+    this.epoch = Number(metadata.epoch);
+    this.stepInEpoch = Number(metadata.step_in_epoch);
+    this.globalStep = Number(metadata.global_step);
+    const rng = JSON.parse(metadata.rng) as { aug: number[]; bits: number[]; order: number[] };
+    this.aug.setState(rng.aug);
+    this.bitRng.setState(rng.bits);
+    this.orderRng.setState(rng.order);
+    this.epochOrderState = rng.order;
+    this.order = this.drawOrder();
+  }
+
+  dispose(): void {
+    this.net.ctx.dispose();
+    for (const t of [...this.net.parameters(), ...this.net.namedBuffers().map(([, b]) => b)]) t.dispose();
+    this.opt.dispose();
+  }
+}
+
+async function toSafe(t: Tensor): Promise<SafeTensor> {
+  const data = await t.toArray();
+  if (t.dtype === 'i32') {
+    // PyTorch stores counters (num_batches_tracked) as int64.
+    return { dtype: 'I64', shape: [...t.shape], data: new Uint8Array(BigInt64Array.from(data as Int32Array, (v) => BigInt(v)).buffer) };
+  }
+  return { dtype: t.dtype === 'f32' ? 'F32' : 'U32', shape: [...t.shape], data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
+}
+
+function fromSafe(s: SafeTensor, name: string): Tensor {
+  const aligned = new Uint8Array(s.data); // copy: typed-array views need aligned offsets
+  if (s.dtype === 'F32') return Tensor.fromArray(new Float32Array(aligned.buffer), s.shape);
+  if (s.dtype === 'I64') return Tensor.fromArray(Array.from(new BigInt64Array(aligned.buffer), Number), s.shape, { dtype: 'i32' });
+  if (s.dtype === 'I32') return Tensor.fromArray(new Int32Array(aligned.buffer), s.shape, { dtype: 'i32' });
+  throw new Error(`checkpoint tensor '${name}' has unsupported dtype ${s.dtype}`);
+}
