@@ -26,6 +26,8 @@ export interface BenchRecord {
   gbps?: number;
   images_per_s?: number;
   baseline?: Baseline;
+  /** GPU milliseconds per kernel family (training benchmarks). */
+  breakdown_ms?: Record<string, number>;
 }
 
 export interface BenchOptions {

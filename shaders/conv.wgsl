@@ -32,23 +32,27 @@ fn loadX(X_base: u32, ih: i32, iw: i32) -> f32 {
 }
 
 // Forward. Specialized by template on the kernel size and stride ({{KH}}, {{KW}},
-// {{STRIDE}}) so the window loops unroll. A column of the GEMM is a run of 8 output pixels
-// along one output row, so for each (ci, kh) the 8*STRIDE + KW - 1 input values under the 8
-// windows are loaded once into `seg` and reused for every kw.
+// {{STRIDE}}) so the window loops unroll. A GEMM column tile is TR x TC output pixels
+// ({{TC}} columns of TR = 8 / TC rows; TC < 8 for maps narrower than 8, so few lanes idle).
+// For each (ci, kh) and tile row, the TC*STRIDE + KW - 1 input values under the windows are
+// loaded once into `seg` and reused for every kw.
 const KH: u32 = {{KH}};
 const KW: u32 = {{KW}};
 const STRIDE: u32 = {{STRIDE}};
-const SEG: u32 = 8u * STRIDE + KW - 1u;
+const TC: u32 = {{TC}};
+const TR: u32 = 8u / TC;
+const SEG: u32 = TC * STRIDE + KW - 1u;
 
 @compute @workgroup_size({{WG_X}}, {{WG_Y}})
 fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let tilesW = (p.OW + 7u) / 8u;
-  let tiles = p.N * p.OH * tilesW;
+  let tilesW = (p.OW + TC - 1u) / TC;
+  let tilesH = (p.OH + TR - 1u) / TR;
+  let tiles = p.N * tilesH * tilesW;
   let row0 = gid.y * 8u;
   if (gid.x >= tiles || row0 >= p.Cout) { return; }
-  let n = gid.x / (p.OH * tilesW);
-  let oh = (gid.x / tilesW) % p.OH;
-  let ow0 = (gid.x % tilesW) * 8u;
+  let n = gid.x / (tilesH * tilesW);
+  let oh0 = ((gid.x / tilesW) % tilesH) * TR;
+  let ow0 = (gid.x % tilesW) * TC;
   let K = p.Cin * KH * KW;
   let iw0 = i32(ow0 * STRIDE) - i32(p.pad);
 
@@ -59,19 +63,23 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
   for (var ci = 0u; ci < p.Cin; ci++) {
     let chan = (n * p.Cin + ci) * p.H * p.W;
     for (var kh = 0u; kh < KH; kh++) {
-      let ih = i32(oh * STRIDE + kh) - i32(p.pad);
-      let rowInside = ih >= 0 && ih < i32(p.H);
-      let rowBase = chan + u32(max(ih, 0)) * p.W;
-      var seg: array<f32, SEG>;
-      for (var t = 0u; t < SEG; t++) {
-        let iw = iw0 + i32(t);
-        let inside = rowInside && iw >= 0 && iw < i32(p.W);
-        seg[t] = select(0.0, In1[select(0u, rowBase + u32(iw), inside)], inside);
+      var seg: array<array<f32, SEG>, TR>;
+      for (var rt = 0u; rt < TR; rt++) {
+        let ih = i32((oh0 + rt) * STRIDE + kh) - i32(p.pad);
+        let rowInside = ih >= 0 && ih < i32(p.H);
+        let rowBase = chan + u32(max(ih, 0)) * p.W;
+        for (var t = 0u; t < SEG; t++) {
+          let iw = iw0 + i32(t);
+          let inside = rowInside && iw >= 0 && iw < i32(p.W);
+          seg[rt][t] = select(0.0, In1[select(0u, rowBase + u32(iw), inside)], inside);
+        }
       }
       let wk = (ci * KH + kh) * KW;
       for (var kw = 0u; kw < KW; kw++) {
-        let b0 = vec4<f32>(seg[kw], seg[kw + STRIDE], seg[kw + 2u * STRIDE], seg[kw + 3u * STRIDE]);
-        let b1 = vec4<f32>(seg[kw + 4u * STRIDE], seg[kw + 5u * STRIDE], seg[kw + 6u * STRIDE], seg[kw + 7u * STRIDE]);
+        var b: array<f32, 8>;
+        for (var j = 0u; j < 8u; j++) { b[j] = seg[j / TC][kw + (j % TC) * STRIDE]; }
+        let b0 = vec4<f32>(b[0], b[1], b[2], b[3]);
+        let b1 = vec4<f32>(b[4], b[5], b[6], b[7]);
         for (var r = 0u; r < 8u; r++) {
           let a = In0[wRow[r] + wk + kw];
           acc[2u * r] += a * b0;
@@ -82,12 +90,14 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
   }
 
   let plane = p.OH * p.OW;
-  let base = n * p.Cout * plane + oh * p.OW + ow0;
   for (var r = 0u; r < 8u; r++) {
     let co = row0 + r;
     if (co >= p.Cout) { break; }
+    let base = (n * p.Cout + co) * plane;
     for (var j = 0u; j < 8u; j++) {
-      if (ow0 + j < p.OW) { Out[base + co * plane + j] = acc[2u * r + j / 4u][j % 4u]; }
+      let oh = oh0 + j / TC;
+      let ow = ow0 + j % TC;
+      if (oh < p.OH && ow < p.OW) { Out[base + oh * p.OW + ow] = acc[2u * r + j / 4u][j % 4u]; }
     }
   }
 }

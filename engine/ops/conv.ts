@@ -49,7 +49,7 @@ function params(g: ConvGeometry): Uint32Array {
 function convKernel(entry: 'forward' | 'inputGrad' | 'weightGrad', g: ConvGeometry, in0: Tensor, in1: Tensor, outShape: number[], rows: number, cols: number): Tensor {
   const out = Tensor.empty(outShape);
   // Only the forward kernel is specialized on the window; the others share one pipeline each.
-  const window = entry === 'forward' ? { KH: g.kH, KW: g.kW, STRIDE: g.stride } : { KH: 1, KW: 1, STRIDE: 1 };
+  const window = entry === 'forward' ? { KH: g.kH, KW: g.kW, STRIDE: g.stride, TC: forwardTileWidth(g.OW) } : { KH: 1, KW: 1, STRIDE: 1, TC: 8 };
   // 64 invocations, each 8 rows x 8 columns of the GEMM; at most as many rows as there are.
   const wgY = rows <= 8 ? 1 : rows <= 16 ? 2 : 4;
   const wgX = 64 / wgY;
@@ -65,6 +65,11 @@ function convKernel(entry: 'forward' | 'inputGrad' | 'weightGrad', g: ConvGeomet
   return out;
 }
 
+/** Output columns per forward tile (8 / this many rows): narrow maps get narrow, tall tiles. */
+function forwardTileWidth(OW: number): number {
+  return OW > 4 ? 8 : OW > 2 ? 4 : OW;
+}
+
 const isPointwise = (g: ConvGeometry) => g.kH === 1 && g.kW === 1 && g.stride === 1 && g.pad === 0;
 
 /** The convolution without autograd (forward kernel, or matmul for 1x1). */
@@ -78,8 +83,10 @@ function conv2dForward(x: Tensor, weight: Tensor, g: ConvGeometry): Tensor {
     for (const t of [xv, wv, y]) t.dispose();
     return out;
   }
-  // Columns of the forward GEMM are runs of 8 pixels along an output row.
-  return convKernel('forward', g, weight, x, [g.N, g.Cout, g.OH, g.OW], g.Cout, g.N * g.OH * Math.ceil(g.OW / 8) * 8);
+  // Columns of the forward GEMM are tiles of TR x TC output pixels (8 in all).
+  const tc = forwardTileWidth(g.OW);
+  const tiles = g.N * Math.ceil(g.OH / (8 / tc)) * Math.ceil(g.OW / tc);
+  return convKernel('forward', g, weight, x, [g.N, g.Cout, g.OH, g.OW], g.Cout, tiles * 8);
 }
 
 /** dL/dX from dL/dY. */

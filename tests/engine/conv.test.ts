@@ -31,6 +31,9 @@ const cases: [string, number[], number[], number, number, boolean][] = [
   ['1x1 s2 (downsample), 6->4 on 7x7', [2, 6, 7, 7], [4, 6, 1, 1], 2, 0, false],
   ['7x7 s2 p3, 2->3 on 11x11', [1, 2, 11, 11], [3, 2, 7, 7], 2, 3, false],
   ['3x3 s1 p0, 17 channels out, 13 pixels wide', [1, 2, 3, 13], [17, 2, 3, 3], 1, 0, true],
+  // Narrow outputs take narrow forward tiles (2 and 1 columns wide).
+  ['3x3 s2 p1 to a 2x2 output', [2, 3, 3, 4], [5, 3, 3, 3], 2, 1, false],
+  ['3x3 s1 p0 to a 1x1 output, 9 channels in', [3, 9, 3, 3], [4, 9, 3, 3], 1, 0, true],
 ];
 
 for (const [name, xs, ws, stride, padding, withBias] of cases) {
