@@ -181,14 +181,8 @@ export class Trainer {
         throw new Error(`checkpoint was made with ${key}=${JSON.stringify(saved[key])}, this run has ${JSON.stringify(this.config[key])}`);
       }
     }
-    const state = new Map<string, Tensor>();
+    loadInto(this.net, tensors, 'checkpoint');
     scope(() => {
-      for (const [name] of this.net.stateDict()) {
-        const t = tensors[name];
-        if (!t) throw new Error(`checkpoint lacks '${name}'`);
-        state.set(name, fromSafe(t, name));
-      }
-      this.net.loadStateDict(state);
       for (const [name, p] of this.net.namedParameters()) {
         const m = tensors[`optimizer.${name}.momentum_buffer`];
         if (m) this.opt.setMomentumBuffer(p, fromSafe(m, `optimizer.${name}.momentum_buffer`));
@@ -210,6 +204,19 @@ export class Trainer {
     for (const t of [...this.net.parameters(), ...this.net.namedBuffers().map(([, b]) => b)]) t.dispose();
     this.opt.dispose();
   }
+}
+
+/** Load a checkpoint's model tensors into `net` (every state-dict key must be present). */
+export function loadInto(net: SimSiamNet, tensors: Record<string, SafeTensor>, source: string): void {
+  scope(() => {
+    const state = new Map<string, Tensor>();
+    for (const [name] of net.stateDict()) {
+      const t = tensors[name];
+      if (!t) throw new Error(`${source} lacks '${name}' (was it made with another model or width?)`);
+      state.set(name, fromSafe(t, name));
+    }
+    net.loadStateDict(state);
+  });
 }
 
 async function toSafe(t: Tensor): Promise<SafeTensor> {
