@@ -1,0 +1,255 @@
+// PTQ linear evaluation (ssql/eval.ts) on a tiny ResNet and 8x8 synthetic images: setting
+// names, quantized features against FP, one-batch calibration, the linear probe and kNN on
+// synthetic clusters, and the whole protocol end to end.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { Tensor, keep, mulScalar, noGrad, scope } from '../../engine/index.ts';
+import { mulberry32 } from '../../engine/nn/index.ts';
+import {
+  DEFAULT_SETTINGS, evaluate, extractFeatures, knnTop1, linearMilestones, parseSetting, parseSettings, trainLinear,
+} from '../../ssql/eval.ts';
+import type { Features, ImageSet } from '../../ssql/eval.ts';
+import { QuantContext } from '../../ssql/models/quant.ts';
+import { ResNet } from '../../ssql/models/resnet.ts';
+import { noLeaks, rng } from '../helpers.ts';
+
+function tinyEncoder(seed = 1): ResNet {
+  return new ResNet(new QuantContext(), { block: 'basic', layers: [1, 1], widths: [4, 8], inChannels: 1 }, mulberry32(seed));
+}
+
+/** Grey 8x8 images: a per-class bright quadrant plus noise. */
+function images(count: number, seed: number, classes = 4): ImageSet {
+  const r = rng(seed);
+  const px = new Uint8Array(count * 64);
+  const labels = new Int32Array(count);
+  for (let n = 0; n < count; n++) {
+    const c = n % classes;
+    labels[n] = c;
+    for (let y = 0; y < 8; y++) {
+      for (let x = 0; x < 8; x++) {
+        const q = (y >> 2) * 2 + (x >> 2);
+        px[n * 64 + y * 8 + x] = Math.min(255, Math.floor(r() * 80 + (q === c % 4 ? 170 : 0)));
+      }
+    }
+  }
+  return { images: px, labels, count, channels: 1, height: 8, width: 8 };
+}
+
+/** Gaussian clusters: `classes` centres at distance ~`spread` apart, unit noise. */
+function clusters(count: number, dim: number, classes: number, seed: number, centresSeed = 99, spread = 4): { f: Features; labels: Int32Array } {
+  const c = rng(centresSeed);
+  const gauss = (r: () => number) => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
+  const centres = Array.from({ length: classes }, () => Array.from({ length: dim }, () => gauss(c) * spread));
+  const r = rng(seed);
+  const data = new Float32Array(count * dim);
+  const labels = new Int32Array(count);
+  for (let n = 0; n < count; n++) {
+    const k = Math.floor(r() * classes);
+    labels[n] = k;
+    for (let d = 0; d < dim; d++) data[n * dim + d] = centres[k][d] + gauss(r) + 3; // offset: not centred
+  }
+  return { f: { data, count, dim }, labels };
+}
+
+function relError(a: Float32Array, b: Float32Array): number {
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < a.length; i++) {
+    num += (a[i] - b[i]) ** 2;
+    den += b[i] ** 2;
+  }
+  return Math.sqrt(num / den);
+}
+
+test('bit settings: names parse to bit pairs, bad names give clear errors', () => {
+  assert.equal(parseSetting('fp'), { name: 'fp', quantized: false, wbit: 0, abit: 0 });
+  assert.equal(parseSetting(' 4W4A '), { name: '4w4a', quantized: true, wbit: 4, abit: 4 });
+  assert.equal(parseSetting('2w4a'), { name: '2w4a', quantized: true, wbit: 2, abit: 4 });
+  assert.equal(DEFAULT_SETTINGS, ['fp', '8w8a', '6w6a', '5w5a', '4w4a', '3w3a', '2w4a', '2w2a']);
+  assert.equal(parseSettings(DEFAULT_SETTINGS).map((s) => s.name), [...DEFAULT_SETTINGS]);
+  assert.equal(parseSettings('fp, 8w8a,2w4a').map((s) => [s.wbit, s.abit]), [[0, 0], [8, 8], [2, 4]]);
+  assert.throws(() => parseSetting('4bit'), /'4bit' is not understood.*'<w>w<a>a'/);
+  assert.throws(() => parseSetting('4w'), /not understood/);
+  assert.throws(() => parseSetting('1w4a'), /weight bit-width 1 is out of range \(2\.\.16\)/);
+  assert.throws(() => parseSetting('4w32a'), /activation bit-width 32 is out of range/);
+  assert.throws(() => parseSettings('4w4a,4W4A'), /'4w4a' is listed twice/);
+  assert.throws(() => parseSettings(''), /no bit settings/);
+  assert.equal(linearMilestones(100), [60, 80]);
+});
+
+test('features: 8w8a close to FP, 2w2a far; modes restored; no leaks', async () => {
+  const enc = tinyEncoder();
+  const set = images(24, 5);
+  await noLeaks(async () => {
+    const fp = await extractFeatures(enc, set, 'fp');
+    assert.is(fp.count, 24);
+    assert.is(fp.dim, 8);
+    assert.is(fp.data.length, 24 * 8);
+    const q8 = await extractFeatures(enc, set, '8w8a', { seed: 3 });
+    const q2 = await extractFeatures(enc, set, '2w2a', { seed: 3 });
+    const e8 = relError(q8.data, fp.data);
+    const e2 = relError(q2.data, fp.data);
+    assert.ok(e8 < 0.05, `8w8a relative error ${e8}`);
+    assert.ok(e2 > 0.2, `2w2a relative error ${e2}`);
+    assert.ok(e2 > 5 * e8, `2w2a (${e2}) should be far worse than 8w8a (${e8})`);
+  });
+  assert.is(enc.ctx.mode, 'off');
+  assert.ok(enc.training, 'train mode restored');
+  assert.ok(enc.bn1.training, 'train mode restored in children');
+  // Frozen, and the running statistics untouched (BN in eval mode).
+  assert.is(enc.parameters().every((p) => p.grad === null), true);
+  assert.equal(Array.from(await enc.bn1.runningMean!.toArray()), [0, 0, 0, 0]);
+  // The mode is reset on errors too.
+  enc.ctx.wbit = 7;
+  await extractFeatures(enc, set, '4w4a', { calibBatch: 0 }).then(
+    () => assert.unreachable('calibration batch 0 accepted'),
+    (e: Error) => assert.match(e.message, /calibration batch must be a positive integer/),
+  );
+  assert.is(enc.ctx.mode, 'off');
+  assert.is(enc.ctx.wbit, 7);
+  assert.ok(enc.training);
+  enc.ctx.dispose();
+});
+
+test('calibration: exactly one augmented batch, ranges are its min/max', async () => {
+  const enc = tinyEncoder(2);
+  const set = images(20, 6);
+  const calls: { mode: string; n: number }[] = [];
+  let calibInput: Tensor | null = null;
+  const features = enc.features.bind(enc);
+  enc.features = (x: Tensor) => {
+    calls.push({ mode: enc.ctx.mode, n: x.shape[0] });
+    if (enc.ctx.mode === 'calibrate') calibInput = keep(mulScalar(x, 1));
+    return features(x);
+  };
+  await extractFeatures(enc, set, '4w4a', { calibBatch: 12, batchSize: 8 });
+  assert.equal(calls, [{ mode: 'calibrate', n: 12 }, { mode: 'quantize', n: 8 }, { mode: 'quantize', n: 8 }, { mode: 'quantize', n: 4 }]);
+  // The stem's observer holds the min/max of the stem activation over that one batch.
+  const x = calibInput! as Tensor;
+  const stem = scope(() => noGrad(() => {
+    enc.eval();
+    const a = enc.bn1.forwardRelu(enc.conv1.forward(x));
+    enc.train();
+    return a;
+  }));
+  const v = await stem.toArray();
+  const range = await enc.stemAct.observer.read();
+  assert.is(range.min, Math.min(...v));
+  assert.is(range.max, Math.max(...v));
+  // Augmented: the calibration input is not the plain normalized images.
+  const xs = await x.toArray();
+  const plain = Array.from(set.images.subarray(0, 64), (p) => (p / 255 - 0.2860) / 0.3530);
+  assert.ok(xs.slice(0, 64).some((val, i) => Math.abs(val - plain[i]) > 1e-3), 'calibration batch is augmented');
+  // Default: a batch of 256, or the whole set when smaller.
+  calls.length = 0;
+  await extractFeatures(enc, set, '8w8a');
+  assert.equal(calls.map((c) => c.mode), ['calibrate', 'quantize']);
+  assert.is(calls[0].n, 20);
+  // FP: no calibration at all.
+  calls.length = 0;
+  await extractFeatures(enc, set, 'fp');
+  assert.equal(calls, [{ mode: 'off', n: 20 }]);
+  for (const t of [x, stem]) t.dispose();
+  enc.ctx.dispose();
+});
+
+test('linear classifier: high accuracy on Gaussian clusters (reference lr 30)', async () => {
+  const train = clusters(400, 16, 5, 1);
+  const testSet = clusters(200, 16, 5, 2);
+  await noLeaks(async () => {
+    const acc = await trainLinear(train.f, train.labels, testSet.f, testSet.labels, { epochs: 6, seed: 1 });
+    assert.ok(acc > 95, `top-1 ${acc}%`);
+    const raw = await trainLinear(train.f, train.labels, testSet.f, testSet.labels, { epochs: 6, lr: 0.1, standardize: false });
+    assert.ok(raw > 95, `top-1 without standardization ${raw}%`);
+  });
+  await trainLinear(train.f, train.labels, { data: new Float32Array(8), count: 1, dim: 8 }, [0]).then(
+    () => assert.unreachable('dimension mismatch accepted'),
+    (e: Error) => assert.match(e.message, /train features have 16 dims, test features 8/),
+  );
+  await trainLinear(train.f, train.labels, testSet.f, testSet.labels, { epochs: 0 }).then(
+    () => assert.unreachable('epochs 0 accepted'),
+    (e: Error) => assert.match(e.message, /epochs must be a positive integer/),
+  );
+});
+
+/** Brute-force CPU kNN in float64 (the same vote) for comparison. */
+function knnReference(train: Features, trainLabels: Int32Array, test: Features, testLabels: Int32Array, k: number, T: number, classes: number): number {
+  const norm = (f: Features, i: number) => {
+    const row = Array.from(f.data.subarray(i * f.dim, (i + 1) * f.dim));
+    const n = Math.hypot(...row);
+    return row.map((v) => v / n);
+  };
+  const tr = Array.from({ length: train.count }, (_, i) => norm(train, i));
+  let hits = 0;
+  for (let i = 0; i < test.count; i++) {
+    const q = norm(test, i);
+    const sims = tr.map((t, j) => [t.reduce((s, v, d) => s + v * q[d], 0), j]).sort((a, b) => b[0] - a[0]).slice(0, k);
+    const votes = new Float64Array(classes);
+    for (const [s, j] of sims) votes[trainLabels[j]] += Math.exp(s / T);
+    let best = 0;
+    for (let c = 1; c < classes; c++) if (votes[c] > votes[best]) best = c;
+    if (best === testLabels[i]) hits++;
+  }
+  return (100 * hits) / test.count;
+}
+
+test('kNN: near 100% on clusters, near chance on random labels, matches a CPU reference', async () => {
+  const train = clusters(300, 8, 4, 3, 7, 2);
+  const testSet = clusters(100, 8, 4, 4, 7, 2);
+  await noLeaks(async () => {
+    const acc = await knnTop1(train.f, train.labels, testSet.f, testSet.labels);
+    assert.ok(acc > 95, `kNN top-1 ${acc}%`);
+    const r = rng(11);
+    const randomLabels = Int32Array.from({ length: 300 }, () => Math.floor(r() * 4));
+    const chance = await knnTop1(train.f, randomLabels, testSet.f, testSet.labels, { k: 200 });
+    assert.ok(chance < 45, `kNN on random labels ${chance}%`);
+    // Chunked on both sides (odd chunk sizes), small k: the same as brute force.
+    const hard = clusters(60, 8, 3, 5, 8, 0.5);
+    const hardTest = clusters(37, 8, 3, 6, 8, 0.5);
+    const got = await knnTop1(hard.f, hard.labels, hardTest.f, hardTest.labels, { k: 5, temperature: 0.1, testChunk: 7, trainChunk: 13 });
+    const want = knnReference(hard.f, hard.labels, hardTest.f, hardTest.labels, 5, 0.1, 3);
+    assert.is(got, want);
+    assert.ok(want < 100 && want > 40, `reference ${want}% should be informative`);
+    // k larger than the train set: all of it votes.
+    const all = await knnTop1(hard.f, hard.labels, hardTest.f, hardTest.labels, { k: 1000 });
+    assert.is(all, knnReference(hard.f, hard.labels, hardTest.f, hardTest.labels, 60, 0.1, 3));
+  });
+});
+
+test('evaluate: fast and faithful protocols end to end on a tiny model', async () => {
+  const enc = tinyEncoder(3);
+  const train = images(32, 7);
+  const testSet = images(16, 8);
+  const events: string[] = [];
+  await noLeaks(async () => {
+    const fast = await evaluate(enc, train, testSet, {
+      settings: ['fp', '4w4a'], protocol: 'fast', epochs: 3, knn: true, seed: 1, calibBatch: 16,
+      onProgress: (p) => events.push(`${p.setting}:${p.stage}${p.epoch ? p.epoch : ''}`),
+    });
+    assert.equal(Object.keys(fast.results), ['fp', '4w4a']);
+    assert.equal(Object.keys(fast.knn!), ['fp', '4w4a']);
+    for (const v of [...Object.values(fast.results), ...Object.values(fast.knn!)]) assert.ok(v >= 0 && v <= 100 && (v * 16 / 100) % 1 < 1e-9, `accuracy ${v}`);
+    // The classes are bright quadrants: even a random frozen backbone separates them.
+    assert.ok(fast.results.fp >= 75, `fp linear top-1 ${fast.results.fp}%`);
+    assert.equal(events.slice(0, 6), ['fp:features', 'fp:linear1', 'fp:linear2', 'fp:linear3', 'fp:knn', 'fp:done']);
+    const again = await evaluate(enc, train, testSet, { settings: ['fp', '4w4a'], epochs: 3, knn: true, seed: 1, calibBatch: 16 });
+    assert.equal(again, fast, 'seeded: the same numbers again');
+    const faithful = await evaluate(enc, train, testSet, { settings: ['2w4a'], protocol: 'faithful', epochs: 2, lr: 1, batchSize: 16, seed: 2 });
+    assert.equal(Object.keys(faithful.results), ['2w4a']);
+    assert.is(faithful.knn, undefined);
+    assert.ok(faithful.results['2w4a'] >= 0 && faithful.results['2w4a'] <= 100);
+  });
+  assert.is(enc.ctx.mode, 'off');
+  assert.ok(enc.training);
+  await evaluate(enc, train, testSet, { protocol: 'slow' as 'fast' }).then(
+    () => assert.unreachable('bad protocol accepted'),
+    (e: Error) => assert.match(e.message, /'fast' or 'faithful'/),
+  );
+  await evaluate(enc, train, images(4, 1), { settings: ['3w'] }).then(
+    () => assert.unreachable('bad setting accepted'),
+    (e: Error) => assert.match(e.message, /'3w' is not understood/),
+  );
+  enc.ctx.dispose();
+});
+
+test.run();
