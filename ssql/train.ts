@@ -7,12 +7,12 @@ import { Augmenter, Xoshiro128 } from './data/augment.ts';
 import type { LabeledImages } from './data/cifar.ts';
 import { BitSampler, simsiamLosses, ssqlLosses } from './methods.ts';
 import type { BitPair } from './methods.ts';
-import { RESNET18, RESNET34, RESNET50, SMALL_RESNET, SimSiamNet } from './models/resnet.ts';
+import { RESNET18, RESNET34, RESNET50, SMALL_RESNET, SimSiamNet, TINY_RESNET } from './models/resnet.ts';
 import type { ResNetConfig } from './models/resnet.ts';
 import type { SafeTensor } from './checkpoint/safetensors.ts';
 
 export type MethodName = 'simsiam' | 'ssql';
-export type ModelName = 'small' | 'resnet18' | 'resnet34' | 'resnet50';
+export type ModelName = 'tiny' | 'small' | 'resnet18' | 'resnet34' | 'resnet50';
 
 export interface TrainConfig {
   method: MethodName;
@@ -30,6 +30,8 @@ export interface TrainConfig {
   abits: [number, number];
   /** Use only the first `subset` training images (0: all). */
   subset: number;
+  /** Output size of the random resized crop (0: the source size). Smaller crops train faster. */
+  cropSize?: number;
 }
 
 export const DEFAULT_CONFIG: TrainConfig = {
@@ -38,7 +40,7 @@ export const DEFAULT_CONFIG: TrainConfig = {
 };
 
 export function backboneConfig(model: ModelName, inChannels: number): ResNetConfig {
-  const base = { small: SMALL_RESNET, resnet18: RESNET18, resnet34: RESNET34, resnet50: RESNET50 }[model];
+  const base = { tiny: TINY_RESNET, small: SMALL_RESNET, resnet18: RESNET18, resnet34: RESNET34, resnet50: RESNET50 }[model];
   return { ...base, inChannels };
 }
 
@@ -90,7 +92,7 @@ export class Trainer {
     this.net = new SimSiamNet({ backbone: backboneConfig(c.model, data.channels), projDim: c.projDim, predHidden: c.predHidden }, random);
     this.opt = new SGD(this.net.parameters(), { lr: c.lr, momentum: c.momentum, weightDecay: c.weightDecay });
     const { mean, std } = normalization(data.channels);
-    this.aug = new Augmenter({ channels: data.channels as 1 | 3, height: data.height, width: data.width, mean, std, seed: seeds.int(0, 2 ** 31) });
+    this.aug = new Augmenter({ channels: data.channels as 1 | 3, height: data.height, width: data.width, outSize: c.cropSize || data.height, mean, std, seed: seeds.int(0, 2 ** 31) });
     this.bitRng = new Xoshiro128(seeds.int(0, 2 ** 31));
     this.orderRng = new Xoshiro128(seeds.int(0, 2 ** 31));
     this.sampler = new BitSampler(c.wbits, c.abits);
@@ -176,7 +178,7 @@ export class Trainer {
   /** Continue from `checkpoint()` output (same config). */
   restore(tensors: Record<string, SafeTensor>, metadata: Record<string, string>): void {
     const saved = JSON.parse(metadata.config ?? '{}') as Partial<TrainConfig>;
-    for (const key of ['method', 'model', 'projDim', 'predHidden', 'batchSize', 'seed', 'subset'] as const) {
+    for (const key of ['method', 'model', 'projDim', 'predHidden', 'batchSize', 'seed', 'subset', 'cropSize'] as const) {
       if (saved[key] !== this.config[key]) {
         throw new Error(`checkpoint was made with ${key}=${JSON.stringify(saved[key])}, this run has ${JSON.stringify(this.config[key])}`);
       }

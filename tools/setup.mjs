@@ -82,3 +82,16 @@ if (!adapter) {
   if (!adapter) fail('mesa-vulkan-drivers is installed but still no WebGPU adapter: Dawn needs Mesa 24 or newer (check `dpkg -l mesa-vulkan-drivers`).');
 }
 log(`WebGPU adapter: ${adapter}`);
+
+// --- Fashion-MNIST (npm start trains on it; the training tests use a subset) -----------------
+const FASHION_MNIST = '/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz';
+if (process.argv.includes('--dataset') && !existsSync(FASHION_MNIST)) {
+  const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+  const cmd = 'apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y dataset-fashion-mnist';
+  if (process.platform !== 'linux' || !existsSync('/usr/bin/apt-get')) {
+    fail('Fashion-MNIST is missing: put the four IDX files in /usr/share/datasets/fashion-mnist/ (or pass --data mnist:DIR to the ssql CLI).');
+  }
+  if (!isRoot) fail(`Fashion-MNIST is missing. Install Debian's package as root, then run this command again:\n\n  sudo sh -c "${cmd}"`);
+  log("Fashion-MNIST missing; installing Debian's dataset-fashion-mnist");
+  if (!run('sh', ['-c', cmd]) || !existsSync(FASHION_MNIST)) fail('installing dataset-fashion-mnist failed; see the output above.');
+}

@@ -7,7 +7,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const setup = spawnSync(process.execPath, [join(root, 'tools/setup.mjs')], { stdio: 'inherit' });
+const setup = spawnSync(process.execPath, [join(root, 'tools/setup.mjs'), '--dataset'], { stdio: 'inherit' });
 if (setup.status !== 0) {
   console.log('0 passed, 1 failed');
   process.exit(1);

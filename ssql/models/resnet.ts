@@ -23,6 +23,8 @@ export const RESNET34: ResNetConfig = { block: 'basic', layers: [3, 4, 6, 3], wi
 export const RESNET50: ResNetConfig = { block: 'bottleneck', layers: [3, 4, 6, 3], widths: [64, 128, 256, 512], inChannels: 3 };
 /** The small ResNet for 28x28 grey images: one basic block a stage, widths 16/32/64/128. */
 export const SMALL_RESNET: ResNetConfig = { block: 'basic', layers: [1, 1, 1, 1], widths: [16, 32, 64, 128], inChannels: 1 };
+/** A tiny ResNet for tests and quick checks: the same structure at widths 4/8/16/32. */
+export const TINY_RESNET: ResNetConfig = { block: 'basic', layers: [1, 1, 1, 1], widths: [4, 8, 16, 32], inChannels: 1 };
 
 interface Block extends Module {
   readonly outChannels: number;
