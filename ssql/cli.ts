@@ -143,6 +143,15 @@ const EVAL_OPTIONS: Record<string, OptionSpec> = {
   'eval-test': { type: 'number', default: 0, help: 'test images (0: all)' },
 };
 
+/** Validate --settings before any work starts. */
+function checkSettings(text: string): void {
+  try {
+    parseSettings(text);
+  } catch (e) {
+    throw new UsageError(`--settings: ${(e as Error).message}`);
+  }
+}
+
 /** The first `n` images of a set (all when n is 0). */
 function head(set: LabeledImages, n: number): LabeledImages {
   if (!n || n >= set.count) return set;
@@ -194,6 +203,7 @@ const COMMANDS: Record<string, { summary: string; run: (argv: string[]) => Promi
         return 0;
       }
       if (!a.checkpoint) throw new UsageError('--checkpoint PATH is required');
+      checkSettings(a.settings as string);
       await withDevice(async () => {
         const { net } = loadNet(a.checkpoint as string);
         const r = await evaluateEncoder(net, a.data as string, a, a.seed as number, 'eval', Boolean(a.json));
@@ -215,6 +225,7 @@ const COMMANDS: Record<string, { summary: string; run: (argv: string[]) => Promi
         process.stdout.write(formatHelp('usage: ssql compare [options]', COMMANDS.compare.summary, spec));
         return 0;
       }
+      checkSettings(a.settings as string);
       await withDevice(async (e) => {
         const report = await compare(a, `ssql compare ${argv.join(' ')}`.trim(), e);
         if (a.json) process.stdout.write(JSON.stringify(report) + '\n');
