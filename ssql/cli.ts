@@ -19,7 +19,7 @@ import type { LabeledImages } from './data/cifar.ts';
 import { Progress } from './progress-node.ts';
 
 const TRAIN_OPTIONS: Record<string, OptionSpec> = {
-  method: { type: 'string', default: DEFAULT_CONFIG.method, choices: ['ssql', 'simsiam'], help: 'pretraining method' },
+  method: { type: 'string', default: DEFAULT_CONFIG.method, choices: ['ssql', 'simsiam', 'byol', 'ssql-byol'], help: 'pretraining method (ssql-byol: SSQL on BYOL, EMA target momentum 0.99)' },
   model: { type: 'string', default: DEFAULT_CONFIG.model, choices: ['tiny', 'small', 'resnet18', 'resnet34', 'resnet50'], help: 'backbone (small: 16/32/64/128, one block a stage; tiny: 4/8/16/32)' },
   data: { type: 'string', default: 'fashion-mnist', help: 'fashion-mnist | mnist:DIR (IDX files) | cifar10:DIR | cifar100:DIR' },
   epochs: { type: 'number', default: DEFAULT_CONFIG.epochs, help: 'training epochs' },

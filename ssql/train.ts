@@ -1,17 +1,34 @@
-// The SSQL / SimSiam training loop, platform independent: data order, augmentation, the step,
+// The SSQL / SimSiam / BYOL training loop, platform independent: data order, augmentation, the step,
 // SGD with a per-epoch cosine schedule, and checkpoint state. The Node CLI (ssql/cli.ts) and
 // the browser demo drive it.
 import { Tensor, engine, keep, scope } from '../engine/index.ts';
 import { SGD, cosineLR } from '../engine/optim.ts';
 import { Augmenter, Xoshiro128 } from './data/augment.ts';
 import type { LabeledImages } from './data/cifar.ts';
-import { BitSampler, simsiamLosses, ssqlLosses } from './methods.ts';
-import type { BitPair } from './methods.ts';
+import { BitSampler, byolLosses, simsiamLosses, ssqlByolLosses, ssqlLosses } from './methods.ts';
+import type { BitPair, StepLosses } from './methods.ts';
+import { ByolNet } from './models/byol.ts';
 import { RESNET18, RESNET34, RESNET50, SMALL_RESNET, SimSiamNet, TINY_RESNET } from './models/resnet.ts';
 import type { ResNetConfig } from './models/resnet.ts';
 import type { SafeTensor } from './checkpoint/safetensors.ts';
+import type { Module } from '../engine/nn/index.ts';
 
-export type MethodName = 'simsiam' | 'ssql';
+/** simsiam / ssql (SSQL on SimSiam, SPEC §1) and byol / ssql-byol (SPEC §7). */
+export type MethodName = 'simsiam' | 'ssql' | 'byol' | 'ssql-byol';
+/** The network a method trains: both have `ctx`, the online `encoder` (what evaluation uses)
+ * and `predictor`; ByolNet adds the EMA target encoder. */
+export type PretrainNet = SimSiamNet | ByolNet;
+
+/** Methods that draw a bit pair and add SSQL's quantized pass. */
+export function isQuantized(method: MethodName): boolean {
+  return method === 'ssql' || method === 'ssql-byol';
+}
+
+/** Methods with an EMA target encoder. */
+export function isByol(method: MethodName): boolean {
+  return method === 'byol' || method === 'ssql-byol';
+}
+
 export type ModelName = 'tiny' | 'small' | 'resnet18' | 'resnet34' | 'resnet50';
 
 export interface TrainConfig {
@@ -32,6 +49,8 @@ export interface TrainConfig {
   subset: number;
   /** Output size of the random resized crop (0: the source size). Smaller crops train faster. */
   cropSize?: number;
+  /** BYOL's target momentum m (target <- m target + (1 - m) online after each step; 0.99). */
+  emaMomentum?: number;
 }
 
 export const DEFAULT_CONFIG: TrainConfig = {
@@ -63,7 +82,7 @@ export interface StepReport {
 }
 
 export class Trainer {
-  readonly net: SimSiamNet;
+  readonly net: PretrainNet;
   readonly opt: SGD;
   readonly aug: Augmenter;
   readonly stepsPerEpoch: number;
@@ -89,8 +108,10 @@ export class Trainer {
     if (this.stepsPerEpoch === 0) throw new RangeError(`batch size ${c.batchSize} exceeds the ${this.count} training images`);
     const seeds = new Xoshiro128(c.seed);
     const random = () => seeds.next();
-    this.net = new SimSiamNet({ backbone: backboneConfig(c.model, data.channels), projDim: c.projDim, predHidden: c.predHidden }, random);
-    this.opt = new SGD(this.net.parameters(), { lr: c.lr, momentum: c.momentum, weightDecay: c.weightDecay });
+    const netConfig = { backbone: backboneConfig(c.model, data.channels), projDim: c.projDim, predHidden: c.predHidden };
+    this.net = isByol(c.method) ? new ByolNet(netConfig, random) : new SimSiamNet(netConfig, random);
+    const trainable = this.net instanceof ByolNet ? this.net.trainableParameters() : this.net.parameters();
+    this.opt = new SGD(trainable, { lr: c.lr, momentum: c.momentum, weightDecay: c.weightDecay });
     const { mean, std } = normalization(data.channels);
     this.aug = new Augmenter({ channels: data.channels as 1 | 3, height: data.height, width: data.width, outSize: c.cropSize || data.height, mean, std, seed: seeds.int(0, 2 ** 31) });
     this.bitRng = new Xoshiro128(seeds.int(0, 2 ** 31));
@@ -132,15 +153,19 @@ export class Trainer {
     }
     const lr = this.lr;
     this.opt.lr = lr;
-    const bits = this.config.method === 'ssql' ? this.sampler.draw(() => this.bitRng.next()) : null;
+    const bits = isQuantized(this.config.method) ? this.sampler.draw(() => this.bitRng.next()) : null;
+    const net = this.net;
     const [loss, fp, quant] = scope(() => {
       const batch = this.aug.uploadBatch(this.staging, batchSize);
       const x1 = this.aug.views(batch);
       const x2 = this.aug.views(batch);
       this.opt.zeroGrad();
-      const l = bits ? ssqlLosses(this.net, x1, x2, bits) : simsiamLosses(this.net, x1, x2);
+      let l: StepLosses;
+      if (net instanceof ByolNet) l = bits ? ssqlByolLosses(net, x1, x2, bits) : byolLosses(net, x1, x2);
+      else l = bits ? ssqlLosses(net, x1, x2, bits) : simsiamLosses(net, x1, x2);
       l.loss.backward();
       this.opt.step();
+      if (net instanceof ByolNet) net.updateTarget(this.config.emaMomentum ?? 0.99);
       batch.dispose();
       return [keep(l.loss), keep(l.fp), l.quant ? keep(l.quant) : null];
     });
@@ -183,6 +208,9 @@ export class Trainer {
         throw new Error(`checkpoint was made with ${key}=${JSON.stringify(saved[key])}, this run has ${JSON.stringify(this.config[key])}`);
       }
     }
+    if (isByol(this.config.method) && (saved.emaMomentum ?? 0.99) !== (this.config.emaMomentum ?? 0.99)) {
+      throw new Error(`checkpoint was made with emaMomentum=${saved.emaMomentum ?? 0.99}, this run has ${this.config.emaMomentum ?? 0.99}`);
+    }
     loadInto(this.net, tensors, 'checkpoint');
     scope(() => {
       for (const [name, p] of this.net.namedParameters()) {
@@ -202,14 +230,16 @@ export class Trainer {
   }
 
   dispose(): void {
-    this.net.ctx.dispose();
+    this.opt.zeroGrad(); // the last step's gradients
+    if (this.net instanceof ByolNet) this.net.disposeContexts();
+    else this.net.ctx.dispose();
     for (const t of [...this.net.parameters(), ...this.net.namedBuffers().map(([, b]) => b)]) t.dispose();
     this.opt.dispose();
   }
 }
 
 /** Load a checkpoint's model tensors into `net` (every state-dict key must be present). */
-export function loadInto(net: SimSiamNet, tensors: Record<string, SafeTensor>, source: string): void {
+export function loadInto(net: Module, tensors: Record<string, SafeTensor>, source: string): void {
   scope(() => {
     const state = new Map<string, Tensor>();
     for (const [name] of net.stateDict()) {

@@ -4,6 +4,9 @@
 // 2. On Linux, when no WebGPU adapter can be created, installs Mesa's software Vulkan driver
 //    (lavapipe, Mesa 24 or newer; bookworm takes it from backports) when running as root, or
 //    stops with the exact command to run.
+// 3. --dataset: installs Debian's Fashion-MNIST package when it is missing (same rules).
+// 4. --browser: installs Debian's chromium when no Chromium is found (same rules; npm test's
+//    browser suite needs it).
 // With everything present it only probes the adapter (about 0.5 s).
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -95,3 +98,18 @@ if (process.argv.includes('--dataset') && !existsSync(FASHION_MNIST)) {
   log("Fashion-MNIST missing; installing Debian's dataset-fashion-mnist");
   if (!run('sh', ['-c', cmd]) || !existsSync(FASHION_MNIST)) fail('installing dataset-fashion-mnist failed; see the output above.');
 }
+
+// --- Chromium (npm test's browser suite: the engine tests on the browser's WebGPU adapter) -----
+const CHROMIUM_PATHS = [process.env.CHROMIUM, '/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'];
+const findChromium = () => CHROMIUM_PATHS.find((p) => p && existsSync(p));
+if (process.argv.includes('--browser') && !findChromium()) {
+  const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+  const cmd = 'apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium';
+  if (process.platform !== 'linux' || !existsSync('/usr/bin/apt-get')) {
+    fail('Chromium is missing (the browser tests need it): install Chromium or Chrome and set CHROMIUM=/path/to/it, or run `npm test -- --no-browser`.');
+  }
+  if (!isRoot) fail(`Chromium is missing (the browser tests need it). Install Debian's package as root, then run this command again:\n\n  sudo sh -c "${cmd}"\n\n(or run \`npm test -- --no-browser\` to skip the browser suite)`);
+  log("Chromium missing; installing Debian's chromium package");
+  if (!run('sh', ['-c', cmd]) || !findChromium()) fail('installing chromium failed; see the output above.');
+}
+if (process.argv.includes('--browser')) log(`Chromium: ${findChromium()}`);
