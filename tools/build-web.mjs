@@ -3,7 +3,8 @@
 // ssql/web/index.ts -> dist/web/ssql-webgpu.js (+ .map).
 // The build fails, writing nothing, if a Node module (`node:*` or a bare builtin such as fs,
 // path, zlib) or the `webgpu` npm package (Dawn for Node) is reachable from the entry; it names
-// the import chain that reaches it. tests/browser/run.mjs uses the same check for its bundle.
+// the import chain that reaches it. tests/browser/run.mjs and tools/demo-server.mjs use the same
+// check for their bundles.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { builtinModules } from 'node:module';
 import { dirname, join, relative } from 'node:path';
@@ -93,13 +94,18 @@ export function browserOptions() {
   };
 }
 
-export async function buildWeb({ outfile = join(root, 'dist/web/ssql-webgpu.js'), minify = false } = {}) {
+/**
+ * Bundles `entry` for browsers (browserOptions) in memory and fails, naming the import chains, if
+ * a Node module or `webgpu` is reachable from it. Returns esbuild's result (outputFiles, metafile).
+ * Used by buildWeb and by tools/demo-server.mjs (the demo page's bundle).
+ */
+export async function buildBrowserBundle({ entry, outfile, minify = false, sourcemap = 'linked' }) {
   const violations = [];
   const result = await esbuild.build({
     ...browserOptions(),
-    entryPoints: [join(root, 'ssql/web/index.ts')],
+    entryPoints: [entry],
     outfile,
-    sourcemap: 'linked',
+    sourcemap,
     minify,
     write: false,
     plugins: [noNodeModules(violations)],
@@ -110,6 +116,11 @@ export async function buildWeb({ outfile = join(root, 'dist/web/ssql-webgpu.js')
     err.problems = problems;
     throw err;
   }
+  return result;
+}
+
+export async function buildWeb({ outfile = join(root, 'dist/web/ssql-webgpu.js'), minify = false } = {}) {
+  const result = await buildBrowserBundle({ entry: join(root, 'ssql/web/index.ts'), outfile, minify });
   mkdirSync(dirname(outfile), { recursive: true });
   for (const f of result.outputFiles) writeFileSync(f.path, f.contents);
   const js = result.outputFiles.find((f) => f.path.endsWith('.js'));

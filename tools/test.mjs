@@ -1,12 +1,14 @@
 #!/usr/bin/env node
-// `npm test`: set-up, type check, then the Node suite (tests/run.ts) and the browser suite
-// (tests/browser/run.mjs: the engine tests in headless Chromium), each in a child process. Their
-// counts add up into the last line, the one CI reads: `N passed, N failed`. If a child dies
+// `npm test`: set-up, type check, then the Node suite (tests/run.ts), the browser suite
+// (tests/browser/run.mjs: the engine tests in headless Chromium) and the demo suite
+// (tests/browser/demo.mjs: the demo page trains a few steps in Chromium), each in a child
+// process. Their counts add up into the last line, the one CI reads: `N passed, N failed`. If a child dies
 // without printing its summary (a crash in the driver, say), that child counts as one failure.
 //
 // Usage: npm test [-- filter] [--no-browser] [--verbose]
 //   filter        only test files whose path contains it (both suites)
-//   --no-browser  skip the browser suite (and the Chromium install)
+//   --no-browser  skip the browser and demo suites (and the Chromium install); the demo suite
+//                 also runs only without a filter or with one that matches tests/browser/demo.mjs
 //   --verbose     the browser suite lists every test
 import { spawn, spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
@@ -74,6 +76,10 @@ const results = [['node', node]];
 if (browser) {
   const extra = args.includes('--verbose') ? ['--verbose'] : [];
   results.push(['browser', await suite('browser suite', ['tests/browser/run.mjs', ...filter, ...extra])]);
+  // The demo page (tests/browser/demo.mjs): a few training steps in headless Chromium, a screenshot.
+  if (filter.length === 0 || filter.some((f) => 'tests/browser/demo.mjs'.includes(f))) {
+    results.push(['demo', await suite('demo suite', ['tests/browser/demo.mjs'])]);
+  }
 }
 const passed = results.reduce((n, [, r]) => n + r.passed, 0);
 const failed = results.reduce((n, [, r]) => n + r.failed, 0);

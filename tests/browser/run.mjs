@@ -17,13 +17,12 @@
 //   --all       also tests/ssql/*.test.ts
 //   --verbose   list every test, not only the failures
 // Environment: CHROMIUM (browser binary), SSQL_BROWSER_TIMEOUT_S (whole run, default 300).
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { createServer } from 'node:http';
-import { tmpdir } from 'node:os';
 import { basename, join, relative } from 'node:path';
 import * as esbuild from 'esbuild';
 import { browserOptions, buildWeb, describeViolations, noNodeModules, root } from '../../tools/build-web.mjs';
+import { MISSING_CHROMIUM, findChromium, launchChromium } from './chromium.mjs';
 
 const args = process.argv.slice(2);
 const verbose = args.includes('--verbose');
@@ -178,34 +177,17 @@ await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
 const url = `http://127.0.0.1:${server.address().port}/`;
 
 // --- 4. Launch headless Chromium ------------------------------------------------------------------
-function findChromium() {
-  const list = [process.env.CHROMIUM, '/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'];
-  return list.find((p) => p && existsSync(p));
-}
 const chromium = findChromium();
 if (!chromium) {
   server.close();
-  fatal('Chromium is missing: install it (Debian/Ubuntu, as root: apt-get install -y chromium) or set CHROMIUM=/path/to/chrome');
+  fatal(MISSING_CHROMIUM);
 }
-const profile = mkdtempSync(join(tmpdir(), 'ssql-chromium-'));
-const browser = spawn(chromium, [
-  '--headless=new', '--no-sandbox', '--enable-unsafe-webgpu', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic',
-  '--disable-gpu-sandbox', '--no-default-browser-check', `--user-data-dir=${profile}`, url,
-], { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
-let browserLog = '';
-browser.stderr.on('data', (c) => { browserLog = (browserLog + c.toString()).slice(-20000); });
-let browserExited = null;
-browser.on('exit', (code, signal) => { browserExited = `exit ${code}${signal ? `, signal ${signal}` : ''}`; });
+const browser = launchChromium(chromium, url);
 
 async function stopBrowser() {
-  // Chromium and its helper processes share the process group started above.
-  try { process.kill(-browser.pid, 'SIGKILL'); } catch { /* already gone */ }
   server.close();
   server.closeAllConnections?.();
-  if (!browserExited) await new Promise((resolve) => { browser.once('exit', resolve); setTimeout(resolve, 3000); });
-  await new Promise((resolve) => setTimeout(resolve, 200));
-  try { rmSync(profile, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 }); } catch { /* best effort */ }
+  await browser.stop();
 }
 
 // --- 5. Report -------------------------------------------------------------------------------
@@ -215,7 +197,7 @@ let current = null;
 const outcome = await new Promise((resolve) => {
   const timer = setTimeout(() => resolve({ kind: 'timeout' }), timeoutS * 1000);
   const exitCheck = setInterval(() => {
-    if (browserExited) resolve({ kind: 'exited' });
+    if (browser.exited) resolve({ kind: 'exited' });
   }, 500);
   onEvent = (ev) => {
     switch (ev.type) {
@@ -269,8 +251,8 @@ for (const [file, r] of fileResults) {
 failed++;
 if (outcome.kind === 'fatal') console.log(`[browser] ${outcome.message}`);
 if (outcome.kind === 'timeout') console.log(`[browser] timed out after ${timeoutS} s${current ? `, during ${current}` : ' before any test started'}`);
-if (outcome.kind === 'exited') console.log(`[browser] Chromium ended (${browserExited}) before the tests finished${current ? `, during ${current}` : ''}`);
+if (outcome.kind === 'exited') console.log(`[browser] Chromium ended (${browser.exited}) before the tests finished${current ? `, during ${current}` : ''}`);
 // Chromium's own log, without the D-Bus complaints every container run has.
-const log = browserLog.split('\n').filter((l) => l.trim() && !/dbus|DBus/.test(l)).slice(-15);
-if (log.length > 0) console.log(`[browser] Chromium's last output:\n${log.join('\n')}`);
+const log = browser.log();
+if (log) console.log(`[browser] Chromium's last output:\n${log}`);
 finish(1);
