@@ -4,7 +4,7 @@ import { initNodeDevice } from '../engine/device-node.ts';
 import { printTable, writeResults } from './harness.ts';
 import type { BenchOptions, BenchRecord } from './harness.ts';
 
-const ALL = ['matmul', 'conv', 'bn', 'layout', 'quant', 'train'];
+const ALL = ['matmul', 'conv', 'bn', 'layout', 'quant', 'train', 'browser'];
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const names = args.filter((a) => !a.startsWith('--'));

@@ -1,0 +1,67 @@
+// The same kernels (bench/kernel-cases.ts) on Node (Dawn, lavapipe here) and in headless
+// Chromium (SwiftShader here), side by side: `npm run bench -- browser`. The browser figures are
+// recorded as the baseline of each case (ratio = browser time / Node time).
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { kernelCases, timeCase } from './kernel-cases.ts';
+import type { BenchOptions, BenchRecord } from './harness.ts';
+
+interface PageResult { adapter?: string; error?: string; records?: { name: string; median_ms: number }[] }
+interface Chrome { stop(): Promise<void>; exited: string | null; log(): string }
+interface ChromiumModule { findChromium(): string | null; launchChromium(binary: string, url: string): Chrome; MISSING_CHROMIUM: string }
+interface BuildModule { root: string; buildBrowserBundle(o: { entry: string; outfile: string }): Promise<{ outputFiles: { path: string; contents: Uint8Array }[] }> }
+
+async function browserFigures(quick: boolean, runs: number): Promise<{ adapter: string; ms: Map<string, number> } | { skipped: string }> {
+  const chromium = (await import('../tests/browser/chromium.mjs' as string)) as ChromiumModule;
+  const build = (await import('../tools/build-web.mjs' as string)) as BuildModule;
+  const binary = chromium.findChromium();
+  if (!binary) return { skipped: chromium.MISSING_CHROMIUM };
+  const bundle = await build.buildBrowserBundle({ entry: join(build.root, 'bench/browser-page.ts'), outfile: join(tmpdir(), 'ssql-bench-page.js') });
+  const js = bundle.outputFiles.find((f) => f.path.endsWith('.js'))!.contents;
+  let resolve!: (r: PageResult) => void;
+  const result = new Promise<PageResult>((r) => { resolve = r; });
+  const server = createServer((req, res) => {
+    if (req.method === 'POST' && req.url === '/result') {
+      let body = '';
+      req.on('data', (c) => { body += c; });
+      req.on('end', () => { res.end('ok'); resolve(JSON.parse(body) as PageResult); });
+    } else if (req.url?.startsWith('/page.js')) {
+      res.setHeader('content-type', 'text/javascript');
+      res.end(js);
+    } else {
+      res.setHeader('content-type', 'text/html');
+      res.end('<!doctype html><meta charset="utf-8"><script type="module" src="/page.js"></script>');
+    }
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as AddressInfo).port;
+  const chrome = chromium.launchChromium(binary, `http://127.0.0.1:${port}/?quick=${quick ? 1 : 0}&runs=${runs}`);
+  const timeout = new Promise<PageResult>((r) => setTimeout(() => r({ error: `no result within 600 s (${chrome.exited ?? 'running'}): ${chrome.log()}` }), 600_000));
+  const r = await Promise.race([result, timeout]);
+  await chrome.stop();
+  server.close();
+  if (r.error || !r.records) return { skipped: r.error ?? 'no records' };
+  return { adapter: r.adapter ?? 'unknown', ms: new Map(r.records.map((x) => [x.name, x.median_ms])) };
+}
+
+export async function run(opts: BenchOptions): Promise<BenchRecord[]> {
+  const runs = opts.quick ? 3 : 5;
+  const cases = kernelCases(opts.quick);
+  const records: BenchRecord[] = [];
+  for (const c of cases) {
+    const t = await timeCase(c, runs);
+    records.push({ case: `${c.name} (node)`, op: c.op, ...t, gflops: c.flops / (t.median_ms * 1e6) });
+  }
+  const b = await browserFigures(opts.quick, runs);
+  for (const [i, c] of cases.entries()) {
+    const r = records[i];
+    if ('skipped' in b) r.baseline = { system: 'browser', skipped: b.skipped };
+    else {
+      const ms = b.ms.get(c.name)!;
+      r.baseline = { system: `browser (${b.adapter})`, median_ms: ms, gflops: c.flops / (ms * 1e6), ratio: ms / r.median_ms };
+    }
+  }
+  return records;
+}

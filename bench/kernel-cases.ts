@@ -1,0 +1,58 @@
+// The kernel cases timed both on Node (bench/browser.ts) and in the browser
+// (bench/browser-page.ts): the same code, the same kernels, the same shapes.
+import { Tensor, engine, matmul, scope } from '../engine/index.ts';
+import { conv2d } from '../engine/ops/conv.ts';
+
+export interface KernelCase {
+  name: string;
+  op: string;
+  flops: number;
+  /** Allocates inputs; returns the function to time and a disposer. */
+  setup(): { run: () => void; dispose: () => void };
+}
+
+const fill = (n: number) => Float32Array.from({ length: n }, (_, i) => ((i * 7919) % 13) / 13 - 0.5);
+
+function matmulCase(n: number): KernelCase {
+  return {
+    name: `matmul ${n}x${n} @ ${n}x${n}`, op: 'matmul', flops: 2 * n * n * n,
+    setup() {
+      const a = Tensor.fromArray(fill(n * n), [n, n]);
+      const b = Tensor.fromArray(fill(n * n), [n, n]);
+      return { run: () => scope(() => { matmul(a, b); }), dispose: () => { a.dispose(); b.dispose(); } };
+    },
+  };
+}
+
+function convCase(N: number, C: number, H: number): KernelCase {
+  return {
+    name: `conv2d_fwd ${N}x${C}x${H}x${H} k3 -> ${C}`, op: 'conv2d_fwd', flops: 2 * N * C * H * H * C * 9,
+    setup() {
+      const x = Tensor.fromArray(fill(N * C * H * H), [N, C, H, H]);
+      const w = Tensor.fromArray(fill(C * C * 9), [C, C, 3, 3]);
+      return { run: () => scope(() => { conv2d(x, w, null, { padding: 1 }); }), dispose: () => { x.dispose(); w.dispose(); } };
+    },
+  };
+}
+
+export function kernelCases(quick: boolean): KernelCase[] {
+  return quick ? [matmulCase(256), convCase(8, 64, 32)] : [matmulCase(256), matmulCase(512), convCase(8, 64, 32), convCase(32, 16, 28)];
+}
+
+/** Median, min and max milliseconds of `runs` timed runs after one warm-up, to GPU completion. */
+export async function timeCase(c: KernelCase, runs: number): Promise<{ median_ms: number; min_ms: number; max_ms: number; runs: number }> {
+  const e = engine();
+  const { run, dispose } = c.setup();
+  run();
+  await e.sync();
+  const samples: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t0 = performance.now();
+    run();
+    await e.sync();
+    samples.push(performance.now() - t0);
+  }
+  dispose();
+  samples.sort((a, b) => a - b);
+  return { median_ms: samples[Math.floor(runs / 2)], min_ms: samples[0], max_ms: samples[runs - 1], runs };
+}
