@@ -6,7 +6,9 @@
 // twice, statistics then normalize); backward reads dy and x and writes dx (12 bytes per element;
 // they read dy and x twice). The per-channel vectors are negligible and not counted.
 import { Tensor, batchNorm, engine, relu, scope } from '../engine/index.ts';
-import type { BenchOptions, BenchRecord, Timing } from './harness.ts';
+import type { BenchOptions, BenchRecord } from './harness.ts';
+import { sample, stats } from './timing.ts';
+import type { Timing } from './timing.ts';
 
 interface BnCase { name: string; shape: [number, number, number, number] }
 
@@ -18,17 +20,6 @@ const RESNET18: BnCase[] = [
 ];
 const SMALL: BnCase[] = [{ name: 'small 256x16x28x28', shape: [256, 16, 28, 28] }];
 
-async function sample(fn: () => void): Promise<number> {
-  const t0 = performance.now();
-  fn();
-  await engine().sync();
-  return performance.now() - t0;
-}
-
-function stats(samples: number[]): Timing {
-  const s = [...samples].sort((a, b) => a - b);
-  return { median_ms: s[Math.floor(s.length / 2)], min_ms: s[0], max_ms: s[s.length - 1], runs: s.length };
-}
 
 /**
  * Times `fn` against two bandwidth baselines moving the same bytes (read + write = `bytes`),

@@ -34,28 +34,8 @@ export interface BenchOptions {
   quick: boolean;
 }
 
-export interface Timing {
-  median_ms: number;
-  min_ms: number;
-  max_ms: number;
-  runs: number;
-}
-
-/** Time `fn` (which enqueues GPU work) to completion: one warm-up, then `runs` timed runs. */
-export async function time(fn: () => void, runs: number): Promise<Timing> {
-  const e = engine();
-  fn();
-  await e.sync();
-  const samples: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const t0 = performance.now();
-    fn();
-    await e.sync();
-    samples.push(performance.now() - t0);
-  }
-  samples.sort((a, b) => a - b);
-  return { median_ms: samples[Math.floor(samples.length / 2)], min_ms: samples[0], max_ms: samples[samples.length - 1], runs };
-}
+export { time } from './timing.ts';
+export type { Timing } from './timing.ts';
 
 export function machine(): Record<string, string | number> {
   const a = engine().adapter;

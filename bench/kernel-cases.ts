@@ -1,6 +1,8 @@
 // The kernel cases timed both on Node (bench/browser.ts) and in the browser
 // (bench/browser-page.ts): the same code, the same kernels, the same shapes.
-import { Tensor, engine, matmul, scope } from '../engine/index.ts';
+import { Tensor, matmul, scope } from '../engine/index.ts';
+import { time } from './timing.ts';
+import type { Timing } from './timing.ts';
 import { conv2d } from '../engine/ops/conv.ts';
 
 export interface KernelCase {
@@ -40,19 +42,9 @@ export function kernelCases(quick: boolean): KernelCase[] {
 }
 
 /** Median, min and max milliseconds of `runs` timed runs after one warm-up, to GPU completion. */
-export async function timeCase(c: KernelCase, runs: number): Promise<{ median_ms: number; min_ms: number; max_ms: number; runs: number }> {
-  const e = engine();
+export async function timeCase(c: KernelCase, runs: number): Promise<Timing> {
   const { run, dispose } = c.setup();
-  run();
-  await e.sync();
-  const samples: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const t0 = performance.now();
-    run();
-    await e.sync();
-    samples.push(performance.now() - t0);
-  }
+  const t = await time(run, runs);
   dispose();
-  samples.sort((a, b) => a - b);
-  return { median_ms: samples[Math.floor(runs / 2)], min_ms: samples[0], max_ms: samples[runs - 1], runs };
+  return t;
 }

@@ -9,7 +9,9 @@
 // Ours are timed alternately within each case (../shared/BENCH.md); TF.js runs on its own device.
 import { Tensor, engine, matmul, permute, scope } from '../engine/index.ts';
 import { conv2d } from '../engine/ops/conv.ts';
-import type { BenchOptions, BenchRecord, Timing } from './harness.ts';
+import type { BenchOptions, BenchRecord } from './harness.ts';
+import { sample, stats } from './timing.ts';
+import type { Timing } from './timing.ts';
 import { tfjsConv } from './tfjs.ts';
 
 interface LayoutCase { name: string; N: number; Cin: number; H: number; Cout: number; k: number; stride: number }
@@ -20,17 +22,6 @@ const CASES: LayoutCase[] = [
   { name: 'r18 128x16x16 1x1', N: 32, Cin: 128, H: 16, Cout: 128, k: 1, stride: 1 },
 ];
 
-async function sample(fn: () => void): Promise<number> {
-  const t0 = performance.now();
-  fn();
-  await engine().sync();
-  return performance.now() - t0;
-}
-
-function stats(samples: number[]): Timing {
-  const s = [...samples].sort((a, b) => a - b);
-  return { median_ms: s[Math.floor(s.length / 2)], min_ms: s[0], max_ms: s[s.length - 1], runs: s.length };
-}
 
 /** One warm-up each, then `runs` rounds timing each function in turn. */
 async function alternate(fns: (() => void)[], runs: number): Promise<Timing[]> {

@@ -1,19 +1,10 @@
 // Fake quantization and the cosine loss (GB/s), each against a plain buffer copy moving the
 // same number of bytes, timed alternately in the same run (../shared/BENCH.md).
 import { MinMaxObserver, Tensor, engine, fakeQuantAct, fakeQuantWeight, scope, simsiamLoss, cosineSimilarity } from '../engine/index.ts';
-import type { BenchOptions, BenchRecord, Timing } from './harness.ts';
+import type { BenchOptions, BenchRecord } from './harness.ts';
+import { sample, stats } from './timing.ts';
+import type { Timing } from './timing.ts';
 
-async function sample(fn: () => void): Promise<number> {
-  const t0 = performance.now();
-  fn();
-  await engine().sync();
-  return performance.now() - t0;
-}
-
-function stats(samples: number[]): Timing {
-  const s = [...samples].sort((a, b) => a - b);
-  return { median_ms: s[Math.floor(s.length / 2)], min_ms: s[0], max_ms: s[s.length - 1], runs: s.length };
-}
 
 /** Times `fn` and a copy of `bytes / 2` bytes (read + write = `bytes`), alternating. */
 async function versusCopy(name: string, op: string, bytes: number, fn: () => void, runs: number): Promise<BenchRecord> {

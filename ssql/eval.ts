@@ -27,6 +27,7 @@
 //               can represent exactly the same decision functions.
 // kNN top-1 (optional, both protocols) uses the un-augmented features: cosine similarity,
 // k = 200, votes weighted by exp(sim / 0.1) (the InstDisc / SimSiam kNN monitor).
+import type { LabeledImages } from './data/cifar.ts';
 import { Tensor, crossEntropy, accuracy, engine, keep, matmul, noGrad, scope } from '../engine/index.ts';
 import { Linear } from '../engine/nn/index.ts';
 import { SGD, stepLR } from '../engine/optim.ts';
@@ -84,16 +85,8 @@ export function parseSettings(names: string | readonly string[]): BitSetting[] {
 
 // ---- data ------------------------------------------------------------------------------------
 
-/** Images and labels (the shape of `LabeledImages` from ./data/cifar.ts). */
-export interface ImageSet {
-  /** N x C x H x W bytes. */
-  images: Uint8Array;
-  labels: Int32Array;
-  count: number;
-  channels: number;
-  height: number;
-  width: number;
-}
+/** Images and labels, as the dataset readers return them. */
+export type ImageSet = LabeledImages;
 
 /** Features cached on the CPU: `data` is row-major [count, dim]. */
 export interface Features {
