@@ -32,7 +32,8 @@ fn loadX(X_base: u32, ih: i32, iw: i32) -> f32 {
 }
 
 // Forward. Specialized by template on the kernel size and stride ({{KH}}, {{KW}},
-// {{STRIDE}}) so the window loops unroll. A GEMM column tile is TR x TC output pixels
+// {{STRIDE}}) so the window loops unroll; {{FLIPPED}} makes it the input gradient of a stride-1
+// conv (see wRow below). A GEMM column tile is TR x TC output pixels
 // ({{TC}} columns of TR = 8 / TC rows; TC < 8 for maps narrower than 8, so few lanes idle).
 // For each (ci, kh) and tile row, the TC*STRIDE + KW - 1 input values under the windows are
 // loaded once into `seg` and reused for every kw.
@@ -40,6 +41,7 @@ const KH: u32 = {{KH}};
 const KW: u32 = {{KW}};
 const STRIDE: u32 = {{STRIDE}};
 const TC: u32 = {{TC}};
+const FLIPPED: bool = {{FLIPPED}};
 const TR: u32 = 8u / TC;
 const SEG: u32 = TC * STRIDE + KW - 1u;
 
@@ -56,12 +58,18 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
   let K = p.Cin * KH * KW;
   let iw0 = i32(ow0 * STRIDE) - i32(p.pad);
 
+  // Weight offsets: W[co][ci][kh][kw], or with FLIPPED the stored weight of the conv whose
+  // input gradient this is, read transposed and rotated: W'[ci][co][KH-1-kh][KW-1-kw].
   var wRow: array<u32, 8>;
-  for (var r = 0u; r < 8u; r++) { wRow[r] = min(row0 + r, p.Cout - 1u) * K; }
+  for (var r = 0u; r < 8u; r++) {
+    let co = min(row0 + r, p.Cout - 1u);
+    wRow[r] = select(co * K, co * KH * KW, FLIPPED);
+  }
 
   var acc: array<vec4<f32>, 16>;
   for (var ci = 0u; ci < p.Cin; ci++) {
     let chan = (n * p.Cin + ci) * p.H * p.W;
+    let wCi = select(ci * KH * KW, ci * p.Cout * KH * KW, FLIPPED);
     for (var kh = 0u; kh < KH; kh++) {
       var seg: array<array<f32, SEG>, TR>;
       for (var rt = 0u; rt < TR; rt++) {
@@ -74,14 +82,14 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
           seg[rt][t] = select(0.0, In1[select(0u, rowBase + u32(iw), inside)], inside);
         }
       }
-      let wk = (ci * KH + kh) * KW;
       for (var kw = 0u; kw < KW; kw++) {
+        let tap = select(kh * KW + kw, (KH - 1u - kh) * KW + (KW - 1u - kw), FLIPPED);
         var b: array<f32, 8>;
         for (var j = 0u; j < 8u; j++) { b[j] = seg[j / TC][kw + (j % TC) * STRIDE]; }
         let b0 = vec4<f32>(b[0], b[1], b[2], b[3]);
         let b1 = vec4<f32>(b[4], b[5], b[6], b[7]);
         for (var r = 0u; r < 8u; r++) {
-          let a = In0[wRow[r] + wk + kw];
+          let a = In0[wRow[r] + wCi + tap];
           acc[2u * r] += a * b0;
           acc[2u * r + 1u] += a * b1;
         }
@@ -102,7 +110,7 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
   }
 }
 
-// Input gradient for strided convs (stride-1 ones run `forward` on the flipped weight).
+// Input gradient for strided convs (stride-1 ones run `forward` with FLIPPED).
 // dX[n,ci,ih,iw] = sum over (co,kh,kw) with ih+pad-kh = oh*stride and iw+pad-kw = ow*stride.
 // A column tile is 8 input pixels of one row that share iw's phase (iw mod stride):
 // iw = phase + stride * (8t + j). Within a tile, whether a tap (kh, kw) hits the output grid

@@ -8,7 +8,6 @@ import { Tensor } from '../tensor.ts';
 import { add } from './elementwise.ts';
 import { matmul } from './matmul.ts';
 import { sum } from './reduce.ts';
-import { flip, permute } from './shape.ts';
 
 export interface Conv2dOptions {
   stride?: number;
@@ -46,10 +45,12 @@ function params(g: ConvGeometry): Uint32Array {
   return new Uint32Array([g.N, g.Cin, g.H, g.W, g.Cout, g.OH, g.OW, 0, g.kH, g.kW, g.stride, g.pad]);
 }
 
-function convKernel(entry: 'forward' | 'inputGrad' | 'weightGrad', g: ConvGeometry, in0: Tensor, in1: Tensor, outShape: number[], rows: number, cols: number): Tensor {
+function convKernel(entry: 'forward' | 'inputGrad' | 'weightGrad', g: ConvGeometry, in0: Tensor, in1: Tensor, outShape: number[], rows: number, cols: number, flipped = false): Tensor {
   const out = Tensor.empty(outShape);
   // Only the forward kernel is specialized on the window; the others share one pipeline each.
-  const window = entry === 'forward' ? { KH: g.kH, KW: g.kW, STRIDE: g.stride, TC: forwardTileWidth(g.OW) } : { KH: 1, KW: 1, STRIDE: 1, TC: 8 };
+  const window = entry === 'forward'
+    ? { KH: g.kH, KW: g.kW, STRIDE: g.stride, TC: forwardTileWidth(g.OW), FLIPPED: flipped }
+    : { KH: 1, KW: 1, STRIDE: 1, TC: 8, FLIPPED: false };
   // 64 invocations, each 8 rows x 8 columns of the GEMM; at most as many rows as there are.
   const wgY = rows <= 8 ? 1 : rows <= 16 ? 2 : 4;
   const wgX = 64 / wgY;
@@ -73,8 +74,10 @@ function forwardTileWidth(OW: number): number {
 const isPointwise = (g: ConvGeometry) => g.kH === 1 && g.kW === 1 && g.stride === 1 && g.pad === 0;
 
 /** The convolution without autograd (forward kernel, or matmul for 1x1). */
-function conv2dForward(x: Tensor, weight: Tensor, g: ConvGeometry): Tensor {
-  if (isPointwise(g)) {
+/** `flipped`: `weight` is the [Cin, Cout, kH, kW] weight of the conv whose stride-1 input
+ * gradient this computes; the kernel reads it transposed and rotated by 180 degrees. */
+function conv2dForward(x: Tensor, weight: Tensor, g: ConvGeometry, flipped = false): Tensor {
+  if (isPointwise(g) && !flipped) {
     // Y[n] = W[Cout, Cin] X[n][Cin, H*W]: NCHW makes this one batched matmul.
     const xv = x.view([g.N, g.Cin, g.H * g.W]);
     const wv = weight.view([g.Cout, g.Cin]);
@@ -86,7 +89,7 @@ function conv2dForward(x: Tensor, weight: Tensor, g: ConvGeometry): Tensor {
   // Columns of the forward GEMM are tiles of TR x TC output pixels (8 in all).
   const tc = forwardTileWidth(g.OW);
   const tiles = g.N * Math.ceil(g.OH / (8 / tc)) * Math.ceil(g.OW / tc);
-  return convKernel('forward', g, weight, x, [g.N, g.Cout, g.OH, g.OW], g.Cout, tiles * 8);
+  return convKernel('forward', g, weight, x, [g.N, g.Cout, g.OH, g.OW], g.Cout, tiles * 8, flipped);
 }
 
 /** dL/dX from dL/dY. */
@@ -100,15 +103,10 @@ export function conv2dInputGrad(gradOut: Tensor, weight: Tensor, g: ConvGeometry
     return out;
   }
   if (g.stride === 1 && g.pad <= g.kH - 1 && g.pad <= g.kW - 1 && g.kH === g.kW) {
-    // Stride 1: the input gradient is a forward conv of dY with the flipped, transposed weight
-    // and padding k-1-pad, which runs on the faster forward kernel.
-    const wt = permute(weight, [1, 0, 2, 3]);
-    const wf = flip(wt, [2, 3]);
+    // Stride 1: the input gradient is a forward conv of dY with the transposed, flipped weight
+    // and padding k-1-pad; the forward kernel reads the weight that way itself (no copy).
     const gt: ConvGeometry = { ...g, Cin: g.Cout, Cout: g.Cin, H: g.OH, W: g.OW, OH: g.H, OW: g.W, pad: g.kH - 1 - g.pad };
-    const dx = conv2dForward(gradOut, wf, gt);
-    wt.dispose();
-    wf.dispose();
-    return dx;
+    return conv2dForward(gradOut, weight, gt, true);
   }
   // Columns: per image row, `stride` phases of ceil(ceil(W/stride)/8) tiles of 8 pixels.
   const tilesPerRow = Math.ceil(Math.ceil(g.W / g.stride) / 8) * g.stride;
