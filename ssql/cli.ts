@@ -299,7 +299,9 @@ export async function compare(a: ParsedArgs, command: string, e: Engine): Promis
     if (r.knn) knn[method] = r.knn;
     trainer.dispose();
   }
-  const { method: _m, ...evalConfig } = { ...base, data: a.data, settings: a.settings, protocol: a.protocol, linear_epochs: a['linear-epochs'], linear_lr: a['linear-lr'], eval_train: a['eval-train'], eval_test: a['eval-test'] };
+  // The shared budget and evaluation settings (the method differs per column).
+  const evalConfig: Record<string, unknown> = { ...base, data: a.data, settings: a.settings, protocol: a.protocol, linear_epochs: a['linear-epochs'], linear_lr: a['linear-lr'], eval_train: a['eval-train'], eval_test: a['eval-test'] };
+  delete evalConfig.method;
   const report: CompareReport = {
     config: evalConfig, adapter: e.adapter.description || e.adapter.vendor, wall_s: (performance.now() - t0) / 1000,
     results, ...(a.knn ? { knn } : {}), pretrain: pretrainStats,
