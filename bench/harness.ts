@@ -32,6 +32,8 @@ export interface BenchRecord {
 
 export interface BenchOptions {
   quick: boolean;
+  /** Only the cases whose name contains this text (benchmarks that support it). */
+  only?: string;
 }
 
 export { time } from './timing.ts';

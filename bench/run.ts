@@ -1,4 +1,4 @@
-// `npm run bench [-- NAME ...] [--quick]`: runs bench/NAME.ts (all when none named), prints a
+// `npm run bench [-- NAME ...] [--quick] [--only TEXT]`: runs bench/NAME.ts (all when none named), prints a
 // table per benchmark and writes bench/results/NAME.json.
 import { initNodeDevice } from '../engine/device-node.ts';
 import { printTable, writeResults } from './harness.ts';
@@ -7,7 +7,10 @@ import type { BenchOptions, BenchRecord } from './harness.ts';
 const ALL = ['matmul', 'conv', 'bn', 'layout', 'quant', 'train', 'browser'];
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
-const names = args.filter((a) => !a.startsWith('--'));
+// --only TEXT: only the cases whose name contains TEXT (a single slow case, say).
+const onlyAt = args.indexOf('--only');
+const only = onlyAt >= 0 ? args[onlyAt + 1] : undefined;
+const names = args.filter((a, i) => !a.startsWith('--') && (onlyAt < 0 || i !== onlyAt + 1));
 for (const n of names) {
   if (!ALL.includes(n)) {
     console.error(`unknown benchmark '${n}'; available: ${ALL.join(', ')}`);
@@ -18,7 +21,7 @@ const e = await initNodeDevice();
 console.log(`adapter: ${e.adapter.description}`);
 for (const name of names.length ? names : ALL) {
   const mod = (await import(`./${name}.ts`)) as { run: (o: BenchOptions) => Promise<BenchRecord[]> };
-  const records = await mod.run({ quick });
+  const records = await mod.run({ quick, only });
   printTable(name, records);
   console.log(`wrote ${writeResults(name, records)}`);
 }

@@ -44,6 +44,8 @@ export async function run(opts: BenchOptions): Promise<BenchRecord[]> {
       cases.push({ model: 'resnet18', method, batch: 128, size: 32, channels: 3 });
     }
   }
+  const caseName = (c: TrainCase) => `${c.method} step ${c.model} ${c.channels}x${c.size}x${c.size} batch ${c.batch}`;
+  if (opts.only) cases.splice(0, cases.length, ...cases.filter((c) => caseName(c).includes(opts.only!)));
   const runs = opts.quick ? 2 : 3;
   const records: BenchRecord[] = [];
   for (const c of cases) {
@@ -76,7 +78,7 @@ export async function run(opts: BenchOptions): Promise<BenchRecord[]> {
     console.log(`\n${c.method} ${c.model} batch ${c.batch}: GPU time by kernel family (profiled step, ${gpuTotal.toFixed(0)} ms):`);
     for (const [k, v] of profile.slice(0, 10)) console.log(`  ${k.padEnd(28)} ${v.ms.toFixed(1).padStart(9)} ms ${((100 * v.ms) / gpuTotal).toFixed(1).padStart(5)}%  x${v.count}`);
     records.push({
-      case: `${c.method} step ${c.model} ${c.channels}x${c.size}x${c.size} batch ${c.batch}`, op: `${c.method}_step`,
+      case: caseName(c), op: `${c.method}_step`,
       median_ms: median, min_ms: timed[0], max_ms: timed[timed.length - 1], runs: timed.length,
       images_per_s: (c.batch * 1000) / median, baseline,
       breakdown_ms: Object.fromEntries(profile.map(([k, v]) => [k, Number(v.ms.toFixed(2))])),
