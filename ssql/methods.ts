@@ -5,6 +5,8 @@ import { Tensor, add, mulScalar, noGrad } from '../engine/index.ts';
 import { simsiamLoss } from '../engine/ops/loss.ts';
 import type { ByolNet } from './models/byol.ts';
 import type { SimSiamNet } from './models/resnet.ts';
+import type { QuantContext } from './models/quant.ts';
+import type { Module } from '../engine/nn/index.ts';
 
 export interface BitPair {
   wbit: number;
@@ -25,6 +27,30 @@ function symmetric(p1: Tensor, p2: Tensor, z1: Tensor, z2: Tensor): Tensor {
   return mulScalar(add(simsiamLoss(p1, z2), simsiamLoss(p2, z1)), 0.5);
 }
 
+/**
+ * SSQL's two online passes over both views: full precision while the activation ranges are
+ * recorded, then weights and activations fake-quantized at `bits` with those ranges; each
+ * projection goes through the (always FP) predictor. The context is left 'off'.
+ */
+function fpThenQuantized(ctx: QuantContext, encoder: Module, predictor: Module, x1: Tensor, x2: Tensor, bits: BitPair) {
+  ctx.newStep();
+  ctx.mode = 'calibrate';
+  const z1 = encoder.forward(x1);
+  const z2 = encoder.forward(x2);
+  const p1 = predictor.forward(z1);
+  const p2 = predictor.forward(z2);
+  ctx.mode = 'quantize';
+  ctx.wbit = bits.wbit;
+  ctx.abit = bits.abit;
+  try {
+    const p1q = predictor.forward(encoder.forward(x1));
+    const p2q = predictor.forward(encoder.forward(x2));
+    return { z1, z2, p1, p2, p1q, p2q };
+  } finally {
+    ctx.mode = 'off';
+  }
+}
+
 export function simsiamLosses(net: SimSiamNet, x1: Tensor, x2: Tensor): StepLosses {
   net.ctx.mode = 'off';
   const z1 = net.encoder.forward(x1);
@@ -42,24 +68,7 @@ export function simsiamLosses(net: SimSiamNet, x1: Tensor, x2: Tensor): StepLoss
  * FP x1, FP x2, Q x1, Q x2.
  */
 export function ssqlLosses(net: SimSiamNet, x1: Tensor, x2: Tensor, bits: BitPair): StepLosses {
-  const ctx = net.ctx;
-  ctx.newStep();
-  ctx.mode = 'calibrate';
-  const z1 = net.encoder.forward(x1);
-  const z2 = net.encoder.forward(x2);
-  const p1 = net.predictor.forward(z1);
-  const p2 = net.predictor.forward(z2);
-  ctx.mode = 'quantize';
-  ctx.wbit = bits.wbit;
-  ctx.abit = bits.abit;
-  let p1q: Tensor;
-  let p2q: Tensor;
-  try {
-    p1q = net.predictor.forward(net.encoder.forward(x1));
-    p2q = net.predictor.forward(net.encoder.forward(x2));
-  } finally {
-    ctx.mode = 'off';
-  }
+  const { z1, z2, p1, p2, p1q, p2q } = fpThenQuantized(net.ctx, net.encoder, net.predictor, x1, x2, bits);
   const fp = symmetric(p1, p2, z1, z2);
   const quant = symmetric(p1q, p2q, z1, z2);
   return { loss: mulScalar(add(fp, quant), 0.5), fp, quant };
@@ -100,22 +109,7 @@ export function byolLosses(net: ByolNet, x1: Tensor, x2: Tensor): StepLosses {
  * the target's, x1 then x2, after them (the reference's order).
  */
 export function ssqlByolLosses(net: ByolNet, x1: Tensor, x2: Tensor, bits: BitPair): StepLosses {
-  const ctx = net.ctx;
-  ctx.newStep();
-  ctx.mode = 'calibrate';
-  const p1 = net.predictor.forward(net.encoder.forward(x1));
-  const p2 = net.predictor.forward(net.encoder.forward(x2));
-  ctx.mode = 'quantize';
-  ctx.wbit = bits.wbit;
-  ctx.abit = bits.abit;
-  let p1q: Tensor;
-  let p2q: Tensor;
-  try {
-    p1q = net.predictor.forward(net.encoder.forward(x1));
-    p2q = net.predictor.forward(net.encoder.forward(x2));
-  } finally {
-    ctx.mode = 'off';
-  }
+  const { p1, p2, p1q, p2q } = fpThenQuantized(net.ctx, net.encoder, net.predictor, x1, x2, bits);
   const [z1t, z2t] = targets(net, x1, x2);
   const fp = symmetric(p1, p2, z1t, z2t);
   const quant = symmetric(p1q, p2q, z1t, z2t);
