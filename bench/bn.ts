@@ -6,6 +6,7 @@
 // twice, statistics then normalize); backward reads dy and x and writes dx (12 bytes per element;
 // they read dy and x twice). The per-channel vectors are negligible and not counted.
 import { Tensor, batchNorm, engine, relu, scope } from '../engine/index.ts';
+import { filled } from './harness.ts';
 import type { BenchOptions, BenchRecord } from './harness.ts';
 import { sample, stats } from './timing.ts';
 import type { Timing } from './timing.ts';
@@ -49,14 +50,6 @@ async function versusCopy(name: string, op: string, bytes: number, fn: () => voi
     },
     { case: `  buffer copy (copyBufferToBuffer), same bytes as ${op}`, op: 'buffer_copy', ...b, gbps: (8 * n) / (b.median_ms * 1e6) },
   ];
-}
-
-function filled(shape: number[], seed: number): Tensor {
-  const n = shape.reduce((a, b) => a * b, 1);
-  const data = new Float32Array(n);
-  let s = seed;
-  for (let i = 0; i < n; i++) { s = (s * 1103515245 + 12345) >>> 0; data[i] = (s / 4294967296) * 2 - 1; }
-  return Tensor.fromArray(data, shape);
 }
 
 export async function run(opts: BenchOptions): Promise<BenchRecord[]> {

@@ -4,7 +4,7 @@ import { cpus } from 'node:os';
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { engine } from '../engine/index.ts';
+import { Tensor, engine } from '../engine/index.ts';
 
 export interface Baseline {
   system: string;
@@ -38,6 +38,15 @@ export interface BenchOptions {
 
 export { time } from './timing.ts';
 export type { Timing } from './timing.ts';
+
+/** A tensor of `shape` with seeded pseudo-random values in [-1, 1). */
+export function filled(shape: number[], seed: number): Tensor {
+  const n = shape.reduce((a, b) => a * b, 1);
+  const data = new Float32Array(n);
+  let s = seed;
+  for (let i = 0; i < n; i++) { s = (s * 1103515245 + 12345) >>> 0; data[i] = (s / 4294967296) * 2 - 1; }
+  return Tensor.fromArray(data, shape);
+}
 
 export function machine(): Record<string, string | number> {
   const a = engine().adapter;

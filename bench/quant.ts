@@ -1,6 +1,7 @@
 // Fake quantization and the cosine loss (GB/s), each against a plain buffer copy moving the
 // same number of bytes, timed alternately in the same run (../shared/BENCH.md).
 import { MinMaxObserver, Tensor, engine, fakeQuantAct, fakeQuantWeight, scope, simsiamLoss, cosineSimilarity } from '../engine/index.ts';
+import { filled } from './harness.ts';
 import type { BenchOptions, BenchRecord } from './harness.ts';
 import { sample, stats } from './timing.ts';
 import type { Timing } from './timing.ts';
@@ -28,14 +29,6 @@ async function versusCopy(name: string, op: string, bytes: number, fn: () => voi
     case: name, op, ...t, gbps: bytes / (t.median_ms * 1e6),
     baseline: { system: 'copy', median_ms: b.median_ms, gbps: (8 * n) / (b.median_ms * 1e6), ratio: b.median_ms / t.median_ms },
   };
-}
-
-function filled(shape: number[], seed: number): Tensor {
-  const n = shape.reduce((a, b) => a * b, 1);
-  const data = new Float32Array(n);
-  let s = seed;
-  for (let i = 0; i < n; i++) { s = (s * 1103515245 + 12345) >>> 0; data[i] = (s / 4294967296) * 2 - 1; }
-  return Tensor.fromArray(data, shape);
 }
 
 export async function run(opts: BenchOptions): Promise<BenchRecord[]> {
