@@ -14,6 +14,7 @@ import { DEFAULT_CONFIG, Trainer, loadInto } from '../../ssql/train.ts';
 import type { TrainConfig } from '../../ssql/train.ts';
 import type { LabeledImages } from '../../ssql/data/cifar.ts';
 import { decodeSafetensors, encodeSafetensors } from '../../ssql/checkpoint/safetensors.ts';
+import { run } from './steps.ts';
 import { assertClose, noLeaks, randomArray } from '../helpers.ts';
 
 const CONFIG = { backbone: TINY_RESNET, projDim: 8, predHidden: 4 };
@@ -191,16 +192,6 @@ const data = synthetic();
 const cfg = (method: TrainConfig['method']): TrainConfig => ({
   ...DEFAULT_CONFIG, method, model: 'tiny', projDim: 8, predHidden: 4, batchSize: 4, epochs: 2, seed: 7, subset: 0,
 });
-
-async function run(trainer: Trainer, steps: number): Promise<number[]> {
-  const losses: number[] = [];
-  for (let i = 0; i < steps; i++) {
-    const r = trainer.step();
-    losses.push(await r.loss.item());
-    for (const t of [r.loss, r.fp, r.quant]) t?.dispose();
-  }
-  return losses;
-}
 
 async function snapshot(trainer: Trainer): Promise<Map<string, Float32Array>> {
   const out = new Map<string, Float32Array>();

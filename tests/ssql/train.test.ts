@@ -6,22 +6,13 @@ import { engine } from '../../engine/index.ts';
 import { DEFAULT_CONFIG, Trainer } from '../../ssql/train.ts';
 import type { TrainConfig } from '../../ssql/train.ts';
 import { loadDataset } from '../../ssql/data/datasets-node.ts';
+import { run } from './steps.ts';
 import { decodeSafetensors, encodeSafetensors } from '../../ssql/checkpoint/safetensors.ts';
 
 const data = loadDataset('fashion-mnist', 'train');
 const tiny = (over: Partial<TrainConfig>): TrainConfig => ({
   ...DEFAULT_CONFIG, model: 'tiny', projDim: 32, predHidden: 8, subset: 2048, epochs: 10, cropSize: 12, ...over,
 });
-
-async function run(trainer: Trainer, steps: number): Promise<number[]> {
-  const losses: number[] = [];
-  for (let i = 0; i < steps; i++) {
-    const r = trainer.step();
-    losses.push(await r.loss.item());
-    for (const t of [r.loss, r.fp, r.quant]) t?.dispose();
-  }
-  return losses;
-}
 
 async function parameters(trainer: Trainer): Promise<Float32Array[]> {
   const out: Float32Array[] = [];
