@@ -3,7 +3,7 @@
 // standard binary releases.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { DataFormatError } from './idx.ts';
+import { DataFormatError } from '../format-error.ts';
 import { FASHION_MNIST_DIR, loadCifarFiles, loadMnistDir } from './files-node.ts';
 import type { LabeledImages } from './cifar.ts';
 

@@ -2,7 +2,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import { join } from 'node:path';
-import { DataFormatError, parseIdx } from './idx.ts';
+import { DataFormatError } from '../format-error.ts';
+import { idxImagePair } from './idx.ts';
 import { parseCifar } from './cifar.ts';
 import type { LabeledImages } from './cifar.ts';
 
@@ -13,41 +14,36 @@ function readMaybeGzip(path: string): Uint8Array {
   try {
     raw = readFileSync(path);
   } catch (e) {
-    throw new DataFormatError(`${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    throw new DataFormatError(`${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { file: path });
   }
   if (raw[0] === 0x1f && raw[1] === 0x8b) {
     try {
       return gunzipSync(raw);
     } catch (e) {
-      throw new DataFormatError(`${path}: corrupt or truncated gzip data (${(e as Error).message})`);
+      throw new DataFormatError(`${path}: corrupt or truncated gzip data (${(e as Error).message})`, { file: path, field: 'gzip' });
     }
   }
   return raw;
 }
 
-/** Images and labels from a pair of IDX files (MNIST layout). */
-export function loadIdxPair(imagesPath: string, labelsPath: string): LabeledImages {
-  const img = parseIdx(readMaybeGzip(imagesPath), imagesPath);
-  const lab = parseIdx(readMaybeGzip(labelsPath), labelsPath);
-  if (img.type !== 'u8' || img.dims.length !== 3) throw new DataFormatError(`${imagesPath}: expected u8 images [N, H, W], got ${img.type} [${img.dims.join(', ')}]`);
-  if (lab.type !== 'u8' || lab.dims.length !== 1) throw new DataFormatError(`${labelsPath}: expected u8 labels [N], got ${lab.type} [${lab.dims.join(', ')}]`);
-  if (lab.dims[0] !== img.dims[0]) throw new DataFormatError(`${labelsPath}: ${lab.dims[0]} labels for ${img.dims[0]} images in ${imagesPath}`);
-  return {
-    images: img.data as Uint8Array, labels: Int32Array.from(lab.data), count: img.dims[0],
-    channels: 1, height: img.dims[1], width: img.dims[2],
-  };
+/** MNIST and Fashion-MNIST have 10 classes. */
+export const MNIST_CLASSES = 10;
+
+/** Images and labels from a pair of IDX files (MNIST layout), labels below `classes`. */
+export function loadIdxPair(imagesPath: string, labelsPath: string, classes = MNIST_CLASSES): LabeledImages {
+  return idxImagePair(readMaybeGzip(imagesPath), readMaybeGzip(labelsPath), imagesPath, labelsPath, classes);
 }
 
 /** Fashion-MNIST (or MNIST) from a directory with the standard file names. */
-export function loadMnistDir(dir: string = FASHION_MNIST_DIR, split: 'train' | 't10k' = 'train'): LabeledImages {
+export function loadMnistDir(dir: string = FASHION_MNIST_DIR, split: 'train' | 't10k' = 'train', classes = MNIST_CLASSES): LabeledImages {
   const find = (stem: string) => {
     for (const suffix of ['.gz', '']) {
       const p = join(dir, `${stem}${suffix}`);
       if (existsSync(p)) return p;
     }
-    throw new DataFormatError(`${dir}: missing ${stem}(.gz); on Debian, Fashion-MNIST is the package dataset-fashion-mnist`);
+    throw new DataFormatError(`${dir}: missing ${stem}(.gz); on Debian, Fashion-MNIST is the package dataset-fashion-mnist`, { file: join(dir, stem) });
   };
-  return loadIdxPair(find(`${split}-images-idx3-ubyte`), find(`${split}-labels-idx1-ubyte`));
+  return loadIdxPair(find(`${split}-images-idx3-ubyte`), find(`${split}-labels-idx1-ubyte`), classes);
 }
 
 export function loadCifarFiles(paths: string[], variant: 'cifar10' | 'cifar100'): LabeledImages {
