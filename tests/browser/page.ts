@@ -1,7 +1,8 @@
 // The test page's script (bundled by tests/browser/run.mjs with the chosen test files, each in
 // its own chunk loaded in order). Obtains a device from navigator.gpu, turns on output poisoning,
 // runs the uvu queue and POSTs every event to the runner: test starts, per-test results, console
-// errors, uncaught errors, and a final `done` (or `fatal` when no device can be had).
+// errors, uncaught errors, and a final `done` (or `fatal` when no device can be had). A file that
+// fails to load counts as one failed test of that file.
 import { engine, initWebDevice } from '../../engine/index.ts';
 
 type Outcome = [errors: string | true, ran: number, skipped: number, total: number];
@@ -13,6 +14,8 @@ interface UvuGlobals {
   /** Called by the patched uvu runner (see run.mjs) before each test and after each result. */
   UVU_START?: (suite: string, test: string) => void;
   UVU_REPORT?: (suite: string, test: string, err: unknown) => void;
+  /** Set once this script runs: from then on it reports page errors (see run.mjs). */
+  SSQL_TEST_PAGE?: boolean;
 }
 const g = globalThis as unknown as UvuGlobals;
 
@@ -45,6 +48,7 @@ function errorText(err: unknown): string {
   return String(err);
 }
 
+g.SSQL_TEST_PAGE = true;
 addEventListener('error', (ev) => post({ type: 'error', message: errorText(ev.error ?? ev.message) }));
 addEventListener('unhandledrejection', (ev) => post({ type: 'error', message: `unhandled rejection: ${errorText(ev.reason)}` }));
 const consoleError = console.error.bind(console);
@@ -80,12 +84,14 @@ export async function runTests(files: TestFile[]): Promise<void> {
   }
 
   // Load every file first (each registers its suites into its own queue group), as tests/run.ts does.
+  const notLoaded = new Set<string>();
   for (const [index, [name, load]] of files.entries()) {
     g.UVU_INDEX = index;
     g.UVU_QUEUE.push([name]);
     try {
       await load();
     } catch (err) {
+      notLoaded.add(name);
       post({ type: 'result', file: name, test: '(loading the file)', ok: false, error: errorText(err) });
     }
   }
@@ -96,7 +102,7 @@ export async function runTests(files: TestFile[]): Promise<void> {
     file = String(group[0]);
     const fileStart = performance.now();
     let filePassed = 0;
-    let fileFailed = 0;
+    let fileFailed = notLoaded.has(file) ? 1 : 0;
     for (const run of group.slice(1) as (() => Promise<Outcome>)[]) {
       try {
         const [, ran, , total] = await run();

@@ -8,6 +8,12 @@
 // them from memory; Debian's chromium opens the page, which POSTs each result back. Ends with
 // the line CI reads: `N passed, N failed`.
 //
+// What fails the run (counted by tests/browser/tally.mjs): failing tests; a test file that does
+// not load; an uncaught exception, unhandled rejection or console.error on the page (also one
+// that stops the page before its runner starts); a chosen file that never reports; no test run
+// at all; no browser-compatible test file at all (without a filter: with one, the filter is
+// shared with the Node suite and may match nothing here); a timeout, or Chromium ending early.
+//
 // Which files: every tests/engine/**/*.test.ts (the kernel, autograd, layer and optimizer tests)
 // that bundles for the browser; with --all also the tests/ssql ones that do (slower: SSQL
 // training steps on SwiftShader take minutes).
@@ -23,6 +29,7 @@ import { basename, join, relative } from 'node:path';
 import * as esbuild from 'esbuild';
 import { browserOptions, buildWeb, describeViolations, noNodeModules, root } from '../../tools/build-web.mjs';
 import { MISSING_CHROMIUM, findChromium, launchChromium } from './chromium.mjs';
+import { Tally } from './tally.mjs';
 
 const args = process.argv.slice(2);
 const verbose = args.includes('--verbose');
@@ -64,10 +71,15 @@ function findTests(dir) {
 }
 const dirs = args.includes('--all') ? [join(testsDir, 'engine'), join(testsDir, 'ssql')] : [join(testsDir, 'engine')];
 const candidates = dirs.flatMap((d) => (existsSync(d) ? findTests(d) : [])).filter((f) => !filter || f.includes(filter));
-if (candidates.length === 0) {
-  console.log(`[browser] no test files match ${JSON.stringify(filter)}`);
-  finish(failed > 0 ? 1 : 0);
+/** No test file to run: a failure, unless a filter (shared with the Node suite) chose nothing here. */
+function nothingToRun(why) {
+  if (filter) {
+    console.log(`[browser] ${why}: nothing to run here`);
+    finish(failed > 0 ? 1 : 0);
+  }
+  fatal(`${why}: the browser suite would test nothing`);
 }
+if (candidates.length === 0) nothingToRun(filter ? `no test files match ${JSON.stringify(filter)}` : 'no test files found');
 
 // uvu's runner, patched so each test's start and result reach the page (globalThis.UVU_START,
 // UVU_REPORT), its queue always waits for the page to run it, and it prints nothing.
@@ -130,10 +142,7 @@ const excluded = candidates.filter((f) => !chosen.includes(f));
 if (excluded.length > 0) {
   console.log(`[browser] left out (they import Node modules): ${excluded.map(entryName).join(', ')}`);
 }
-if (chosen.length === 0) {
-  console.log('[browser] no browser-compatible test files match');
-  finish(failed > 0 ? 1 : 0);
-}
+if (chosen.length === 0) nothingToRun('every test file imports Node modules');
 if (excluded.length > 0) {
   // Rebuild without them, so the bundle holds no Node imports at all.
   violations.length = 0;
@@ -151,7 +160,17 @@ const entryJs = [...files.keys()].find((p) => p.startsWith('/stdin') || p.includ
   `/${basename(Object.keys(bundle.metafile.outputs).find((o) => bundle.metafile.outputs[o].entryPoint))}`;
 
 // --- 3. Serve the page and collect the events ----------------------------------------------------
+// Until page.ts has started (it sets SSQL_TEST_PAGE and reports errors itself), an error - the
+// bundle failing to load or to evaluate - is fatal: nothing else would report it.
+const earlyErrors = `
+const early = (what) => {
+  if (globalThis.SSQL_TEST_PAGE) return;
+  fetch('/event', { method: 'POST', body: JSON.stringify({ type: 'fatal', message: 'the test page failed before its runner started: ' + what }) });
+};
+addEventListener('error', (ev) => early(ev.target && ev.target !== window ? 'cannot load ' + (ev.target.src || ev.target) : String((ev.error && ev.error.stack) || ev.message)), true);
+addEventListener('unhandledrejection', (ev) => early('unhandled rejection: ' + String((ev.reason && ev.reason.stack) || ev.reason)));`;
 const html = `<!doctype html><meta charset="utf-8"><title>ssql-webgpu browser tests</title>
+<script>${earlyErrors}</script>
 <script type="module" src="${entryJs}"></script>`;
 let onEvent = () => {};
 const server = createServer((req, res) => {
@@ -191,8 +210,7 @@ async function stopBrowser() {
 }
 
 // --- 5. Report -------------------------------------------------------------------------------
-const fileResults = new Map();
-const completed = new Set();
+const tally = new Tally(chosen.map(entryName));
 let current = null;
 const outcome = await new Promise((resolve) => {
   const timer = setTimeout(() => resolve({ kind: 'timeout' }), timeoutS * 1000);
@@ -208,30 +226,16 @@ const outcome = await new Promise((resolve) => {
       case 'start':
         current = `${ev.file} > ${ev.test}`;
         break;
-      case 'result': {
-        const r = fileResults.get(ev.file) ?? { tests: [] };
-        r.tests.push(ev);
-        fileResults.set(ev.file, r);
-        if (!ev.ok) console.log(`[browser] ✘ ${ev.file} > ${ev.test}\n    ${ev.error.replaceAll('\n', '\n    ')}`);
-        else if (verbose) console.log(`[browser] ✓ ${ev.file} > ${ev.test}`);
-        break;
-      }
-      case 'file':
-        completed.add(ev.file);
-        passed += ev.passed;
-        failed += ev.failed;
-        console.log(`[browser] ${ev.file}: ${ev.passed} passed${ev.failed ? `, ${ev.failed} failed` : ''} (${(ev.ms / 1000).toFixed(1)} s)`);
-        break;
-      case 'error':
-      case 'console':
-        console.log(`[browser] page ${ev.type}: ${ev.message}`);
-        break;
       case 'fatal':
         resolve({ kind: 'fatal', message: ev.message });
         break;
       case 'done':
         resolve({ kind: 'done', ms: ev.ms });
         break;
+      default: {
+        const line = tally.onEvent(ev, verbose);
+        if (line) console.log(`[browser] ${line}`);
+      }
     }
   };
   onEvent.cleanup = () => { clearTimeout(timer); clearInterval(exitCheck); };
@@ -239,16 +243,13 @@ const outcome = await new Promise((resolve) => {
 onEvent.cleanup?.();
 await stopBrowser();
 
+for (const line of tally.finish(outcome.kind === 'done')) console.log(`[browser] ${line}`);
+passed += tally.passed;
+failed += tally.failed;
 if (outcome.kind === 'done') {
-  console.log(`[browser] ${chosen.length} files in ${(outcome.ms / 1000).toFixed(1)} s (${seconds()} s with the build and Chromium's start)`);
+  console.log(`[browser] ${chosen.length} files, ${tally.testsRun} tests in ${(outcome.ms / 1000).toFixed(1)} s (${seconds()} s with the build and Chromium's start)`);
   finish();
 }
-// Count what the unfinished files reported before the run broke off, then the break itself.
-for (const [file, r] of fileResults) {
-  if (completed.has(file)) continue;
-  for (const t of r.tests) t.ok ? passed++ : failed++;
-}
-failed++;
 if (outcome.kind === 'fatal') console.log(`[browser] ${outcome.message}`);
 if (outcome.kind === 'timeout') console.log(`[browser] timed out after ${timeoutS} s${current ? `, during ${current}` : ' before any test started'}`);
 if (outcome.kind === 'exited') console.log(`[browser] Chromium ended (${browser.exited}) before the tests finished${current ? `, during ${current}` : ''}`);
