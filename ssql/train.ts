@@ -1,6 +1,6 @@
-// The SSQL / SimSiam / BYOL training loop, platform independent: data order, augmentation, the step,
-// SGD with a per-epoch cosine schedule, and checkpoint state. The Node CLI (ssql/cli.ts) and
-// the browser demo drive it.
+// The pretraining loop for every method of the registry (ssql/methods/registry.ts), platform
+// independent: data order, augmentation, the method's step, SGD with a per-epoch cosine
+// schedule, and checkpoint state. The Node CLI (ssql/cli.ts) and the browser demo drive it.
 import { Rng, SGD, Tensor, cosineLR, engine, keep, scope } from '../engine/index.ts';
 import { Augmenter } from './data/augment.ts';
 import type { LabeledImages } from './data/cifar.ts';
