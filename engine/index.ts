@@ -5,6 +5,7 @@ export type { AdapterReport } from './device.ts';
 export { Tensor, sizeOf, shapeString } from './tensor.ts';
 export type { DType, Shape, TensorOptions } from './tensor.ts';
 export { scope, keep } from './scope.ts';
+export { Rng } from './random.ts';
 export { noGrad, isGradEnabled } from './autograd.ts';
 export * from './ops/elementwise.ts';
 export { sum, mean, max, min, sumTo } from './ops/reduce.ts';

@@ -7,6 +7,8 @@ export interface OptionSpec {
   help: string;
   /** For strings: the allowed values. */
   choices?: readonly string[];
+  /** For `choices`: one line of help per value, listed under the option by `formatHelp`. */
+  choiceHelp?: Readonly<Record<string, string>>;
 }
 
 export interface ParsedArgs {
@@ -81,8 +83,13 @@ export function formatHelp(usage: string, summary: string, spec: Record<string, 
   const rows = Object.entries(spec).map(([name, s]) => {
     const flag = `--${name}${s.type === 'boolean' ? '' : ` <${s.choices ? s.choices.join('|') : s.type}>`}`;
     const def = s.default !== undefined && s.type !== 'boolean' ? ` (default: ${s.default})` : '';
-    return [flag, `${s.help}${def}`];
+    const choices = s.choiceHelp ? (s.choices ?? []).map((c) => [c, s.choiceHelp?.[c] ?? '']) : [];
+    return { flag, help: `${s.help}${def}`, choices };
   });
-  const width = Math.max(...rows.map(([f]) => f.length));
-  return `${usage}\n\n${summary}\n\nOptions:\n${rows.map(([f, h]) => `  ${f.padEnd(width)}  ${h}`).join('\n')}\n`;
+  const width = Math.max(...rows.map((r) => r.flag.length));
+  const lines = rows.flatMap((r) => {
+    const cw = Math.max(0, ...r.choices.map(([c]) => c.length));
+    return [`  ${r.flag.padEnd(width)}  ${r.help}`, ...r.choices.map(([c, h]) => `  ${''.padEnd(width)}    ${c.padEnd(cw)}  ${h}`)];
+  });
+  return `${usage}\n\n${summary}\n\nOptions:\n${lines.join('\n')}\n`;
 }

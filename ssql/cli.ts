@@ -10,16 +10,21 @@ import { DEFAULT_CONFIG, Trainer, backboneConfig, loadInto } from './train.ts';
 import type { TrainConfig } from './train.ts';
 import { loadDataset } from './data/datasets-node.ts';
 import { loadSafetensors, saveSafetensors, writeFileAtomic } from './checkpoint/files-node.ts';
-import { DEFAULT_SETTINGS, evaluate, parseSettings } from './eval.ts';
-import type { EvalProtocol, EvalResult } from './eval.ts';
+import { DEFAULT_SETTINGS, evaluate, parseSettings } from './eval/index.ts';
+import type { EvalProtocol, EvalResult } from './eval/index.ts';
 import { SimSiamNet } from './models/resnet.ts';
+import type { ResNet } from './models/resnet.ts';
+import { METHODS, METHOD_NAMES } from './methods/registry.ts';
 import { reportMarkdown, reportSvg } from './report.ts';
 import type { CompareReport } from './report.ts';
 import type { LabeledImages } from './data/cifar.ts';
 import { Progress } from './progress-node.ts';
 
 const TRAIN_OPTIONS: Record<string, OptionSpec> = {
-  method: { type: 'string', default: DEFAULT_CONFIG.method, choices: ['ssql', 'simsiam', 'byol', 'ssql-byol'], help: 'pretraining method (ssql-byol: SSQL on BYOL, EMA target momentum 0.99)' },
+  method: {
+    type: 'string', default: DEFAULT_CONFIG.method, choices: METHOD_NAMES, help: 'pretraining method',
+    choiceHelp: Object.fromEntries(METHODS.map((m) => [m.name, m.description])),
+  },
   model: { type: 'string', default: DEFAULT_CONFIG.model, choices: ['tiny', 'small', 'resnet18', 'resnet34', 'resnet50'], help: 'backbone (small: 16/32/64/128, one block a stage; tiny: 4/8/16/32)' },
   data: { type: 'string', default: 'fashion-mnist', help: 'fashion-mnist | mnist:DIR (IDX files) | cifar10:DIR | cifar100:DIR' },
   epochs: { type: 'number', default: DEFAULT_CONFIG.epochs, help: 'training epochs' },
@@ -172,11 +177,11 @@ export function loadNet(path: string): { net: SimSiamNet; config: TrainConfig } 
   return { net, config };
 }
 
-async function evaluateEncoder(net: SimSiamNet, dataSpec: string, a: ParsedArgs, seed: number, label: string, quiet: boolean): Promise<EvalResult> {
+async function evaluateEncoder(encoder: ResNet, dataSpec: string, a: ParsedArgs, seed: number, label: string, quiet: boolean): Promise<EvalResult> {
   const train = head(loadDataset(dataSpec, 'train'), a['eval-train'] as number);
   const test = head(loadDataset(dataSpec, 'test'), a['eval-test'] as number);
   const settings = parseSettings(a.settings as string).map((s) => s.name);
-  return evaluate(net.encoder, train, test, {
+  return evaluate(encoder, train, test, {
     settings, protocol: a.protocol as EvalProtocol, epochs: a['linear-epochs'] as number, lr: a['linear-lr'] as number,
     knn: Boolean(a.knn), seed,
     onProgress: (p) => {
@@ -206,7 +211,7 @@ const COMMANDS: Record<string, { summary: string; run: (argv: string[]) => Promi
       checkSettings(a.settings as string);
       await withDevice(async () => {
         const { net } = loadNet(a.checkpoint as string);
-        const r = await evaluateEncoder(net, a.data as string, a, a.seed as number, 'eval', Boolean(a.json));
+        const r = await evaluateEncoder(net.encoder, a.data as string, a, a.seed as number, 'eval', Boolean(a.json));
         if (a.json) process.stdout.write(JSON.stringify(r) + '\n');
         else for (const [s, v] of Object.entries(r.results)) process.stdout.write(`${s.padEnd(5)} ${v.toFixed(2)}%${r.knn ? `  kNN ${r.knn[s].toFixed(2)}%` : ''}\n`);
       });
@@ -234,7 +239,7 @@ const COMMANDS: Record<string, { summary: string; run: (argv: string[]) => Promi
     },
   },
   pretrain: {
-    summary: 'pretrain a backbone with SSQL or SimSiam and write a checkpoint',
+    summary: `pretrain a backbone (${METHOD_NAMES.join(', ')}) and write a checkpoint`,
     run: async (argv) => {
       const a = parseArgs(argv, TRAIN_OPTIONS);
       if (a.help) {
@@ -294,7 +299,7 @@ export async function compare(a: ParsedArgs, command: string, e: Engine): Promis
     if (summary.interrupted) throw new Error('interrupted; checkpoints are in ' + out);
     pretrainStats[method] = { images_per_s: summary.images_per_s, wall_s: summary.wall_s, final_loss: summary.final_loss };
     if (!quiet) process.stderr.write(`== ${method}: evaluation ==\n`);
-    const r = await evaluateEncoder(trainer.net, a.data as string, a, config.seed, method, quiet);
+    const r = await evaluateEncoder(trainer.net.encoder, a.data as string, a, config.seed, method, quiet);
     results[method] = r.results;
     if (r.knn) knn[method] = r.knn;
     trainer.dispose();

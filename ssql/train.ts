@@ -1,37 +1,24 @@
-// The SSQL / SimSiam / BYOL training loop, platform independent: data order, augmentation, the step,
-// SGD with a per-epoch cosine schedule, and checkpoint state. The Node CLI (ssql/cli.ts) and
-// the browser demo drive it.
-import { Tensor, engine, keep, scope } from '../engine/index.ts';
-import { SGD, cosineLR } from '../engine/optim.ts';
-import { Augmenter, Xoshiro128 } from './data/augment.ts';
+// The pretraining loop for every method of the registry (ssql/methods/registry.ts), platform
+// independent: data order, augmentation, the method's step, SGD with a per-epoch cosine
+// schedule, and checkpoint state. The Node CLI (ssql/cli.ts) and the browser demo drive it.
+import { Rng, SGD, Tensor, cosineLR, engine, keep, scope } from '../engine/index.ts';
+import { Augmenter } from './data/augment.ts';
 import type { LabeledImages } from './data/cifar.ts';
-import { BitSampler, byolLosses, simsiamLosses, ssqlByolLosses, ssqlLosses } from './methods.ts';
-import type { BitPair, StepLosses } from './methods.ts';
-import { ByolNet } from './models/byol.ts';
-import { RESNET18, RESNET34, RESNET50, SMALL_RESNET, SimSiamNet, TINY_RESNET } from './models/resnet.ts';
+import { BitSampler } from './methods/method.ts';
+import type { BitPair, BoundMethod, Method, MethodSettings, PretrainNet } from './methods/method.ts';
+import { methodByName } from './methods/registry.ts';
+import type { MethodName } from './methods/registry.ts';
+import { RESNET18, RESNET34, RESNET50, SMALL_RESNET, TINY_RESNET } from './models/resnet.ts';
 import type { ResNetConfig } from './models/resnet.ts';
 import type { SafeTensor } from './checkpoint/safetensors.ts';
 import type { Module } from '../engine/nn/index.ts';
 
-/** simsiam / ssql (SSQL on SimSiam, SPEC §1) and byol / ssql-byol (SPEC §7). */
-export type MethodName = 'simsiam' | 'ssql' | 'byol' | 'ssql-byol';
-/** The network a method trains: both have `ctx`, the online `encoder` (what evaluation uses)
- * and `predictor`; ByolNet adds the EMA target encoder. */
-export type PretrainNet = SimSiamNet | ByolNet;
-
-/** Methods that draw a bit pair and add SSQL's quantized pass. */
-export function isQuantized(method: MethodName): boolean {
-  return method === 'ssql' || method === 'ssql-byol';
-}
-
-/** Methods with an EMA target encoder. */
-export function isByol(method: MethodName): boolean {
-  return method === 'byol' || method === 'ssql-byol';
-}
+export type { MethodName } from './methods/registry.ts';
 
 export type ModelName = 'tiny' | 'small' | 'resnet18' | 'resnet34' | 'resnet50';
 
-export interface TrainConfig {
+export interface TrainConfig extends MethodSettings {
+  /** A name from the method registry (ssql/methods/registry.ts). */
   method: MethodName;
   model: ModelName;
   /** Projector width (hidden = output) and predictor bottleneck width. */
@@ -49,8 +36,6 @@ export interface TrainConfig {
   subset: number;
   /** Output size of the random resized crop (0: the source size). Smaller crops train faster. */
   cropSize?: number;
-  /** BYOL's target momentum m (target <- m target + (1 - m) online after each step; 0.99). */
-  emaMomentum?: number;
 }
 
 export const DEFAULT_CONFIG: TrainConfig = {
@@ -82,6 +67,7 @@ export interface StepReport {
 }
 
 export class Trainer {
+  readonly method: Method;
   readonly net: PretrainNet;
   readonly opt: SGD;
   readonly aug: Augmenter;
@@ -90,8 +76,9 @@ export class Trainer {
   epoch = 0;
   stepInEpoch = 0;
   globalStep = 0;
-  private readonly bitRng: Xoshiro128;
-  private readonly orderRng: Xoshiro128;
+  private readonly bound: BoundMethod;
+  private readonly bitRng: Rng;
+  private readonly orderRng: Rng;
   /** State of `orderRng` when the current epoch's order was drawn (to rebuild it on resume). */
   private epochOrderState: number[];
   private order: Uint32Array;
@@ -106,16 +93,16 @@ export class Trainer {
     if (c.batchSize < 2) throw new RangeError(`batch size must be at least 2 (batch norm needs it), got ${c.batchSize}`);
     this.stepsPerEpoch = Math.floor(this.count / c.batchSize);
     if (this.stepsPerEpoch === 0) throw new RangeError(`batch size ${c.batchSize} exceeds the ${this.count} training images`);
-    const seeds = new Xoshiro128(c.seed);
-    const random = () => seeds.next();
+    this.method = methodByName(c.method);
+    const seeds = new Rng(c.seed);
     const netConfig = { backbone: backboneConfig(c.model, data.channels), projDim: c.projDim, predHidden: c.predHidden };
-    this.net = isByol(c.method) ? new ByolNet(netConfig, random) : new SimSiamNet(netConfig, random);
-    const trainable = this.net instanceof ByolNet ? this.net.trainableParameters() : this.net.parameters();
-    this.opt = new SGD(trainable, { lr: c.lr, momentum: c.momentum, weightDecay: c.weightDecay });
+    this.bound = this.method.create(netConfig, seeds.next);
+    this.net = this.bound.net;
+    this.opt = new SGD(this.bound.trainable, { lr: c.lr, momentum: c.momentum, weightDecay: c.weightDecay });
     const { mean, std } = normalization(data.channels);
     this.aug = new Augmenter({ channels: data.channels as 1 | 3, height: data.height, width: data.width, outSize: c.cropSize || data.height, mean, std, seed: seeds.int(0, 2 ** 31) });
-    this.bitRng = new Xoshiro128(seeds.int(0, 2 ** 31));
-    this.orderRng = new Xoshiro128(seeds.int(0, 2 ** 31));
+    this.bitRng = new Rng(seeds.int(0, 2 ** 31));
+    this.orderRng = new Rng(seeds.int(0, 2 ** 31));
     this.sampler = new BitSampler(c.wbits, c.abits);
     this.imageBytes = data.channels * data.height * data.width;
     this.staging = new Uint8Array(c.batchSize * this.imageBytes);
@@ -123,14 +110,9 @@ export class Trainer {
     this.order = this.drawOrder();
   }
 
+  /** The epoch's image order: a uniformly random permutation from the order generator. */
   private drawOrder(): Uint32Array {
-    // Fisher-Yates with the order generator.
-    const order = Uint32Array.from({ length: this.count }, (_, i) => i);
-    for (let i = order.length - 1; i > 0; i--) {
-      const j = this.orderRng.int(0, i);
-      [order[i], order[j]] = [order[j], order[i]];
-    }
-    return order;
+    return this.orderRng.permutation(this.count);
   }
 
   get done(): boolean {
@@ -153,19 +135,16 @@ export class Trainer {
     }
     const lr = this.lr;
     this.opt.lr = lr;
-    const bits = isQuantized(this.config.method) ? this.sampler.draw(() => this.bitRng.next()) : null;
-    const net = this.net;
+    const bits = this.method.quantized ? this.sampler.draw(this.bitRng) : null;
     const [loss, fp, quant] = scope(() => {
       const batch = this.aug.uploadBatch(this.staging, batchSize);
       const x1 = this.aug.views(batch);
       const x2 = this.aug.views(batch);
       this.opt.zeroGrad();
-      let l: StepLosses;
-      if (net instanceof ByolNet) l = bits ? ssqlByolLosses(net, x1, x2, bits) : byolLosses(net, x1, x2);
-      else l = bits ? ssqlLosses(net, x1, x2, bits) : simsiamLosses(net, x1, x2);
+      const l = this.bound.losses(x1, x2, bits);
       l.loss.backward();
       this.opt.step();
-      if (net instanceof ByolNet) net.updateTarget(this.config.emaMomentum ?? 0.99);
+      this.bound.afterStep(this.config);
       batch.dispose();
       return [keep(l.loss), keep(l.fp), l.quant ? keep(l.quant) : null];
     });
@@ -208,8 +187,10 @@ export class Trainer {
         throw new Error(`checkpoint was made with ${key}=${JSON.stringify(saved[key])}, this run has ${JSON.stringify(this.config[key])}`);
       }
     }
-    if (isByol(this.config.method) && (saved.emaMomentum ?? 0.99) !== (this.config.emaMomentum ?? 0.99)) {
-      throw new Error(`checkpoint was made with emaMomentum=${saved.emaMomentum ?? 0.99}, this run has ${this.config.emaMomentum ?? 0.99}`);
+    // The method's own settings, defaults filled in.
+    for (const [key, fallback] of Object.entries(this.method.settings) as [keyof MethodSettings, number][]) {
+      const [was, now] = [saved[key] ?? fallback, this.config[key] ?? fallback];
+      if (was !== now) throw new Error(`checkpoint was made with ${key}=${was}, this run has ${now}`);
     }
     loadInto(this.net, tensors, 'checkpoint');
     scope(() => {
@@ -231,8 +212,7 @@ export class Trainer {
 
   dispose(): void {
     this.opt.zeroGrad(); // the last step's gradients
-    if (this.net instanceof ByolNet) this.net.disposeContexts();
-    else this.net.ctx.dispose();
+    this.net.disposeContexts();
     for (const t of [...this.net.parameters(), ...this.net.namedBuffers().map(([, b]) => b)]) t.dispose();
     this.opt.dispose();
   }

@@ -1,19 +1,12 @@
 // Test helpers: seeded random data, float64 references, closeness checks that name the worst
 // element, and gradient checks against central finite differences in float64.
 import * as assert from 'uvu/assert';
-import { Tensor, engine, scope } from '../engine/index.ts';
+import { Rng, Tensor, engine, scope } from '../engine/index.ts';
 import type { Shape } from '../engine/index.ts';
 
-/** Deterministic uniform generator (mulberry32). */
+/** A seeded uniform [0, 1) source (the engine's generator). */
 export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  return new Rng(seed).next;
 }
 
 export function size(shape: Shape): number {

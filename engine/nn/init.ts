@@ -1,27 +1,16 @@
-// PyTorch's default initializations, drawn on the host from a seedable generator.
+// PyTorch's default initializations, drawn on the host from a seeded generator (engine/random.ts).
 import { Tensor } from '../tensor.ts';
 import type { Shape } from '../tensor.ts';
+import { Rng } from '../random.ts';
 
-/** A uniform [0, 1) generator. */
+/** A uniform [0, 1) source, e.g. `new Rng(seed).next`. */
 export type Random = () => number;
 
-/** Deterministic uniform generator (mulberry32). */
-export function mulberry32(seed: number): Random {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-let globalRandom: Random = mulberry32(0);
+let globalRandom: Random = new Rng(0).next;
 
 /** Seed the generator layers use when none is passed (PyTorch's torch.manual_seed for init). */
 export function manualSeed(seed: number): void {
-  globalRandom = mulberry32(seed);
+  globalRandom = new Rng(seed).next;
 }
 
 export function defaultRandom(): Random {

@@ -9,7 +9,7 @@
 //   RandomGrayscale(p)                         RGB only, grey replicated to 3 channels
 //   RandomHorizontalFlip(p)
 //   ToTensor + Normalize(mean, std)
-// Random parameters are drawn on the CPU from the augmenter's own generator (xoshiro128**, its
+// Random parameters are drawn on the CPU from the augmenter's own generator (engine/random.ts, its
 // state can be saved and restored) and uploaded as 16 floats per image; nothing is read back.
 //
 // Differences from torchvision on PIL images: values stay float between steps (PIL rounds to
@@ -18,7 +18,7 @@
 // settings never shrink: crops are at most the source size, which equals the output size).
 import source from '../../shaders/augment.wgsl';
 import { launch } from '../../engine/launch.ts';
-import { Tensor, engine } from '../../engine/index.ts';
+import { Rng, Tensor, engine } from '../../engine/index.ts';
 
 export type Range = readonly [number, number];
 
@@ -87,65 +87,6 @@ export class ImageBatch {
   }
 }
 
-/** xoshiro128** (32-bit state words), seeded through splitmix32. */
-export class Xoshiro128 {
-  private s = new Uint32Array(4);
-
-  constructor(seed = 0) {
-    let x = seed >>> 0;
-    for (let i = 0; i < 4; i++) {
-      x = (x + 0x9e3779b9) >>> 0;
-      let z = x;
-      z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
-      z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
-      this.s[i] = (z ^ (z >>> 16)) >>> 0;
-    }
-    if (this.s.every((v) => v === 0)) this.s[0] = 1;
-  }
-
-  nextU32(): number {
-    const s = this.s;
-    const result = Math.imul(rotl(Math.imul(s[1], 5), 7), 9) >>> 0;
-    const t = s[1] << 9;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 11);
-    return result;
-  }
-
-  /** Uniform in [0, 1). */
-  next(): number {
-    return this.nextU32() / 4294967296;
-  }
-
-  uniform(lo: number, hi: number): number {
-    return lo + (hi - lo) * this.next();
-  }
-
-  /** Integer in [lo, hi). */
-  int(lo: number, hi: number): number {
-    return lo + Math.floor(this.next() * (hi - lo));
-  }
-
-  state(): number[] {
-    return [...this.s];
-  }
-
-  setState(state: readonly number[]): void {
-    if (state.length !== 4 || state.some((v) => !Number.isInteger(v) || v < 0 || v > 0xffffffff) || state.every((v) => v === 0)) {
-      throw new RangeError(`xoshiro128 state must be 4 u32 words, not all zero; got [${state.join(', ')}]`);
-    }
-    this.s.set(state);
-  }
-}
-
-function rotl(x: number, k: number): number {
-  return ((x << k) | (x >>> (32 - k))) >>> 0;
-}
-
 /** Python's round(): halves go to the even neighbour. */
 function roundHalfEven(x: number): number {
   const r = Math.round(x);
@@ -189,7 +130,7 @@ export class Augmenter {
   readonly jitterP: number;
   readonly grayscaleP: number;
   private readonly ranges: (Range | null)[];
-  private readonly rng: Xoshiro128;
+  private readonly rng: Rng;
   private last: AugmentParams[] = [];
 
   constructor(o: AugmentOptions) {
@@ -221,7 +162,7 @@ export class Augmenter {
       o.channels === 3 ? jitterRange(o.saturation ?? 0.4, 'saturation', 1, [0, inf]) : null,
       o.channels === 3 ? jitterRange(o.hue ?? 0.1, 'hue', 0, [-0.5, 0.5]) : null,
     ];
-    this.rng = new Xoshiro128(o.seed ?? 0);
+    this.rng = new Rng(o.seed ?? 0);
     kernelShape(this.outSize * this.outSize); // fail early on sizes the kernel cannot hold
   }
 
@@ -336,11 +277,7 @@ export class Augmenter {
     const factors = [1, 1, 1, 0];
     let order: number[] = [];
     if (jitter) {
-      const perm = [0, 1, 2, 3]; // torch.randperm(4)
-      for (let i = 3; i > 0; i--) {
-        const j = r.int(0, i + 1);
-        [perm[i], perm[j]] = [perm[j], perm[i]];
-      }
+      const perm = r.shuffle([0, 1, 2, 3]); // torch.randperm(4)
       this.ranges.forEach((range, k) => {
         if (range) factors[k] = r.uniform(range[0], range[1]);
       });

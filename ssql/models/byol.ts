@@ -82,9 +82,9 @@ export class ByolNet extends Module {
     return this.encoder.forward(x);
   }
 
-  /** The target encoder's projection, full precision (call under noGrad). */
+  /** The target encoder's projection, full precision (its context is never set to anything
+   * but 'off'; call under noGrad). */
   targetForward(x: Tensor): Tensor {
-    this.targetCtx.mode = 'off';
     return this.target.forward(x);
   }
 

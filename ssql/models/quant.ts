@@ -16,16 +16,59 @@ export type QuantMode = 'off' | 'calibrate' | 'quantize';
 export type WeightRole = 'w' | 'w8';
 export type ActRole = 'a' | 'a8';
 
+/** What `withQuantization` sets: a mode, and for 'quantize' the bit-widths of the 'w' and 'a'
+ * roles (0 = leave that kind unquantized). */
+export type QuantSetting = { mode: 'off' | 'calibrate' } | { mode: 'quantize'; wbit: number; abit: number };
+
 export class QuantContext {
-  mode: QuantMode = 'off';
-  /** Bit-widths for the 'w' and 'a' roles in 'quantize' mode (0 = leave unquantized). */
-  wbit = 0;
-  abit = 0;
+  private current: { mode: QuantMode; wbit: number; abit: number } = { mode: 'off', wbit: 0, abit: 0 };
   /** Reproduce the reference code's gradient through the weight scale (see engine/ops/quant.ts). */
   scaleGrad = false;
   /** Bumped by `newStep()`; quantized weights are cached per generation. */
   generation = 0;
   private readonly actQuantizers: ActQuant[] = [];
+
+  get mode(): QuantMode {
+    return this.current.mode;
+  }
+
+  /** Bit-widths for the 'w' and 'a' roles in 'quantize' mode (0 outside it). */
+  get wbit(): number {
+    return this.current.wbit;
+  }
+
+  get abit(): number {
+    return this.current.abit;
+  }
+
+  /**
+   * Runs `fn` with every quantizer of this context at `setting`, then restores the previous
+   * mode and bit-widths, also when `fn` throws or its promise rejects. Scopes nest. The only
+   * way to change the setting, so no caller saves and restores it by hand. An async `fn` keeps
+   * the setting until its promise settles: do not interleave two on one context.
+   */
+  withQuantization<T>(setting: QuantSetting, fn: () => Promise<T>): Promise<T>;
+  withQuantization<T>(setting: QuantSetting, fn: () => T): T;
+  withQuantization<T>(setting: QuantSetting, fn: () => T | Promise<T>): T | Promise<T> {
+    const next = setting.mode === 'quantize'
+      ? { mode: setting.mode, wbit: checkBits('wbit', setting.wbit), abit: checkBits('abit', setting.abit) }
+      : { mode: setting.mode, wbit: 0, abit: 0 };
+    const previous = this.current;
+    this.current = next;
+    const restore = () => {
+      this.current = previous;
+    };
+    let result: T | Promise<T>;
+    try {
+      result = fn();
+    } catch (e) {
+      restore();
+      throw e;
+    }
+    if (result instanceof Promise) return result.finally(restore);
+    restore();
+    return result;
+  }
 
   register(q: ActQuant): void {
     this.actQuantizers.push(q);
@@ -48,6 +91,11 @@ export class QuantContext {
   dispose(): void {
     for (const q of this.actQuantizers) q.observer.dispose();
   }
+}
+
+function checkBits(what: string, bits: number): number {
+  if (!Number.isInteger(bits) || bits < 0 || bits > 16) throw new RangeError(`withQuantization: ${what} must be an integer in 0..16 (0: unquantized), got ${bits}`);
+  return bits;
 }
 
 /** Per-tensor activation quantizer at one point of the network (no parameters). */

@@ -196,4 +196,9 @@ export class SimSiamNet extends Module {
   forward(x: Tensor): Tensor {
     return this.encoder.forward(x);
   }
+
+  /** Release the quantization context's observers (tensors are disposed by the owner). */
+  disposeContexts(): void {
+    this.ctx.dispose();
+  }
 }

@@ -1,8 +1,9 @@
 // The live training demo (browser only; served by `npm run demo`, tools/demo-server.mjs): loads
 // Fashion-MNIST from the demo server (gzip IDX, decompressed with DecompressionStream) or an IDX
-// file pair the user picks, trains SSQL or SimSiam with the platform-independent Trainer on this
+// file pair the user picks, trains a method of the registry (SSQL, SimSiam, BYOL, ...; the menu
+// is built from ssql/methods/registry.ts) with the platform-independent Trainer on this
 // page's WebGPU device, and shows the loss curve, images/s and the sampled bit pair live; a quick
-// PTQ evaluation (ssql/eval.ts) draws accuracy per bit setting; checkpoints download and upload
+// PTQ evaluation (ssql/eval/) draws accuracy per bit setting; checkpoints download and upload
 // as safetensors (the CLI's format).
 //
 // `?autotest=1[&steps=N][&eval=1][&checkpoint=1]` (tests/browser/demo.mjs): trains the tiny model
@@ -11,9 +12,10 @@
 // what it shows to /report: loss points drawn, the bits text, images/s and every console error.
 import { initWebDevice } from '../../engine/index.ts';
 import { DEFAULT_CONFIG, Trainer } from '../train.ts';
-import type { MethodName, ModelName, TrainConfig } from '../train.ts';
-import { evaluate } from '../eval.ts';
-import type { ImageSet } from '../eval.ts';
+import type { ModelName, TrainConfig } from '../train.ts';
+import { evaluate, formatBits } from '../eval/index.ts';
+import type { ImageSet } from '../eval/index.ts';
+import { METHODS, methodByName } from '../methods/registry.ts';
 import { DataFormatError, parseIdx } from '../data/idx.ts';
 import type { LabeledImages } from '../data/cifar.ts';
 import { decodeSafetensors, encodeSafetensors } from '../checkpoint/safetensors.ts';
@@ -271,7 +273,7 @@ function configFromUi(): TrainConfig {
   const crop = positiveInt(ui.crop, 'crop');
   return {
     ...DEFAULT_CONFIG,
-    method: ui.method.value as MethodName,
+    method: methodByName(ui.method.value).name,
     model,
     // The tiny model gets a narrower projector and predictor: it is the quick one.
     projDim: model === 'tiny' ? 128 : DEFAULT_CONFIG.projDim,
@@ -298,13 +300,18 @@ function showPosition(t: Trainer): void {
   ui.epoch.textContent = `${Math.min(t.epoch + 1, t.config.epochs)} / ${t.config.epochs}`;
 }
 
+/** The bit display of a full-precision method. */
+function fullPrecision(t: Trainer): string {
+  return `FP (${t.method.label})`;
+}
+
 function resetRun(t: Trainer): void {
   losses.length = 0;
   lossStepOffset = t.globalStep;
   drawLoss();
   ui.loss.textContent = '–';
   ui.ips.textContent = '–';
-  ui.bits.textContent = t.config.method === 'simsiam' ? 'FP (SimSiam)' : '–';
+  ui.bits.textContent = t.method.quantized ? '–' : fullPrecision(t);
   showPosition(t);
 }
 
@@ -323,7 +330,7 @@ async function runLoop(t: Trainer): Promise<void> {
       losses.push(loss);
       drawLoss();
       ui.loss.textContent = loss.toFixed(4);
-      ui.bits.textContent = bits ? `${bits.wbit}w${bits.abit}a` : 'FP (SimSiam)';
+      ui.bits.textContent = bits ? formatBits(bits) : fullPrecision(t);
       if (times.length >= 2) {
         const ips = (t.config.batchSize * (times.length - 1)) / ((times[times.length - 1] - times[0]) / 1000);
         ui.ips.textContent = ips.toFixed(1);
@@ -517,6 +524,10 @@ ui.eval.addEventListener('click', () => void onEval());
 ui.download.addEventListener('click', () => void onDownload());
 ui.upload.addEventListener('change', () => void onUpload());
 for (const input of [ui.idxImages, ui.idxLabels]) input.addEventListener('change', () => { ui.sourceFiles.checked = true; });
+for (const m of METHODS) {
+  const isDefault = m.name === DEFAULT_CONFIG.method;
+  ui.method.append(new Option(m.label, m.name, isDefault, isDefault));
+}
 drawLoss();
 
 async function autotest(params: URLSearchParams): Promise<void> {

@@ -10,16 +10,19 @@ export type { Conv2dOptions as Conv2dOpOptions } from '../../engine/ops/conv.ts'
 export * from '../models/resnet.ts';
 export * from '../models/quant.ts';
 export * from '../models/byol.ts';
-export * from '../methods.ts';
+export * from '../methods/method.ts';
+export * from '../methods/simsiam.ts';
+export * from '../methods/byol.ts';
+export * from '../methods/registry.ts';
 export * from '../train.ts';
 export {
-  DEFAULT_SETTINGS, parseSetting, parseSettings, withSetting, computeFeatures, extractFeatures,
-  linearMilestones, featureStats, trainLinear, knnTop1, evaluate,
-} from '../eval.ts';
+  DEFAULT_SETTINGS, formatBits, parseSetting, parseSettings, withSetting, computeFeatures, extractFeatures,
+  linearMilestones, featureStats, trainLinear, trainLinearFaithful, knnTop1, evaluate,
+} from '../eval/index.ts';
 export type {
   BitSetting, ImageSet, Features, QuantizeOptions, FeatureOptions, LinearOptions as LinearProbeOptions,
   KnnOptions, EvalProtocol, EvalProgress, EvalOptions, EvalResult,
-} from '../eval.ts';
+} from '../eval/index.ts';
 export * from '../data/augment.ts';
 export * from '../data/idx.ts';
 export * from '../data/cifar.ts';

@@ -4,10 +4,9 @@
 // are finite, train only the online network, keep GPU memory flat, and resume bit-identically.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Tensor, engine, noGrad, scope } from '../../engine/index.ts';
-import { mulberry32 } from '../../engine/nn/index.ts';
+import { Rng, Tensor, engine, noGrad, scope } from '../../engine/index.ts';
 import { emaUpdate } from '../../engine/ops/ema.ts';
-import { byolLosses, ssqlByolLosses } from '../../ssql/methods.ts';
+import { byolLosses, ssqlByolLosses } from '../../ssql/methods/byol.ts';
 import { ByolNet } from '../../ssql/models/byol.ts';
 import { SimSiamNet, TINY_RESNET } from '../../ssql/models/resnet.ts';
 import { DEFAULT_CONFIG, Trainer, loadInto } from '../../ssql/train.ts';
@@ -33,7 +32,7 @@ async function read(t: Tensor): Promise<Float64Array> {
 }
 
 test('ByolNet: target.* mirrors encoder.*, starts as a bit-exact copy, and is frozen', () => noLeaks(async () => {
-  const net = new ByolNet(CONFIG, mulberry32(3));
+  const net = new ByolNet(CONFIG, new Rng(3).next);
   const keys = [...net.stateDict().keys()];
   const online = keys.filter((k) => k.startsWith('encoder.'));
   const target = keys.filter((k) => k.startsWith('target.'));
@@ -78,7 +77,7 @@ test('emaUpdate: t = m t + (1 - m) s in place, against float64, sizes not a mult
 }));
 
 test('ByolNet.updateTarget(0.99): every target parameter against float64, BN buffers untouched', () => noLeaks(async () => {
-  const net = new ByolNet(CONFIG, mulberry32(4));
+  const net = new ByolNet(CONFIG, new Rng(4).next);
   // Move the online parameters away from the target (as an optimizer step would).
   let seed = 100;
   scope(() => {
@@ -123,7 +122,7 @@ function symmetricRef(p1: Float64Array, p2: Float64Array, z1: Float64Array, z2: 
 }
 
 test('byolLosses: value against float64 from read-back p and target z; gradients reach the online network only; SSQL-BYOL FP term equals it', () => noLeaks(async () => {
-  const net = new ByolNet(CONFIG, mulberry32(5));
+  const net = new ByolNet(CONFIG, new Rng(5).next);
   // Make the target differ from the online encoder, so cross-view targets really are g's.
   scope(() => {
     const moved = new Map<string, Tensor>();
@@ -180,7 +179,7 @@ test('byolLosses: value against float64 from read-back p and target z; gradients
 /** A tiny synthetic grey dataset: 32 images of 8x8, seeded. */
 function synthetic(): LabeledImages {
   const count = 32;
-  const r = mulberry32(9);
+  const r = new Rng(9).next;
   return {
     images: Uint8Array.from({ length: count * 64 }, () => Math.floor(r() * 256)),
     labels: Int32Array.from({ length: count }, (_, i) => i % 10),
@@ -250,7 +249,7 @@ test('ssql-byol resume: 4 steps straight equal 2, checkpoint, restore, 2 (bit-id
   assert.equal(lossesB, lossesA, 'losses step for step');
   for (const [k, v] of a) assert.ok(v.every((x, i) => Object.is(x, b.get(k)![i])), `${k} differs after resume`);
   // `ssql eval` rebuilds a SimSiamNet from a checkpoint: a BYOL one loads (target.* is ignored).
-  const evalNet = new SimSiamNet(CONFIG, mulberry32(0));
+  const evalNet = new SimSiamNet(CONFIG, new Rng(0).next);
   loadInto(evalNet, tensors, 'checkpoint');
   const w = await evalNet.encoder.conv1.weight.toArray();
   const saved = new Float32Array(new Uint8Array(tensors['encoder.conv1.weight'].data).buffer);

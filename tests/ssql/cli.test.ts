@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseReportTable } from '../../ssql/report.ts';
+import { METHODS, METHOD_NAMES } from '../../ssql/methods/registry.ts';
 
 const bin = fileURLToPath(new URL('../../bin/ssql.mjs', import.meta.url));
 
@@ -36,6 +37,14 @@ test('every command has --help with its options', () => {
     assert.match(r.stdout, `usage: ssql ${cmd}`);
     for (const f of flags) assert.match(r.stdout, f, `${cmd} --help lists ${f}`);
   }
+});
+
+test('pretrain --help offers every registered method, each with its description', () => {
+  const r = ssql('pretrain', '--help');
+  assert.is(r.code, 0);
+  assert.match(r.stdout, `--method <${METHOD_NAMES.join('|')}>`);
+  const lines = r.stdout.split('\n').map((l) => l.trim());
+  for (const m of METHODS) assert.ok(lines.some((l) => l.startsWith(m.name) && l.endsWith(m.description)), `the help lists '${m.name}  ${m.description}'`);
 });
 
 test('bad arguments and missing files give clear errors and a non-zero exit', () => {

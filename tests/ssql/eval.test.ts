@@ -1,20 +1,19 @@
-// PTQ linear evaluation (ssql/eval.ts) on a tiny ResNet and 8x8 synthetic images: setting
+// PTQ linear evaluation (ssql/eval/) on a tiny ResNet and 8x8 synthetic images: setting
 // names, quantized features against FP, one-batch calibration, the linear probe and kNN on
 // synthetic clusters, and the whole protocol end to end.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Tensor, keep, mulScalar, noGrad, scope } from '../../engine/index.ts';
-import { mulberry32 } from '../../engine/nn/index.ts';
+import { Rng, Tensor, keep, mulScalar, noGrad, scope } from '../../engine/index.ts';
 import {
   DEFAULT_SETTINGS, evaluate, extractFeatures, knnTop1, linearMilestones, parseSetting, parseSettings, trainLinear,
-} from '../../ssql/eval.ts';
-import type { Features, ImageSet } from '../../ssql/eval.ts';
+} from '../../ssql/eval/index.ts';
+import type { Features, ImageSet } from '../../ssql/eval/index.ts';
 import { QuantContext } from '../../ssql/models/quant.ts';
 import { ResNet } from '../../ssql/models/resnet.ts';
 import { noLeaks, rng } from '../helpers.ts';
 
 function tinyEncoder(seed = 1): ResNet {
-  return new ResNet(new QuantContext(), { block: 'basic', layers: [1, 1], widths: [4, 8], inChannels: 1 }, mulberry32(seed));
+  return new ResNet(new QuantContext(), { block: 'basic', layers: [1, 1], widths: [4, 8], inChannels: 1 }, new Rng(seed).next);
 }
 
 /** Grey 8x8 images: a per-class bright quadrant plus noise. */
@@ -99,15 +98,18 @@ test('features: 8w8a close to FP, 2w2a far; modes restored; no leaks', async () 
   // Frozen, and the running statistics untouched (BN in eval mode).
   assert.is(enc.parameters().every((p) => p.grad === null), true);
   assert.equal(Array.from(await enc.bn1.runningMean!.toArray()), [0, 0, 0, 0]);
-  // The mode is reset on errors too.
-  enc.ctx.wbit = 7;
-  await extractFeatures(enc, set, '4w4a', { calibBatch: 0 }).then(
-    () => assert.unreachable('calibration batch 0 accepted'),
-    (e: Error) => assert.match(e.message, /calibration batch must be a positive integer/),
-  );
-  assert.is(enc.ctx.mode, 'off');
-  assert.is(enc.ctx.wbit, 7);
-  assert.ok(enc.training);
+  // The setting in force before is restored on errors too (here an outer one).
+  await enc.ctx.withQuantization({ mode: 'quantize', wbit: 7, abit: 5 }, async () => {
+    for (const bad of [{ calibBatch: 0 }, { calibBatch: 4, batchSize: 0 }]) {
+      await extractFeatures(enc, set, '4w4a', bad).then(
+        () => assert.unreachable(`${JSON.stringify(bad)} accepted`),
+        (e: Error) => assert.match(e.message, /(calibration|feature) batch (size )?must be a positive integer/),
+      );
+      assert.equal([enc.ctx.mode, enc.ctx.wbit, enc.ctx.abit], ['quantize', 7, 5]);
+      assert.ok(enc.training);
+    }
+  });
+  assert.equal([enc.ctx.mode, enc.ctx.wbit, enc.ctx.abit], ['off', 0, 0]);
   enc.ctx.dispose();
 });
 
@@ -198,7 +200,8 @@ test('kNN: near 100% on clusters, near chance on random labels, matches a CPU re
   const testSet = clusters(100, 8, 4, 4, 7, 2);
   await noLeaks(async () => {
     const acc = await knnTop1(train.f, train.labels, testSet.f, testSet.labels);
-    assert.ok(acc > 95, `kNN top-1 ${acc}%`);
+    // Over centre seeds 0..29 this setup scores 93-100% (the CPU reference below), chance is 25%.
+    assert.ok(acc > 90, `kNN top-1 ${acc}%`);
     const r = rng(11);
     const randomLabels = Int32Array.from({ length: 300 }, () => Math.floor(r() * 4));
     const chance = await knnTop1(train.f, randomLabels, testSet.f, testSet.labels, { k: 200 });

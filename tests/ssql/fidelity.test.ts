@@ -6,10 +6,9 @@
 import { readFileSync } from 'node:fs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Tensor, scope } from '../../engine/index.ts';
-import { mulberry32 } from '../../engine/nn/index.ts';
-import { ssqlLosses, simsiamLosses } from '../../ssql/methods.ts';
-import type { StepLosses } from '../../ssql/methods.ts';
+import { Rng, Tensor, scope } from '../../engine/index.ts';
+import { ssqlLosses, simsiamLosses } from '../../ssql/methods/simsiam.ts';
+import type { StepLosses } from '../../ssql/methods/method.ts';
 import { SimSiamNet } from '../../ssql/models/resnet.ts';
 import type { SimSiamConfig } from '../../ssql/models/resnet.ts';
 import { assertClose, noLeaks } from '../helpers.ts';
@@ -47,7 +46,7 @@ const TOL = { rtol: 1e-4, atol: 1e-5 };
 
 /** A fresh net holding the fixture's initial state (parameters, running stats, counters). */
 function loadNet(): SimSiamNet {
-  const net = new SimSiamNet(fx.config, mulberry32(0));
+  const net = new SimSiamNet(fx.config, new Rng(0).next);
   const own = net.stateDict();
   assert.equal([...own.keys()].sort(), Object.keys(fx.state).sort(), 'state-dict keys');
   const src = scope(() => new Map([...own].map(([k, t]) => [k, Tensor.fromArray(fx.state[k], t.shape, { dtype: t.dtype })])));

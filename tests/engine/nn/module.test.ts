@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Tensor, globalAvgPool, scope, sum, mul } from '../../../engine/index.ts';
-import { BatchNorm1d, BatchNorm2d, Conv2d, GlobalAvgPool, Linear, MaxPool2d, Module, ReLU, Sequential, manualSeed, mulberry32 } from '../../../engine/nn/index.ts';
+import { Rng, Tensor, globalAvgPool, scope, sum, mul } from '../../../engine/index.ts';
+import { BatchNorm1d, BatchNorm2d, Conv2d, GlobalAvgPool, Linear, MaxPool2d, Module, ReLU, Sequential, manualSeed } from '../../../engine/nn/index.ts';
 import { assertClose, noLeaks, randomArray, tensor } from '../../helpers.ts';
 
 class Block extends Module {
@@ -64,7 +64,7 @@ test('default init: kaiming-uniform(a=sqrt(5)) bounds, BN ones/zeros, seedable',
   assert.ok(Math.max(...wa.map(Math.abs)) > 0.8 * bound, 'conv weight spans the range');
   const ba = await a.bias!.toArray();
   assert.ok(ba.every((v) => Math.abs(v) <= bound));
-  const lin = new Linear(50, 20, { random: mulberry32(5) });
+  const lin = new Linear(50, 20, { random: new Rng(5).next });
   const lw = Array.from(await lin.weight.toArray());
   assert.ok(lw.every((v) => Math.abs(v) <= 1 / Math.sqrt(50)));
   const m = lw.reduce((s, v) => s + v, 0) / lw.length;

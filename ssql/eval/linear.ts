@@ -1,0 +1,208 @@
+// The linear classifier of the evaluation (an FP engine Linear on the GPU): SGD momentum 0.9, no
+// weight decay, cross-entropy, seeded shuffled mini-batches, lr x0.1 at 60% and 80% of the
+// epochs (the reference recipe: lr 30, 100 epochs). One training loop serves both protocols;
+// they differ only in how a mini-batch's features are produced:
+//   'fast'      rows of features cached on the CPU (`trainLinear`), by default standardized per
+//               dimension with the train set's mean and std (see ./evaluate.ts for why);
+//   'faithful'  the training images of the batch augmented anew and sent through the frozen
+//               (quantized) backbone (`trainLinearFaithful`); raw features, as the reference.
+import { Rng, SGD, Tensor, accuracy, crossEntropy, engine, keep, noGrad, scope, stepLR } from '../../engine/index.ts';
+import { Linear } from '../../engine/nn/index.ts';
+import type { Augmenter } from '../data/augment.ts';
+import type { ResNet } from '../models/resnet.ts';
+import { checkFeatures } from './features.ts';
+import type { Features } from './features.ts';
+import { gatherImages, numClasses } from './images.ts';
+import type { ImageSet } from './images.ts';
+
+export interface LinearOptions {
+  /** Default 100 (the reference recipe). */
+  epochs?: number;
+  /** Initial learning rate (default 30, the reference recipe); x0.1 at 60% and 80% of the epochs. */
+  lr?: number;
+  momentum?: number;
+  batchSize?: number;
+  seed?: number;
+  /** Standardize features per dimension with the train set's mean/std (default true; cached
+   * features only). */
+  standardize?: boolean;
+  /** Number of classes (default: largest label + 1 over train and test). */
+  numClasses?: number;
+  onEpoch?: (epoch: number, epochs: number) => void;
+}
+
+interface Recipe {
+  epochs: number;
+  lr: number;
+  momentum: number;
+  batchSize: number;
+  seed: number;
+}
+
+/** The epochs at which the learning rate drops x0.1: 60% and 80% of the run (60, 80 of 100). */
+export function linearMilestones(epochs: number): number[] {
+  return [Math.round(0.6 * epochs), Math.round(0.8 * epochs)];
+}
+
+export function checkLinearOptions(o: LinearOptions): Recipe {
+  const epochs = o.epochs ?? 100;
+  const lr = o.lr ?? 30;
+  const batchSize = o.batchSize ?? 256;
+  if (!Number.isInteger(epochs) || epochs < 1) throw new RangeError(`linear classifier: epochs must be a positive integer, got ${epochs}`);
+  if (!(lr > 0 && Number.isFinite(lr))) throw new RangeError(`linear classifier: lr must be a positive number, got ${lr}`);
+  if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`linear classifier: batch size must be a positive integer, got ${batchSize}`);
+  return { epochs, lr, momentum: o.momentum ?? 0.9, batchSize, seed: o.seed ?? 0 };
+}
+
+/** Per-dimension mean and std (population; std floored at 1e-6) of row-major features. */
+export function featureStats(f: Features): { mean: Float64Array; std: Float64Array } {
+  const mean = new Float64Array(f.dim);
+  const sq = new Float64Array(f.dim);
+  for (let i = 0; i < f.count; i++) {
+    const o = i * f.dim;
+    for (let d = 0; d < f.dim; d++) mean[d] += f.data[o + d];
+  }
+  for (let d = 0; d < f.dim; d++) mean[d] /= f.count;
+  for (let i = 0; i < f.count; i++) {
+    const o = i * f.dim;
+    for (let d = 0; d < f.dim; d++) {
+      const c = f.data[o + d] - mean[d];
+      sq[d] += c * c;
+    }
+  }
+  const std = sq.map((v) => Math.max(Math.sqrt(v / f.count), 1e-6));
+  return { mean, std };
+}
+
+function standardized(f: Features, stats: { mean: Float64Array; std: Float64Array }): Features {
+  const data = new Float32Array(f.data.length);
+  for (let i = 0; i < f.count; i++) {
+    const o = i * f.dim;
+    for (let d = 0; d < f.dim; d++) data[o + d] = (f.data[o + d] - stats.mean[d]) / stats.std[d];
+  }
+  return { data, count: f.count, dim: f.dim };
+}
+
+/** Features [n, dim] of training rows `perm[from..to)`, made inside the step's scope (no
+ * gradient reaches whatever produced them). */
+type BatchFeatures = (perm: Uint32Array, from: number, to: number) => Tensor;
+
+interface ClassifierTask {
+  /** Training rows, their labels, and how a batch of them becomes features. */
+  count: number;
+  labels: ArrayLike<number>;
+  dim: number;
+  classes: number;
+  features: BatchFeatures;
+  /** Wait for the GPU every this many epochs (bounds the queued work). */
+  syncEvery: number;
+  test: Features;
+  testLabels: ArrayLike<number>;
+}
+
+/** The one training loop: trains a fresh classifier and returns its top-1 (%) on the test
+ * features. */
+async function fitAndTest(task: ClassifierTask, o: Recipe, onEpoch?: (epoch: number, epochs: number) => void): Promise<number> {
+  const order = new Rng(o.seed);
+  const init = new Rng(o.seed ^ 0x11ea);
+  const fc = new Linear(task.dim, task.classes, { random: init.next });
+  const opt = new SGD(fc.parameters(), { lr: o.lr, momentum: o.momentum, weightDecay: 0 });
+  const milestones = linearMilestones(o.epochs);
+  const N = task.count;
+  const ys = new Int32Array(Math.min(o.batchSize, N));
+  try {
+    for (let epoch = 0; epoch < o.epochs; epoch++) {
+      opt.lr = stepLR(o.lr, epoch, milestones);
+      const perm = order.permutation(N);
+      for (let from = 0; from < N; from += o.batchSize) {
+        const to = Math.min(from + o.batchSize, N);
+        const n = to - from;
+        for (let i = 0; i < n; i++) ys[i] = task.labels[perm[from + i]];
+        scope(() => {
+          const x = task.features(perm, from, to);
+          const y = Tensor.fromArray(ys.subarray(0, n), [n], { dtype: 'i32' });
+          opt.zeroGrad();
+          crossEntropy(fc.forward(x), y).backward();
+          opt.step();
+        });
+      }
+      onEpoch?.(epoch + 1, o.epochs);
+      if ((epoch + 1) % task.syncEvery === 0) await engine().sync();
+    }
+    return await testAccuracy(fc, task.test, task.testLabels);
+  } finally {
+    opt.zeroGrad();
+    opt.dispose();
+    for (const p of fc.parameters()) p.dispose();
+  }
+}
+
+/** Top-1 accuracy (%) of `fc` on cached features. */
+async function testAccuracy(fc: Linear, f: Features, labels: ArrayLike<number>, batch = 1024): Promise<number> {
+  const parts: Tensor[] = [];
+  try {
+    for (let from = 0; from < f.count; from += batch) {
+      const to = Math.min(from + batch, f.count);
+      parts.push(scope(() => noGrad(() => {
+        const x = Tensor.fromArray(f.data.subarray(from * f.dim, to * f.dim), [to - from, f.dim]);
+        const y = Tensor.fromArray(Array.from({ length: to - from }, (_, i) => labels[from + i]), [to - from], { dtype: 'i32' });
+        return keep(accuracy(fc.forward(x), y));
+      })));
+    }
+    let hits = 0;
+    for (let i = 0; i < parts.length; i++) {
+      const n = Math.min(batch, f.count - i * batch);
+      hits += Math.round((await parts[i].item()) * n);
+    }
+    return (100 * hits) / f.count;
+  } finally {
+    for (const p of parts) p.dispose();
+  }
+}
+
+/**
+ * The 'fast' protocol's classifier: trained on cached features, by default standardized with
+ * the train set's per-dimension mean/std; returns top-1 accuracy in percent on the test
+ * features.
+ */
+export async function trainLinear(trainFeatures: Features, trainLabels: ArrayLike<number>, testFeatures: Features, testLabels: ArrayLike<number>, opts: LinearOptions = {}): Promise<number> {
+  checkFeatures('train features', trainFeatures, trainLabels);
+  checkFeatures('test features', testFeatures, testLabels);
+  if (trainFeatures.dim !== testFeatures.dim) throw new RangeError(`train features have ${trainFeatures.dim} dims, test features ${testFeatures.dim}`);
+  const o = checkLinearOptions(opts);
+  const classes = opts.numClasses ?? numClasses(Array.from(trainLabels).slice(0, trainFeatures.count), Array.from(testLabels).slice(0, testFeatures.count));
+  let train = trainFeatures;
+  let test = testFeatures;
+  if (opts.standardize ?? true) {
+    const stats = featureStats(train);
+    train = standardized(train, stats);
+    test = standardized(test, stats);
+  }
+  const D = train.dim;
+  const xs = new Float32Array(Math.min(o.batchSize, train.count) * D);
+  const cachedRows: BatchFeatures = (perm, from, to) => {
+    for (let i = from; i < to; i++) xs.set(train.data.subarray(perm[i] * D, (perm[i] + 1) * D), (i - from) * D);
+    return Tensor.fromArray(xs.subarray(0, (to - from) * D), [to - from, D]);
+  };
+  return fitAndTest({ count: train.count, labels: trainLabels, dim: D, classes, features: cachedRows, syncEvery: 10, test, testLabels }, o, opts.onEpoch);
+}
+
+/**
+ * The 'faithful' protocol's classifier (the reference recipe): each epoch every training image
+ * is augmented anew and sent through the frozen `encoder` in its current state (call inside
+ * `withSetting`); raw features. Returns top-1 (%) on `testFeatures`.
+ */
+export async function trainLinearFaithful(encoder: ResNet, train: ImageSet, testFeatures: Features, testLabels: ArrayLike<number>, aug: Augmenter, opts: LinearOptions & { numClasses: number }): Promise<number> {
+  const o = checkLinearOptions(opts);
+  const staging = new Uint8Array(Math.min(o.batchSize, train.count) * train.channels * train.height * train.width);
+  const augmentedImages: BatchFeatures = (perm, from, to) => {
+    // The uploaded batch is freed with the rest of the step's scope.
+    const batch = aug.uploadBatch(gatherImages(train, from, to, staging, perm), to - from);
+    return noGrad(() => encoder.features(aug.views(batch)));
+  };
+  // Every epoch runs the backbone over the whole set: wait for the GPU after each.
+  return fitAndTest({
+    count: train.count, labels: train.labels, dim: encoder.featureDim, classes: opts.numClasses, features: augmentedImages, syncEvery: 1,
+    test: testFeatures, testLabels,
+  }, o, opts.onEpoch);
+}
