@@ -2,7 +2,7 @@
 // (ssql/models/resnet.ts) rather than written out per benchmark: the small ResNet on 28x28x1 at
 // batch 64 and the CIFAR ResNet-18 on 32x32x3 at batch 32, with their projector/predictor widths.
 import type { Tensor } from '../engine/index.ts';
-import { Xoshiro128 } from '../ssql/data/augment.ts';
+import { Rng } from '../engine/index.ts';
 import { QConv2d, QLinear } from '../ssql/models/quant.ts';
 import { RESNET18, SMALL_RESNET, SimSiamNet } from '../ssql/models/resnet.ts';
 import type { ResNetConfig } from '../ssql/models/resnet.ts';
@@ -54,7 +54,7 @@ export const shapeName = (shape: readonly number[]): string => shape.join('x');
 /** The model of `m` (SimSiam: encoder with projector, and predictor), seeded. Dispose with
  * `disposeNet`. */
 export function buildNet(m: StepSizes): SimSiamNet {
-  const rng = new Xoshiro128(0);
+  const rng = new Rng(0);
   return new SimSiamNet({ backbone: { ...m.backbone, inChannels: m.channels }, projDim: m.projDim, predHidden: m.predHidden }, () => rng.next());
 }
 

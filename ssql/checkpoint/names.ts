@@ -20,7 +20,7 @@
 // A projector or predictor of another structure (MoCo's 2-layer MLP head, torchvision's
 // classifier `fc.weight`) does not match ours by shape and is reported unused.
 import type { SafeTensor } from './safetensors.ts';
-import { CheckpointFormatError } from './safetensors.ts';
+import { CheckpointFormatError } from '../format-error.ts';
 import type { ResNetConfig } from '../models/resnet.ts';
 
 export type SourceLayout = 'ssql' | 'simsiam' | 'moco' | 'mocov3' | 'torchvision';

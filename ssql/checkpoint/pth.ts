@@ -10,7 +10,7 @@
 // strides honoured, so views sharing one storage each get their own contiguous copy):
 // float16, bfloat16, float32 and float64 become F32 (the engine's float type; exact except
 // float64's extra precision), int64 stays I64, int32/int16/int8 become I32, uint8 and bool U8.
-import { CheckpointFormatError } from './safetensors.ts';
+import { CheckpointFormatError } from '../format-error.ts';
 import type { SafeTensor } from './safetensors.ts';
 import { PickleError, PyDict, isPickleObject, pickleTypeName, unpickle } from './pickle.ts';
 import type { PickleGlobal, PickleObject, PickleValue } from './pickle.ts';

@@ -12,8 +12,8 @@
 import type { Tensor } from '../../engine/index.ts';
 import { BatchNorm2d, Conv2d, Linear, Sequential } from '../../engine/nn/index.ts';
 import type { Module } from '../../engine/nn/index.ts';
-import { parseSetting, withSetting } from '../eval.ts';
-import type { BitSetting, QuantizeOptions } from '../eval.ts';
+import { parseSetting, withSetting } from '../eval/index.ts';
+import type { BitSetting, QuantizeOptions } from '../eval/index.ts';
 import { ActQuant } from '../models/quant.ts';
 import type { ResNet } from '../models/resnet.ts';
 import { quantizeActRange, quantizeWeight } from './quantize.ts';

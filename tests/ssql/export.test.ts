@@ -9,13 +9,14 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { MinMaxObserver, Tensor, fakeQuantAct, fakeQuantWeight, noGrad, scope } from '../../engine/index.ts';
-import { Linear, mulberry32 } from '../../engine/nn/index.ts';
+import { Linear } from '../../engine/nn/index.ts';
+import { Rng } from '../../engine/random.ts';
 import { loadSafetensors } from '../../ssql/checkpoint/files-node.ts';
 import { importTorchCheckpoint } from '../../ssql/checkpoint/import.ts';
 import { decodeSafetensors, encodeSafetensors } from '../../ssql/checkpoint/safetensors.ts';
 import { Augmenter } from '../../ssql/data/augment.ts';
-import { extractFeatures } from '../../ssql/eval.ts';
-import type { ImageSet } from '../../ssql/eval.ts';
+import { extractFeatures } from '../../ssql/eval/index.ts';
+import type { ImageSet } from '../../ssql/eval/index.ts';
 import { saveExport } from '../../ssql/export/export-node.ts';
 import { captureQuantizedModel } from '../../ssql/export/model.ts';
 import type { ExportModel } from '../../ssql/export/model.ts';
@@ -56,7 +57,7 @@ const identity = () => new Augmenter({
 function fixtureNet(): SimSiamNet {
   const { tensors, report } = importTorchCheckpoint(readFileSync(new URL('ssql_official_resnet18.pth.tar', fixtures)), 'fixture');
   const a = report.architecture;
-  const net = new SimSiamNet({ backbone: a.backbone, projDim: a.projDim!, predHidden: a.predHidden! }, mulberry32(3));
+  const net = new SimSiamNet({ backbone: a.backbone, projDim: a.projDim!, predHidden: a.predHidden! }, new Rng(3).next);
   loadInto(net, tensors, 'fixture');
   return net;
 }
@@ -143,7 +144,7 @@ test('packInts/unpackInts: LSB-first b-bit fields, round trip at 2-8 bits', () =
   assert.equal([...packInts([1, -2], 4)], [0xe1]);
   assert.equal([...packInts([-1, 0, 1, -2], 2)], [0b10010011]);
   for (let bits = 2; bits <= 8; bits++) {
-    const r = mulberry32(bits);
+    const r = new Rng(bits).next;
     const v = Array.from({ length: 37 }, () => Math.floor(r() * 2 ** bits) - 2 ** (bits - 1));
     const packed = packInts(v, bits);
     assert.is(packed.length, Math.ceil((37 * bits) / 8));
@@ -202,7 +203,7 @@ test('ONNX FP and 8w8a with a linear head: FP equals PyTorch, 8w8a the engine, l
   assert.equal(countOps(fp.onnx), { Conv: 20, BatchNormalization: 20, Relu: 17, Add: 8, GlobalAveragePool: 1, Flatten: 1 });
   assertClose(fp.out.features, fx.features_fp, TOL, 'ONNX FP vs PyTorch');
 
-  const head = new Linear(64, 10, { random: mulberry32(9) });
+  const head = new Linear(64, 10, { random: new Rng(9).next });
   const q8 = await exportAndRun(net, '8w8a', head);
   assert.is(countOps(q8.onnx).Clip, undefined, '8 bits: the UINT8 saturation is the clamp');
   const engine = await extractFeatures(net.encoder, imageSet(fx.test_images), '8w8a', { calibration: imageSet(fx.calibration_images), augmenter: identity() });

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Tensor, noGrad, scope } from '../../engine/index.ts';
-import { mulberry32 } from '../../engine/nn/index.ts';
+import { Rng } from '../../engine/random.ts';
 import { loadSafetensors } from '../../ssql/checkpoint/files-node.ts';
 import { importPth } from '../../ssql/checkpoint/import-node.ts';
 import { formatImportReport, importTorchCheckpoint } from '../../ssql/checkpoint/import.ts';
@@ -17,12 +17,12 @@ import { checkAgainst, expectedState, inferArchitecture, mapStateDictNames } fro
 import type { Architecture } from '../../ssql/checkpoint/names.ts';
 import { PickleError, unpickle } from '../../ssql/checkpoint/pickle.ts';
 import { readPth } from '../../ssql/checkpoint/pth.ts';
-import { CheckpointFormatError } from '../../ssql/checkpoint/safetensors.ts';
+import { CheckpointFormatError } from '../../ssql/format-error.ts';
 import type { SafeTensor } from '../../ssql/checkpoint/safetensors.ts';
 import { crc32 } from '../../ssql/checkpoint/zip.ts';
 import { Augmenter } from '../../ssql/data/augment.ts';
-import { extractFeatures } from '../../ssql/eval.ts';
-import type { ImageSet } from '../../ssql/eval.ts';
+import { extractFeatures } from '../../ssql/eval/index.ts';
+import type { ImageSet } from '../../ssql/eval/index.ts';
 import { SimSiamNet, TINY_RESNET } from '../../ssql/models/resnet.ts';
 import type { ResNetConfig } from '../../ssql/models/resnet.ts';
 import { loadInto } from '../../ssql/train.ts';
@@ -278,7 +278,7 @@ test('names: expectedState lists exactly SimSiamNet\'s state dict (names, shapes
     { backbone: { block: 'bottleneck', layers: [1, 2], widths: [4, 8], inChannels: 3 }, projDim: 8, predHidden: 4 },
   ];
   for (const arch of cases) {
-    const net = new SimSiamNet({ backbone: arch.backbone, projDim: arch.projDim!, predHidden: arch.predHidden! }, mulberry32(1));
+    const net = new SimSiamNet({ backbone: arch.backbone, projDim: arch.projDim!, predHidden: arch.predHidden! }, new Rng(1).next);
     const own = net.stateDict();
     const want = expectedState(arch);
     assert.equal([...want.keys()].sort(), [...own.keys()].sort(), `${arch.backbone.block} ${arch.backbone.layers}: names`);
@@ -303,7 +303,7 @@ test('import: the official SSQL ResNet-18 gives PyTorch\'s features at FP and 4w
   const { tensors, report } = importTorchCheckpoint(officialBytes(), 'official.pth.tar');
   assert.equal(report.missing, []);
   assert.is(report.loaded, Object.keys(tensors).length);
-  const net = new SimSiamNet({ backbone: report.architecture.backbone, projDim: report.architecture.projDim!, predHidden: report.architecture.predHidden! }, mulberry32(7));
+  const net = new SimSiamNet({ backbone: report.architecture.backbone, projDim: report.architecture.projDim!, predHidden: report.architecture.predHidden! }, new Rng(7).next);
   loadInto(net, tensors, 'official.pth.tar');
   const [channels, height, width] = fx.image_shape;
   // Calibration without augmentation (full crop, no flip, jitter or grayscale), so PyTorch can
