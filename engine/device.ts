@@ -93,9 +93,9 @@ export class Engine {
    * Encode one compute dispatch into the open pass. `label` names the op and shapes; it ends up
    * in WebGPU's error messages. `buffers` are marked as used by the current batch.
    */
-  dispatch(label: string, pipeline: GPUComputePipeline, entries: GPUBindGroupEntry[], workgroups: [number, number, number], family = label): void {
+  dispatch(label: string, pipeline: GPUComputePipeline, layout: GPUBindGroupLayout, entries: GPUBindGroupEntry[], workgroups: readonly [number, number, number], family = label): void {
     this.check();
-    const bindGroup = this.device.createBindGroup({ label, layout: pipeline.getBindGroupLayout(0), entries });
+    const bindGroup = this.device.createBindGroup({ label, layout, entries });
     for (const e of entries) {
       const res = e.resource as GPUBufferBinding;
       if (res.buffer && res.buffer !== this.uniformArena) this.pool.markUsed(res.buffer, this.batch);

@@ -2,10 +2,18 @@
 // `initNodeDevice()` from './device-node.ts'; in a browser with `initWebDevice()`.
 export { Engine, GPUError, engine, initWebDevice, initFromGPU, useDevice } from './device.ts';
 export type { AdapterReport } from './device.ts';
-export { Tensor, sizeOf, shapeString } from './tensor.ts';
+export { Tensor, checkDtype, sizeOf, shapeString } from './tensor.ts';
 export type { DType, Shape, TensorOptions } from './tensor.ts';
 export { scope, keep } from './scope.ts';
 export { noGrad, isGradEnabled } from './autograd.ts';
+
+// Writing kernels: declare a WGSL module's interface once, then launch its entry points.
+export { declareKernels } from './kernels.ts';
+export type { Kernel, KernelsDecl, EntryPointDecl, ParamType, DefineKind } from './kernels.ts';
+export { launch, grid1d } from './launch.ts';
+export type { LaunchArgs } from './launch.ts';
+
+// Ops.
 export * from './ops/elementwise.ts';
 export { sum, mean, max, min, sumTo } from './ops/reduce.ts';
 export type { ReduceOptions } from './ops/reduce.ts';

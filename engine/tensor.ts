@@ -180,6 +180,15 @@ export class Tensor {
   }
 }
 
+/** Throws unless every tensor is alive and of `dtype`: '<op>: expected an f32 tensor, got ...'
+ * (or 'f32 tensors' when the op takes several). */
+export function checkDtype(op: string, dtype: DType, ...tensors: Tensor[]): void {
+  for (const t of tensors) {
+    t.buffer; // throws a clear error if disposed
+    if (t.dtype !== dtype) throw new TypeError(`${op}: expected ${tensors.length > 1 ? `${dtype} tensors` : `${dtype === 'u32' ? 'a' : 'an'} ${dtype} tensor`}, got ${t.describe()}`);
+  }
+}
+
 /** Resolve one -1 entry and check that the element count matches. */
 export function resolveShape(shape: Shape, size: number, what: string): number[] {
   const out = [...shape];

@@ -1,15 +1,22 @@
 import source from '../../shaders/fill.wgsl';
+import { declareKernels } from '../kernels.ts';
 import { launch, grid1d } from '../launch.ts';
 import { Tensor } from '../tensor.ts';
 
+const kernels = declareKernels({
+  name: 'fill',
+  source,
+  params: { size: 'u32', bits: 'u32' },
+  entryPoints: { main: { outputs: { Out: 'u32' } } },
+});
+
 /** Overwrite every element of `t` with the 32-bit pattern `bits`. */
 export function fill(t: Tensor, bits: number): void {
-  launch({
-    kernel: { name: 'fill', source },
+  launch(kernels.main, {
     label: `fill ${t.describe()}`,
-    inputs: [],
-    outputs: [t],
-    uniforms: new Uint32Array([t.size, bits >>> 0, 0, 0]),
+    inputs: {},
+    outputs: { Out: t },
+    params: { size: t.size, bits: bits >>> 0 },
     workgroups: grid1d(t.size, 256),
   });
 }

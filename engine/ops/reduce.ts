@@ -2,19 +2,37 @@
 // the gradient is shared equally among tied extrema).
 import source from '../../shaders/reduce.wgsl';
 import { record } from '../autograd.ts';
+import { declareKernels } from '../kernels.ts';
 import { grid1d, launch } from '../launch.ts';
-import { Tensor, shapeString, sizeOf } from '../tensor.ts';
+import { Tensor, checkDtype, shapeString, sizeOf } from '../tensor.ts';
 import type { Shape } from '../tensor.ts';
 import { contiguousStrides, div, equal, expand, mul } from './elementwise.ts';
 import { reshape } from './shape.ts';
 
 type ReduceKind = 'sum' | 'max' | 'min';
 
-const KINDS: Record<ReduceKind, { combine: string; identityBits: string }> = {
-  sum: { combine: 'acc + v', identityBits: '0x00000000' },
-  max: { combine: 'max(acc, v)', identityBits: '0xff800000' }, // -inf
-  min: { combine: 'min(acc, v)', identityBits: '0x7f800000' }, // +inf
+const KINDS: Record<ReduceKind, { combine: string; identityBits: number }> = {
+  sum: { combine: 'acc + v', identityBits: 0x00000000 },
+  max: { combine: 'max(acc, v)', identityBits: 0xff800000 }, // -inf
+  min: { combine: 'min(acc, v)', identityBits: 0x7f800000 }, // +inf
 };
+
+const MAX_DIMS = 8;
+
+const kernels = declareKernels({
+  name: 'reduce',
+  source,
+  params: {
+    outSize: 'u32', redSize: 'u32', keptRank: 'u32', redRank: 'u32', scale: 'f32',
+    keptShape: `array<u32, ${MAX_DIMS}>`, keptStrides: `array<u32, ${MAX_DIMS}>`,
+    redShape: `array<u32, ${MAX_DIMS}>`, redStrides: `array<u32, ${MAX_DIMS}>`,
+  },
+  defines: { COMBINE: 'code', IDENTITY_BITS: 'u32' },
+  entryPoints: {
+    perThread: { inputs: { X: 'f32' }, outputs: { Out: 'f32' } },
+    perGroup: { inputs: { X: 'f32' }, outputs: { Out: 'f32' } },
+  },
+});
 
 /** Normalize an axis list (negative axes count from the end; undefined means all axes). */
 export function normalizeAxes(axes: number | readonly number[] | undefined, rank: number, op: string): number[] {
@@ -54,27 +72,23 @@ function coalesce(shape: Shape, reduced: Set<number>): { kept: [number, number][
 function reduceKernel(kind: ReduceKind, x: Tensor, axes: number[], scale: number, outShape: Shape): Tensor {
   const out = Tensor.empty(outShape);
   const { kept, red } = coalesce(x.shape, new Set(axes));
-  if (kept.length > 8 || red.length > 8) throw new RangeError(`${kind}: too many alternating kept/reduced axes in ${x.describe()}`);
+  if (kept.length > MAX_DIMS || red.length > MAX_DIMS) throw new RangeError(`${kind}: too many alternating kept/reduced axes in ${x.describe()}`);
+  // Nothing reduced: one step of stride 0 over the single element.
+  if (red.length === 0) red.push([1, 0]);
   const outSize = sizeOf(outShape);
   const redSize = red.reduce((n, [d]) => n * d, 1);
-  const u = new ArrayBuffer(32 + 4 * 16 * 2);
-  const u32 = new Uint32Array(u);
-  u32[0] = outSize;
-  u32[1] = redSize;
-  u32[2] = kept.length;
-  u32[3] = red.length;
-  new Float32Array(u)[4] = scale;
-  kept.forEach(([n, s], i) => { u32[8 + i] = n; u32[16 + i] = s; });
-  red.forEach(([n, s], i) => { u32[24 + i] = n; u32[32 + i] = s; });
-  if (red.length === 0) { u32[3] = 1; u32[24] = 1; u32[32] = 0; }
   // Long reductions get a workgroup per output; short ones an invocation per output.
   const perGroup = redSize >= 256 && outSize <= 65535 * 4;
-  launch({
-    kernel: { name: 'reduce', source, entryPoint: perGroup ? 'perGroup' : 'perThread', defines: { COMBINE: KINDS[kind].combine, IDENTITY_BITS: KINDS[kind].identityBits } },
+  launch(perGroup ? kernels.perGroup : kernels.perThread, {
     label: `${kind} ${x.describe()} axes [${axes.join(', ')}]`,
-    inputs: [x],
-    outputs: [out],
-    uniforms: u,
+    inputs: { X: x },
+    outputs: { Out: out },
+    params: {
+      outSize, redSize, keptRank: kept.length, redRank: red.length, scale,
+      keptShape: kept.map(([n]) => n), keptStrides: kept.map(([, s]) => s),
+      redShape: red.map(([n]) => n), redStrides: red.map(([, s]) => s),
+    },
+    defines: { COMBINE: KINDS[kind].combine, IDENTITY_BITS: KINDS[kind].identityBits },
     workgroups: perGroup ? grid1d(outSize, 1) : grid1d(outSize, 64),
   });
   return out;
@@ -90,13 +104,8 @@ function reducedShapes(x: Tensor, axes: number[], keepDims: boolean): { outShape
   return { outShape, keptShape };
 }
 
-function checkInput(op: string, x: Tensor): void {
-  x.buffer;
-  if (x.dtype !== 'f32') throw new TypeError(`${op}: expected an f32 tensor, got ${x.describe()}`);
-}
-
 function sumOrMean(op: 'sum' | 'mean', x: Tensor, axesArg: number | readonly number[] | undefined, opts: ReduceOptions): Tensor {
-  checkInput(op, x);
+  checkDtype(op, 'f32', x);
   const axes = normalizeAxes(axesArg, x.ndim, op);
   const { outShape, keptShape } = reducedShapes(x, axes, opts.keepDims ?? false);
   const n = axes.reduce((k, a) => k * x.shape[a], 1);
@@ -119,7 +128,7 @@ export function mean(x: Tensor, axes?: number | readonly number[], opts: ReduceO
 }
 
 function extremum(kind: 'max' | 'min', x: Tensor, axesArg: number | readonly number[] | undefined, opts: ReduceOptions): Tensor {
-  checkInput(kind, x);
+  checkDtype(kind, 'f32', x);
   const axes = normalizeAxes(axesArg, x.ndim, kind);
   const { outShape, keptShape } = reducedShapes(x, axes, opts.keepDims ?? false);
   const y = reduceKernel(kind, x, axes, 1, outShape);
