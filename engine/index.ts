@@ -2,8 +2,10 @@
 // `initNodeDevice()` from './device-node.ts'; in a browser with `initWebDevice()`.
 export { Engine, GPUError, engine, initWebDevice, initFromGPU, useDevice } from './device.ts';
 export type { AdapterReport } from './device.ts';
-export { Tensor, checkDtype, sizeOf, shapeString } from './tensor.ts';
-export type { DType, Shape, TensorOptions } from './tensor.ts';
+export { Tensor, checkDtype } from './tensor.ts';
+export type { DType, TensorOptions } from './tensor.ts';
+export { sizeOf, shapeString, broadcastShapes, contiguousStrides } from './shapes.ts';
+export type { Shape } from './shapes.ts';
 export { scope, keep } from './scope.ts';
 export { noGrad, isGradEnabled } from './autograd.ts';
 
@@ -15,8 +17,9 @@ export type { LaunchArgs } from './launch.ts';
 
 // Ops.
 export * from './ops/elementwise.ts';
-export { sum, mean, max, min, sumTo } from './ops/reduce.ts';
+export { sum, mean, max, min } from './ops/reduce.ts';
 export type { ReduceOptions } from './ops/reduce.ts';
+export { sumTo } from './ops/reduce-kernel.ts';
 export { reshape, flatten, permute, transpose, slice, concat, flip } from './ops/shape.ts';
 export { matmul } from './ops/matmul.ts';
 export type { MatmulOptions } from './ops/matmul.ts';

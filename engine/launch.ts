@@ -1,11 +1,21 @@
 // One way to run a kernel: `launch(kernel, args)`, with the kernel from `declareKernels`
 // (engine/kernels.ts). It binds the tensors by their declared names (the uniform block at
 // binding 0, inputs, then outputs), packs the params by name, and encodes the dispatch.
-// Also here: `grid1d`, the one answer to WebGPU's limit of 65535 workgroups per grid dimension.
+//
+// Poisoning (tests turn `engine().poisonOutputs` on): storage that no kernel, write or copy has
+// touched since `Tensor.empty` handed it out is filled with NaN (bits 0x7fc00000) right before
+// its first use, as a kernel's output or input or in a readback. An element a kernel should have
+// written but did not then reads back as NaN; in-place updates, which write storage that was
+// written before, are left alone.
+//
+// Also here: `fill` (the one kernel the core itself needs: Tensor.full and the poison) and
+// `grid1d`, the one answer to WebGPU's limit of 65535 workgroups per grid dimension.
+import fillSource from '../shaders/fill.wgsl';
 import { engine } from './device.ts';
+import { declareKernels } from './kernels.ts';
 import type { DefineValues, Kernel, ParamValues } from './kernels.ts';
+import { shapeString } from './shapes.ts';
 import type { Tensor } from './tensor.ts';
-import { shapeString } from './tensor.ts';
 
 type ParamsArg<P> = [keyof P] extends [never] ? { params?: Readonly<Record<string, never>> } : { params: ParamValues<P> };
 type DefinesArg<D> = [keyof D] extends [never] ? { defines?: Readonly<Record<string, never>> } : { defines: DefineValues<D> };
@@ -33,6 +43,11 @@ export function launch<P, D, I extends string, O extends string>(kernel: Kernel<
     m.packParams(args.params, what); // still check the arguments
     return; // empty tensors: nothing to do
   }
+  if (e.poisonOutputs) {
+    for (const t of outputs) poisonIfUnwritten(t);
+    for (const t of inputs) poisonIfUnwritten(t);
+  }
+  // Packed after the poison fills, which launch a kernel of their own.
   const words = m.packParams(args.params, what);
   const entries: GPUBindGroupEntry[] = [];
   if (m.hasParams) entries.push({ binding: 0, resource: e.uniform(words) });
@@ -71,4 +86,30 @@ export function grid1d(count: number, workgroupSize: number): [number, number, n
   if (groups <= MAX_GROUPS) return [groups, 1, 1];
   const y = Math.ceil(groups / MAX_GROUPS);
   return [Math.ceil(groups / y), y, 1];
+}
+
+const fillKernels = declareKernels({
+  name: 'fill',
+  source: fillSource,
+  params: { size: 'u32', bits: 'u32' },
+  entryPoints: { main: { outputs: { Out: 'u32' } } },
+});
+
+/** Overwrite every element of `t` with the 32-bit pattern `bits`. */
+export function fill(t: Tensor, bits: number): void {
+  launch(fillKernels.main, {
+    label: `fill ${t.describe()}`,
+    inputs: {},
+    outputs: { Out: t },
+    params: { size: t.size, bits: bits >>> 0 },
+    workgroups: grid1d(t.size, 256),
+  });
+}
+
+/** A quiet NaN as f32 (and a large value as i32/u32). */
+const POISON_BITS = 0x7fc00000;
+
+/** Poison `t`'s storage if nothing has written it yet (only while poisoning is on). */
+export function poisonIfUnwritten(t: Tensor): void {
+  if (engine().takeUnwritten(t.buffer)) fill(t, POISON_BITS);
 }

@@ -1,5 +1,5 @@
 // Fill a buffer with one 32-bit pattern (zeros, ones, NaN poison, any f32/i32 constant).
-// Declared in engine/ops/fill.ts: params size, bits; output Out (u32).
+// Declared in engine/launch.ts: params size, bits; output Out (u32).
 
 // The interface generated from that declaration (struct Params, bindings) goes here:
 #interface

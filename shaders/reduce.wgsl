@@ -4,7 +4,7 @@
 // {{COMBINE}} folds v into acc; the result is multiplied by
 // p.scale (1/n for mean, 1 otherwise).
 
-// The interface generated from the declaration in engine/ops/reduce.ts (struct Params:
+// The interface generated from the declaration in engine/ops/reduce-kernel.ts (struct Params:
 // outSize, redSize, keptRank, redRank, scale, keptShape/keptStrides/redShape/redStrides of up
 // to 8 dims; bindings X -> Out; IDENTITY_BITS) goes here:
 #interface

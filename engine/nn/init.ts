@@ -1,6 +1,6 @@
 // PyTorch's default initializations, drawn on the host from a seedable generator.
 import { Tensor } from '../tensor.ts';
-import type { Shape } from '../tensor.ts';
+import type { Shape } from '../shapes.ts';
 
 /** A uniform [0, 1) generator. */
 export type Random = () => number;

@@ -8,7 +8,8 @@ import source from '../../shaders/batchnorm.wgsl';
 import { record } from '../autograd.ts';
 import { declareKernels } from '../kernels.ts';
 import { grid1d, launch } from '../launch.ts';
-import { Tensor, checkDtype, shapeString } from '../tensor.ts';
+import { shapeString } from '../shapes.ts';
+import { Tensor, checkDtype } from '../tensor.ts';
 
 export interface BatchNormOptions {
   /** Normalize with batch statistics (and update the running ones). Default true. */

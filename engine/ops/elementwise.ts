@@ -2,47 +2,16 @@
 // of other ops. The kernel (shaders/elementwise.wgsl), the autograd wiring and the tests all
 // follow from the table.
 import source from '../../shaders/elementwise.wgsl';
-import { record } from '../autograd.ts';
+import { record, setGradientArithmetic } from '../autograd.ts';
 import { declareKernels } from '../kernels.ts';
 import { grid1d, launch } from '../launch.ts';
-import { Tensor, checkDtype, shapeString, sizeOf } from '../tensor.ts';
-import type { Shape } from '../tensor.ts';
-import { sumTo } from './reduce.ts';
+import { broadcastShapes, broadcastStrides, contiguousStrides, sizeOf } from '../shapes.ts';
+import type { Shape } from '../shapes.ts';
+import { Tensor, checkDtype } from '../tensor.ts';
+import { onesLike } from './fill.ts';
+import { sumTo } from './reduce-kernel.ts';
 
 const MAX_RANK = 8;
-
-export function broadcastShapes(a: Shape, b: Shape, op: string): number[] {
-  const rank = Math.max(a.length, b.length);
-  const out: number[] = [];
-  for (let i = 0; i < rank; i++) {
-    const da = a[a.length - rank + i] ?? 1;
-    const db = b[b.length - rank + i] ?? 1;
-    if (da !== db && da !== 1 && db !== 1) {
-      throw new RangeError(`${op}: shapes ${shapeString(a)} and ${shapeString(b)} cannot be broadcast together (dimension ${i}: ${da} vs ${db})`);
-    }
-    out.push(da === 1 ? db : da);
-  }
-  return out;
-}
-
-export function contiguousStrides(shape: Shape): number[] {
-  const strides = new Array<number>(shape.length);
-  let s = 1;
-  for (let i = shape.length - 1; i >= 0; i--) {
-    strides[i] = s;
-    s *= shape[i];
-  }
-  return strides;
-}
-
-/** Strides that read `shape` (right-aligned) as if broadcast to `outShape`. */
-function broadcastStrides(shape: Shape, outShape: Shape): number[] {
-  const own = contiguousStrides(shape);
-  return outShape.map((_, i) => {
-    const j = i - (outShape.length - shape.length);
-    return j < 0 || shape[j] === 1 ? 0 : own[j];
-  });
-}
 
 const kernels = declareKernels({
   name: 'elementwise',
@@ -259,3 +228,5 @@ export function broadcastTo(x: Tensor, shape: Shape): Tensor {
   const y = expand(x, shape);
   return record(y, 'broadcastTo', [x], (g) => [sumTo(g, x.shape)]);
 }
+
+setGradientArithmetic({ add, onesLike });

@@ -3,7 +3,8 @@ import source from '../../shaders/matmul.wgsl';
 import { record } from '../autograd.ts';
 import { declareKernels } from '../kernels.ts';
 import { launch } from '../launch.ts';
-import { Tensor, checkDtype, shapeString } from '../tensor.ts';
+import { shapeString } from '../shapes.ts';
+import { Tensor, checkDtype } from '../tensor.ts';
 import { sum } from './reduce.ts';
 
 export interface MatmulOptions {

@@ -18,10 +18,9 @@
 import source from '../../shaders/quant.wgsl';
 import { record } from '../autograd.ts';
 import { declareKernels } from '../kernels.ts';
-import { grid1d, launch } from '../launch.ts';
+import { fill, grid1d, launch } from '../launch.ts';
 import { keep } from '../scope.ts';
 import { Tensor, checkDtype } from '../tensor.ts';
-import { fill } from './fill.ts';
 
 const MAX_BITS = 16;
 /** key(-inf) in the shader's order-preserving encoding: the empty-range state of both slots. */
