@@ -8,7 +8,7 @@
 //    W[Cout,Cin] x X[n][Cin,HW], NHWC one big matmul X[N*HW,Cin] x W^T, so only layout differs.
 // Ours are timed alternately within each case (../shared/BENCH.md); TF.js runs on its own device.
 import { Tensor, engine, matmul, permute, scope } from '../engine/index.ts';
-import { conv2d } from '../engine/ops/conv.ts';
+import { conv2d } from '../engine/index.ts';
 import type { BenchOptions, BenchRecord } from './harness.ts';
 import { sample, stats } from './timing.ts';
 import type { Timing } from './timing.ts';

@@ -29,8 +29,8 @@
 // k = 200, votes weighted by exp(sim / 0.1) (the InstDisc / SimSiam kNN monitor).
 import type { LabeledImages } from './data/cifar.ts';
 import { Tensor, crossEntropy, accuracy, engine, keep, matmul, noGrad, scope } from '../engine/index.ts';
-import { Linear } from '../engine/nn/index.ts';
-import { SGD, stepLR } from '../engine/optim.ts';
+import { Linear } from '../engine/index.ts';
+import { SGD, stepLR } from '../engine/index.ts';
 import { Augmenter, Xoshiro128 } from './data/augment.ts';
 import type { ImageBatch } from './data/augment.ts';
 import type { ResNet } from './models/resnet.ts';

@@ -2,11 +2,11 @@
 // SSQL on BYOL (§7). The functions build the loss (the caller runs backward, the optimizer and,
 // for BYOL, the target's EMA update) and never read back.
 import { Tensor, add, mulScalar, noGrad } from '../engine/index.ts';
-import { simsiamLoss } from '../engine/ops/loss.ts';
+import { simsiamLoss } from '../engine/index.ts';
 import type { ByolNet } from './models/byol.ts';
 import type { SimSiamNet } from './models/resnet.ts';
 import type { QuantContext } from './models/quant.ts';
-import type { Module } from '../engine/nn/index.ts';
+import type { Module } from '../engine/index.ts';
 
 export interface BitPair {
   wbit: number;

@@ -2,7 +2,7 @@
 // SGD with a per-epoch cosine schedule, and checkpoint state. The Node CLI (ssql/cli.ts) and
 // the browser demo drive it.
 import { Tensor, engine, keep, scope } from '../engine/index.ts';
-import { SGD, cosineLR } from '../engine/optim.ts';
+import { SGD, cosineLR } from '../engine/index.ts';
 import { Augmenter, Xoshiro128 } from './data/augment.ts';
 import type { LabeledImages } from './data/cifar.ts';
 import { BitSampler, byolLosses, simsiamLosses, ssqlByolLosses, ssqlLosses } from './methods.ts';
@@ -11,7 +11,7 @@ import { ByolNet } from './models/byol.ts';
 import { RESNET18, RESNET34, RESNET50, SMALL_RESNET, SimSiamNet, TINY_RESNET } from './models/resnet.ts';
 import type { ResNetConfig } from './models/resnet.ts';
 import type { SafeTensor } from './checkpoint/safetensors.ts';
-import type { Module } from '../engine/nn/index.ts';
+import type { Module } from '../engine/index.ts';
 
 /** simsiam / ssql (SSQL on SimSiam, SPEC §1) and byol / ssql-byol (SPEC §7). */
 export type MethodName = 'simsiam' | 'ssql' | 'byol' | 'ssql-byol';
