@@ -1,8 +1,7 @@
 // conv2d forward, input gradient and weight gradient in GFLOP/s at the shapes of a CIFAR
 // ResNet-18 (batch 32) and of a small ResNet on 28x28 inputs, with TF.js's WebGPU backend on
 // the same adapter as the side-by-side baseline where it is installed.
-import { scope } from '../engine/index.ts';
-import { conv2d, conv2dGeometry, conv2dInputGrad, conv2dWeightGrad } from '../engine/ops/conv.ts';
+import { conv2d, conv2dGeometry, conv2dInputGrad, conv2dWeightGrad, scope } from '../engine/index.ts';
 import { filled, time } from './harness.ts';
 import type { Baseline, BenchOptions, BenchRecord, Timing } from './harness.ts';
 import { tfjsConv } from './tfjs.ts';

@@ -13,9 +13,7 @@
 //   EMA                    read target and source, write target: 12 per element
 //   augmentation           read the u8 pixels and 64 bytes of parameters per image, write the
 //                          f32 view; the time includes drawing the parameters on the CPU
-import { SGD, add, globalAvgPool, relu, reluBackward, scope, sum } from '../engine/index.ts';
-// Not in the public API (engine/index.ts): BYOL's in-place target update.
-import { emaUpdate } from '../engine/ops/ema.ts';
+import { SGD, add, emaUpdate, globalAvgPool, relu, reluBackward, scope, sum } from '../engine/index.ts';
 import { Augmenter } from '../ssql/data/augment.ts';
 import { normalization } from '../ssql/train.ts';
 import { backwardOf, filled, versusCopyAll } from './harness.ts';

@@ -4,7 +4,7 @@ import { matmul, scope } from '../engine/index.ts';
 import { filled } from './fill.ts';
 import { time } from './timing.ts';
 import type { Timing } from './timing.ts';
-import { conv2d } from '../engine/ops/conv.ts';
+import { conv2d } from '../engine/index.ts';
 
 export interface KernelCase {
   name: string;

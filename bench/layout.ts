@@ -7,8 +7,7 @@
 //  - for a 1x1 conv, the same matmul kernel in both layouts: NCHW is one batched matmul
 //    W[Cout,Cin] x X[n][Cin,HW], NHWC one big matmul X[N*HW,Cin] x W^T, so only layout differs.
 // Ours are timed alternately within each case (../shared/BENCH.md); TF.js runs on its own device.
-import { matmul, permute, scope } from '../engine/index.ts';
-import { conv2d } from '../engine/ops/conv.ts';
+import { conv2d, matmul, permute, scope } from '../engine/index.ts';
 import { filled } from './harness.ts';
 import type { BenchOptions, BenchRecord } from './harness.ts';
 import { sample, stats } from './timing.ts';

@@ -11,7 +11,7 @@ import type { MethodName } from './methods/registry.ts';
 import { RESNET18, RESNET34, RESNET50, SMALL_RESNET, TINY_RESNET } from './models/resnet.ts';
 import type { ResNetConfig } from './models/resnet.ts';
 import type { SafeTensor } from './checkpoint/safetensors.ts';
-import type { Module } from '../engine/nn/index.ts';
+import type { Module } from '../engine/index.ts';
 
 export type { MethodName } from './methods/registry.ts';
 

@@ -6,8 +6,7 @@
 //               dimension with the train set's mean and std (see ./evaluate.ts for why);
 //   'faithful'  the training images of the batch augmented anew and sent through the frozen
 //               (quantized) backbone (`trainLinearFaithful`); raw features, as the reference.
-import { Rng, SGD, Tensor, accuracy, crossEntropy, engine, keep, noGrad, scope, stepLR } from '../../engine/index.ts';
-import { Linear } from '../../engine/nn/index.ts';
+import { Linear, Rng, SGD, Tensor, accuracy, crossEntropy, engine, keep, noGrad, scope, stepLR } from '../../engine/index.ts';
 import type { Augmenter } from '../data/augment.ts';
 import type { ResNet } from '../models/resnet.ts';
 import { checkFeatures } from './features.ts';

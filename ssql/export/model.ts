@@ -9,9 +9,8 @@
 // an 8-bit output activation; every block conv has the setting's weight bits; a block's inner
 // activations (after BN+ReLU) and its output (after add+ReLU) have the setting's activation
 // bits; a block's last conv and the 1x1 shortcut feed the add unquantized.
-import type { Tensor } from '../../engine/index.ts';
-import { BatchNorm2d, Conv2d, Linear, Sequential } from '../../engine/nn/index.ts';
-import type { Module } from '../../engine/nn/index.ts';
+import { BatchNorm2d, Conv2d, Linear, Sequential } from '../../engine/index.ts';
+import type { Module, Tensor } from '../../engine/index.ts';
 import { parseSetting, withSetting } from '../eval/index.ts';
 import type { BitSetting, QuantizeOptions } from '../eval/index.ts';
 import { ActQuant } from '../models/quant.ts';

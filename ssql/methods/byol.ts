@@ -3,7 +3,7 @@
 import { Tensor, add, mulScalar, noGrad } from '../../engine/index.ts';
 import { ByolNet } from '../models/byol.ts';
 import type { ByolConfig } from '../models/byol.ts';
-import type { Random } from '../../engine/nn/index.ts';
+import type { Random } from '../../engine/index.ts';
 import { defineMethod } from './method.ts';
 import type { BitPair, MethodSettings, StepLosses } from './method.ts';
 import { fpThenQuantized, symmetric } from './passes.ts';

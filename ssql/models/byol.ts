@@ -21,9 +21,9 @@
 // online passes of the next, so every step sees the same target either way (the reference's
 // first update averages the copy with itself).
 import { Tensor } from '../../engine/index.ts';
-import { Module } from '../../engine/nn/index.ts';
-import type { Random, Sequential } from '../../engine/nn/index.ts';
-import { emaUpdate } from '../../engine/ops/ema.ts';
+import { Module } from '../../engine/index.ts';
+import type { Random, Sequential } from '../../engine/index.ts';
+import { emaUpdate } from '../../engine/index.ts';
 import { QuantContext } from './quant.ts';
 import { ResNet, predictor, projector } from './resnet.ts';
 import type { SimSiamConfig } from './resnet.ts';

@@ -3,9 +3,9 @@
 // (conv1, bn1, layer1.0.conv1, layer2.0.downsample.0, fc.0 ...), so state dicts map 1:1 onto
 // the reference code's.
 import { Tensor, add, relu } from '../../engine/index.ts';
-import { BatchNorm1d, BatchNorm2d, Linear, Module, ReLU, Sequential } from '../../engine/nn/index.ts';
-import type { Random } from '../../engine/nn/index.ts';
-import { globalAvgPool } from '../../engine/ops/pooling.ts';
+import { BatchNorm1d, BatchNorm2d, Linear, Module, ReLU, Sequential } from '../../engine/index.ts';
+import type { Random } from '../../engine/index.ts';
+import { globalAvgPool } from '../../engine/index.ts';
 import { ActQuant, QConv2d, QLinear, QuantContext } from './quant.ts';
 
 export interface ResNetConfig {
