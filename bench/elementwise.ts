@@ -59,7 +59,7 @@ async function projectorSum(m: StepSizes, runs: number, only?: string): Promise<
   return records;
 }
 
-/** SGD (momentum 0.9, weight decay 5e-4: SSQL-SPEC §5) and an EMA over every parameter of the
+/** SGD (momentum 0.9, weight decay 5e-4: docs/method.md#training-recipe) and an EMA over every parameter of the
  * model, one dispatch per parameter as in the step. */
 async function parameterCases(m: StepSizes, runs: number, only?: string): Promise<BenchRecord[]> {
   const net = buildNet(m);

@@ -1,4 +1,4 @@
-// Shared benchmark plumbing (../shared/BENCH.md): warm-up, timed runs to GPU completion,
+// Shared benchmark plumbing (docs/benchmarks.md): warm-up, timed runs to GPU completion,
 // median/min/max, the copy-bandwidth baseline of the memory-bound benchmarks, a printed table
 // and bench/results/NAME.json.
 import { cpus } from 'node:os';
@@ -111,7 +111,7 @@ export function writeResults(name: string, file: string, records: BenchRecord[])
 // ---- memory-bound kernels against the copy bandwidth ------------------------------------------
 
 /** A memory-bound case: `fn` enqueues the op once; `bytes` is what it must move at least (every
- * input read once plus every output written once, BENCH.md), whatever passes it makes. */
+ * input read once plus every output written once, docs/benchmarks.md), whatever passes it makes. */
 export interface BandwidthCase {
   name: string;
   op: string;

@@ -6,7 +6,7 @@
 //    and as a fraction of the conv forward;
 //  - for a 1x1 conv, the same matmul kernel in both layouts: NCHW is one batched matmul
 //    W[Cout,Cin] x X[n][Cin,HW], NHWC one big matmul X[N*HW,Cin] x W^T, so only layout differs.
-// Ours are timed alternately within each case (../shared/BENCH.md); TF.js runs on its own device.
+// Ours are timed alternately within each case (docs/benchmarks.md); TF.js runs on its own device.
 import { conv2d, matmul, permute, scope } from '../engine/index.ts';
 import { filled } from './harness.ts';
 import type { BenchOptions, BenchRecord } from './harness.ts';

@@ -10,7 +10,7 @@ steps with ours). Each step does the same work as ssql/train.ts's Trainer.step()
   normalize), applied as batched torch ops on the CPU (crop, resize and flip in one bilinear
   grid_sample, align_corners=False);
 - SimSiam: both views through the encoder and predictor, the symmetric negative-cosine loss;
-  SSQL (SSQL-SPEC §1-§3): a fresh random bit pair each step (wbit 2-8, abit 4-8), the FP pass
+  SSQL (docs/method.md): a fresh random bit pair each step (wbit 2-8, abit 4-8), the FP pass
   recording activation ranges, then the quantized pass (weights per-channel symmetric, fake-
   quantized once per step and shared by both views; activations per-tensor asymmetric; STE);
 - backward and SGD (momentum 0.9, weight decay 5e-4).

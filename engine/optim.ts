@@ -106,7 +106,7 @@ export class SGD {
 // ---- learning-rate schedules ---------------------------------------------------------------
 
 /** Cosine decay from `base` to `min` over `total` epochs (or steps):
- * base * 0.5 * (1 + cos(pi * t / total)) when min = 0 (SSQL-SPEC §5, per epoch). */
+ * base * 0.5 * (1 + cos(pi * t / total)) when min = 0 (docs/method.md#training-recipe, per epoch). */
 export function cosineLR(base: number, t: number, total: number, min = 0): number {
   const c = Math.min(Math.max(t / total, 0), 1);
   return min + (base - min) * 0.5 * (1 + Math.cos(Math.PI * c));

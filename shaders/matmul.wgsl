@@ -1,7 +1,7 @@
 // Batched matmul C[b] = op(A[b]) x op(B[b]), op = identity or transpose, all row-major.
 //
 // Register tiling without workgroup memory (the fastest design on lavapipe, see
-// ENVIRONMENT.md): each invocation owns an 8x8 block of C held in 16 vec4 accumulators and
+// docs/environment.md#speed-on-lavapipe): each invocation owns an 8x8 block of C held in 16 vec4 accumulators and
 // walks the whole K dimension, loading one 8-row column of op(A) and one 8-wide row of op(B)
 // per step. Edge blocks clamp their load indices into the matrix instead of branching, and
 // skip the stores that fall outside.

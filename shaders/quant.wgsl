@@ -1,5 +1,5 @@
 // Fake quantization (quantize, then dequantize, in f32) and the range observers that feed it,
-// exactly as ../shared/SSQL-SPEC.md §2. The bit-width is a uniform: changing it compiles nothing.
+// exactly as docs/method.md#quantizer-arithmetic. The bit-width is a uniform: changing it compiles nothing.
 //
 // Weights: symmetric, per output channel (axis 0; channel c is the contiguous run
 //   [c*L, (c+1)*L)), s_c = m_c / ((2^b - 1) / 2), q = clamp(round(w / s_c), -2^(b-1), 2^(b-1) - 1).

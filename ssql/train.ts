@@ -119,7 +119,7 @@ export class Trainer {
     return this.epoch >= this.config.epochs;
   }
 
-  /** The learning rate of the current epoch: cosine decay per epoch (SPEC §5). */
+  /** The learning rate of the current epoch: cosine decay per epoch (docs/method.md#training-recipe). */
   get lr(): number {
     return cosineLR(this.config.lr, this.epoch, this.config.epochs);
   }

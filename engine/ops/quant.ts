@@ -1,4 +1,4 @@
-// Fake quantization and range observers (shaders/quant.wgsl; ../shared/SSQL-SPEC.md §2).
+// Fake quantization and range observers (shaders/quant.wgsl; docs/method.md#quantizer-arithmetic).
 //
 // - `fakeQuantWeight(w, bits)`: symmetric, per output channel (axis 0). Without a `range` the
 //   per-channel max|w| is reduced and applied in one fused dispatch per layer (plus a tiny
@@ -9,7 +9,7 @@
 //   `scaleGrad: true` adds the reference code's gradient through the weight scale (the scale
 //   there is computed from the weight inside the graph, so each channel's max-|w| element gets
 //   an extra term). The default is `false`: the scale is treated as a constant, which is the
-//   plain STE of SSQL-SPEC §2 and of most QAT code; the extra term is small.
+//   plain STE of docs/method.md#quantizer-arithmetic and of most QAT code; the extra term is small.
 // - Nothing is saved for backward: it reads `w`/`x` and the observer's range as they are when
 //   backward runs, so do not reset or update an observer between a forward and its backward
 //   (SSQL resets at the start of a step). The fused weight path reduces the ranges again.

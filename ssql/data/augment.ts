@@ -1,4 +1,4 @@
-// The SimSiam/SSQL augmentations (SPEC §5) as one batched GPU kernel (shaders/augment.wgsl),
+// The SimSiam/SSQL augmentations (docs/method.md#training-recipe) as one batched GPU kernel (shaders/augment.wgsl),
 // seeded and reproducible. Platform independent.
 //
 // Per view and image, following torchvision's transforms in the reference pipeline order:
@@ -14,7 +14,7 @@
 //
 // Differences from torchvision on PIL images: values stay float between steps (PIL rounds to
 // u8 after each step), grey is 0.299 R + 0.587 G + 0.114 B (PIL's weights; torchvision's tensor
-// path uses 0.2989), and shrinking a crop uses plain bilinear without antialiasing (SPEC's
+// path uses 0.2989), and shrinking a crop uses plain bilinear without antialiasing (the recipe's
 // settings never shrink: crops are at most the source size, which equals the output size).
 import source from '../../shaders/augment.wgsl';
 import { Rng, Tensor, declareKernels, engine, launch } from '../../engine/index.ts';

@@ -5,7 +5,7 @@
 //
 // Calibration is PTQ evaluation's (ssql/eval.ts `withSetting`): BN in eval mode, activation
 // ranges the min/max over one calibration batch, weight ranges per output channel from the
-// weights. Placement (SSQL-SPEC §3, ssql/models/resnet.ts): the stem conv has 8-bit weights and
+// weights. Placement (docs/method.md#placement, ssql/models/resnet.ts): the stem conv has 8-bit weights and
 // an 8-bit output activation; every block conv has the setting's weight bits; a block's inner
 // activations (after BN+ReLU) and its output (after add+ReLU) have the setting's activation
 // bits; a block's last conv and the 1x1 shortcut feed the add unquantized.

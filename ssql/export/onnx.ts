@@ -214,7 +214,7 @@ export function toOnnx(model: ExportModel, opts: OnnxOptions = {}): Uint8Array {
     setting: model.setting.name,
     weight_bits: String(model.setting.wbit),
     activation_bits: String(model.setting.abit),
-    quantization: 'SSQL-SPEC §2: weights symmetric per output channel, activations asymmetric per tensor (calibrated min/max); stem 8w8a',
+    quantization: 'SSQL (docs/method.md#quantizer-arithmetic): weights symmetric per output channel, activations asymmetric per tensor (calibrated min/max); stem 8w8a',
     ...(opts.normalization ? { input_mean: JSON.stringify(opts.normalization.mean), input_std: JSON.stringify(opts.normalization.std) } : {}),
     ...opts.metadata,
   };

@@ -1,4 +1,4 @@
-// The quantizer's arithmetic (SSQL-SPEC §2) on the CPU, in float32 exactly as the GPU kernels
+// The quantizer's arithmetic (docs/method.md#quantizer-arithmetic) on the CPU, in float32 exactly as the GPU kernels
 // (shaders/quant.wgsl) do it, for export: the integer weights and the activation scale and
 // zero point that a deployed model needs. Platform independent.
 //   weights      s_c = m_c / ((2^b - 1) / 2), q = clamp(round(w / s_c), -2^(b-1), 2^(b-1) - 1)

@@ -1,4 +1,4 @@
-// BYOL (and SSQL on BYOL, SSQL-SPEC §7): an online encoder f (ResNet + projector as `fc`, the
+// BYOL (and SSQL on BYOL, docs/method.md#byol-variant): an online encoder f (ResNet + projector as `fc`, the
 // one SimSiamNet has) and predictor h, trained by SGD, and a target encoder g of the same
 // architecture that is never trained: it starts as a copy of the online encoder and follows it
 // as an exponential moving average of the parameters, g <- m g + (1 - m) f (momentum 0.99 in

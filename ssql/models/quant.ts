@@ -1,4 +1,4 @@
-// Quantized execution (SSQL-SPEC §3): one copy of the weights, and a shared `QuantContext`
+// Quantized execution (docs/method.md#placement): one copy of the weights, and a shared `QuantContext`
 // that switches every quantizer of a model between
 //   'off'        plain full precision,
 //   'calibrate'  full precision while recording activation ranges (min/max over every call

@@ -102,7 +102,7 @@ test('quantizeWeight: integer levels x scales equal the GPU fake quantization bi
   assert.is(roundHalfEven(-2.5), -2);
   assert.is(roundHalfEven(3.5), 4);
   assert.is(roundHalfEven(-3.5), -4);
-  // SPEC §2's example: b = 4, channel [-7.5, -2.5, 3.5, 7.5] gives s = 1 and q = [-8, -2, 4, 7].
+  // docs/method.md#quantizer-arithmetic's example: b = 4, channel [-7.5, -2.5, 3.5, 7.5] gives s = 1 and q = [-8, -2, 4, 7].
   const ex = quantizeWeight(Float32Array.from([-7.5, -2.5, 3.5, 7.5]), 1, 4)!;
   assert.equal([...ex.q], [-8, -2, 4, 7]);
   assert.equal([...ex.scale], [1]);

@@ -1,4 +1,4 @@
-// Fidelity to the method (SSQL-SPEC §1-§3): one SSQL step and one SimSiam step on a tiny ResNet
+// Fidelity to the method (docs/method.md): one SSQL step and one SimSiam step on a tiny ResNet
 // with fixed weights, fixed input views and a fixed bit pair match an independent PyTorch
 // implementation (tests/fixtures/make_ssql_fixtures.py writes ssql_fixtures.json): both loss
 // terms, every parameter's gradient, and every BN layer's running statistics and
