@@ -268,7 +268,8 @@ export async function pretrain(config: TrainConfig, dataSpec: string, out: strin
 
 /** `ssql pretrain ARGS`: the exit status (0 done, 128 + signal when stopped by one). */
 export async function pretrainCommand(argv: string[], summaryLine: string): Promise<number> {
-  const spec = { ...TRAIN_OPTIONS, ...RUN_OPTIONS };
+  const { json, help, ...training } = TRAIN_OPTIONS;
+  const spec = { ...training, ...RUN_OPTIONS, json, help };
   const a = parseArgs(argv, spec);
   if (a.help) {
     process.stdout.write(formatHelp('usage: ssql pretrain [options]', summaryLine, spec) +

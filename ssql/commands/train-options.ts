@@ -34,7 +34,7 @@ export const TRAIN_OPTIONS: Record<string, OptionSpec> = {
   subset: { type: 'number', default: 0, help: 'train on the first N images only (0: all)' },
   seed: { type: 'number', default: 0, help: `random seed, 0..${MAX_SEED} (weights, augmentation, data order, bits)` },
   out: { type: 'string', default: 'runs/pretrain', help: 'output directory (checkpoint.safetensors, train.jsonl)' },
-  resume: { type: 'boolean', help: 'continue from OUT/checkpoint.safetensors (same options; --epochs may grow)' },
+  resume: { type: 'boolean', help: 'continue from OUT/checkpoint.safetensors (same options, except: --epochs may grow; --lr, --weight-decay, --momentum may change)' },
   'log-every': { type: 'number', default: 20, help: 'read the loss back (and check it is finite) every N steps' },
   'max-steps': { type: 'number', help: 'stop after N steps in this run (default: no limit)' },
   json: { type: 'boolean', help: 'print the final summary as JSON' },

@@ -19,11 +19,11 @@ import { DEFAULT_CONFIG } from '../../ssql/train.ts';
 import type { TrainConfig } from '../../ssql/train.ts';
 
 const bin = fileURLToPath(new URL('../../bin/ssql.mjs', import.meta.url));
-/** 12 steps an epoch, 24 in all; a checkpoint after every step. */
-const TOTAL_STEPS = 24;
-const RUN = ['--model', 'tiny', '--proj-dim', '16', '--pred-hidden', '8', '--subset', '96', '--batch', '8', '--epochs', '2', '--crop', '12', '--log-every', '1', '--checkpoint-every', '1'];
+/** 10 steps an epoch, 20 in all; a checkpoint after every step. */
+const TOTAL_STEPS = 20;
+const RUN = ['--model', 'tiny', '--proj-dim', '16', '--pred-hidden', '8', '--subset', '80', '--batch', '8', '--epochs', '2', '--crop', '12', '--log-every', '1', '--checkpoint-every', '1'];
 
-const tinyConfig: TrainConfig = { ...DEFAULT_CONFIG, model: 'tiny', projDim: 16, predHidden: 8, subset: 96, batchSize: 8, epochs: 2, cropSize: 12 };
+const tinyConfig: TrainConfig = { ...DEFAULT_CONFIG, model: 'tiny', projDim: 16, predHidden: 8, subset: 80, batchSize: 8, epochs: 2, cropSize: 12 };
 
 interface Exit {
   code: number | null;
@@ -66,16 +66,15 @@ const root = mkdtempSync(join(tmpdir(), 'ssql-faults-'));
 const straightOut = join(root, 'straight');
 
 test('SIGKILL at 3 seeded points and a SIGTERM, each resumed: the end is bit-identical to an uninterrupted run', async () => {
-  const straight = await ssql(['pretrain', ...RUN, '--out', straightOut, '--json']);
-  assert.is(straight.code, 0, straight.stderr);
-  assert.equal(loggedSteps(straightOut), [...Array(TOTAL_STEPS).keys()]);
-
+  // The uninterrupted run, alongside (kills are timed by step, not by the clock).
+  const straightRun = ssql(['pretrain', ...RUN, '--out', straightOut, '--json']);
   const out = join(root, 'interrupted');
   const rng = new Rng(12);
   let checkpointStep = 0;
   for (let kill = 0; kill < 3; kill++) {
-    // Kill once the run has passed a random step, after a random delay: mid-step or mid-write.
-    const target = checkpointStep + rng.int(2, 6);
+    // Kill once the run has passed a random step of its quarter of the run (steps 2-5, 7-10,
+    // 12-15), after a random delay: mid-step or mid-write.
+    const target = Math.max(checkpointStep + 1, 2 + 5 * kill + rng.int(0, 4));
     const delayMs = rng.int(0, 150);
     let sent = false;
     const r = await ssql(['pretrain', ...RUN, '--out', out, ...(kill > 0 ? ['--resume'] : [])], (step, send) => {
@@ -89,13 +88,13 @@ test('SIGKILL at 3 seeded points and a SIGTERM, each resumed: the end is bit-ide
     const ckpt = join(out, 'checkpoint.safetensors');
     assert.ok(existsSync(ckpt), `no checkpoint after kill ${kill}`);
     const step = globalStep(ckpt); // loadable, finite, with a position: what the next run resumes
-    assert.ok(step >= Math.max(target - 1, checkpointStep) && step <= TOTAL_STEPS - 4, `kill ${kill}: checkpoint at step ${step}, target ${target}`);
+    assert.ok(step >= Math.max(target - 1, checkpointStep) && step < TOTAL_STEPS - 1, `kill ${kill}: checkpoint at step ${step}, target ${target}`);
     checkpointStep = step;
   }
 
   // SIGTERM: the run stops after its step, writes the checkpoint and exits 143. While it runs,
   // a second run into the same --out is refused (the lock names the first run's pid).
-  const target = checkpointStep + 2;
+  const target = checkpointStep + 1;
   let contention: string | null = null;
   const termed = await ssql(['pretrain', ...RUN, '--out', out, '--resume'], (step, send) => {
     if (step < target || contention !== null) return;
@@ -122,6 +121,9 @@ test('SIGKILL at 3 seeded points and a SIGTERM, each resumed: the end is bit-ide
   assert.is(last.code, 0, last.stderr);
   assert.is((JSON.parse(last.stdout) as { resumed_from: number }).resumed_from, termStep);
 
+  const straight = await straightRun;
+  assert.is(straight.code, 0, straight.stderr);
+  assert.equal(loggedSteps(straightOut), [...Array(TOTAL_STEPS).keys()]);
   const a = readFileSync(join(straightOut, 'checkpoint.safetensors'));
   const b = readFileSync(join(out, 'checkpoint.safetensors'));
   const ta = decodeSafetensors(a).tensors;
@@ -138,15 +140,15 @@ test('a run driven to NaN exits 1 naming the step and what diverged, and keeps i
   const viaTensors = join(root, 'nan-tensors');
   const p = await ssql(['pretrain', ...RUN, '--lr', '1e20', '--out', viaTensors]);
   assert.is(p.code, 1, p.stderr);
-  assert.match(p.stderr, /TrainingDiverged: training diverged at step 2 of 24: tensor '[\w.]+' holds \d+ non-finite values, the first (NaN|-?Infinity) at index \d+ \(and \d+ more tensors\); nothing from it was saved, the last good checkpoint \(step 1\) is kept in /);
+  assert.match(p.stderr, /TrainingDiverged: training diverged at step 2 of 20: tensor '[\w.]+' holds \d+ non-finite values, the first (NaN|-?Infinity) at index \d+ \(and \d+ more tensors\); nothing from it was saved, the last good checkpoint \(step 1\) is kept in /);
   assert.is(globalStep(join(viaTensors, 'checkpoint.safetensors')), 1, 'the step-1 checkpoint is intact');
   assert.ok(!existsSync(join(viaTensors, '.lock')), 'the lock is released');
 
-  // No checkpoint before it (epoch end is step 12): the loss read back at step 3 catches it.
+  // No checkpoint before it (the epoch ends at step 10): the loss read back at step 3 catches it.
   const viaLoss = join(root, 'nan-loss');
   const r = await ssql(['pretrain', ...RUN, '--checkpoint-every', '0', '--lr', '1e20', '--out', viaLoss]);
   assert.is(r.code, 1, r.stderr);
-  assert.match(r.stderr, /training diverged at step 3 of 24: the loss is NaN; nothing from it was saved, no checkpoint was written/);
+  assert.match(r.stderr, /training diverged at step 3 of 20: the loss is NaN; nothing from it was saved, no checkpoint was written/);
   assert.ok(!existsSync(join(viaLoss, 'checkpoint.safetensors')));
 });
 

@@ -23,7 +23,7 @@ import { DEFAULT_CONFIG, Trainer } from '../../ssql/train.ts';
 import type { TrainConfig } from '../../ssql/train.ts';
 import type { LabeledImages } from '../../ssql/data/cifar.ts';
 
-const SPEC = { ...TRAIN_OPTIONS, ...RUN_OPTIONS };
+const SPEC = { ...TRAIN_OPTIONS, ...RUN_OPTIONS }; // the pretrain command's options
 const root = mkdtempSync(join(tmpdir(), 'ssql-checks-'));
 let dirs = 0;
 const freshDir = () => join(root, `d${dirs++}`);
