@@ -14,16 +14,12 @@ import { Rng } from '../../engine/index.ts';
 import { loadSafetensors } from '../../ssql/checkpoint/files-node.ts';
 import { decodeSafetensors, encodeSafetensors } from '../../ssql/checkpoint/safetensors.ts';
 import { readPosition } from '../../ssql/checkpoint/state.ts';
-import { preparePretrain } from '../../ssql/commands/pretrain-node.ts';
-import { DEFAULT_CONFIG } from '../../ssql/train.ts';
-import type { TrainConfig } from '../../ssql/train.ts';
+import { RunDirectory } from '../../ssql/checkpoint/run-dir-node.ts';
 
 const bin = fileURLToPath(new URL('../../bin/ssql.mjs', import.meta.url));
 /** 10 steps an epoch, 20 in all; a checkpoint after every step. */
 const TOTAL_STEPS = 20;
 const RUN = ['--model', 'tiny', '--proj-dim', '16', '--pred-hidden', '8', '--subset', '80', '--batch', '8', '--epochs', '2', '--crop', '12', '--log-every', '1', '--checkpoint-every', '1'];
-
-const tinyConfig: TrainConfig = { ...DEFAULT_CONFIG, model: 'tiny', projDim: 16, predHidden: 8, subset: 80, batchSize: 8, epochs: 2, cropSize: 12 };
 
 interface Exit {
   code: number | null;
@@ -99,7 +95,7 @@ test('SIGKILL at 3 seeded points and a SIGTERM, each resumed: the end is bit-ide
   const termed = await ssql(['pretrain', ...RUN, '--out', out, '--resume'], (step, send) => {
     if (step < target || contention !== null) return;
     try {
-      preparePretrain(tinyConfig, 'fashion-mnist', out, { resume: true }).dir.release();
+      RunDirectory.open(out, { resume: true, force: false, warn: () => {} }).release();
       contention = 'a second run was let in';
     } catch (e) {
       contention = (e as Error).message;
