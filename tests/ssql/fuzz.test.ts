@@ -11,7 +11,7 @@ import { encodeSafetensors, decodeSafetensors } from '../../ssql/checkpoint/safe
 import type { SafeTensor } from '../../ssql/checkpoint/safetensors.ts';
 import { assertFinite } from '../../ssql/checkpoint/finite.ts';
 import { encodeIdxU8, idxImagePair } from '../../ssql/data/idx.ts';
-import { Rng } from '../../engine/random.ts';
+import { Rng } from '../../engine/index.ts';
 import { FormatError } from '../../ssql/format-error.ts';
 
 const CASES = 400;
