@@ -2,18 +2,20 @@
 // Run as `npx ssql ...` or `npm run ssql -- ...`.
 import { mkdirSync, appendFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { initNodeDevice } from '../engine/device-node.ts';
 import type { Engine } from '../engine/index.ts';
 import { UsageError, formatHelp, parseArgs } from './cli-args.ts';
 import type { OptionSpec, ParsedArgs } from './cli-args.ts';
-import { DEFAULT_CONFIG, Trainer, backboneConfig, loadInto } from './train.ts';
+import { DEFAULT_CONFIG, Trainer } from './train.ts';
 import type { TrainConfig } from './train.ts';
 import { loadDataset } from './data/datasets-node.ts';
 import { loadSafetensors, saveSafetensors, writeFileAtomic } from './checkpoint/files-node.ts';
 import { DEFAULT_SETTINGS, evaluate, parseSettings } from './eval/index.ts';
 import type { EvalProtocol, EvalResult } from './eval/index.ts';
-import { SimSiamNet } from './models/resnet.ts';
 import type { ResNet } from './models/resnet.ts';
+import { formatInitReport, initFromCheckpoint } from './checkpoint/load.ts';
+import { loadNet, openCheckpoint, withDevice } from './cli-common-node.ts';
+import { IMPORT_COMMAND } from './commands/import-node.ts';
+import { EXPORT_COMMAND } from './commands/export-node.ts';
 import { METHODS, METHOD_NAMES } from './methods/registry.ts';
 import { reportMarkdown, reportSvg } from './report.ts';
 import type { CompareReport } from './report.ts';
@@ -43,6 +45,12 @@ const TRAIN_OPTIONS: Record<string, OptionSpec> = {
   'max-steps': { type: 'number', default: 0, help: 'stop after N steps in this run (0: no limit)' },
   json: { type: 'boolean', help: 'print the final summary as JSON' },
   help: { type: 'boolean', help: 'show this help' },
+};
+
+/** pretrain's options: the shared ones and --init. */
+const PRETRAIN_OPTIONS: Record<string, OptionSpec> = {
+  ...TRAIN_OPTIONS,
+  init: { type: 'string', help: 'start from the backbone (and heads of matching shape) of a checkpoint: .safetensors or PyTorch .pth/.pth.tar (ignored with --resume)' },
 };
 
 function range(text: string, name: string): [number, number] {
@@ -80,7 +88,7 @@ export interface PretrainSummary {
 }
 
 /** Pretrain and checkpoint; Ctrl-C stops after the current step and writes the checkpoint. */
-export async function pretrain(config: TrainConfig, dataSpec: string, out: string, opts: { resume?: boolean; logEvery?: number; maxSteps?: number; quiet?: boolean } = {}): Promise<{ trainer: Trainer; summary: PretrainSummary }> {
+export async function pretrain(config: TrainConfig, dataSpec: string, out: string, opts: { resume?: boolean; init?: string; logEvery?: number; maxSteps?: number; quiet?: boolean } = {}): Promise<{ trainer: Trainer; summary: PretrainSummary }> {
   const data = loadDataset(dataSpec, 'train');
   mkdirSync(out, { recursive: true });
   const ckpt = join(out, 'checkpoint.safetensors');
@@ -90,6 +98,10 @@ export async function pretrain(config: TrainConfig, dataSpec: string, out: strin
     if (!existsSync(ckpt)) throw new UsageError(`--resume: no checkpoint at ${ckpt}`);
     const { tensors, metadata } = loadSafetensors(ckpt);
     trainer.restore(tensors, metadata);
+  } else if (opts.init) {
+    const ck = openCheckpoint(opts.init, opts.quiet ?? false);
+    const report = initFromCheckpoint(trainer.net, ck);
+    if (!opts.quiet) process.stderr.write(`${formatInitReport(report, opts.init)}\n`);
   }
   let stop = false;
   const onSigint = () => {
@@ -164,19 +176,6 @@ function head(set: LabeledImages, n: number): LabeledImages {
   return { ...set, images: set.images.subarray(0, n * per), labels: set.labels.subarray(0, n), count: n };
 }
 
-/** Rebuild the network a checkpoint was trained with and load its weights. */
-export function loadNet(path: string): { net: SimSiamNet; config: TrainConfig } {
-  if (!existsSync(path)) throw new UsageError(`checkpoint not found: ${path}`);
-  const { tensors, metadata } = loadSafetensors(path);
-  if (!metadata.config) throw new Error(`${path}: not an ssql-webgpu checkpoint (no config in its metadata)`);
-  const config = JSON.parse(metadata.config) as TrainConfig;
-  const stem = tensors['encoder.conv1.weight'];
-  if (!stem) throw new Error(`${path}: lacks encoder.conv1.weight`);
-  const net = new SimSiamNet({ backbone: backboneConfig(config.model, stem.shape[1]), projDim: config.projDim, predHidden: config.predHidden }, Math.random);
-  loadInto(net, tensors, path);
-  return { net, config };
-}
-
 async function evaluateEncoder(encoder: ResNet, dataSpec: string, a: ParsedArgs, seed: number, label: string, quiet: boolean): Promise<EvalResult> {
   const train = head(loadDataset(dataSpec, 'train'), a['eval-train'] as number);
   const test = head(loadDataset(dataSpec, 'test'), a['eval-test'] as number);
@@ -198,7 +197,7 @@ const COMMANDS: Record<string, { summary: string; run: (argv: string[]) => Promi
     summary: 'PTQ linear evaluation of a pretrained checkpoint at several bit settings',
     run: async (argv) => {
       const spec: Record<string, OptionSpec> = {
-        checkpoint: { type: 'string', help: 'checkpoint.safetensors written by pretrain (required)' },
+        checkpoint: { type: 'string', help: 'checkpoint: .safetensors (pretrain, finetune, import) or a PyTorch .pth/.pth.tar (required)' },
         data: TRAIN_OPTIONS.data, ...EVAL_OPTIONS, seed: TRAIN_OPTIONS.seed,
         json: { type: 'boolean', help: 'print {"results": {...}} as JSON' }, help: TRAIN_OPTIONS.help,
       };
@@ -210,8 +209,8 @@ const COMMANDS: Record<string, { summary: string; run: (argv: string[]) => Promi
       if (!a.checkpoint) throw new UsageError('--checkpoint PATH is required');
       checkSettings(a.settings as string);
       await withDevice(async () => {
-        const { net } = loadNet(a.checkpoint as string);
-        const r = await evaluateEncoder(net.encoder, a.data as string, a, a.seed as number, 'eval', Boolean(a.json));
+        const { encoder } = loadNet(a.checkpoint as string, Boolean(a.json));
+        const r = await evaluateEncoder(encoder, a.data as string, a, a.seed as number, 'eval', Boolean(a.json));
         if (a.json) process.stdout.write(JSON.stringify(r) + '\n');
         else for (const [s, v] of Object.entries(r.results)) process.stdout.write(`${s.padEnd(5)} ${v.toFixed(2)}%${r.knn ? `  kNN ${r.knn[s].toFixed(2)}%` : ''}\n`);
       });
@@ -241,15 +240,15 @@ const COMMANDS: Record<string, { summary: string; run: (argv: string[]) => Promi
   pretrain: {
     summary: `pretrain a backbone (${METHOD_NAMES.join(', ')}) and write a checkpoint`,
     run: async (argv) => {
-      const a = parseArgs(argv, TRAIN_OPTIONS);
+      const a = parseArgs(argv, PRETRAIN_OPTIONS);
       if (a.help) {
-        process.stdout.write(formatHelp('usage: ssql pretrain [options]', COMMANDS.pretrain.summary, TRAIN_OPTIONS));
+        process.stdout.write(formatHelp('usage: ssql pretrain [options]', COMMANDS.pretrain.summary, PRETRAIN_OPTIONS));
         return 0;
       }
       const config = trainConfigFromArgs(a);
       await withDevice(async () => {
         const { trainer, summary } = await pretrain(config, a.data as string, a.out as string, {
-          resume: Boolean(a.resume), logEvery: a['log-every'] as number, maxSteps: a['max-steps'] as number, quiet: Boolean(a.json),
+          resume: Boolean(a.resume), init: a.init as string | undefined, logEvery: a['log-every'] as number, maxSteps: a['max-steps'] as number, quiet: Boolean(a.json),
         });
         trainer.dispose();
         if (a.json) process.stdout.write(JSON.stringify(summary) + '\n');
@@ -319,18 +318,11 @@ export async function compare(a: ParsedArgs, command: string, e: Engine): Promis
   return report;
 }
 
-async function withDevice(fn: (e: Engine) => Promise<void>): Promise<void> {
-  const e = await initNodeDevice();
-  try {
-    await fn(e);
-  } finally {
-    e.destroy();
-  }
-}
-
 export function registerCommand(name: string, summary: string, run: (argv: string[]) => Promise<number>): void {
   COMMANDS[name] = { summary, run };
 }
+
+for (const c of [IMPORT_COMMAND, EXPORT_COMMAND]) registerCommand(c.name, c.summary, c.run);
 
 function mainHelp(): string {
   const names = Object.keys(COMMANDS);

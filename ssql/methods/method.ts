@@ -22,13 +22,18 @@ export interface StepLosses {
 }
 
 /** What every pretraining network has: the online `encoder` (backbone + projector; what
- * evaluation uses), the `predictor`, and the encoder's quantization context. */
+ * evaluation uses), the `predictor` (null for a method without one: MoCo), and the encoder's
+ * quantization context. */
 export interface PretrainNet extends Module {
   readonly ctx: QuantContext;
   readonly encoder: ResNet;
-  readonly predictor: Sequential;
+  readonly predictor: Sequential | null;
   /** Release the quantization contexts' observers (the tensors are disposed by the owner). */
   disposeContexts(): void;
+  /** For a network with a momentum encoder (BYOL's target, MoCo's key encoder): make it a copy
+   * of the online encoder again, after the online weights were loaded from elsewhere
+   * (`pretrain --init`), as the constructor does for a fresh network. */
+  restartMomentumEncoder?(): void;
 }
 
 /** Training settings that only some methods read (part of TrainConfig). */
