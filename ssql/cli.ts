@@ -16,6 +16,7 @@ import { formatInitReport, initFromCheckpoint } from './checkpoint/load.ts';
 import { loadNet, openCheckpoint, withDevice } from './cli-common-node.ts';
 import { IMPORT_COMMAND } from './commands/import-node.ts';
 import { EXPORT_COMMAND } from './commands/export-node.ts';
+import { methodSettingOptions, methodSettingsFromArgs } from './commands/method-settings.ts';
 import { METHODS, METHOD_NAMES } from './methods/registry.ts';
 import { reportMarkdown, reportSvg } from './report.ts';
 import type { CompareReport } from './report.ts';
@@ -43,6 +44,7 @@ const TRAIN_OPTIONS: Record<string, OptionSpec> = {
   resume: { type: 'boolean', help: 'continue from OUT/checkpoint.safetensors' },
   'log-every': { type: 'number', default: 20, help: 'read the loss back every N steps' },
   'max-steps': { type: 'number', default: 0, help: 'stop after N steps in this run (0: no limit)' },
+  ...methodSettingOptions(),
   json: { type: 'boolean', help: 'print the final summary as JSON' },
   help: { type: 'boolean', help: 'show this help' },
 };
@@ -73,6 +75,7 @@ export function trainConfigFromArgs(a: ParsedArgs): TrainConfig {
     projDim: positive('proj-dim'), predHidden: positive('pred-hidden'), batchSize: positive('batch'), epochs: positive('epochs'),
     lr: a.lr as number, momentum: 0.9, weightDecay: a['weight-decay'] as number, seed: a.seed as number,
     wbits: range(a.wbits as string, 'wbits'), abits: range(a.abits as string, 'abits'), subset: a.subset as number,
+    ...methodSettingsFromArgs(a, a.method as string),
   };
 }
 

@@ -38,8 +38,13 @@ export interface PretrainNet extends Module {
 
 /** Training settings that only some methods read (part of TrainConfig). */
 export interface MethodSettings {
-  /** BYOL's target momentum m: target <- m target + (1 - m) online after each step. */
+  /** The momentum m of BYOL's target and MoCo's key encoder: target <- m target + (1 - m)
+   * online after each step. */
   emaMomentum?: number;
+  /** MoCo: the key dimension D, the number of negatives K in the queue, the temperature T. */
+  mocoDim?: number;
+  mocoQueue?: number;
+  mocoTemperature?: number;
 }
 
 interface MethodInfo<Name extends string> {
@@ -54,7 +59,8 @@ interface MethodInfo<Name extends string> {
 }
 
 interface NetworkSpec<N extends PretrainNet> {
-  createNet(config: SimSiamConfig, random: Random): N;
+  /** `settings`: the method's settings with its defaults filled in. */
+  createNet(config: SimSiamConfig, random: Random, settings: MethodSettings): N;
   /** What SGD trains (default: every parameter of the network). */
   trainableParameters?(net: N): Tensor[];
   /** Called after each optimizer step (e.g. BYOL's EMA target update). */
@@ -92,8 +98,8 @@ export interface Method<Name extends string = string> {
   readonly quantized: boolean;
   readonly settings: MethodSettings;
   /** Build the method's network (drawing its initialization from `random`) and bind the
-   * method's step to it. */
-  create(config: SimSiamConfig, random: Random): BoundMethod;
+   * method's step to it; `settings` override the method's defaults (`Method.settings`). */
+  create(config: SimSiamConfig, random: Random, settings?: MethodSettings): BoundMethod;
 }
 
 /** One registry entry from its spec (the network type stays inside the entry). */
@@ -104,8 +110,8 @@ export function defineMethod<Name extends string, N extends PretrainNet>(spec: M
     description: spec.description,
     quantized: spec.quantized,
     settings: spec.settings ?? {},
-    create(config, random) {
-      const net = spec.createNet(config, random);
+    create(config, random, settings = {}) {
+      const net = spec.createNet(config, random, withDefaults(spec.settings ?? {}, settings));
       return {
         net,
         trainable: spec.trainableParameters ? spec.trainableParameters(net) : net.parameters(),
@@ -115,11 +121,18 @@ export function defineMethod<Name extends string, N extends PretrainNet>(spec: M
           return spec.losses(net, x1, x2, bits);
         },
         afterStep(settings) {
-          spec.afterStep?.(net, settings);
+          spec.afterStep?.(net, withDefaults(spec.settings ?? {}, settings));
         },
       };
     },
   };
+}
+
+/** `settings` with `defaults` for what they leave unset (undefined counts as unset). */
+export function withDefaults(defaults: MethodSettings, settings: MethodSettings): MethodSettings {
+  const out: MethodSettings = { ...defaults };
+  for (const [k, v] of Object.entries(settings) as [keyof MethodSettings, number | undefined][]) if (v !== undefined && k in defaults) out[k] = v;
+  return out;
 }
 
 /** Draws the step's bit pair: wbit uniform in [w0, w1], abit uniform in [a0, a1] (both ends
