@@ -38,6 +38,7 @@ export type { Pool2dOptions } from './ops/pooling.ts';
 export { cosineSimilarity, simsiamLoss, crossEntropy, accuracy } from './ops/loss.ts';
 export type { CosineOptions, CrossEntropyOptions } from './ops/loss.ts';
 export { emaUpdate } from './ops/ema.ts';
+export { enqueueColumns } from './ops/queue.ts';
 
 // Training: optimizer and schedules, and the torch.nn-style layers.
 export { SGD, cosineLR, cosineLRPerStep, stepLR, linearWarmup } from './optim.ts';

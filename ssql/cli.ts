@@ -2,20 +2,21 @@
 // Run as `npx ssql ...` or `npm run ssql -- ...`.
 import { mkdirSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { initNodeDevice } from '../engine/device-node.ts';
 import type { Engine } from '../engine/index.ts';
 import { UsageError, formatHelp, integerOption, parseArgs } from './cli-args.ts';
 import type { OptionSpec, ParsedArgs } from './cli-args.ts';
-import { backboneConfig, loadInto } from './train.ts';
 import type { TrainConfig } from './train.ts';
 import { loadDataset } from './data/datasets-node.ts';
 import { loadSafetensors, writeFileAtomic } from './checkpoint/files-node.ts';
 import { readConfig, readDatasetShape, shapeText } from './checkpoint/state.ts';
-import type { SafeTensor } from './checkpoint/safetensors.ts';
+import { loadBackbone } from './checkpoint/load.ts';
+import type { CheckpointContents } from './checkpoint/load.ts';
+import { openCheckpoint, withDevice } from './cli-common-node.ts';
+import { IMPORT_COMMAND } from './commands/import-node.ts';
+import { EXPORT_COMMAND } from './commands/export-node.ts';
 import { CheckpointFormatError } from './format-error.ts';
 import { DEFAULT_SETTINGS, evaluate, parseSettings } from './eval/index.ts';
 import type { EvalProtocol, EvalResult } from './eval/index.ts';
-import { SimSiamNet } from './models/resnet.ts';
 import type { ResNet } from './models/resnet.ts';
 import { METHOD_NAMES } from './methods/registry.ts';
 import { reportMarkdown, reportSvg } from './report.ts';
@@ -50,40 +51,29 @@ function head(set: LabeledImages, n: number): LabeledImages {
   return { ...set, images: set.images.subarray(0, n * per), labels: set.labels.subarray(0, n), count: n };
 }
 
-/** A checkpoint to evaluate: read, checked for non-finite values and against the evaluation
- * data's image shape, all before the GPU starts. */
-export interface EvalCheckpoint {
-  file: string;
-  tensors: Record<string, SafeTensor>;
-  config: TrainConfig;
+/** A checkpoint to evaluate (ssql-webgpu safetensors, or a PyTorch file imported in memory):
+ * read, checked for non-finite values and against the evaluation data's image shape, all before
+ * the GPU starts. `config` is null for an import (it records the architecture only). */
+export interface EvalCheckpoint extends CheckpointContents {
+  config: TrainConfig | null;
 }
 
-export function openEvalCheckpoint(file: string, dataSpec: string): EvalCheckpoint {
-  if (!existsSync(file)) throw new UsageError(`checkpoint not found: ${file}`);
-  const { tensors, metadata } = loadSafetensors(file);
-  const config = readConfig(metadata, file);
-  const stem = tensors['encoder.conv1.weight'];
+export function openEvalCheckpoint(file: string, dataSpec: string, quiet = false): EvalCheckpoint {
+  const ck = openCheckpoint(file, quiet);
+  const config = ck.imported ? null : readConfig(ck.metadata, file);
+  const stem = ck.tensors['encoder.conv1.weight'];
   if (!stem || stem.shape.length !== 4) throw new CheckpointFormatError(`${file}: lacks a 4-d 'encoder.conv1.weight' (not a pretrained backbone)`, { file, field: 'encoder.conv1.weight' });
-  const trained = readDatasetShape(metadata, file);
+  const trained = ck.imported ? null : readDatasetShape(ck.metadata, file);
   const data = loadDataset(dataSpec, 'test');
   const channelsDiffer = stem.shape[1] !== data.channels;
   if (channelsDiffer || (trained && shapeText(trained) !== shapeText(data))) {
     const was = trained ? `${shapeText(trained)} images` : `${stem.shape[1]}-channel images`;
-    throw new UsageError(`--data ${dataSpec} has ${shapeText(data)} images, but ${file} was trained on ${config.data ?? 'a dataset'} (${was}): evaluate it on data of the shape it was trained on`);
+    throw new UsageError(`--data ${dataSpec} has ${shapeText(data)} images, but ${file} was trained on ${config?.data ?? 'a dataset'} (${was}): evaluate it on data of the shape it was trained on`);
   }
-  if (config.data && config.data !== canonicalDataSpec(dataSpec)) {
+  if (config?.data && config.data !== canonicalDataSpec(dataSpec)) {
     process.stderr.write(`note: ${file} was trained on ${config.data}; evaluating on --data ${dataSpec}\n`);
   }
-  return { file, tensors, config };
-}
-
-/** Rebuild the network a checkpoint was trained with and load its weights. */
-export function loadNet(ckpt: EvalCheckpoint): SimSiamNet {
-  const { config, tensors } = ckpt;
-  const inChannels = tensors['encoder.conv1.weight'].shape[1];
-  const net = new SimSiamNet({ backbone: backboneConfig(config.model, inChannels), projDim: config.projDim, predHidden: config.predHidden }, Math.random);
-  loadInto(net, tensors, ckpt.file);
-  return net;
+  return { ...ck, config };
 }
 
 async function evaluateEncoder(encoder: ResNet, dataSpec: string, a: ParsedArgs, seed: number, label: string, quiet: boolean): Promise<EvalResult> {
@@ -107,7 +97,7 @@ const COMMANDS: Record<string, { summary: string; run: (argv: string[]) => Promi
     summary: 'PTQ linear evaluation of a pretrained checkpoint at several bit settings',
     run: async (argv) => {
       const spec: Record<string, OptionSpec> = {
-        checkpoint: { type: 'string', help: 'checkpoint.safetensors written by pretrain (required)' },
+        checkpoint: { type: 'string', help: 'checkpoint: .safetensors (pretrain, finetune, import) or a PyTorch .pth/.pth.tar (required)' },
         data: TRAIN_OPTIONS.data, ...EVAL_OPTIONS, seed: TRAIN_OPTIONS.seed,
         json: { type: 'boolean', help: 'print {"results": {...}} as JSON' }, help: TRAIN_OPTIONS.help,
       };
@@ -121,8 +111,8 @@ const COMMANDS: Record<string, { summary: string; run: (argv: string[]) => Promi
       const seed = integerOption(a, 'seed', 0, 0xffffffff);
       const ckpt = openEvalCheckpoint(a.checkpoint as string, a.data as string);
       await withDevice(async () => {
-        const net = loadNet(ckpt);
-        const r = await evaluateEncoder(net.encoder, a.data as string, a, seed, 'eval', Boolean(a.json));
+        const encoder = loadBackbone(ckpt);
+        const r = await evaluateEncoder(encoder, a.data as string, a, seed, 'eval', Boolean(a.json));
         if (a.json) process.stdout.write(JSON.stringify(r) + '\n');
         else for (const [s, v] of Object.entries(r.results)) process.stdout.write(`${s.padEnd(5)} ${v.toFixed(2)}%${r.knn ? `  kNN ${r.knn[s].toFixed(2)}%` : ''}\n`);
       });
@@ -214,18 +204,11 @@ export async function compare(a: ParsedArgs, command: string, e: Engine): Promis
   return report;
 }
 
-async function withDevice(fn: (e: Engine) => Promise<void>): Promise<void> {
-  const e = await initNodeDevice();
-  try {
-    await fn(e);
-  } finally {
-    e.destroy();
-  }
-}
-
 export function registerCommand(name: string, summary: string, run: (argv: string[]) => Promise<number>): void {
   COMMANDS[name] = { summary, run };
 }
+
+for (const c of [IMPORT_COMMAND, EXPORT_COMMAND]) registerCommand(c.name, c.summary, c.run);
 
 function mainHelp(): string {
   const names = Object.keys(COMMANDS);

@@ -145,7 +145,7 @@ export class Trainer {
     this.method = methodByName(c.method);
     const seeds = new Rng(c.seed);
     const netConfig = { backbone: backboneConfig(c.model, data.channels), projDim: c.projDim, predHidden: c.predHidden };
-    this.bound = this.method.create(netConfig, seeds.next);
+    this.bound = this.method.create(netConfig, seeds.next, c);
     this.net = this.bound.net;
     this.opt = new SGD(this.bound.trainable, { lr: c.lr, momentum: c.momentum, weightDecay: c.weightDecay });
     const { mean, std } = normalization(data.channels);

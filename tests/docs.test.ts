@@ -1,4 +1,4 @@
-// The repository stands alone: no file points outside it (the notes a session keeps next to the
+// The repository stands alone and whole: no unresolved merge, no file points outside it (the notes a session keeps next to the
 // checkout are not part of the project), and every `docs/NAME.md#anchor` that code or docs cite
 // names a document and a heading that exist. Node only: it reads the tree.
 import { test } from 'uvu';
@@ -40,6 +40,17 @@ test('no file cites documents outside the repository', () => {
     });
   }
   assert.equal(hits, [], `cite docs/ instead:\n${hits.join('\n')}`);
+});
+
+test('no file holds a merge conflict marker', () => {
+  const marker = new RegExp('^(<{7}|={7}|>{7})( |$)');
+  const hits: string[] = [];
+  for (const f of files) {
+    readFileSync(f, 'utf8').split('\n').forEach((line, i) => {
+      if (marker.test(line)) hits.push(`${relative(root, f)}:${i + 1}`);
+    });
+  }
+  assert.equal(hits, [], `unresolved merge: ${hits.join(', ')}`);
 });
 
 test('every docs/ citation names an existing document and heading', () => {

@@ -65,9 +65,31 @@ export function importTorchCheckpoint(bytes: Uint8Array, source: string): Import
     imported_from: source,
     layout: mapping.layout,
     architecture: JSON.stringify(architecture),
+    config: JSON.stringify(importedConfig(mapping.layout, architecture, model)),
   };
   if (model) metadata.model = model;
   return { tensors: checked.tensors, metadata, report };
+}
+
+/** The part of a training config an import can state: the network its tensors fit (SimSiam's:
+ * backbone, projector and predictor; the method named after the source's family), the model
+ * preset when the backbone is one, and the head widths when the checkpoint has those heads.
+ * Loaders take the backbone from the `architecture` metadata, so a backbone of no preset (other
+ * widths or depths) loads too. Training settings (batch, lr ...) are not facts of the file and
+ * are left out. */
+export interface ImportedConfig {
+  method: 'ssql' | 'simsiam';
+  model?: string;
+  projDim?: number;
+  predHidden?: number;
+}
+
+function importedConfig(layout: NameMapping['layout'], arch: Architecture, model: string | undefined): ImportedConfig {
+  const config: ImportedConfig = { method: layout === 'ssql' ? 'ssql' : 'simsiam' };
+  if (model) config.model = model;
+  if (arch.projDim !== undefined) config.projDim = arch.projDim;
+  if (arch.predHidden !== undefined) config.predHidden = arch.predHidden;
+  return config;
 }
 
 /** The report as a few human-readable lines (unused keys grouped by reason). */

@@ -21,19 +21,29 @@ export interface StepLosses {
 }
 
 /** What every pretraining network has: the online `encoder` (backbone + projector; what
- * evaluation uses), the `predictor`, and the encoder's quantization context. */
+ * evaluation uses), the `predictor` (null for a method without one: MoCo), and the encoder's
+ * quantization context. */
 export interface PretrainNet extends Module {
   readonly ctx: QuantContext;
   readonly encoder: ResNet;
-  readonly predictor: Sequential;
+  readonly predictor: Sequential | null;
   /** Release the quantization contexts' observers (the tensors are disposed by the owner). */
   disposeContexts(): void;
+  /** For a network with a momentum encoder (BYOL's target, MoCo's key encoder): make it a copy
+   * of the online encoder again, after the online weights were loaded from elsewhere
+   * (`pretrain --init`), as the constructor does for a fresh network. */
+  restartMomentumEncoder?(): void;
 }
 
 /** Training settings that only some methods read (part of TrainConfig). */
 export interface MethodSettings {
-  /** BYOL's target momentum m: target <- m target + (1 - m) online after each step. */
+  /** The momentum m of BYOL's target and MoCo's key encoder: target <- m target + (1 - m)
+   * online after each step. */
   emaMomentum?: number;
+  /** MoCo: the key dimension D, the number of negatives K in the queue, the temperature T. */
+  mocoDim?: number;
+  mocoQueue?: number;
+  mocoTemperature?: number;
 }
 
 interface MethodInfo<Name extends string> {
@@ -48,7 +58,8 @@ interface MethodInfo<Name extends string> {
 }
 
 interface NetworkSpec<N extends PretrainNet> {
-  createNet(config: SimSiamConfig, random: Random): N;
+  /** `settings`: the method's settings with its defaults filled in. */
+  createNet(config: SimSiamConfig, random: Random, settings: MethodSettings): N;
   /** What SGD trains (default: every parameter of the network). */
   trainableParameters?(net: N): Tensor[];
   /** Called after each optimizer step (e.g. BYOL's EMA target update). */
@@ -86,8 +97,8 @@ export interface Method<Name extends string = string> {
   readonly quantized: boolean;
   readonly settings: MethodSettings;
   /** Build the method's network (drawing its initialization from `random`) and bind the
-   * method's step to it. */
-  create(config: SimSiamConfig, random: Random): BoundMethod;
+   * method's step to it; `settings` override the method's defaults (`Method.settings`). */
+  create(config: SimSiamConfig, random: Random, settings?: MethodSettings): BoundMethod;
 }
 
 /** One registry entry from its spec (the network type stays inside the entry). */
@@ -98,8 +109,8 @@ export function defineMethod<Name extends string, N extends PretrainNet>(spec: M
     description: spec.description,
     quantized: spec.quantized,
     settings: spec.settings ?? {},
-    create(config, random) {
-      const net = spec.createNet(config, random);
+    create(config, random, settings = {}) {
+      const net = spec.createNet(config, random, withDefaults(spec.settings ?? {}, settings));
       return {
         net,
         trainable: spec.trainableParameters ? spec.trainableParameters(net) : net.parameters(),
@@ -109,11 +120,18 @@ export function defineMethod<Name extends string, N extends PretrainNet>(spec: M
           return spec.losses(net, x1, x2, bits);
         },
         afterStep(settings) {
-          spec.afterStep?.(net, settings);
+          spec.afterStep?.(net, withDefaults(spec.settings ?? {}, settings));
         },
       };
     },
   };
+}
+
+/** `settings` with `defaults` for what they leave unset (undefined counts as unset). */
+export function withDefaults(defaults: MethodSettings, settings: MethodSettings): MethodSettings {
+  const out: MethodSettings = { ...defaults };
+  for (const [k, v] of Object.entries(settings) as [keyof MethodSettings, number | undefined][]) if (v !== undefined && k in defaults) out[k] = v;
+  return out;
 }
 
 /** Draws the step's bit pair: wbit uniform in [w0, w1], abit uniform in [a0, a1] (both ends

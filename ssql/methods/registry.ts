@@ -3,9 +3,10 @@
 // to this list; the trainer, `--method` and the demo's menu follow from it.
 import { BYOL, SSQL_BYOL } from './byol.ts';
 import type { Method } from './method.ts';
+import { MOCO_V2, SSQL_MOCO } from './moco.ts';
 import { SIMSIAM, SSQL } from './simsiam.ts';
 
-export const METHODS = [SSQL, SIMSIAM, BYOL, SSQL_BYOL] as const;
+export const METHODS = [SSQL, SIMSIAM, BYOL, SSQL_BYOL, MOCO_V2, SSQL_MOCO] as const;
 
 export type MethodName = (typeof METHODS)[number]['name'];
 

@@ -56,7 +56,7 @@ export class ByolNet extends Module {
     this.target = this.registerModule('target', new ResNet(this.targetCtx, config.backbone, constant));
     this.target.setHead(projector(this.targetCtx, this.target.featureDim, config.projDim, constant));
     // Start as an exact copy of the online encoder (parameters and BN buffers), then freeze.
-    this.target.loadStateDict(this.encoder.stateDict());
+    this.restartMomentumEncoder();
     const online = new Map(this.encoder.namedParameters());
     this.pairs = this.target.namedParameters().map(([name, t]) => {
       t.requiresGrad = false;
@@ -64,6 +64,11 @@ export class ByolNet extends Module {
       if (!o) throw new Error(`ByolNet: the online encoder lacks '${name}'`);
       return [t, o];
     });
+  }
+
+  /** Copy the online encoder (parameters and BN buffers) into the target. */
+  restartMomentumEncoder(): void {
+    this.target.loadStateDict(this.encoder.stateDict());
   }
 
   /** The parameters SGD trains: the online encoder's and the predictor's (not the target's). */

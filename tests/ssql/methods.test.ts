@@ -17,13 +17,13 @@ import { noLeaks } from '../helpers.ts';
 test('registry: unique names, the default first, lookup by name with a clear error', () => {
   assert.equal(METHOD_NAMES, METHODS.map((m) => m.name));
   assert.is(new Set(METHOD_NAMES).size, METHODS.length, 'names are unique');
-  assert.equal(METHOD_NAMES, ['ssql', 'simsiam', 'byol', 'ssql-byol']);
+  assert.equal(METHOD_NAMES, ['ssql', 'simsiam', 'byol', 'ssql-byol', 'mocov2', 'ssql-moco']);
   assert.is(METHOD_NAMES[0], DEFAULT_CONFIG.method);
   for (const m of METHODS) {
     assert.is(methodByName(m.name), m);
     assert.ok(m.label.length > 0 && m.description.length > 0, `${m.name} has a label and a description`);
   }
-  assert.throws(() => methodByName('byol2'), /unknown method 'byol2': use one of ssql, simsiam, byol, ssql-byol/);
+  assert.throws(() => methodByName('byol2'), /unknown method 'byol2': use one of ssql, simsiam, byol, ssql-byol, mocov2, ssql-moco/);
 });
 
 test('BitSampler: both ends of each range are drawn, nothing outside', () => {

@@ -211,7 +211,7 @@ test('damaged metadata and a checkpoint of another image shape: errors naming th
   assert.match(usageError(() => openEvalCheckpoint(join(cifar, 'checkpoint.safetensors'), 'fashion-mnist')),
     /^--data fashion-mnist has 1x28x28 images, but .*checkpoint\.safetensors was trained on cifar10:\/data\/cifar-10-batches-bin \(3x32x32 images\): evaluate it on data of the shape it was trained on$/);
   const gray = await checkpointDir({ ...tiny, data: 'fashion-mnist' });
-  assert.is(openEvalCheckpoint(join(gray, 'checkpoint.safetensors'), 'fashion-mnist').config.model, 'tiny');
+  assert.is(openEvalCheckpoint(join(gray, 'checkpoint.safetensors'), 'fashion-mnist').config?.model, 'tiny');
 });
 
 test('a projector or batch too large for the adapter is refused naming the flag, before anything is built', () => {
