@@ -1,4 +1,4 @@
-// MoCo v2 (and SSQL on MoCo v2, SSQL-SPEC §7's third family), as the reference code builds it
+// MoCo v2 (and SSQL on MoCo v2, docs/method.md#moco-v2-variant), as the reference code builds it
 // (megvii-research/SSQL-ECCV2022 `utils/ssl_algorithms/moco.py`, `Qmoco.py`): a query encoder
 // (ResNet + MoCo v2's MLP head Linear-ReLU-Linear, both linears with bias, registered as `fc`),
 // trained by SGD; a key encoder of the same architecture that is never trained: it starts as a
@@ -27,11 +27,8 @@
 // The reference shuffles the key batch across GPUs before the key encoder ("shuffle BN"): with
 // one device, BN over the whole batch does not depend on the order, so there is nothing to
 // shuffle here.
-import { Rng, Tensor, keep } from '../../engine/index.ts';
-import { Module, ReLU, Sequential } from '../../engine/index.ts';
+import { Module, ReLU, Rng, Sequential, Tensor, emaUpdate, enqueueColumns, keep } from '../../engine/index.ts';
 import type { Random } from '../../engine/index.ts';
-import { emaUpdate } from '../../engine/ops/ema.ts';
-import { enqueueColumns } from '../../engine/index.ts';
 import { QLinear, QuantContext } from './quant.ts';
 import type { ResNetConfig } from './resnet.ts';
 import { ResNet } from './resnet.ts';
