@@ -18,6 +18,7 @@ export { launch, grid1d } from './launch.ts';
 export type { LaunchArgs } from './launch.ts';
 
 // Ops.
+export { setReferenceKernels, referenceKernels } from './ops/kernel-path.ts';
 export * from './ops/elementwise.ts';
 export { sum, mean, max, min } from './ops/reduce.ts';
 export type { ReduceOptions } from './ops/reduce.ts';
