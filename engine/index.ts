@@ -30,7 +30,7 @@ export { conv2d, conv2dGeometry, conv2dInputGrad, conv2dWeightGrad } from './ops
 export type { Conv2dOptions as Conv2dOpOptions, ConvGeometry } from './ops/conv.ts';
 export { zerosLike, onesLike } from './ops/fill.ts';
 export { batchNorm } from './ops/batchnorm.ts';
-export type { BatchNormOptions } from './ops/batchnorm.ts';
+export type { BatchNormAct, BatchNormOptions } from './ops/batchnorm.ts';
 export { linear } from './ops/linear.ts';
 export { AbsMaxObserver, MinMaxObserver, fakeQuantWeight, fakeQuantAct } from './ops/quant.ts';
 export type { FakeQuantWeightOptions } from './ops/quant.ts';
