@@ -18,6 +18,7 @@ export { launch, grid1d } from './launch.ts';
 export type { LaunchArgs } from './launch.ts';
 
 // Ops.
+export { setReferenceKernels, referenceKernels } from './ops/kernel-path.ts';
 export * from './ops/elementwise.ts';
 export { sum, mean, max, min } from './ops/reduce.ts';
 export type { ReduceOptions } from './ops/reduce.ts';
@@ -29,7 +30,7 @@ export { conv2d, conv2dGeometry, conv2dInputGrad, conv2dWeightGrad } from './ops
 export type { Conv2dOptions as Conv2dOpOptions, ConvGeometry } from './ops/conv.ts';
 export { zerosLike, onesLike } from './ops/fill.ts';
 export { batchNorm } from './ops/batchnorm.ts';
-export type { BatchNormOptions } from './ops/batchnorm.ts';
+export type { BatchNormAct, BatchNormOptions } from './ops/batchnorm.ts';
 export { linear } from './ops/linear.ts';
 export { AbsMaxObserver, MinMaxObserver, fakeQuantWeight, fakeQuantAct } from './ops/quant.ts';
 export type { FakeQuantWeightOptions } from './ops/quant.ts';

@@ -1,91 +1,167 @@
-// Batch normalization over (N, C, S...) tensors, S = H*W for 2-D inputs and 1 for (N, C).
-// Element (n, c, s) lives at n*CHW + c*HW + s. Per-channel statistics are packed in one buffer
-// Stats[4C] = [mean | invstd | scale | shift], scale = gamma*invstd, shift = beta - mean*scale,
-// so the element-wise passes read a single per-channel buffer.
+// Batch normalization over (N, C, S...) tensors, S = H*W for 2-D inputs and 1 for (N, C), and
+// the ops that follow it in a ResNet, fused into the same passes: an optional residual added
+// after the affine transform, an optional ReLU, and optionally the activation range observer or
+// fake quantization that comes next (declared in engine/ops/batchnorm.ts). Element (n, c, s)
+// lives at n*C*HW + c*HW + s. Per-channel statistics are packed in one buffer
+// Stats[4C] = [mean | invstd | scale | shift], scale = gamma*invstd, shift = beta - mean*scale.
 //
-// Entry points (their bindings, inputs then outputs, are declared in engine/ops/batchnorm.ts):
-//   stats          training: one workgroup per channel, tree-reduced sums of (x - k) and
-//                  (x - k)^2 with k = the channel's first element (a shift that keeps the f32
-//                  variance accurate when |mean| >> std); writes Stats and updates the running
-//                  mean/var (unbiased) and num_batches_tracked in place.
-//   evalStats      eval: Stats from the running statistics (one invocation per channel).
-//   normalize      y = x*scale + shift (then max(y, 0) with the relu flag).
-//   backwardReduce one workgroup per channel: sum(g) and sum(g*xhat), g = dy masked by the
-//                  ReLU (recomputed from x, so y is not read), which are dbeta and dgamma.
-//   backwardInput  dx = scale*(g - sum(g)/M - xhat*sum(g*xhat)/M) in training,
-//                  dx = scale*g in eval.
+//   pre = x*scale + shift (+ residual)      v = max(pre, 0) with RELU, else pre
+//   y   = v, or fake-quant(v) (ACT 2), and with ACT 1 the observer records min/max of v
+//   backward: g' = dy, zero where the ReLU cut (pre <= 0) or the quantizer clamped (ACT 2:
+//   straight-through), then the usual batch-norm backward of g'; the residual's gradient is g'.
+//
+// Tensors are bound as vec4 arrays and walked four elements ("a unit") at a time. With VEC4
+// (HW % 4 == 0) a unit is one aligned vec4 inside one channel's run; otherwise its four elements
+// are read one by one, and may belong to different channels (element-wise passes) or different
+// rows n (per-channel passes). Pool buffers are whole multiples of 64 bytes, so the last vec4
+// exists; lanes past the tensor are masked out of sums, min/max and stores.
+//
+// Entry points (docs/environment.md#speed-on-lavapipe: several vec4 per invocation, no
+// workgroup memory inside loops; per-channel sums are split over many invocations, then a tiny
+// pass folds the parts):
+//   statsPartial     training: invocation i = part*C + c sums (x - k) and (x - k)^2 over one
+//                    part of channel c (k = the channel's first element, a shift that keeps
+//                    the f32 variance accurate when |mean| >> std) into SPart[i].
+//   statsFinal       one invocation per channel: folds the parts, writes Stats, updates the
+//                    running mean/var (unbiased) and num_batches_tracked in place.
+//   evalStats        eval: Stats from the running statistics.
+//   normalize        y = v over PER units per invocation (flat order).
+//   normalizeObserve the same, and the min/max of v into the observer's state (a workgroup tree,
+//                    then one atomicMax per bound and workgroup).
+//   normalizeQuant   y = fake-quant(v) with the observer's range (ACT 2).
+//   backwardPartial  per part of a channel: sum(g') and sum(g' * xhat) into BPart (dbeta and
+//                    dgamma once folded); backwardPartialResidual also writes g' to DR.
+//   backwardFinal    folds the parts into DGammaOut, DBetaOut.
+//   backwardInput    dx = scale*(g' - (dbeta + xhat*dgamma)/M) in training, scale*g' in eval;
+//                    g' recomputed from dy, or read as it is (MASKED: dy is DR already).
 
 // The interface generated from the declaration in engine/ops/batchnorm.ts (struct Params: the
-// sizes, flags and hyper-parameters; each entry point's bindings) goes here:
+// sizes, flags, hyper-parameters and the part split; each entry point's bindings; the defines
+// VEC4, RELU, RESIDUAL, ACT, MASKED) goes here:
 #interface
 
 const WG: u32 = 256u;
-const RELU: u32 = 1u;
+const WG_PART: u32 = 64u;
+const PER: u32 = 8u;
 const TRAINING: u32 = 2u;
 const UPDATE: u32 = 4u;
 
-// ---- stats ----
+// ---- per-channel passes ----
 
-var<workgroup> part1: array<f32, WG>;
-var<workgroup> part2: array<f32, WG>;
-
-// Tree-reduce part1/part2 across the workgroup; the sums end up in element 0.
-fn treeReduce(l: u32) {
-  workgroupBarrier();
-  for (var half = WG / 2u; half > 0u; half = half / 2u) {
-    if (l < half) {
-      part1[l] += part1[l + half];
-      part2[l] += part2[l + half];
-    }
-    workgroupBarrier();
-  }
+// Where unit u of channel c starts: row n, position s in the row (elements), and the element
+// address of its first lane.
+struct ChanPos {
+  n: u32,
+  s: u32,
 }
 
-@compute @workgroup_size(WG)
-fn stats(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let c = wid.x + wid.y * nwg.x;
-  let l = lid.x;
-  let inRange = c < p.C;
-  var a1 = 0.0;
-  var a2 = 0.0;
-  var k = 0.0;
-  if (inRange) {
-    let base = c * p.HW;
-    k = X[base];
-    var n = l / p.HW;
-    var s = l % p.HW;
-    for (var r = l; r < p.M; r += WG) {
-      let d = X[n * p.CHW + base + s] - k;
-      a1 += d;
-      a2 += d * d;
-      n += p.stepN;
-      s += p.stepS;
-      if (s >= p.HW) { s -= p.HW; n += 1u; }
-    }
-  }
-  part1[l] = a1;
-  part2[l] = a2;
-  treeReduce(l);
-  if (l == 0u && inRange) {
-    let s1 = part1[0];
-    let s2 = part2[0];
-    let mean = k + s1 * p.invM;
-    let variance = max((s2 - s1 * s1 * p.invM) * p.invM, 0.0);
-    let invstd = 1.0 / sqrt(variance + p.eps);
-    let scale = Gamma[c] * invstd;
-    Stats[c] = mean;
-    Stats[p.C + c] = invstd;
-    Stats[2u * p.C + c] = scale;
-    Stats[3u * p.C + c] = Beta[c] - mean * scale;
-    if ((p.flags & UPDATE) != 0u) {
-      RunMean[c] = (1.0 - p.momentum) * RunMean[c] + p.momentum * mean;
-      RunVar[c] = (1.0 - p.momentum) * RunVar[c] + p.momentum * variance * p.unbias;
-      if (c == 0u) { NumBatches[0] += 1; }
-    }
-  }
+fn chanStart(u: u32) -> ChanPos {
+  let t = 4u * u;
+  let n = t / p.HW;
+  return ChanPos(n, t - n * p.HW);
 }
 
-// ---- evalStats ----
+fn chanNext(q: ChanPos) -> ChanPos {
+  var r = q;
+  r.s += 4u;
+  while (r.s >= p.HW) { r.s -= p.HW; r.n += 1u; }
+  return r;
+}
+
+// Element addresses of the unit's four lanes in channel c (VEC4: lane 0's, the others follow).
+fn chanAddr4(q: ChanPos, c: u32) -> vec4<u32> {
+  if (VEC4) { return vec4<u32>((q.n * p.C + c) * p.HW + q.s); }
+  var out: vec4<u32>;
+  for (var k = 0u; k < 4u; k++) {
+    var s = q.s + k;
+    var n = q.n;
+    while (s >= p.HW) { s -= p.HW; n += 1u; }
+    out[k] = (n * p.C + c) * p.HW + s;
+  }
+  return out;
+}
+
+// Lanes of the unit that lie inside the channel (M elements).
+fn liveLanes(u: u32) -> vec4<bool> {
+  let t = 4u * u;
+  return vec4<u32>(t, t + 1u, t + 2u, t + 3u) < vec4<u32>(p.M);
+}
+
+fn loadX4(at: vec4<u32>) -> vec4<f32> {
+  if (VEC4) { return X[at.x / 4u]; }
+  return vec4<f32>(X[at.x / 4u][at.x % 4u], X[at.y / 4u][at.y % 4u], X[at.z / 4u][at.z % 4u], X[at.w / 4u][at.w % 4u]);
+}
+
+fn loadDY4(at: vec4<u32>) -> vec4<f32> {
+  if (VEC4) { return DY[at.x / 4u]; }
+  return vec4<f32>(DY[at.x / 4u][at.x % 4u], DY[at.y / 4u][at.y % 4u], DY[at.z / 4u][at.z % 4u], DY[at.w / 4u][at.w % 4u]);
+}
+
+fn loadR4(at: vec4<u32>) -> vec4<f32> {
+  if (VEC4) { return R[at.x / 4u]; }
+  return vec4<f32>(R[at.x / 4u][at.x % 4u], R[at.y / 4u][at.y % 4u], R[at.z / 4u][at.z % 4u], R[at.w / 4u][at.w % 4u]);
+}
+
+fn hsum(v: vec4<f32>) -> f32 {
+  return (v.x + v.y) + (v.z + v.w);
+}
+
+struct Part {
+  c: u32,
+  begin: u32, // units
+  end: u32,
+}
+
+fn partOf(i: u32) -> Part {
+  let c = i % p.C;
+  let begin = (i / p.C) * p.L;
+  return Part(c, begin, min(begin + p.L, (p.M + 3u) / 4u));
+}
+
+@compute @workgroup_size(WG_PART)
+fn statsPartial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = gid.x + gid.y * nwg.x * WG_PART;
+  if (i >= p.C * p.P) { return; }
+  let part = partOf(i);
+  let k = X[part.c * p.HW / 4u][part.c * p.HW % 4u];
+  var a1 = vec4<f32>(0.0);
+  var a2 = vec4<f32>(0.0);
+  var q = chanStart(part.begin);
+  for (var u = part.begin; u < part.end; u++) {
+    let d = select(vec4<f32>(0.0), loadX4(chanAddr4(q, part.c)) - k, liveLanes(u));
+    a1 += d;
+    a2 += d * d;
+    q = chanNext(q);
+  }
+  SPart[i] = vec2<f32>(hsum(a1), hsum(a2));
+}
+
+@compute @workgroup_size(64)
+fn statsFinal(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let c = gid.x;
+  if (c >= p.C) { return; }
+  var s1 = 0.0;
+  var s2 = 0.0;
+  for (var part = 0u; part < p.P; part++) {
+    let v = FPart[part * p.C + c];
+    s1 += v.x;
+    s2 += v.y;
+  }
+  let k = X[c * p.HW / 4u][c * p.HW % 4u];
+  let mean = k + s1 * p.invM;
+  let variance = max((s2 - s1 * s1 * p.invM) * p.invM, 0.0);
+  let invstd = 1.0 / sqrt(variance + p.eps);
+  let scale = Gamma[c] * invstd;
+  OutStats[c] = mean;
+  OutStats[p.C + c] = invstd;
+  OutStats[2u * p.C + c] = scale;
+  OutStats[3u * p.C + c] = Beta[c] - mean * scale;
+  if ((p.flags & UPDATE) != 0u) {
+    RunMean[c] = (1.0 - p.momentum) * RunMean[c] + p.momentum * mean;
+    RunVar[c] = (1.0 - p.momentum) * RunVar[c] + p.momentum * variance * p.unbias;
+    if (c == 0u) { NumBatches[0] += 1; }
+  }
+}
 
 @compute @workgroup_size(64)
 fn evalStats(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -100,100 +176,275 @@ fn evalStats(@builtin(global_invocation_id) gid: vec3<u32>) {
   EStats[3u * p.C + c] = EBeta[c] - mean * scale;
 }
 
-// ---- normalize ----
+// ---- the masked gradient g' ----
 
-@compute @workgroup_size(256)
-fn normalize(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * 256u;
-  if (i >= p.size) { return; }
-  let c = (i / p.HW) % p.C;
-  var y = NX[i] * NStats[2u * p.C + c] + NStats[3u * p.C + c];
-  if ((p.flags & RELU) != 0u) { y = max(y, 0.0); }
-  NY[i] = y;
+// pre-activation, its ReLU, and g' for one unit (`a` from the observer, used with ACT 2).
+fn maskedGrad(g: vec4<f32>, pre: vec4<f32>, a: ActParams) -> vec4<f32> {
+  var gm = g;
+  var v = pre;
+  if (RELU) {
+    gm = select(gm, vec4<f32>(0.0), pre <= vec4<f32>(0.0));
+    v = max(pre, vec4<f32>(0.0));
+  }
+  if (ACT == 2u && !a.through) { gm = select(vec4<f32>(0.0), gm, insideAsym4(v, a, p.bits)); }
+  return gm;
 }
 
-// ---- backwardReduce ----
+fn actOf() -> ActParams {
+  if (ACT == 2u) { return actParams(QS[0], QS[1], p.bits); }
+  return ActParams(1.0, 0.0, true);
+}
+
+// Per-channel values of a part's channel, read once.
+struct ChanStats {
+  mean: f32,
+  invstd: f32,
+  scale: f32,
+  shift: f32,
+}
+
+fn chanStats(c: u32) -> ChanStats {
+  return ChanStats(Stats[c], Stats[p.C + c], Stats[2u * p.C + c], Stats[3u * p.C + c]);
+}
+
+// g' of one unit of a channel (zero in lanes past it).
+fn unitGrad(at: vec4<u32>, live: vec4<bool>, cs: ChanStats, a: ActParams) -> vec4<f32> {
+  var pre = loadX4(at) * cs.scale + cs.shift;
+  if (RESIDUAL) { pre += loadR4(at); }
+  return select(vec4<f32>(0.0), maskedGrad(loadDY4(at), pre, a), live);
+}
+
+fn xhat4(at: vec4<u32>, cs: ChanStats) -> vec4<f32> {
+  return (loadX4(at) - cs.mean) * cs.invstd;
+}
+
+// sum(g') and sum(g' * xhat) over one part of a channel.
+@compute @workgroup_size(WG_PART)
+fn backwardPartial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = gid.x + gid.y * nwg.x * WG_PART;
+  if (i >= p.C * p.P) { return; }
+  let part = partOf(i);
+  let cs = chanStats(part.c);
+  let a = actOf();
+  var a1 = vec4<f32>(0.0);
+  var a2 = vec4<f32>(0.0);
+  var q = chanStart(part.begin);
+  for (var u = part.begin; u < part.end; u++) {
+    let at = chanAddr4(q, part.c);
+    let gm = unitGrad(at, liveLanes(u), cs, a);
+    a1 += gm;
+    a2 += gm * xhat4(at, cs);
+    q = chanNext(q);
+  }
+  BPart[i] = vec2<f32>(hsum(a1), hsum(a2));
+}
+
+// The same, and g' (the residual's gradient) into DR.
+@compute @workgroup_size(WG_PART)
+fn backwardPartialResidual(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = gid.x + gid.y * nwg.x * WG_PART;
+  if (i >= p.C * p.P) { return; }
+  let part = partOf(i);
+  let cs = chanStats(part.c);
+  let a = actOf();
+  var a1 = vec4<f32>(0.0);
+  var a2 = vec4<f32>(0.0);
+  var q = chanStart(part.begin);
+  for (var u = part.begin; u < part.end; u++) {
+    let at = chanAddr4(q, part.c);
+    let live = liveLanes(u);
+    let gm = unitGrad(at, live, cs, a);
+    a1 += gm;
+    a2 += gm * xhat4(at, cs);
+    if (VEC4) {
+      DR[at.x / 4u] = gm;
+    } else {
+      for (var k = 0u; k < 4u; k++) {
+        if (live[k]) { DR[at[k] / 4u][at[k] % 4u] = gm[k]; }
+      }
+    }
+    q = chanNext(q);
+  }
+  BPart[i] = vec2<f32>(hsum(a1), hsum(a2));
+}
+
+@compute @workgroup_size(64)
+fn backwardFinal(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let c = gid.x;
+  if (c >= p.C) { return; }
+  var s1 = 0.0;
+  var s2 = 0.0;
+  for (var part = 0u; part < p.P; part++) {
+    let v = GPart[part * p.C + c];
+    s1 += v.x;
+    s2 += v.y;
+  }
+  DBetaOut[c] = s1;
+  DGammaOut[c] = s2;
+}
+
+// ---- element-wise passes (flat order) ----
+
+// Channel of lane 0 of a unit and its position in the channel's run of HW elements.
+struct FlatPos {
+  c: u32,
+  r: u32,
+}
+
+fn flatStart(j: u32) -> FlatPos {
+  let e = 4u * j;
+  let q = e / p.HW;
+  return FlatPos(q % p.C, e - q * p.HW);
+}
+
+fn nextChannel(c: u32) -> u32 {
+  return select(c + 1u, 0u, c + 1u == p.C);
+}
+
+fn flatNext(f: FlatPos) -> FlatPos {
+  var g = f;
+  g.r += 4u;
+  while (g.r >= p.HW) { g.r -= p.HW; g.c = nextChannel(g.c); }
+  return g;
+}
+
+// The channel of each lane.
+fn lanesOf(f: FlatPos) -> vec4<u32> {
+  if (VEC4) { return vec4<u32>(f.c); }
+  var out: vec4<u32>;
+  for (var k = 0u; k < 4u; k++) {
+    var r = f.r + k;
+    var c = f.c;
+    while (r >= p.HW) { r -= p.HW; c = nextChannel(c); }
+    out[k] = c;
+  }
+  return out;
+}
+
+// Per-channel value `row` of Stats (0 mean, 1 invstd, 2 scale, 3 shift) for each lane.
+fn stat4(row: u32, ch: vec4<u32>) -> vec4<f32> {
+  let base = row * p.C;
+  if (VEC4) { return vec4<f32>(Stats[base + ch.x]); }
+  return vec4<f32>(Stats[base + ch.x], Stats[base + ch.y], Stats[base + ch.z], Stats[base + ch.w]);
+}
+
+// v for unit j: the affine transform, residual, ReLU.
+fn activation(j: u32, ch: vec4<u32>) -> vec4<f32> {
+  var v = X[j] * stat4(2u, ch) + stat4(3u, ch);
+  if (RESIDUAL) { v += R[j]; }
+  if (RELU) { v = max(v, vec4<f32>(0.0)); }
+  return v;
+}
+
+fn flatFirst(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+  return (gid.x + gid.y * nwg.x * WG) * PER;
+}
+
+fn unitCount() -> u32 {
+  return (p.size + 3u) / 4u;
+}
+
+fn liveFlat(j: u32) -> vec4<bool> {
+  let e = 4u * j;
+  return vec4<u32>(e, e + 1u, e + 2u, e + 3u) < vec4<u32>(p.size);
+}
 
 @compute @workgroup_size(WG)
-fn backwardReduce(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let c = wid.x + wid.y * nwg.x;
-  let l = lid.x;
-  let inRange = c < p.C;
-  var a1 = 0.0;
-  var a2 = 0.0;
-  if (inRange) {
-    let mean = RStats[c];
-    let invstd = RStats[p.C + c];
-    let scale = RStats[2u * p.C + c];
-    let shift = RStats[3u * p.C + c];
-    let relu = (p.flags & RELU) != 0u;
-    let base = c * p.HW;
-    var n = l / p.HW;
-    var s = l % p.HW;
-    for (var r = l; r < p.M; r += WG) {
-      let i = n * p.CHW + base + s;
-      let x = RX[i];
-      var g = RDY[i];
-      if (relu && x * scale + shift <= 0.0) { g = 0.0; }
-      a1 += g;
-      a2 += g * (x - mean) * invstd;
-      n += p.stepN;
-      s += p.stepS;
-      if (s >= p.HW) { s -= p.HW; n += 1u; }
+fn normalize(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let first = flatFirst(gid, nwg);
+  let n4 = unitCount();
+  if (first >= n4) { return; }
+  var f = flatStart(first);
+  for (var j = first; j < min(first + PER, n4); j++) {
+    let v = activation(j, lanesOf(f));
+    if (4u * j + 4u <= p.size) { Y[j] = v; } else { Y[j] = select(Y[j], v, liveFlat(j)); }
+    f = flatNext(f);
+  }
+}
+
+@compute @workgroup_size(WG)
+fn normalizeQuant(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let first = flatFirst(gid, nwg);
+  let n4 = unitCount();
+  if (first >= n4) { return; }
+  let a = actOf();
+  var f = flatStart(first);
+  for (var j = first; j < min(first + PER, n4); j++) {
+    var v = activation(j, lanesOf(f));
+    if (!a.through) { v = fqAsym4(v, a, p.bits); }
+    if (4u * j + 4u <= p.size) { QY[j] = v; } else { QY[j] = select(QY[j], v, liveFlat(j)); }
+    f = flatNext(f);
+  }
+}
+
+var<workgroup> wgMin: array<f32, WG>;
+var<workgroup> wgMax: array<f32, WG>;
+
+@compute @workgroup_size(WG)
+fn normalizeObserve(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let first = flatFirst(gid, nwg);
+  let n4 = unitCount();
+  var mn = vec4<f32>(posInf());
+  var mx = vec4<f32>(negInf());
+  if (first < n4) {
+    var f = flatStart(first);
+    for (var j = first; j < min(first + PER, n4); j++) {
+      let v = activation(j, lanesOf(f));
+      let live = liveFlat(j);
+      if (4u * j + 4u <= p.size) { Y[j] = v; } else { Y[j] = select(Y[j], v, live); }
+      mn = min(mn, select(vec4<f32>(posInf()), v, live));
+      mx = max(mx, select(vec4<f32>(negInf()), v, live));
+      f = flatNext(f);
     }
   }
-  part1[l] = a1;
-  part2[l] = a2;
-  treeReduce(l);
-  if (l == 0u && inRange) {
-    RDBeta[c] = part1[0];
-    RDGamma[c] = part2[0];
+  wgMin[lid.x] = min(min(mn.x, mn.y), min(mn.z, mn.w));
+  wgMax[lid.x] = max(max(mx.x, mx.y), max(mx.z, mx.w));
+  workgroupBarrier();
+  for (var half = WG / 2u; half > 0u; half = half / 2u) {
+    if (lid.x < half) {
+      wgMin[lid.x] = min(wgMin[lid.x], wgMin[lid.x + half]);
+      wgMax[lid.x] = max(wgMax[lid.x], wgMax[lid.x + half]);
+    }
+    workgroupBarrier();
+  }
+  if (lid.x == 0u) {
+    atomicMax(&Obs[0], key(-wgMin[0]));
+    atomicMax(&Obs[1], key(wgMax[0]));
   }
 }
 
-// ---- backwardInput ----
-
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn backwardInput(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * 256u;
-  if (i >= p.size) { return; }
-  let c = (i / p.HW) % p.C;
-  let scale = GStats[2u * p.C + c];
-  let x = GX[i];
-  var g = GDY[i];
-  if ((p.flags & RELU) != 0u && x * scale + GStats[3u * p.C + c] <= 0.0) { g = 0.0; }
-  if ((p.flags & TRAINING) != 0u) {
-    let xhat = (x - GStats[c]) * GStats[p.C + c];
-    g = g - (GDBeta[c] + xhat * GDGamma[c]) * p.invM;
+  let first = flatFirst(gid, nwg);
+  let n4 = unitCount();
+  if (first >= n4) { return; }
+  let a = actOf();
+  let training = (p.flags & TRAINING) != 0u;
+  var f = flatStart(first);
+  for (var j = first; j < min(first + PER, n4); j++) {
+    let ch = lanesOf(f);
+    let x = X[j];
+    let scale = stat4(2u, ch);
+    var g = DY[j];
+    if (!MASKED) {
+      var pre = x * scale + stat4(3u, ch);
+      if (RESIDUAL) { pre += R[j]; }
+      g = maskedGrad(g, pre, a);
+    }
+    if (training) {
+      let xhat = (x - stat4(0u, ch)) * stat4(1u, ch);
+      var dgamma: vec4<f32>;
+      var dbeta: vec4<f32>;
+      if (VEC4) {
+        dgamma = vec4<f32>(DGamma[ch.x]);
+        dbeta = vec4<f32>(DBeta[ch.x]);
+      } else {
+        dgamma = vec4<f32>(DGamma[ch.x], DGamma[ch.y], DGamma[ch.z], DGamma[ch.w]);
+        dbeta = vec4<f32>(DBeta[ch.x], DBeta[ch.y], DBeta[ch.z], DBeta[ch.w]);
+      }
+      g = g - (dbeta + xhat * dgamma) * p.invM;
+    }
+    if (4u * j + 4u <= p.size) { DX[j] = scale * g; } else { DX[j] = select(DX[j], scale * g, liveFlat(j)); }
+    f = flatNext(f);
   }
-  GDX[i] = scale * g;
-}
-
-// ---- normalize4 / backwardInput4: the same passes four elements at a time (vec4 loads and
-// stores) when HW % 4 == 0, so the four share a channel. ----
-
-@compute @workgroup_size(256)
-fn normalize4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * 256u;
-  if (4u * i >= p.size) { return; }
-  let c = (4u * i / p.HW) % p.C;
-  var y = VX[i] * VStats[2u * p.C + c] + VStats[3u * p.C + c];
-  if ((p.flags & RELU) != 0u) { y = max(y, vec4<f32>(0.0)); }
-  VY[i] = y;
-}
-
-@compute @workgroup_size(256)
-fn backwardInput4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * 256u;
-  if (4u * i >= p.size) { return; }
-  let c = (4u * i / p.HW) % p.C;
-  let scale = WStats[2u * p.C + c];
-  let x = WX[i];
-  var g = WDY[i];
-  if ((p.flags & RELU) != 0u) { g = select(g, vec4<f32>(0.0), x * scale + WStats[3u * p.C + c] <= vec4<f32>(0.0)); }
-  if ((p.flags & TRAINING) != 0u) {
-    let xhat = (x - WStats[c]) * WStats[p.C + c];
-    g = g - (WDBeta[c] + xhat * WDGamma[c]) * p.invM;
-  }
-  WDX[i] = scale * g;
 }

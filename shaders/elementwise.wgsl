@@ -1,19 +1,38 @@
 // Element-wise map: out = EXPR(a, b, s, s2) over an iteration shape, with broadcasting.
-// Declared in engine/ops/elementwise.ts. Entry points: unary (A -> UnaryOut) and binary
-// (A, B -> BinaryOut).
+// Declared in engine/ops/elementwise.ts, which picks the entry point:
 //
-// Specialized per op by defines:
-//   T          element type of the arrays (f32 for math, u32 for bit-exact copies)
-//   {{EXPR}}   the expression in a, b (elements) and s, s2 (scalars from the uniform block)
-//   STRIDED    false: each operand's index is offset + i * linear (linear 1, or 0 for a
-//              broadcast scalar). true: i is split into coordinates of `shape` and each
-//              operand's index is offset + sum(coord[d] * stride[d]); broadcast dims have
-//              stride 0, and strided outputs let slice/concat/permute share this kernel.
-// Params: size, rank, s, s2, per operand (A, B, Out) an offset, a linear step and a stride per
-// dim; shape and strides hold up to 8 dims, outermost first.
+//   map4           the fast path: the output is contiguous and every operand is contiguous, a
+//                  single broadcast element, or a per-channel vector broadcast over the
+//                  contiguous output (see the operand modes below). Vec4 loads and stores, PER
+//                  vec4s per invocation, no per-element index arithmetic
+//                  (docs/environment.md#speed-on-lavapipe: vec4 and several elements per
+//                  invocation are what make a streaming kernel fast on lavapipe).
+//   unary, binary  the general path: one element per invocation. STRIDED false: each
+//                  operand's index is offset + i * linear (linear 1, or 0 for a broadcast
+//                  scalar), for operands the fast path cannot take (offsets that are not a
+//                  multiple of 4); STRIDED true: i is split into coordinates of `shape` and each
+//                  operand's index is offset + sum(coord[d] * stride[d]) (broadcast dims have
+//                  stride 0; strided outputs let slice/concat/permute share this kernel).
+//
+// Specialized per op by defines: T the element type (f32 for math, u32 for bit-exact copies),
+// V = vec4<T>, {{EXPR}} the expression in a, b (elements) and s, s2 (scalars from the uniform
+// block), STRIDED (above), HAS_B (map4: whether the op reads a second operand).
+//
+// map4 operand modes (modeA, modeB), for element e of the output and its vec4 j = e / 4:
+//   0 contiguous   vec4 offset/4 + j (offset a multiple of 4)
+//   1 scalar       the one element at offset, in every lane
+//   2 channel      element offset + (e / inner) % chans, inner a multiple of 4: one value
+//                  per vec4 ([1, C, 1, 1] against [N, C, H, W] with H*W % 4 == 0)
+//   3 row          vec4 offset/4 + j % (chans / 4), inner 1 and chans a multiple of 4 ([D]
+//                  against [N, D])
+// The output's last vec4 may be partial (size % 4 != 0): its live lanes are merged into what
+// the buffer holds there, so the elements after the tensor are written back unchanged.
 
-// The interface generated from the declaration (struct Params, bindings, T, STRIDED) goes here:
+// The interface generated from the declaration (struct Params, bindings, the defines) goes here:
 #interface
+
+const WG: u32 = 256u;
+const PER: u32 = 8u;
 
 // pow with PyTorch's answers for negative bases and integer exponents (WGSL's pow is
 // undefined for x < 0).
@@ -32,6 +51,8 @@ fn pow_f(x: f32, y: f32) -> f32 {
 fn op(a: T, b: T, s: f32, s2: f32) -> T {
   return {{EXPR}};
 }
+
+// ---- the general path ----
 
 // Element indices of A, B and the output for iteration index i.
 fn operandIndices(i: u32) -> vec3<u32> {
@@ -67,4 +88,81 @@ fn binary(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
   if (i >= p.size) { return; }
   let at = operandIndices(i);
   BinaryOut[at.z] = op(A[at.x], B[at.y], p.s, p.s2);
+}
+
+// ---- the fast path ----
+
+// Where an operand's values come from along one invocation's run of vec4s: `at` is the
+// element (channel mode) or vec4 (other modes) for the current vec4; `r` the position inside
+// the current channel's run (channel mode) or row (row mode), advanced without divisions.
+struct Cursor {
+  at: u32,
+  r: u32,
+}
+
+fn startCursor(mode: u32, offset: u32, inner: u32, chans: u32, j: u32) -> Cursor {
+  switch (mode) {
+    case 0u: { return Cursor(offset / 4u + j, 0u); }
+    case 1u: { return Cursor(offset, 0u); }
+    case 2u: {
+      let q = 4u * j / inner;
+      return Cursor(offset + q % chans, 4u * j - q * inner);
+    }
+    default: {
+      let r = j % (chans / 4u);
+      return Cursor(offset / 4u + r, r);
+    }
+  }
+}
+
+fn advance(c: Cursor, mode: u32, offset: u32, inner: u32, chans: u32) -> Cursor {
+  switch (mode) {
+    case 0u: { return Cursor(c.at + 1u, 0u); }
+    case 1u: { return c; }
+    case 2u: {
+      if (c.r + 4u < inner) { return Cursor(c.at, c.r + 4u); }
+      return Cursor(select(c.at + 1u, offset, c.at + 1u == offset + chans), 0u);
+    }
+    default: {
+      if (c.r + 1u < chans / 4u) { return Cursor(c.at + 1u, c.r + 1u); }
+      return Cursor(offset / 4u, 0u);
+    }
+  }
+}
+
+fn loadA(c: Cursor) -> V {
+  if (MODE_A == 0u || MODE_A == 3u) { return VA[c.at]; }
+  return V(VA[c.at / 4u][c.at % 4u]);
+}
+
+fn loadB(c: Cursor) -> V {
+  if (MODE_B == 0u || MODE_B == 3u) { return VB[c.at]; }
+  return V(VB[c.at / 4u][c.at % 4u]);
+}
+
+@compute @workgroup_size(WG)
+fn map4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let n4 = (p.size + 3u) / 4u;
+  let first = (gid.x + gid.y * nwg.x * WG) * PER;
+  if (first >= n4) { return; }
+  var ca = startCursor(MODE_A, p.offsetA, p.innerA, p.chansA, first);
+  var cb = ca;
+  if (HAS_B) { cb = startCursor(MODE_B, p.offsetB, p.innerB, p.chansB, first); }
+  let last = min(first + PER, n4);
+  for (var j = first; j < last; j++) {
+    let a = loadA(ca);
+    var b = V();
+    if (HAS_B) { b = loadB(cb); }
+    let r = V(op(a.x, b.x, p.s, p.s2), op(a.y, b.y, p.s, p.s2), op(a.z, b.z, p.s, p.s2), op(a.w, b.w, p.s, p.s2));
+    let o = p.offsetOut / 4u + j;
+    if (4u * j + 4u <= p.size) {
+      VOut[o] = r;
+    } else {
+      var merged = VOut[o];
+      for (var c = 0u; c < p.size - 4u * j; c++) { merged[c] = r[c]; }
+      VOut[o] = merged;
+    }
+    ca = advance(ca, MODE_A, p.offsetA, p.innerA, p.chansA);
+    if (HAS_B) { cb = advance(cb, MODE_B, p.offsetB, p.innerB, p.chansB); }
+  }
 }

@@ -11,8 +11,8 @@
 // tensor means pass-through (the reference's `torch.min(scale) == 0`); an activation range
 // that was never observed (min > max) passes through too.
 //
-// Activation ranges live in a u32[2] state updated with atomicMax on order-preserving keys:
-// state[0] = key(-min), state[1] = key(max), so one fill value (key(-inf)) resets both.
+// The arithmetic (fqSym, fqAsym, actParams, the order-preserving keys of the activation range
+// state) is in shaders/fake-quant.wgsl, appended to this module by its declaration.
 // Weight ranges are f32[C] max|w|; non-negative floats order like their bit patterns, so
 // observers update them with atomicMax on the bits.
 //
@@ -37,59 +37,9 @@ const WG_ELEM: u32 = 256u;
 
 // ---- shared helpers --------------------------------------------------------------------------
 
-fn posInf() -> f32 { let b = 0x7f800000u; return bitcast<f32>(b); }
-fn negInf() -> f32 { let b = 0xff800000u; return bitcast<f32>(b); }
-
-// Order-preserving map from f32 to u32 (larger float, larger key).
-fn key(f: f32) -> u32 {
-  let b = bitcast<u32>(f);
-  return select(~b, b | 0x80000000u, (b & 0x80000000u) == 0u);
-}
-fn unkey(k: u32) -> f32 {
-  return bitcast<f32>(select(~k, k & 0x7fffffffu, (k & 0x80000000u) != 0u));
-}
-
-struct Fq {
-  v: f32,        // the dequantized value
-  q: f32,        // the clamped integer level (minus the zero point: q - zp)
-  inside: bool,  // round(x / s) + zp fell inside the clamp range
-}
-
-// Symmetric: levels [-2^(b-1), 2^(b-1) - 1], zero point 0.
-fn fqSym(x: f32, s: f32, bits: u32) -> Fq {
-  let lo = -f32(1u << (bits - 1u));
-  let hi = f32((1u << (bits - 1u)) - 1u);
-  let r = round(x / s);
-  let q = clamp(r, lo, hi);
-  return Fq(q * s, q, r >= lo && r <= hi);
-}
-
-// Asymmetric: levels [0, 2^b - 1] with zero point zp.
-fn fqAsym(x: f32, s: f32, zp: f32, bits: u32) -> Fq {
-  let hi = f32((1u << bits) - 1u);
-  let r = round(x / s) + zp;
-  let q = clamp(r, 0.0, hi);
-  return Fq((q - zp) * s, q - zp, r >= 0.0 && r <= hi);
-}
-
 // (2^b - 1) / 2: the symmetric scale's denominator (7.5 for b = 4), exact in f32.
 fn symDenominator(bits: u32) -> f32 {
   return f32((1u << bits) - 1u) * 0.5;
-}
-
-struct ActParams {
-  s: f32,
-  zp: f32,
-  through: bool,
-}
-
-fn actParams(k0: u32, k1: u32, bits: u32) -> ActParams {
-  let mn = -unkey(k0);
-  let mx = unkey(k1);
-  let s = (mx - mn) / f32((1u << bits) - 1u);
-  let zp = -round(mn / s);
-  // !(s > 0): zero scale, or a range never observed (min = +inf, max = -inf gives s = -inf).
-  return ActParams(s, zp, bits == 0u || !(s > 0.0));
 }
 
 var<workgroup> redF: array<f32, 256>;

@@ -2,6 +2,7 @@
 import { Tensor } from '../tensor.ts';
 import { relu } from '../ops/elementwise.ts';
 import { batchNorm } from '../ops/batchnorm.ts';
+import type { BatchNormAct } from '../ops/batchnorm.ts';
 import { conv2d } from '../ops/conv.ts';
 import { linear } from '../ops/linear.ts';
 import { avgPool2d, globalAvgPool, maxPool2d } from '../ops/pooling.ts';
@@ -118,12 +119,18 @@ export abstract class BatchNormBase extends Module {
     return this.run(x, true);
   }
 
-  private run(x: Tensor, relu: boolean): Tensor {
+  /** bn(x), plus a residual, a ReLU and the activation observer or fake quantization that
+   * follows, fused into the same passes (batchNorm's `residual` and `act` options). */
+  forwardFused(x: Tensor, opts: { relu?: boolean; residual?: Tensor | null; act?: BatchNormAct | null }): Tensor {
+    return this.run(x, opts.relu ?? false, opts.residual ?? null, opts.act ?? null);
+  }
+
+  private run(x: Tensor, relu: boolean, residual: Tensor | null = null, act: BatchNormAct | null = null): Tensor {
     if (!this.ranks.includes(x.ndim)) throw new RangeError(`${this.typeName}: expected a ${this.ranks.join('-D or ')}-D input, got ${x.describe()}`);
     if (x.shape[1] !== this.numFeatures) throw new RangeError(`${this.typeName}(${this.numFeatures}): input ${x.describe()} has ${x.shape[1]} channels`);
     const batchStats = this.training || !this.runningMean;
     return batchNorm(x, this.weight, this.bias, {
-      training: batchStats, momentum: this.momentum, eps: this.eps, relu,
+      training: batchStats, momentum: this.momentum, eps: this.eps, relu, residual, act,
       runningMean: this.training ? this.runningMean : batchStats ? null : this.runningMean,
       runningVar: this.training ? this.runningVar : batchStats ? null : this.runningVar,
       numBatchesTracked: this.training ? this.numBatchesTracked : null,

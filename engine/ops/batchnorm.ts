@@ -1,15 +1,32 @@
-// Batch normalization (PyTorch's F.batch_norm) over (N, C, ...) tensors, with an optional fused
-// ReLU. Training: batch statistics (biased variance) normalize, and the running mean/var
-// (unbiased variance) and num_batches_tracked are updated in place on the GPU. Eval: the running
-// statistics normalize. Kernels in shaders/batchnorm.wgsl: two passes forward (per-channel
-// statistics, then an element-wise normalize + affine [+ ReLU]), two backward (per-channel
-// sum(dy) and sum(dy*xhat), then an element-wise pass).
+// Batch normalization (PyTorch's F.batch_norm) over (N, C, ...) tensors, with what follows it in
+// a ResNet fused into the same passes: an optional residual added after the affine transform,
+// an optional ReLU, and optionally the activation range observer or fake quantization that
+// comes next (`act`). Training: batch statistics (biased variance) normalize, and the running
+// mean/var (unbiased variance) and num_batches_tracked are updated in place on the GPU. Eval:
+// the running statistics normalize. Kernels in shaders/batchnorm.wgsl: forward in training is
+// three dispatches (per-channel partial sums over many invocations, a per-channel fold, then one
+// element-wise pass that writes the output), backward three (the partial sums of g' and
+// g' * xhat together, a fold, then an element-wise pass for dx).
+//
+// The fused op computes exactly what the chain it replaces computes (batchNorm, add, relu, then
+// MinMaxObserver.observe or fakeQuantAct), forward values, gradients, straight-through mask and
+// observed range alike; in reference mode (setReferenceKernels) it runs as that chain.
+import fakeQuantSource from '../../shaders/fake-quant.wgsl';
 import source from '../../shaders/batchnorm.wgsl';
 import { record } from '../autograd.ts';
 import { declareKernels } from '../kernels.ts';
 import { grid1d, launch } from '../launch.ts';
 import { shapeString } from '../shapes.ts';
 import { Tensor, checkDtype } from '../tensor.ts';
+import { add, relu as reluOp } from './elementwise.ts';
+import { referenceKernels } from './kernel-path.ts';
+import { MinMaxObserver, checkBits, fakeQuantAct } from './quant.ts';
+
+/** What follows the batch norm (and its ReLU): the activation range observer records the
+ * output's min/max, or the output is fake-quantized at `bits` with the observer's range. */
+export type BatchNormAct =
+  | { kind: 'observe'; observer: MinMaxObserver }
+  | { kind: 'quantize'; observer: MinMaxObserver; bits: number };
 
 export interface BatchNormOptions {
   /** Normalize with batch statistics (and update the running ones). Default true. */
@@ -18,7 +35,7 @@ export interface BatchNormOptions {
   momentum?: number;
   /** Default 1e-5. */
   eps?: number;
-  /** Fuse a ReLU after the affine transform (forward and backward). Default false. */
+  /** Fuse a ReLU after the affine transform (and the residual). Default false. */
   relu?: boolean;
   /** [C] f32, updated in place in training mode, read in eval mode. */
   runningMean?: Tensor | null;
@@ -26,34 +43,51 @@ export interface BatchNormOptions {
   runningVar?: Tensor | null;
   /** A one-element i32 tensor incremented in place on each training call with running stats. */
   numBatchesTracked?: Tensor | null;
+  /** Added after the affine transform, before the ReLU (a ResNet block's shortcut): x's shape,
+   * f32; its gradient is the one reaching the sum. */
+  residual?: Tensor | null;
+  /** The observer or activation quantizer that follows (see BatchNormAct). */
+  act?: BatchNormAct | null;
 }
 
 const WG = 256;
-const RELU = 1;
+/** Flat vec4 units per invocation of the element-wise passes (PER in the shader). */
+const UNITS_PER_GROUP = 8 * WG;
+const WG_PART = 64;
+/** Per-channel passes: aim for this many invocations, each over at least MIN_PART_UNITS vec4 units. */
+const TARGET_PART_INVOCATIONS = 1024;
+const MIN_PART_UNITS = 64;
 const TRAINING = 2;
 const UPDATE = 4;
+const ACT_NONE = 0;
+const ACT_OBSERVE = 1;
+const ACT_QUANTIZE = 2;
 
 const kernels = declareKernels({
   name: 'batchnorm',
-  source,
+  source: `${source}\n${fakeQuantSource}`,
   params: {
     N: 'u32', C: 'u32', HW: 'u32',
     M: 'u32', // elements per channel: N*HW
-    CHW: 'u32',
-    stepN: 'u32', stepS: 'u32', // WG / HW and WG % HW: how (n, s) advance when the flat index grows by WG
     size: 'u32', // N*C*HW
-    flags: 'u32', // RELU | TRAINING | UPDATE
+    P: 'u32', L: 'u32', // parts per channel, vec4 units per part
+    flags: 'u32', // TRAINING | UPDATE
+    bits: 'u32', // act quantize
     eps: 'f32', momentum: 'f32', invM: 'f32',
     unbias: 'f32', // M / (M - 1)
   },
+  defines: { VEC4: 'bool', RELU: 'bool', RESIDUAL: 'bool', ACT: 'u32', MASKED: 'bool' },
   entryPoints: {
-    stats: { inputs: { X: 'f32', Gamma: 'f32', Beta: 'f32' }, outputs: { Stats: 'f32', RunMean: 'f32', RunVar: 'f32', NumBatches: 'i32' } },
+    statsPartial: { inputs: { X: 'vec4<f32>' }, outputs: { SPart: 'vec2<f32>' } },
+    statsFinal: { inputs: { X: 'vec4<f32>', FPart: 'vec2<f32>', Gamma: 'f32', Beta: 'f32' }, outputs: { OutStats: 'f32', RunMean: 'f32', RunVar: 'f32', NumBatches: 'i32' } },
     evalStats: { inputs: { ERunMean: 'f32', ERunVar: 'f32', EGamma: 'f32', EBeta: 'f32' }, outputs: { EStats: 'f32' } },
-    normalize: { inputs: { NX: 'f32', NStats: 'f32' }, outputs: { NY: 'f32' } },
-    backwardReduce: { inputs: { RDY: 'f32', RX: 'f32', RStats: 'f32' }, outputs: { RDGamma: 'f32', RDBeta: 'f32' } },
-    backwardInput: { inputs: { GDY: 'f32', GX: 'f32', GStats: 'f32', GDGamma: 'f32', GDBeta: 'f32' }, outputs: { GDX: 'f32' } },
-    normalize4: { inputs: { VX: 'vec4<f32>', VStats: 'f32' }, outputs: { VY: 'vec4<f32>' } },
-    backwardInput4: { inputs: { WDY: 'vec4<f32>', WX: 'vec4<f32>', WStats: 'f32', WDGamma: 'f32', WDBeta: 'f32' }, outputs: { WDX: 'vec4<f32>' } },
+    normalize: { inputs: { X: 'vec4<f32>', R: 'vec4<f32>', Stats: 'f32' }, outputs: { Y: 'vec4<f32>' } },
+    normalizeObserve: { inputs: { X: 'vec4<f32>', R: 'vec4<f32>', Stats: 'f32' }, outputs: { Y: 'vec4<f32>', Obs: 'atomic<u32>' } },
+    normalizeQuant: { inputs: { X: 'vec4<f32>', R: 'vec4<f32>', Stats: 'f32', QS: 'u32' }, outputs: { QY: 'vec4<f32>' } },
+    backwardPartial: { inputs: { X: 'vec4<f32>', R: 'vec4<f32>', Stats: 'f32', QS: 'u32', DY: 'vec4<f32>' }, outputs: { BPart: 'vec2<f32>' } },
+    backwardPartialResidual: { inputs: { X: 'vec4<f32>', R: 'vec4<f32>', Stats: 'f32', QS: 'u32', DY: 'vec4<f32>' }, outputs: { BPart: 'vec2<f32>', DR: 'vec4<f32>' } },
+    backwardFinal: { inputs: { GPart: 'vec2<f32>' }, outputs: { DGammaOut: 'f32', DBetaOut: 'f32' } },
+    backwardInput: { inputs: { X: 'vec4<f32>', R: 'vec4<f32>', Stats: 'f32', QS: 'u32', DY: 'vec4<f32>', DGamma: 'f32', DBeta: 'f32' }, outputs: { DX: 'vec4<f32>' } },
   },
 });
 
@@ -66,8 +100,9 @@ function checkVector(what: string, t: Tensor | null | undefined, C: number, dtyp
 }
 
 /**
- * y = (x - mean) / sqrt(var + eps) * gamma + beta per channel (axis 1) of x [N, C, ...].
- * `gamma`/`beta` may be null (affine false). Gradients flow to x, gamma and beta.
+ * y = (x - mean) / sqrt(var + eps) * gamma + beta per channel (axis 1) of x [N, C, ...], then
+ * + residual, ReLU, and the observer or fake quantization of `act`, as the options ask.
+ * `gamma`/`beta` may be null (affine false). Gradients flow to x, gamma, beta and the residual.
  */
 export function batchNorm(x: Tensor, gamma: Tensor | null, beta: Tensor | null, opts: BatchNormOptions = {}): Tensor {
   checkDtype('batchNorm', 'f32', x);
@@ -77,6 +112,8 @@ export function batchNorm(x: Tensor, gamma: Tensor | null, beta: Tensor | null, 
   const momentum = opts.momentum ?? 0.1;
   const eps = opts.eps ?? 1e-5;
   const relu = opts.relu ?? false;
+  const residual = opts.residual ?? null;
+  const act = opts.act ?? null;
   const [N, C] = x.shape;
   const HW = x.shape.slice(2).reduce((n, d) => n * d, 1);
   const M = N * HW;
@@ -85,17 +122,37 @@ export function batchNorm(x: Tensor, gamma: Tensor | null, beta: Tensor | null, 
   checkVector('runningMean', opts.runningMean, C);
   checkVector('runningVar', opts.runningVar, C);
   checkVector('numBatchesTracked', opts.numBatchesTracked, C, 'i32', 1);
+  if (residual) {
+    checkDtype('batchNorm residual', 'f32', residual);
+    if (shapeString(residual.shape) !== shapeString(x.shape)) throw new RangeError(`batchNorm: residual ${residual.describe()} does not match input ${x.describe()}`);
+  }
+  if (act?.kind === 'quantize') checkBits('batchNorm act', act.bits);
   if ((opts.runningMean == null) !== (opts.runningVar == null)) throw new TypeError('batchNorm: give both runningMean and runningVar, or neither');
   if (!training && !opts.runningMean) throw new TypeError('batchNorm: eval mode (training: false) needs runningMean and runningVar');
   if (training && M <= 1) throw new RangeError(`batchNorm: expected more than 1 value per channel when training, got input ${shapeString(x.shape)}`);
 
+  if (referenceKernels() && (residual || act)) return unfusedChain(x, gamma, beta, opts);
+
   const update = training && !!opts.runningMean;
-  const flags = (relu ? RELU : 0) | (training ? TRAINING : 0) | (update ? UPDATE : 0);
+  const vec4 = HW % 4 === 0;
+  const units = Math.ceil(M / 4);
+  let P = Math.max(1, Math.min(Math.ceil(TARGET_PART_INVOCATIONS / C), Math.floor(units / MIN_PART_UNITS)));
+  const L = Math.ceil(units / P);
+  P = Math.ceil(units / L);
+  const actKind = act === null ? ACT_NONE : act.kind === 'observe' ? ACT_OBSERVE : ACT_QUANTIZE;
   const params = {
-    N, C, HW, M, CHW: C * HW, stepN: Math.floor(WG / HW), stepS: WG % HW, size: x.size, flags,
+    N, C, HW, M, size: x.size, P, L,
+    flags: (training ? TRAINING : 0) | (update ? UPDATE : 0),
+    bits: act?.kind === 'quantize' ? act.bits : 0,
     eps, momentum, invM: 1 / M, unbias: M > 1 ? M / (M - 1) : 0,
   };
-  const desc = `batchNorm${relu ? '+relu' : ''} ${x.describe()}${training ? '' : ' eval'}`;
+  const plain = { VEC4: vec4, RELU: false, RESIDUAL: false, ACT: ACT_NONE, MASKED: false };
+  const fused = { VEC4: vec4, RELU: relu, RESIDUAL: residual !== null, ACT: actKind, MASKED: false };
+  const r = residual ?? x; // bound but unread without a residual
+  const fusedName = `batchNorm${residual ? '+add' : ''}${relu ? '+relu' : ''}${act ? `+${act.kind}` : ''}`;
+  const desc = `${fusedName} ${x.describe()}${training ? '' : ' eval'}`;
+  const partGrid = grid1d(C * P, WG_PART);
+  const elementGrid = grid1d(Math.ceil(x.size / 4), UNITS_PER_GROUP);
 
   // Per-channel parameters the kernels need even without affine/running statistics.
   const temps: Tensor[] = [];
@@ -108,57 +165,103 @@ export function batchNorm(x: Tensor, gamma: Tensor | null, beta: Tensor | null, 
     const rm = opts.runningMean ?? temp(Tensor.empty([C]));
     const rv = opts.runningVar ?? temp(Tensor.empty([C]));
     const nbt = opts.numBatchesTracked ?? temp(Tensor.empty([1], 'i32'));
-    launch(kernels.stats, {
-      label: `${desc} stats`, params, workgroups: grid1d(C, 1),
-      inputs: { X: x, Gamma: g, Beta: b }, outputs: { Stats: stats, RunMean: rm, RunVar: rv, NumBatches: nbt },
+    const parts = temp(Tensor.empty([C * P, 2]));
+    launch(kernels.statsPartial, {
+      label: `${desc} statsPartial`, params, defines: plain, workgroups: partGrid,
+      inputs: { X: x }, outputs: { SPart: parts },
+    });
+    launch(kernels.statsFinal, {
+      label: `${desc} statsFinal`, params, defines: plain, workgroups: grid1d(C, 64),
+      inputs: { X: x, FPart: parts, Gamma: g, Beta: b }, outputs: { OutStats: stats, RunMean: rm, RunVar: rv, NumBatches: nbt },
     });
   } else {
     launch(kernels.evalStats, {
-      label: `${desc} evalStats`, params, workgroups: [Math.ceil(C / 64), 1, 1],
+      label: `${desc} evalStats`, params, defines: plain, workgroups: grid1d(C, 64),
       inputs: { ERunMean: opts.runningMean!, ERunVar: opts.runningVar!, EGamma: g, EBeta: b }, outputs: { EStats: stats },
     });
   }
   for (const t of temps) t.dispose();
 
   const y = Tensor.empty(x.shape);
-  // Four elements per invocation (vec4) when each run of HW elements splits into whole vec4s.
-  const vec4 = HW % 4 === 0;
-  const elementGrid = grid1d(x.size / (vec4 ? 4 : 1), 256);
-  if (vec4) {
-    launch(kernels.normalize4, { label: `${desc} normalize`, params, workgroups: elementGrid, inputs: { VX: x, VStats: stats }, outputs: { VY: y } });
+  const normalizeArgs = { label: `${desc} normalize`, params, defines: { ...fused, ACT: ACT_NONE }, workgroups: elementGrid };
+  if (act === null) {
+    launch(kernels.normalize, { ...normalizeArgs, inputs: { X: x, R: r, Stats: stats }, outputs: { Y: y } });
+  } else if (act.kind === 'observe') {
+    launch(kernels.normalizeObserve, { ...normalizeArgs, inputs: { X: x, R: r, Stats: stats }, outputs: { Y: y, Obs: act.observer.state } });
   } else {
-    launch(kernels.normalize, { label: `${desc} normalize`, params, workgroups: elementGrid, inputs: { NX: x, NStats: stats }, outputs: { NY: y } });
+    launch(kernels.normalizeQuant, { ...normalizeArgs, defines: fused, inputs: { X: x, R: r, Stats: stats, QS: act.observer.state }, outputs: { QY: y } });
   }
 
-  const inputs = gamma && beta ? [x, gamma, beta] : [x];
-  record(y, relu ? 'batchNormRelu' : 'batchNorm', inputs, (dy) => {
+  const inputs = [x, ...(gamma && beta ? [gamma, beta] : []), ...(residual ? [residual] : [])];
+  // The gradient sees the quantizer; observing changes nothing in it.
+  const gradDefines = { ...fused, ACT: actKind === ACT_QUANTIZE ? ACT_QUANTIZE : ACT_NONE };
+  record(y, fusedName, inputs, (dy) => {
+    // The observer's state as it is now (as fakeQuantAct's backward reads it).
+    const qs = act?.kind === 'quantize' ? act.observer.state : stats;
+    const parts = Tensor.empty([C * P, 2]);
+    const common = { X: x, R: r, Stats: stats, QS: qs, DY: dy };
+    let dr: Tensor | null = null;
+    if (residual) {
+      dr = Tensor.empty(x.shape);
+      launch(kernels.backwardPartialResidual, {
+        label: `${desc} backwardPartial`, params, defines: gradDefines, workgroups: partGrid,
+        inputs: common, outputs: { BPart: parts, DR: dr },
+      });
+    } else {
+      launch(kernels.backwardPartial, {
+        label: `${desc} backwardPartial`, params, defines: gradDefines, workgroups: partGrid,
+        inputs: common, outputs: { BPart: parts },
+      });
+    }
     const dgamma = Tensor.empty([C]);
     const dbeta = Tensor.empty([C]);
-    launch(kernels.backwardReduce, {
-      label: `${desc} backwardReduce`, params, workgroups: grid1d(C, 1),
-      inputs: { RDY: dy, RX: x, RStats: stats }, outputs: { RDGamma: dgamma, RDBeta: dbeta },
+    launch(kernels.backwardFinal, {
+      label: `${desc} backwardFinal`, params, defines: plain, workgroups: grid1d(C, 64),
+      inputs: { GPart: parts }, outputs: { DGammaOut: dgamma, DBetaOut: dbeta },
     });
+    parts.dispose();
     let dx: Tensor | null = null;
     if (x.requiresGrad) {
       dx = Tensor.empty(x.shape);
-      const label = `${desc} backwardInput`;
-      if (vec4) {
-        launch(kernels.backwardInput4, {
-          label, params, workgroups: elementGrid,
-          inputs: { WDY: dy, WX: x, WStats: stats, WDGamma: dgamma, WDBeta: dbeta }, outputs: { WDX: dx },
-        });
-      } else {
-        launch(kernels.backwardInput, {
-          label, params, workgroups: elementGrid,
-          inputs: { GDY: dy, GX: x, GStats: stats, GDGamma: dgamma, GDBeta: dbeta }, outputs: { GDX: dx },
-        });
-      }
+      // With a residual, g' is in dr already: read it instead of masking dy again.
+      launch(kernels.backwardInput, {
+        label: `${desc} backwardInput`, params, workgroups: elementGrid,
+        defines: dr ? { ...gradDefines, MASKED: true } : gradDefines,
+        inputs: { ...common, DY: dr ?? dy, DGamma: dgamma, DBeta: dbeta }, outputs: { DX: dx },
+      });
     }
-    if (gamma && beta) return [dx, dgamma, dbeta];
-    dgamma.dispose();
-    dbeta.dispose();
-    return [dx];
+    const grads: (Tensor | null)[] = [dx];
+    if (gamma && beta) grads.push(dgamma, dbeta);
+    else { dgamma.dispose(); dbeta.dispose(); }
+    if (residual) grads.push(dr);
+    return grads;
   });
   if (!y.node) stats.dispose(); // nothing will need the statistics again
+  return y;
+}
+
+/** The chain of unfused ops that a batchNorm with `residual` or `act` replaces (reference mode). */
+function unfusedChain(x: Tensor, gamma: Tensor | null, beta: Tensor | null, opts: BatchNormOptions): Tensor {
+  const residual = opts.residual ?? null;
+  const relu = opts.relu ?? false;
+  const act = opts.act ?? null;
+  const steps: Tensor[] = [];
+  let y = batchNorm(x, gamma, beta, { ...opts, relu: relu && !residual, residual: null, act: null });
+  if (residual) {
+    steps.push(y);
+    y = add(y, residual);
+    if (relu) {
+      steps.push(y);
+      y = reluOp(y);
+    }
+  }
+  if (act?.kind === 'observe') {
+    act.observer.observe(y);
+  } else if (act?.kind === 'quantize') {
+    steps.push(y);
+    y = fakeQuantAct(y, act.bits, act.observer);
+  }
+  // Intermediates the tape does not hold are freed now; the rest go with the graph's scope.
+  if (!y.requiresGrad) for (const t of steps) t.dispose();
   return y;
 }

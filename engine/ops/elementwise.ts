@@ -9,9 +9,12 @@ import { broadcastShapes, broadcastStrides, contiguousStrides, sizeOf } from '..
 import type { Shape } from '../shapes.ts';
 import { Tensor, checkDtype } from '../tensor.ts';
 import { onesLike } from './fill.ts';
+import { referenceKernels } from './kernel-path.ts';
 import { sumTo } from './reduce-kernel.ts';
 
 const MAX_RANK = 8;
+/** vec4s per invocation of the fast path (PER in the shader) times its workgroup size. */
+const VEC4_PER_GROUP = 8 * 256;
 
 const kernels = declareKernels({
   name: 'elementwise',
@@ -20,12 +23,14 @@ const kernels = declareKernels({
   params: {
     size: 'u32', rank: 'u32', s: 'f32', s2: 'f32',
     offsetA: 'u32', offsetB: 'u32', offsetOut: 'u32', linearA: 'u32', linearB: 'u32', linearOut: 'u32',
+    innerA: 'u32', innerB: 'u32', chansA: 'u32', chansB: 'u32',
     shape: `array<u32, ${MAX_RANK}>`, strideA: `array<u32, ${MAX_RANK}>`, strideB: `array<u32, ${MAX_RANK}>`, strideOut: `array<u32, ${MAX_RANK}>`,
   },
-  defines: { T: 'type', EXPR: 'code', STRIDED: 'bool' },
+  defines: { T: 'type', V: 'type', EXPR: 'code', STRIDED: 'bool', HAS_B: 'bool', MODE_A: 'u32', MODE_B: 'u32' },
   entryPoints: {
     unary: { inputs: { A: 'T' }, outputs: { UnaryOut: 'T' } },
     binary: { inputs: { A: 'T', B: 'T' }, outputs: { BinaryOut: 'T' } },
+    map4: { inputs: { VA: 'V', VB: 'V' }, outputs: { VOut: 'V' } },
   },
 });
 
@@ -54,6 +59,31 @@ function isLinear(op: StridedOperand, shape: Shape): 0 | 1 | null {
   return null;
 }
 
+/** How the fast path reads an operand (shaders/elementwise.wgsl, map4's operand modes), or
+ * null when it cannot. */
+interface FastOperand { mode: 0 | 1 | 2 | 3; inner: number; chans: number }
+
+function fastOperand(op: StridedOperand, shape: Shape, linear: 0 | 1 | null): FastOperand | null {
+  if (linear === 1) return op.offset % 4 === 0 ? { mode: 0, inner: 1, chans: 1 } : null;
+  if (linear === 0) return { mode: 1, inner: 1, chans: 1 };
+  // A contiguous block of dims broadcast over the dims around it: element offset + (e / inner) % chans.
+  const dims = shape.flatMap((n, d) => (n === 1 ? [] : [d]));
+  const used = dims.filter((d) => op.strides[d] !== 0);
+  if (used.length === 0) return null;
+  const at = dims.indexOf(used[0]);
+  if (dims.slice(at, at + used.length).some((d, k) => d !== used[k])) return null;
+  let expect = 1;
+  for (let k = used.length - 1; k >= 0; k--) {
+    if (op.strides[used[k]] !== expect) return null;
+    expect *= shape[used[k]];
+  }
+  const chans = expect;
+  const inner = dims.slice(at + used.length).reduce((n, d) => n * shape[d], 1);
+  if (inner % 4 === 0) return { mode: 2, inner, chans };
+  if (inner === 1 && chans % 4 === 0 && op.offset % 4 === 0) return { mode: 3, inner, chans };
+  return null;
+}
+
 /** The one entry point to the element-wise kernel. */
 export function mapKernel(m: MapSpec): void {
   const rank = m.iterShape.length;
@@ -62,19 +92,32 @@ export function mapKernel(m: MapSpec): void {
   const a = m.a;
   const b = m.b ?? m.a; // unary ops: B's params are unused
   const linear = [a, b, m.out].map((o) => isLinear(o, m.iterShape));
+  const label = m.b ? `${m.name} ${a.tensor.describe()}, ${m.b.tensor.describe()}` : `${m.name} ${a.tensor.describe()}`;
+  const fastA = fastOperand(a, m.iterShape, linear[0]);
+  const fastB = m.b ? fastOperand(b, m.iterShape, linear[1]) : fastA;
+  const fast = !referenceKernels() && linear[2] === 1 && m.out.offset % 4 === 0 && fastA !== null && fastB !== null;
   const params = {
     size, rank, s: m.s ?? 0, s2: m.s2 ?? 0,
     offsetA: a.offset, offsetB: b.offset, offsetOut: m.out.offset,
     linearA: linear[0] ?? 0, linearB: linear[1] ?? 0, linearOut: linear[2] ?? 0,
+    innerA: fastA?.inner ?? 1, innerB: fastB?.inner ?? 1,
+    chansA: fastA?.chans ?? 1, chansB: fastB?.chans ?? 1,
     shape: m.iterShape, strideA: a.strides, strideB: b.strides, strideOut: m.out.strides,
   };
-  const defines = { T: m.type, EXPR: m.expr, STRIDED: linear.some((l) => l === null) };
+  const V = `vec4<${m.type}>`;
+  if (fast) {
+    launch(kernels.map4, {
+      label, params, defines: { T: m.type, V, EXPR: m.expr, STRIDED: false, HAS_B: !!m.b, MODE_A: fastA!.mode, MODE_B: m.b ? fastB!.mode : 0 },
+      inputs: { VA: a.tensor, VB: b.tensor }, outputs: { VOut: m.out.tensor },
+      workgroups: grid1d(Math.ceil(size / 4), VEC4_PER_GROUP),
+    });
+    return;
+  }
+  const defines = { T: m.type, V, EXPR: m.expr, STRIDED: referenceKernels() || linear.some((l) => l === null), HAS_B: false, MODE_A: 0, MODE_B: 0 };
   const workgroups = grid1d(size, 256);
   if (m.b) {
-    const label = `${m.name} ${a.tensor.describe()}, ${m.b.tensor.describe()}`;
     launch(kernels.binary, { label, inputs: { A: a.tensor, B: m.b.tensor }, outputs: { BinaryOut: m.out.tensor }, params, defines, workgroups });
   } else {
-    const label = `${m.name} ${a.tensor.describe()}`;
     launch(kernels.unary, { label, inputs: { A: a.tensor }, outputs: { UnaryOut: m.out.tensor }, params, defines, workgroups });
   }
 }

@@ -15,6 +15,7 @@
 //   (SSQL resets at the start of a step). The fused weight path reduces the ranges again.
 // - Bit-width 0, or a zero scale anywhere in the tensor: pass-through. Bits are uniforms, so a
 //   new bit-width compiles nothing. No readback anywhere.
+import fakeQuantSource from '../../shaders/fake-quant.wgsl';
 import source from '../../shaders/quant.wgsl';
 import { record } from '../autograd.ts';
 import { declareKernels } from '../kernels.ts';
@@ -28,7 +29,7 @@ const EMPTY_KEY = 0x007fffff;
 
 const kernels = declareKernels({
   name: 'quant',
-  source,
+  source: `${source}\n${fakeQuantSource}`,
   params: {
     n: 'u32', // elements
     C: 'u32', // channels (weights)
@@ -52,7 +53,7 @@ function params(n: number, C: number, L: number, bits: number, mode = 0, scaleGr
   return { n, C, L, bits, mode, scaleGrad };
 }
 
-function checkBits(op: string, bits: number): void {
+export function checkBits(op: string, bits: number): void {
   if (!Number.isInteger(bits) || bits < 0 || bits > MAX_BITS) throw new RangeError(`${op}: bit-width ${bits} is not an integer in 0..${MAX_BITS}`);
 }
 

@@ -9,7 +9,7 @@
 // 'w8'/'a8' are fixed at 8 (the stem and the projector).
 import { Tensor } from '../../engine/index.ts';
 import { Conv2d, Linear, Module } from '../../engine/index.ts';
-import type { Conv2dOptions, LinearOptions } from '../../engine/index.ts';
+import type { BatchNormAct, Conv2dOptions, LinearOptions } from '../../engine/index.ts';
 import { MinMaxObserver, fakeQuantAct, fakeQuantWeight } from '../../engine/index.ts';
 
 export type QuantMode = 'off' | 'calibrate' | 'quantize';
@@ -114,6 +114,14 @@ export class ActQuant extends Module {
     }
     if (this.ctx.mode === 'quantize') return fakeQuantAct(x, this.ctx.actBits(this.role), this.observer);
     return x;
+  }
+
+  /** This quantizer's step fused into the batch norm that feeds it (batchNorm's `act`): the
+   * same observe or fake quantization as `forward`, none in 'off' mode. */
+  fusedAct(): BatchNormAct | null {
+    if (this.ctx.mode === 'calibrate') return { kind: 'observe', observer: this.observer };
+    if (this.ctx.mode === 'quantize') return { kind: 'quantize', observer: this.observer, bits: this.ctx.actBits(this.role) };
+    return null;
   }
 }
 

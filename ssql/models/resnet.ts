@@ -2,7 +2,7 @@
 // (§3), and the SimSiam projector and predictor. Module and parameter names are torchvision's
 // (conv1, bn1, layer1.0.conv1, layer2.0.downsample.0, fc.0 ...), so state dicts map 1:1 onto
 // the reference code's.
-import { Tensor, add, relu } from '../../engine/index.ts';
+import { Tensor } from '../../engine/index.ts';
 import { BatchNorm1d, BatchNorm2d, Linear, Module, ReLU, Sequential } from '../../engine/index.ts';
 import type { Random } from '../../engine/index.ts';
 import { globalAvgPool } from '../../engine/index.ts';
@@ -56,11 +56,11 @@ class BasicBlock extends Module implements Block {
   }
 
   forward(x: Tensor): Tensor {
-    // Quantized after BN+ReLU; the pre-add output stays full precision (docs/method.md#placement).
-    const h = this.act1.forward(this.bn1.forwardRelu(this.conv1.forward(x)));
-    const y = this.bn2.forward(this.conv2.forward(h));
+    // Quantized after BN+ReLU; the pre-add output stays full precision (docs/method.md#placement). Each BN runs
+    // fused with what follows it: ReLU and act1; the residual add, ReLU and act_out.
+    const h = this.bn1.forwardFused(this.conv1.forward(x), { relu: true, act: this.act1.fusedAct() });
     const shortcut = this.downsample ? this.downsample.forward(x) : x;
-    return this.actOut.forward(relu(add(y, shortcut)));
+    return this.bn2.forwardFused(this.conv2.forward(h), { residual: shortcut, relu: true, act: this.actOut.fusedAct() });
   }
 }
 
@@ -97,11 +97,10 @@ class Bottleneck extends Module implements Block {
   }
 
   forward(x: Tensor): Tensor {
-    const h1 = this.act1.forward(this.bn1.forwardRelu(this.conv1.forward(x)));
-    const h2 = this.act2.forward(this.bn2.forwardRelu(this.conv2.forward(h1)));
-    const y = this.bn3.forward(this.conv3.forward(h2));
+    const h1 = this.bn1.forwardFused(this.conv1.forward(x), { relu: true, act: this.act1.fusedAct() });
+    const h2 = this.bn2.forwardFused(this.conv2.forward(h1), { relu: true, act: this.act2.fusedAct() });
     const shortcut = this.downsample ? this.downsample.forward(x) : x;
-    return this.actOut.forward(relu(add(y, shortcut)));
+    return this.bn3.forwardFused(this.conv3.forward(h2), { residual: shortcut, relu: true, act: this.actOut.fusedAct() });
   }
 }
 
@@ -143,7 +142,7 @@ export class ResNet extends Module {
 
   /** Pooled backbone features [N, featureDim] (the head is not applied). */
   features(x: Tensor): Tensor {
-    let h = this.stemAct.forward(this.bn1.forwardRelu(this.conv1.forward(x)));
+    let h = this.bn1.forwardFused(this.conv1.forward(x), { relu: true, act: this.stemAct.fusedAct() });
     for (const stage of this.stages) h = stage.forward(h);
     return globalAvgPool(h);
   }

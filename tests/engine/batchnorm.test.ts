@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Tensor, batchNorm, scope, sum, mul } from '../../engine/index.ts';
-import type { Shape } from '../../engine/index.ts';
+import { MinMaxObserver, Tensor, batchNorm, mulScalar, scope, setReferenceKernels, sum, mul } from '../../engine/index.ts';
+import type { BatchNormOptions, Shape } from '../../engine/index.ts';
 import { assertClose, gradCheck, noLeaks, randomArray, size, tensor } from '../helpers.ts';
 
 interface RefOptions {
@@ -42,8 +42,15 @@ function bnRef(x: ArrayLike<number>, shape: Shape, gamma: ArrayLike<number> | nu
   return { y, mean, variance };
 }
 
+// Shapes cover both kernel layouts (H*W % 4 == 0: aligned vec4 units; otherwise element by
+// element, units crossing rows and channels, H*W of 1, 2 and 3 included), a partial last vec4
+// (sizes not a multiple of 4), and per-channel sums split into several parts.
 const cases: { shape: Shape; relu: boolean }[] = [
   { shape: [3, 5, 3, 7], relu: false },
+  { shape: [4, 3, 16, 16], relu: true }, // 4 parts per channel, aligned
+  { shape: [8, 2, 9, 9], relu: false }, // 2 parts per channel, element by element
+  { shape: [5, 3, 2], relu: true }, // H*W = 2
+  { shape: [7, 2, 3], relu: false }, // H*W = 3
   { shape: [1, 3, 5, 5], relu: false },
   { shape: [2, 3, 4, 6], relu: false }, // HW % 4 == 0: the vec4 element-wise passes
   { shape: [3, 2, 2, 2], relu: true },
@@ -162,6 +169,137 @@ test('batchNorm errors', () => {
     assert.throws(() => batchNorm(x, null, null), /more than 1 value per channel/);
     assert.throws(() => batchNorm(Tensor.zeros([2, 3]), Tensor.zeros([4]), Tensor.zeros([4])), /gamma must be f32 with 3/);
     assert.throws(() => batchNorm(Tensor.zeros([2, 3]), null, null, { training: false }), /eval mode/);
+  });
+});
+
+// ---- the fused op: residual, ReLU and the observer or fake quantization that follows ----
+
+/** float64 reference of relu(bn(x) + r) (training), for finite differences. */
+function bnResidualRef(x: ArrayLike<number>, r: ArrayLike<number>, shape: Shape, gamma: ArrayLike<number>, beta: ArrayLike<number>, relu: boolean): Float64Array {
+  const { y } = bnRef(x, shape, gamma, beta, { training: true });
+  return y.map((v, i) => (relu ? Math.max(v + r[i], 0) : v + r[i]));
+}
+
+for (const { shape, relu } of [{ shape: [2, 3, 4, 4], relu: true }, { shape: [3, 2, 3, 5], relu: true }, { shape: [4, 3, 2, 2], relu: false }]) {
+  test(`batchNorm + residual${relu ? ' + relu' : ''} [${shape.join(', ')}]: forward and grads of x, gamma, beta, residual`, async () => {
+    const C = shape[1];
+    await gradCheck({
+      name: 'batchNorm residual', shapes: [shape, [C], [C], shape],
+      gpu: (x, g, b, r) => batchNorm(x, g, b, { relu, residual: r }),
+      cpu: (x, g, b, r) => bnResidualRef(x, r, shape, g, b, relu),
+      inputs: (s, k) => (k === 1 ? randomArray(s, 7, 0.5, 1.5) : randomArray(s, 21 + k, -1, 1)),
+      eps: relu ? 1e-6 : 1e-3,
+    });
+  });
+}
+
+type ActCase = 'none' | 'observe' | 'quantize';
+
+interface FusedRun {
+  y: Float64Array;
+  grads: Float64Array[];
+  range: { min: number; max: number };
+  running: Float64Array[];
+}
+
+/** One forward and backward of the fused op (or, in reference mode, of the chain it replaces)
+ * on fresh copies of the data; returns everything that must agree between the two. */
+async function runFused(shape: Shape, relu: boolean, withResidual: boolean, act: ActCase, training: boolean, seed: number): Promise<FusedRun> {
+  const C = shape[1];
+  const data = [randomArray(shape, seed), randomArray([C], seed + 1, 0.5, 1.5), randomArray([C], seed + 2), randomArray(shape, seed + 3)];
+  const dyData = randomArray(shape, seed + 4);
+  const [x, gamma, beta, r] = data.map((d, k) => tensor(d, k === 1 || k === 2 ? [C] : shape, true));
+  const runningMean = tensor(randomArray([C], seed + 5, -0.2, 0.2), [C]);
+  const runningVar = tensor(randomArray([C], seed + 6, 0.5, 1.5), [C]);
+  const observer = new MinMaxObserver();
+  // Quantize with a range observed on the output of a calibrating pass, as SSQL does (its FP
+  // pass calibrates, its quantized pass uses the range); that pass runs with half the gamma, so
+  // the quantized pass overshoots the range and the straight-through mask cuts.
+  const optsFor = (a: ActCase): BatchNormOptions => ({
+    training, relu, runningMean, runningVar, residual: withResidual ? r : null,
+    act: a === 'none' ? null : a === 'observe' ? { kind: 'observe', observer } : { kind: 'quantize', observer, bits: 4 },
+  });
+  if (act === 'quantize') scope(() => { batchNorm(x, mulScalar(gamma, 0.5), beta, optsFor('observe')); });
+  const dy = tensor(dyData, shape);
+  const y = batchNorm(x, gamma, beta, optsFor(act));
+  y.backward(dy);
+  const out: FusedRun = {
+    y: Float64Array.from(await y.toArray()),
+    grads: await Promise.all([x, gamma, beta, ...(withResidual ? [r] : [])].map(async (t) => Float64Array.from(await t.grad!.toArray()))),
+    range: await observer.read(),
+    running: [Float64Array.from(await runningMean.toArray()), Float64Array.from(await runningVar.toArray())],
+  };
+  for (const t of [x, gamma, beta, r]) { t.grad?.dispose(); t.dispose(); }
+  for (const t of [dy, y, runningMean, runningVar]) t.dispose();
+  observer.dispose();
+  return out;
+}
+
+test('fused batchNorm (+ residual, ReLU, observer or fake quantization) equals the unfused chain', async () => {
+  const shapes: Shape[] = [[2, 3, 4, 4], [3, 2, 3, 5], [4, 3, 16, 16], [6, 5]];
+  // Eval mode once per shape kind is enough: the element-wise passes are the training ones.
+  let seed = 300;
+  let cases = 0;
+  for (const shape of shapes) {
+    for (const withResidual of [false, true]) {
+      for (const relu of [false, true]) {
+        for (const act of ['none', 'observe', 'quantize'] as ActCase[]) {
+          if (!withResidual && act === 'none') continue; // the plain op: the tests above
+          for (const training of shape.length === 4 && shape[3] === 16 ? [true] : [true, false]) {
+            seed += 10;
+            const what = `[${shape.join(', ')}]${withResidual ? ' +residual' : ''}${relu ? ' +relu' : ''} +${act}${training ? '' : ' eval'}`;
+            const fused = await runFused(shape, relu, withResidual, act, training, seed);
+            setReferenceKernels(true);
+            let chain: FusedRun;
+            try {
+              chain = await runFused(shape, relu, withResidual, act, training, seed);
+            } finally {
+              setReferenceKernels(false);
+            }
+            // The same arithmetic in the same order: equal up to the last bit or two.
+            const tight = { rtol: 1e-6, atol: 1e-7 };
+            assertClose(fused.y, chain.y, tight, `${what} forward`);
+            fused.grads.forEach((gr, k) => assertClose(gr, chain.grads[k], tight, `${what} grad of ${['x', 'gamma', 'beta', 'residual'][k]}`));
+            assert.equal(fused.range, chain.range, `${what} observed range`);
+            fused.running.forEach((v, k) => assertClose(v, chain.running[k], tight, `${what} running ${k ? 'var' : 'mean'}`));
+            if (act === 'quantize') {
+              // The quantizer did quantize (at most 16 levels), and its range was exceeded, so
+              // the straight-through mask cut: without a ReLU, the residual's gradient (g')
+              // is zero only there.
+              assert.ok(new Set(fused.y).size <= 16, `${what}: ${new Set(fused.y).size} distinct values at 4 bits`);
+              if (withResidual && !relu) assert.ok(fused.grads[3].some((v) => v === 0), `${what}: the straight-through mask cut nothing`);
+            }
+            cases++;
+          }
+        }
+      }
+    }
+  }
+  assert.ok(cases >= 70);
+});
+
+test('fused observer records the min and max of the fused output', async () => {
+  const shape = [3, 4, 5, 5];
+  const x = tensor(randomArray(shape, 41, -2, 2), shape);
+  const r = tensor(randomArray(shape, 42, -1, 1), shape);
+  const observer = new MinMaxObserver();
+  const y = batchNorm(x, null, null, { relu: true, residual: r, act: { kind: 'observe', observer } });
+  const v = await y.toArray();
+  const range = await observer.read();
+  assert.is(range.min, Math.min(...v));
+  assert.is(range.max, Math.max(...v));
+  assert.ok(range.min === 0 && range.max > 0);
+  for (const t of [x, r, y]) t.dispose();
+  observer.dispose();
+});
+
+test('fused batchNorm errors name the bad argument', () => {
+  scope(() => {
+    const x = Tensor.zeros([2, 3, 4]);
+    assert.throws(() => batchNorm(x, null, null, { residual: Tensor.zeros([2, 3, 5]) }), /residual .*\[2, 3, 5\].* does not match input .*\[2, 3, 4\]/);
+    const observer = new MinMaxObserver();
+    assert.throws(() => batchNorm(x, null, null, { act: { kind: 'quantize', observer, bits: 17 } }), /bit-width 17/);
+    observer.dispose();
   });
 });
 

@@ -254,4 +254,47 @@ test('a binary op on strided broadcast operands writes every element (257 x 3 by
   for (const t of [a, b, y]) t.dispose();
 });
 
+// The fast path's operand modes (shaders/elementwise.wgsl map4): contiguous, a single element,
+// a per-channel vector broadcast over runs of H*W (one value per vec4, also when a run is a
+// single vec4 and one invocation's vec4s cross many channels), a row vector of D % 4 == 0, on
+// either side; sizes that leave a partial last vec4 and span several workgroups; and operands
+// the fast path must refuse (runs of 25, non-adjacent broadcast dims), which fall back to the
+// general kernel. Each against float64 and against the reference path (the strided kernel).
+test('element-wise fast path: every operand mode, on both sides, against float64 and the reference path', async () => {
+  const pairs: [Shape, Shape][] = [
+    [[3, 5, 40, 40], [5, 1, 1]], // channel, 6000 vec4s: several workgroups
+    [[2, 3, 4, 4], [1, 3, 1, 1]],
+    [[2, 3, 2, 2], [3, 1, 1]], // channel runs of exactly one vec4
+    [[3, 5, 8], [5, 1]],
+    [[6, 8], [6, 1]], // a column vector is a channel of 8
+    [[5, 1, 1], [3, 5, 4, 4]], // channel on A's side
+    [[5, 12], [12]], // row
+    [[12], [7, 12]], // row on A's side
+    [[3, 7, 9], [1]], // one element (189: a partial last vec4)
+    [[1], [3, 7, 9]],
+    [[2, 3, 5, 5], [3, 1, 1]], // runs of 25: general kernel
+    [[4, 6, 8], [4, 1, 8]], // broadcast dims not adjacent: general kernel
+    [[257, 3], [257, 3]], // contiguous, 771 elements
+  ];
+  let seed = 900;
+  for (const [sa, sb] of pairs) {
+    const da = randomArray(sa, seed++);
+    const db = randomArray(sb, seed++);
+    const expected = ref.binary((p, q) => p * q + p, da, sa, db, sb);
+    for (const reference of [false, true]) {
+      E.setReferenceKernels(reference);
+      try {
+        const a = tensor(da, sa);
+        const b = tensor(db, sb);
+        const ab = E.mul(a, b);
+        const y = E.add(ab, a);
+        assertClose(await y.toArray(), expected, {}, `a * b + a, [${sa}] and [${sb}]${reference ? ' (reference path)' : ''}`);
+        for (const t of [a, b, ab, y]) t.dispose();
+      } finally {
+        E.setReferenceKernels(false);
+      }
+    }
+  }
+});
+
 test.run();

@@ -1,5 +1,7 @@
 // Reductions: sum, mean, max, min over single, several (non-adjacent), all and negative axes,
-// with and without keepDims, through both kernel paths (an invocation per output for short
+// with and without keepDims, through the fast passes (one per reduced dim: rows or columns,
+// vec4 or scalar, split into chunks when there are few outputs; engine/ops/reduce-kernel.ts)
+// and through the reference path's general kernel (an invocation per output for short
 // reductions, a workgroup per output when the reduction has >= 256 elements).
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -42,7 +44,13 @@ const CASES: Case[] = [
   { shape: [1000, 3], axes: -1 },
   { shape: [3, 300], axes: 1, tol: { rtol: 1e-4, atol: 1e-4 } }, // workgroup per output, 3 outputs
   { shape: [16, 3, 20], axes: [0, 2], tol: { rtol: 1e-4, atol: 1e-4 } }, // workgroup per output, two reduced runs
-  { shape: [3000], tol: { rtol: 1e-4, atol: 1e-4 } }, // long reduction to a scalar
+  { shape: [3000], tol: { rtol: 1e-4, atol: 1e-4 } }, // long reduction to a scalar: vec4 rows in chunks, then rows
+  { shape: [3001], tol: { rtol: 1e-4, atol: 1e-4 } }, // the same with scalar loads
+  { shape: [17, 64], axes: 0 }, // columns, four at a time (vec4)
+  { shape: [2000, 8], axes: 0, tol: { rtol: 1e-4, atol: 1e-4 } }, // columns split into chunks, then folded again
+  { shape: [5, 64, 7], axes: [0, 2] }, // scalar rows, then vec4 columns
+  { shape: [6, 12, 20], axes: [0, 2], keepDims: true }, // vec4 rows, then columns (per-channel sums)
+  { shape: [3, 4, 5, 6], axes: [0, 2] }, // two column passes
 ];
 
 function outShapeOf(c: Case): number[] {
@@ -50,31 +58,40 @@ function outShapeOf(c: Case): number[] {
   return c.keepDims ? c.shape.map((d, i) => (axes.includes(i) ? 1 : d)) : c.shape.filter((_, i) => !axes.includes(i));
 }
 
-for (const kind of ['sum', 'mean', 'max', 'min'] as Kind[]) {
-  test(`${kind}: forward and backward over single, several, all and negative axes`, async () => {
+for (const [kind, reference] of (['sum', 'mean', 'max', 'min'] as Kind[]).flatMap((k) => [[k, false], [k, true]] as const)) {
+  test(`${kind}${reference ? ' (reference path)' : ''}: forward and backward over single, several, all and negative axes`, async () => {
     let seed = 10;
-    for (const c of CASES) {
-      seed++;
-      const axes = ref.axesOf(c.axes, c.shape.length);
-      const label = `${kind} [${c.shape}] axes ${JSON.stringify(c.axes)}${c.keepDims ? ' keepDims' : ''}`;
-      const cpu = ref.reducer(kind, c.shape, axes);
-      const expectShape = outShapeOf(c);
-      await gradCheck({
-        name: label, shapes: [c.shape], tol: c.tol,
-        // max/min: distinct values well apart, so finite differences never cross a tie.
-        inputs: kind === 'max' || kind === 'min' ? (sh) => ref.distinct(sh, seed) : undefined,
-        gpu: (x) => {
-          const y = c.axes === undefined && !c.keepDims ? OPS[kind](x) : OPS[kind](x, c.axes, { keepDims: c.keepDims });
-          assert.equal([...y.shape], expectShape, `${label}: output shape`);
-          return y;
-        },
-        cpu: (x) => cpu(x),
-      }, seed);
+    E.setReferenceKernels(reference);
+    try {
+      await allCases(kind, seed);
+    } finally {
+      E.setReferenceKernels(false);
     }
   });
 }
 
-test('sum and mean of 3000 values against float64 (workgroup-per-output path)', async () => {
+async function allCases(kind: Kind, seed: number): Promise<void> {
+  for (const c of CASES) {
+    seed++;
+    const axes = ref.axesOf(c.axes, c.shape.length);
+    const label = `${kind} [${c.shape}] axes ${JSON.stringify(c.axes)}${c.keepDims ? ' keepDims' : ''}`;
+    const cpu = ref.reducer(kind, c.shape, axes);
+    const expectShape = outShapeOf(c);
+    await gradCheck({
+      name: label, shapes: [c.shape], tol: c.tol,
+      // max/min: distinct values well apart, so finite differences never cross a tie.
+      inputs: kind === 'max' || kind === 'min' ? (sh) => ref.distinct(sh, seed) : undefined,
+      gpu: (x) => {
+        const y = c.axes === undefined && !c.keepDims ? OPS[kind](x) : OPS[kind](x, c.axes, { keepDims: c.keepDims });
+        assert.equal([...y.shape], expectShape, `${label}: output shape`);
+        return y;
+      },
+      cpu: (x) => cpu(x),
+    }, seed);
+  }
+}
+
+test('sum and mean of 3000 values against float64 (chunked passes)', async () => {
   const data = randomArray([3000], 77, 0, 1); // all positive: a meaningful relative error
   const x = tensor(data, [3000]);
   const s = E.sum(x);
@@ -110,7 +127,7 @@ test('max/min ties: the gradient is shared equally among tied elements (torch.am
   assert.equal([...ref.extremumGrad('max', [1, 3, 3, 2], [4], [0], [1])], [0, 0.5, 0.5, 0]);
 });
 
-test('max/min ties on the workgroup-per-output path (300 elements per output)', async () => {
+test('max/min ties within 300 elements per output', async () => {
   const shape: Shape = [2, 300];
   const data = randomArray(shape, 91, -1, 1);
   for (const i of [5, 77, 299]) data[i] = 2; // three-way tie for row 0's max
