@@ -16,6 +16,7 @@ import { formatInitReport, initFromCheckpoint } from './checkpoint/load.ts';
 import { loadNet, openCheckpoint, withDevice } from './cli-common-node.ts';
 import { IMPORT_COMMAND } from './commands/import-node.ts';
 import { EXPORT_COMMAND } from './commands/export-node.ts';
+import { FINETUNE_COMMAND } from './commands/finetune-node.ts';
 import { methodSettingOptions, methodSettingsFromArgs } from './commands/method-settings.ts';
 import { METHODS, METHOD_NAMES } from './methods/registry.ts';
 import { reportMarkdown, reportSvg } from './report.ts';
@@ -325,7 +326,7 @@ export function registerCommand(name: string, summary: string, run: (argv: strin
   COMMANDS[name] = { summary, run };
 }
 
-for (const c of [IMPORT_COMMAND, EXPORT_COMMAND]) registerCommand(c.name, c.summary, c.run);
+for (const c of [IMPORT_COMMAND, EXPORT_COMMAND, FINETUNE_COMMAND]) registerCommand(c.name, c.summary, c.run);
 
 function mainHelp(): string {
   const names = Object.keys(COMMANDS);
