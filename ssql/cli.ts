@@ -14,6 +14,7 @@ import type { CheckpointContents } from './checkpoint/load.ts';
 import { openCheckpoint, withDevice } from './cli-common-node.ts';
 import { IMPORT_COMMAND } from './commands/import-node.ts';
 import { EXPORT_COMMAND } from './commands/export-node.ts';
+import { FINETUNE_COMMAND } from './commands/finetune-node.ts';
 import { CheckpointFormatError } from './format-error.ts';
 import { DEFAULT_SETTINGS, evaluate, parseSettings } from './eval/index.ts';
 import type { EvalProtocol, EvalResult } from './eval/index.ts';
@@ -208,7 +209,7 @@ export function registerCommand(name: string, summary: string, run: (argv: strin
   COMMANDS[name] = { summary, run };
 }
 
-for (const c of [IMPORT_COMMAND, EXPORT_COMMAND]) registerCommand(c.name, c.summary, c.run);
+for (const c of [IMPORT_COMMAND, EXPORT_COMMAND, FINETUNE_COMMAND]) registerCommand(c.name, c.summary, c.run);
 
 function mainHelp(): string {
   const names = Object.keys(COMMANDS);

@@ -288,7 +288,8 @@ export function loadInto(net: Module, tensors: Record<string, SafeTensor>, sourc
   });
 }
 
-async function toSafe(t: Tensor): Promise<SafeTensor> {
+/** A tensor read back as a safetensors entry (i32 counters as int64, as PyTorch stores them). */
+export async function toSafe(t: Tensor): Promise<SafeTensor> {
   const data = await t.toArray();
   if (t.dtype === 'i32') {
     // PyTorch stores counters (num_batches_tracked) as int64.

@@ -18,7 +18,9 @@ import { parseSetting } from '../eval/index.ts';
 import type { BitSetting } from '../eval/index.ts';
 import { makeAugmenter } from '../eval/images.ts';
 import { saveExport } from '../export/export-node.ts';
-import { captureQuantizedModel } from '../export/model.ts';
+import { captureQuantizedModel, captureWithRanges } from '../export/model.ts';
+import { applyRanges } from '../models/ranges.ts';
+import { finetuneRecord } from './finetune-node.ts';
 import type { ExportModel } from '../export/model.ts';
 import { normalization } from '../train.ts';
 import { loadInto } from '../train.ts';
@@ -131,7 +133,14 @@ export async function exportCheckpoint(path: string, setting: BitSetting, paths:
   let calibration: string | null = null;
   const channels = encoder.config.inChannels;
   let model: ExportModel;
-  if (setting.quantized) {
+  const tuned = finetuneRecord(checkpoint);
+  if (tuned && setting.quantized && tuned.setting === setting.name) {
+    // Exactly the network that was fine-tuned: its frozen weight and activation ranges.
+    applyRanges(encoder, tuned.ranges, path);
+    calibration = `the ranges frozen by fine-tuning at ${tuned.setting}`;
+    model = await captureWithRanges(encoder, setting, { head: head ?? undefined });
+  } else if (setting.quantized) {
+    if (tuned && !opts.quiet) process.stderr.write(`${path} was fine-tuned at ${tuned.setting}; ${setting.name} is calibrated afresh (PTQ of the fine-tuned weights)\n`);
     const train = loadDataset(opts.data, 'train');
     if (train.channels !== channels) throw new UsageError(`--data ${opts.data} has ${train.channels}-channel images, the backbone takes ${channels}`);
     const n = Math.min(opts.calibBatch, train.count);

@@ -13,9 +13,9 @@ import { BatchNorm2d, Conv2d, Linear, Sequential } from '../../engine/index.ts';
 import type { Module, Tensor } from '../../engine/index.ts';
 import { parseSetting, withSetting } from '../eval/index.ts';
 import type { BitSetting, QuantizeOptions } from '../eval/index.ts';
-import { ActQuant } from '../models/quant.ts';
+import { ActQuant, QConv2d } from '../models/quant.ts';
 import type { ResNet } from '../models/resnet.ts';
-import { quantizeActRange, quantizeWeight } from './quantize.ts';
+import { quantizeActRange, quantizeWeight, quantizeWeightWithRange } from './quantize.ts';
 import type { ActQuantization, WeightQuantization } from './quantize.ts';
 
 export interface ExportConv {
@@ -82,7 +82,11 @@ async function captureConv(conv: Module, name: string, bits: number): Promise<Ex
   if (conv.bias) throw new Error(`export: ${name} has a bias; the ResNet's convs have none`);
   const weight = await floats(conv.weight, `${name}.weight`);
   const shape = [...conv.weight.shape];
-  return { name, weight, shape, stride: conv.stride, padding: conv.padding, quant: bits ? quantizeWeight(weight, shape[0], bits) : null };
+  // A frozen range (fine-tuning's) is the one the layer computes with; else the weight's own.
+  const frozen = conv instanceof QConv2d ? conv.quantizer.frozenRange : null;
+  let quant: WeightQuantization | null = null;
+  if (bits) quant = frozen ? quantizeWeightWithRange(weight, shape[0], bits, await frozen.toArray()) : quantizeWeight(weight, shape[0], bits);
+  return { name, weight, shape, stride: conv.stride, padding: conv.padding, quant };
 }
 
 async function captureBn(bn: Module, name: string): Promise<ExportBn> {
@@ -157,4 +161,20 @@ export async function captureQuantizedModel(encoder: ResNet, setting: string | B
   const s = typeof setting === 'string' ? parseSetting(setting) : setting;
   if (s.quantized && !opts.calibration) throw new RangeError(`export at ${s.name}: calibration images are required (the activation ranges come from one calibration batch)`);
   return withSetting(encoder, s, opts, () => capture(encoder, s, opts.head ?? null));
+}
+
+/**
+ * Capture `encoder` at `setting` with the ranges it holds (a fine-tuned network's, set with
+ * `applyRanges`): no calibration; BN in eval mode. The encoder's mode is restored after.
+ */
+export async function captureWithRanges(encoder: ResNet, setting: string | BitSetting, opts: { head?: Linear } = {}): Promise<ExportModel> {
+  const s = typeof setting === 'string' ? parseSetting(setting) : setting;
+  const wasTraining = encoder.training;
+  encoder.eval();
+  try {
+    const run = () => capture(encoder, s, opts.head ?? null);
+    return await (s.quantized ? encoder.ctx.withQuantization({ mode: 'quantize', wbit: s.wbit, abit: s.abit }, run) : encoder.ctx.withQuantization({ mode: 'off' }, run));
+  } finally {
+    encoder.train(wasTraining);
+  }
 }

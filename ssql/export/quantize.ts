@@ -28,17 +28,30 @@ function checkBits(bits: number, what: string): void {
 /** Per-output-channel symmetric quantization of `w` ([channels, ...] row-major), or null
  * when a channel is all zero (a zero scale: the kernels then leave the whole tensor FP). */
 export function quantizeWeight(w: Float32Array, channels: number, bits: number): WeightQuantization | null {
+  if (w.length % channels !== 0) throw new RangeError(`quantizeWeight: ${w.length} values do not split into ${channels} channels`);
+  const per = w.length / channels;
+  const absMax = new Float32Array(channels);
+  for (let c = 0; c < channels; c++) {
+    let m = 0;
+    for (let i = c * per; i < (c + 1) * per; i++) m = Math.max(m, Math.abs(w[i]));
+    absMax[c] = m;
+  }
+  return quantizeWeightWithRange(w, channels, bits, absMax);
+}
+
+/** The same with given per-channel ranges max|w| (a frozen range, as fine-tuning keeps it:
+ * levels of weights beyond it are clamped), or null when a range is zero. */
+export function quantizeWeightWithRange(w: Float32Array, channels: number, bits: number, absMax: ArrayLike<number>): WeightQuantization | null {
   checkBits(bits, 'weight quantization');
   if (w.length % channels !== 0) throw new RangeError(`quantizeWeight: ${w.length} values do not split into ${channels} channels`);
+  if (absMax.length !== channels) throw new RangeError(`quantizeWeight: ${absMax.length} ranges for ${channels} channels`);
   const per = w.length / channels;
   const denominator = f32((2 ** bits - 1) / 2);
   const lo = -(2 ** (bits - 1));
   const hi = 2 ** (bits - 1) - 1;
   const scale = new Float32Array(channels);
   for (let c = 0; c < channels; c++) {
-    let m = 0;
-    for (let i = c * per; i < (c + 1) * per; i++) m = Math.max(m, Math.abs(w[i]));
-    scale[c] = f32(m / denominator);
+    scale[c] = f32(absMax[c] / denominator);
     if (!(scale[c] > 0)) return null;
   }
   const q = new Int8Array(w.length);

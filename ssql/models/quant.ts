@@ -27,6 +27,7 @@ export class QuantContext {
   /** Bumped by `newStep()`; quantized weights are cached per generation. */
   generation = 0;
   private readonly actQuantizers: ActQuant[] = [];
+  private readonly weightQuantizers: WeightQuantizer[] = [];
 
   get mode(): QuantMode {
     return this.current.mode;
@@ -74,10 +75,20 @@ export class QuantContext {
     this.actQuantizers.push(q);
   }
 
+  registerWeight(q: WeightQuantizer): void {
+    this.weightQuantizers.push(q);
+  }
+
   /** Start a new step (or calibration): forget cached weights and all activation ranges. */
   newStep(): void {
     this.generation++;
     for (const q of this.actQuantizers) q.observer.reset();
+  }
+
+  /** The weights changed (an optimizer step) but the ranges stay: forget the cached quantized
+   * weights only (quantization-aware fine-tuning with frozen ranges). */
+  weightsChanged(): void {
+    this.generation++;
   }
 
   weightBits(role: WeightRole): number {
@@ -90,6 +101,7 @@ export class QuantContext {
 
   dispose(): void {
     for (const q of this.actQuantizers) q.observer.dispose();
+    for (const q of this.weightQuantizers) q.unfreeze();
   }
 }
 
@@ -126,25 +138,57 @@ export class ActQuant extends Module {
 }
 
 /** The weight a quantized layer computes with: cached for one generation, so both views of a
- * step share one fake-quantized weight (its gradient accumulates from both). */
-class WeightQuantizer {
+ * step share one fake-quantized weight (its gradient accumulates from both). The per-channel
+ * ranges come from the weight itself, or, once frozen, stay what they were when frozen (the
+ * reference's fine-tuning computes the weight scale once, at calibration). */
+export class WeightQuantizer {
   private cached: { generation: number; bits: number; weight: Tensor } | null = null;
+  private frozen: AbsMaxObserver | null = null;
 
-  constructor(readonly ctx: QuantContext, readonly role: WeightRole) {}
+  constructor(readonly ctx: QuantContext, readonly role: WeightRole) {
+    ctx.registerWeight(this);
+  }
+
+  /** The frozen per-channel max|w| (f32 [C] on the GPU), or null. */
+  get frozenRange(): Tensor | null {
+    return this.frozen?.range ?? null;
+  }
+
+  /** Freeze the ranges at `weight`'s current per-channel max|w|, or at `values` when given. */
+  freeze(weight: Tensor, values?: ArrayLike<number>): void {
+    const C = weight.shape[0];
+    if (values !== undefined && values.length !== C) throw new RangeError(`frozen weight range: ${values.length} values for ${C} output channels`);
+    this.unfreeze();
+    const obs = new AbsMaxObserver(C);
+    if (values === undefined) obs.observe(weight);
+    else {
+      const t = Tensor.fromArray(Float32Array.from(values), [C]);
+      obs.observe(t);
+      t.dispose();
+    }
+    this.frozen = obs;
+    this.cached = null;
+  }
+
+  unfreeze(): void {
+    this.frozen?.dispose();
+    this.frozen = null;
+    this.cached = null;
+  }
 
   apply(weight: Tensor): Tensor {
     const bits = this.ctx.weightBits(this.role);
     if (this.ctx.mode !== 'quantize' || bits === 0) return weight;
     const c = this.cached;
     if (c && c.generation === this.ctx.generation && c.bits === bits && !c.weight.disposed) return c.weight;
-    const q = fakeQuantWeight(weight, bits, { scaleGrad: this.ctx.scaleGrad });
+    const q = fakeQuantWeight(weight, bits, { scaleGrad: this.ctx.scaleGrad, range: this.frozen?.range });
     this.cached = { generation: this.ctx.generation, bits, weight: q };
     return q;
   }
 }
 
 export class QConv2d extends Conv2d {
-  private readonly quantizer: WeightQuantizer;
+  readonly quantizer: WeightQuantizer;
 
   constructor(ctx: QuantContext, role: WeightRole, inChannels: number, outChannels: number, kernelSize: number, opts: Conv2dOptions = {}) {
     super(inChannels, outChannels, kernelSize, opts);
@@ -161,7 +205,7 @@ export class QConv2d extends Conv2d {
 }
 
 export class QLinear extends Linear {
-  private readonly quantizer: WeightQuantizer;
+  readonly quantizer: WeightQuantizer;
 
   constructor(ctx: QuantContext, role: WeightRole, inFeatures: number, outFeatures: number, opts: LinearOptions = {}) {
     super(inFeatures, outFeatures, opts);

@@ -4,16 +4,22 @@
 // is built from ssql/methods/registry.ts) with the platform-independent Trainer on this
 // page's WebGPU device, and shows the loss curve, images/s and the sampled bit pair live; a quick
 // PTQ evaluation (ssql/eval/) draws accuracy per bit setting; checkpoints download and upload
-// as safetensors (the CLI's format).
+// as safetensors (the CLI's format); the model exports as QDQ ONNX at a chosen bit setting
+// (ssql/export/, the same code as `ssql export`).
 //
-// `?autotest=1[&steps=N][&eval=1][&checkpoint=1]` (tests/browser/demo.mjs): trains the tiny model
-// (subset 64, batch 8, crop 12) for N steps (default 3), optionally runs a minimal evaluation and
-// a checkpoint round trip (encode, decode, restore into a new Trainer), then POSTs
+// `?autotest=1[&steps=N][&eval=1][&checkpoint=1][&onnx=1]` (tests/browser/demo.mjs): trains the
+// tiny model (subset 64, batch 8, crop 12) for N steps (default 3), optionally runs a minimal
+// evaluation, a checkpoint round trip (encode, decode, restore into a new Trainer) and the ONNX
+// export at 4w4a (the bytes, without the download), then POSTs
 // what it shows to /report: loss points drawn, the bits text, images/s and every console error.
 import { initWebDevice } from '../../engine/index.ts';
 import { DEFAULT_CONFIG, Trainer } from '../train.ts';
 import type { ModelName, TrainConfig } from '../train.ts';
-import { evaluate, formatBits } from '../eval/index.ts';
+import { evaluate, formatBits, parseSetting } from '../eval/index.ts';
+import { makeAugmenter } from '../eval/images.ts';
+import { captureQuantizedModel } from '../export/model.ts';
+import { toOnnx } from '../export/onnx.ts';
+import { normalization } from '../train.ts';
 import type { ImageSet } from '../eval/index.ts';
 import { METHODS, methodByName } from '../methods/registry.ts';
 import { DataFormatError, parseIdx } from '../data/idx.ts';
@@ -71,6 +77,8 @@ const ui = {
   evalTrain: el<HTMLInputElement>('eval-train'),
   evalTest: el<HTMLInputElement>('eval-test'),
   evalEpochs: el<HTMLInputElement>('eval-epochs'),
+  exportSetting: el<HTMLInputElement>('export-setting'),
+  exportOnnx: el<HTMLButtonElement>('export-onnx'),
   accChart: el<HTMLElement>('acc-chart') as unknown as SVGSVGElement,
 };
 
@@ -261,6 +269,7 @@ function updateButtons(): void {
   const haveModel = trainer !== null && state !== 'busy';
   ui.eval.disabled = !haveModel;
   ui.download.disabled = !haveModel;
+  ui.exportOnnx.disabled = !haveModel;
   ui.upload.disabled = state === 'busy';
 }
 function setState(s: State): void {
@@ -448,6 +457,64 @@ async function checkpointBytes(t: Trainer): Promise<Uint8Array> {
   return encodeSafetensors(tensors, metadata);
 }
 
+/** Offer `bytes` as a file download. */
+function saveBytes(bytes: Uint8Array, name: string): void {
+  const url = URL.createObjectURL(new Blob([bytes as Uint8Array<ArrayBuffer>], { type: 'application/octet-stream' }));
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = name;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}
+
+const EXPORT_CALIBRATION = 256;
+
+/** The current model at `settingText` as ONNX bytes: calibrated (quantized settings) on one
+ * augmented batch of up to 256 training images with seed 0, as the evaluation and `ssql export`
+ * calibrate. Training pauses meanwhile and resumes after. */
+async function exportOnnx(settingText: string): Promise<{ bytes: Uint8Array; name: string; setting: string; activationQuantizers: number } | null> {
+  const t = trainer;
+  if (!t || !data) return null;
+  const setting = parseSetting(settingText);
+  if (setting.quantized && (setting.wbit > 8 || setting.abit > 8)) throw new RangeError(`${setting.name}: ONNX's 8-bit integer types hold 2..8 bits`);
+  const resume = state === 'running';
+  const after: State = resume ? 'paused' : state;
+  await haltLoop('paused');
+  setState('busy');
+  try {
+    const calibration = head(data.train, EXPORT_CALIBRATION);
+    setStatus(`exporting at ${setting.name}…`);
+    const model = await captureQuantizedModel(t.net.encoder, setting, {
+      calibration, calibBatch: calibration.count, seed: 0, augmenter: makeAugmenter(calibration, 0),
+    });
+    const bytes = toOnnx(model, {
+      normalization: normalization(calibration.channels),
+      metadata: { source: `ssql-webgpu demo: ${t.config.method} ${t.config.model}, step ${t.globalStep}`, calibration: `one augmented batch of ${calibration.count} training images (seed 0)` },
+    });
+    const acts = [model.stem.act, ...model.blocks.flatMap((b) => [...b.path.map((u) => u.act), b.out])];
+    return {
+      bytes, name: `ssql-${t.config.method}-${t.config.model}-step${t.globalStep}-${setting.name}.onnx`, setting: setting.name,
+      activationQuantizers: acts.filter((a) => a?.quant).length,
+    };
+  } finally {
+    if (resume) startLoop(t);
+    else setState(after);
+  }
+}
+
+async function onExportOnnx(): Promise<void> {
+  try {
+    const r = await exportOnnx(ui.exportSetting.value);
+    if (!r) return;
+    saveBytes(r.bytes, r.name);
+    setStatus(`ONNX model at ${r.setting}: ${(r.bytes.byteLength / 1024).toFixed(0)} KiB (${r.name})`);
+  } catch (err) {
+    fail('ONNX export failed', err);
+  }
+}
+
 async function onDownload(): Promise<void> {
   const t = trainer;
   if (!t) return;
@@ -455,14 +522,7 @@ async function onDownload(): Promise<void> {
   await haltLoop('paused');
   try {
     const bytes = await checkpointBytes(t);
-    const url = URL.createObjectURL(new Blob([bytes as Uint8Array<ArrayBuffer>], { type: 'application/octet-stream' }));
-    const a = document.createElement('a');
-    a.href = url;
-    a.download = `ssql-${t.config.method}-${t.config.model}-step${t.globalStep}.safetensors`;
-    document.body.append(a);
-    a.click();
-    a.remove();
-    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+    saveBytes(bytes, `ssql-${t.config.method}-${t.config.model}-step${t.globalStep}.safetensors`);
     setStatus(`checkpoint at step ${t.globalStep}: ${(bytes.byteLength / 1024).toFixed(0)} KiB`);
   } catch (err) {
     fail('checkpoint failed', err);
@@ -522,6 +582,7 @@ ui.pause.addEventListener('click', () => void onPause());
 ui.stop.addEventListener('click', () => void onStop());
 ui.eval.addEventListener('click', () => void onEval());
 ui.download.addEventListener('click', () => void onDownload());
+ui.exportOnnx.addEventListener('click', () => void onExportOnnx());
 ui.upload.addEventListener('change', () => void onUpload());
 for (const input of [ui.idxImages, ui.idxLabels]) input.addEventListener('change', () => { ui.sourceFiles.checked = true; });
 for (const m of METHODS) {
@@ -553,6 +614,15 @@ async function autotest(params: URLSearchParams): Promise<void> {
       const r = await runEvaluation({ settings: ['fp', '4w4a'], trainCount: 64, testCount: 64, epochs: 2 });
       report.accuracy = r;
       report.accBars = Number(ui.accChart.dataset.bars ?? 0);
+    }
+    if (params.get('onnx') === '1') {
+      // The export path without the download: the bytes and what the graph holds.
+      const started = performance.now();
+      const r = await exportOnnx('4w4a');
+      if (r) {
+        // ModelProto starts with field 1 (ir_version, varint): 0x08, then 7.
+        report.onnx = { bytes: r.bytes.byteLength, setting: r.setting, name: r.name, activationQuantizers: r.activationQuantizers, head: [...r.bytes.subarray(0, 2)], ms: Math.round(performance.now() - started) };
+      }
     }
     if (params.get('checkpoint') === '1' && trainer) {
       // The download and upload paths without the file dialogs: safetensors bytes out and back in.

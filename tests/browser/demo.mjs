@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // The demo page's browser test: starts the demo server (tools/demo-server.mjs, random port),
 // opens `/?autotest=1` in headless Chromium (tests/browser/chromium.mjs; SwiftShader WebGPU), where
-// the page trains the tiny model for a few steps, runs a two-setting PTQ evaluation and a
-// checkpoint round trip (safetensors out, into a new Trainer) and POSTs what it shows; then checks that the loss chart and the bit display updated and that no console
+// the page trains the tiny model for a few steps, runs a two-setting PTQ evaluation, the ONNX
+// export at 4w4a and a checkpoint round trip (safetensors out, into a new Trainer) and POSTs what
+// it shows; then checks that the loss chart and the bit display updated and that no console
 // error appeared, and saves a screenshot (DevTools protocol, Page.captureScreenshot) to
 // tests/browser/artifacts/demo.png. Ends with the line CI reads: `N passed, N failed`.
 //
@@ -63,7 +64,7 @@ try {
   finish();
 }
 
-const pageUrl = `${server.url}?autotest=1&steps=${steps}&checkpoint=1${withEval ? '&eval=1' : ''}`;
+const pageUrl = `${server.url}?autotest=1&steps=${steps}&checkpoint=1&onnx=1${withEval ? '&eval=1' : ''}`;
 const browser = launchChromium(chromium, pageUrl, { devtools: true, windowSize: '1200,1000' });
 const outcome = await new Promise((resolve) => {
   const timer = setTimeout(() => resolve({ kind: 'timeout' }), timeoutS * 1000);
@@ -85,6 +86,9 @@ if (outcome.kind === 'report') {
     const acc = r.accuracy ?? {};
     check('the quick evaluation draws a bar per setting', r.accBars === 2 && ['fp', '4w4a'].every((k) => Number.isFinite(acc[k])), JSON.stringify(acc));
   }
+  // The tiny ResNet at 4w4a: stem + 4 blocks x (inner + output) activation quantizers.
+  check('the ONNX export at 4w4a gives a model with every activation quantizer', r.onnx?.setting === '4w4a' && r.onnx.bytes > 1000 &&
+    r.onnx.activationQuantizers === 9 && r.onnx.head?.[0] === 0x08 && r.onnx.head?.[1] === 7, JSON.stringify(r.onnx ?? null));
   check('a checkpoint round trip (safetensors) restores the step', r.checkpoint?.restoredStep === steps && r.checkpoint.bytes > 1000,
     JSON.stringify(r.checkpoint ?? null));
   check('no console error', r.errors.length === 0, r.errors.join('\n    '));

@@ -22,6 +22,7 @@ import { makeAugmenter } from '../../ssql/eval/images.ts';
 import { captureQuantizedModel } from '../../ssql/export/model.ts';
 import { toOnnx } from '../../ssql/export/onnx.ts';
 import { packedWeights } from '../../ssql/export/packed.ts';
+import { quantizeActRange, quantizeWeightWithRange } from '../../ssql/export/quantize.ts';
 import { normalization } from '../../ssql/train.ts';
 import { assertClose } from '../helpers.ts';
 import { decodeOnnx } from './onnx-reference.ts';
@@ -208,6 +209,63 @@ test('pretrain --init: a torchvision .pth gives the backbone (heads fresh), a mo
   const wrongHead = ssql('pretrain', ...common, '--proj-dim', '24', '--init', join(first, 'checkpoint.safetensors'), '--out', join(work, 'init4'));
   assert.is(wrongHead.code, 0, wrongHead.stderr);
   assert.match(wrongHead.stderr, /projector initialized fresh \('encoder\.fc\.0\.weight' is \[16, 32\], this run's is \[24, 32\]\), predictor initialized fresh/);
+});
+
+test('ssql finetune: PTQ vs fine-tuned per setting, checkpoints with the frozen ranges that export and eval accept', () => {
+  const pre = join(work, 'pre');
+  const p = ssql('pretrain', '--method', 'ssql', '--model', 'tiny', '--proj-dim', '16', '--pred-hidden', '8', '--batch', '32', '--subset', '256', '--max-steps', '8', '--out', pre, '--json');
+  assert.is(p.code, 0, p.stderr);
+  const ckpt = join(pre, 'checkpoint.safetensors');
+  const out = join(work, 'ft');
+  const r = ssql('finetune', '--checkpoint', ckpt, '--setting', '2w4a,4w4a', '--subset', '256', '--eval-test', '128', '--epochs', '2', '--batch', '64', '--lr', '0.1', '--linear-epochs', '5', '--out', out, '--json');
+  assert.is(r.code, 0, r.stderr);
+  const report = lastJson<{ results: Record<string, { ptq: number; finetuned: number; checkpoint: string }>; train_images: number; test_images: number }>(r.stdout);
+  assert.equal(Object.keys(report.results), ['2w4a', '4w4a']);
+  assert.equal([report.train_images, report.test_images], [256, 128]);
+  for (const [s, v] of Object.entries(report.results)) {
+    assert.ok(v.ptq >= 0 && v.ptq <= 100 && v.finetuned >= 0 && v.finetuned <= 100, s);
+    assert.is(v.checkpoint, join(out, `finetune-${s}.safetensors`));
+  }
+  assert.equal(JSON.parse(readFileSync(join(out, 'finetune.json'), 'utf8')).results, report.results);
+  const md = readFileSync(join(out, 'finetune.md'), 'utf8');
+  assert.match(md, /\| setting \| PTQ \| fine-tuned \| difference \|/);
+  assert.match(md, new RegExp(`\\| 2w4a \\| ${report.results['2w4a'].ptq.toFixed(2)} \\| ${report.results['2w4a'].finetuned.toFixed(2)} \\|`));
+  const tuned = loadSafetensors(report.results['2w4a'].checkpoint);
+  assert.is(tuned.metadata.format, 'ssql-webgpu-finetune-1');
+  const record = JSON.parse(tuned.metadata.finetune) as { setting: string; top1: number; ranges: { weights: Record<string, number[]>; activations: Record<string, [number, number]> } };
+  assert.is(record.setting, '2w4a');
+  assert.is(record.top1, report.results['2w4a'].finetuned);
+  assert.equal(tuned.tensors['head.weight'].shape, [10, 32]);
+
+  // Export at the fine-tuned setting uses the frozen ranges and the head.
+  const onnxPath = join(work, 'ft.onnx');
+  const e = ssql('export', '--checkpoint', report.results['2w4a'].checkpoint, '--setting', '2w4a', '--out', onnxPath, '--json');
+  assert.is(e.code, 0, e.stderr);
+  const summary = lastJson<{ calibration: string; head: string }>(e.stdout);
+  assert.is(summary.calibration, 'the ranges frozen by fine-tuning at 2w4a');
+  assert.is(summary.head, report.results['2w4a'].checkpoint);
+  const onnx = decodeOnnx(new Uint8Array(readFileSync(onnxPath)));
+  assert.equal(onnx.outputs.map((o) => o.name), ['features', 'logits']);
+  const [lo, hi] = record.ranges.activations['layer1.0.act1'];
+  assert.is(onnx.initializers.get('layer1.0.act1.scale')!.data[0], quantizeActRange(lo, hi, 4)!.scale, 'the frozen activation range');
+  const w = new Float32Array(new Uint8Array(tuned.tensors['encoder.layer2.0.conv1.weight'].data).buffer);
+  const frozenScale = quantizeWeightWithRange(w, 8, 2, record.ranges.weights['layer2.0.conv1'])!.scale;
+  assert.equal([...onnx.initializers.get('layer2.0.conv1.weight_scale')!.data], [...frozenScale], 'the frozen weight range');
+  const other = ssql('export', '--checkpoint', report.results['2w4a'].checkpoint, '--setting', '8w8a', '--out', join(work, 'ft8.onnx'));
+  assert.is(other.code, 0, other.stderr);
+  assert.match(other.stderr, /was fine-tuned at 2w4a; 8w8a is calibrated afresh/);
+
+  const ev = ssql('eval', '--checkpoint', report.results['4w4a'].checkpoint, '--settings', 'fp', '--eval-train', '64', '--eval-test', '32', '--linear-epochs', '2', '--json');
+  assert.is(ev.code, 0, ev.stderr);
+  for (const [args, pattern] of [
+    [['finetune', '--checkpoint', ckpt], /--setting is required/],
+    [['finetune', '--checkpoint', ckpt, '--setting', 'fp'], /--setting fp: fine-tuning is at a quantized setting of 2\.\.8 bits/],
+    [['finetune', '--checkpoint', ckpt, '--setting', '4w4a', '--batch', '1'], /--batch must be at least 2/],
+  ] as [string[], RegExp][]) {
+    const x = ssql(...args);
+    assert.ok(x.code !== 0, `ssql ${args.join(' ')} exited 0`);
+    assert.match(x.stderr, pattern, `ssql ${args.join(' ')}: ${x.stderr}`);
+  }
 });
 
 test('cleanup', () => {
