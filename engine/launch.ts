@@ -92,7 +92,7 @@ const fillKernels = declareKernels({
   name: 'fill',
   source: fillSource,
   params: { size: 'u32', bits: 'u32' },
-  entryPoints: { main: { outputs: { Out: 'u32' } } },
+  entryPoints: { main: { outputs: { Out: 'vec4<u32>' } } },
 });
 
 /** Overwrite every element of `t` with the 32-bit pattern `bits`. */
@@ -102,7 +102,7 @@ export function fill(t: Tensor, bits: number): void {
     inputs: {},
     outputs: { Out: t },
     params: { size: t.size, bits: bits >>> 0 },
-    workgroups: grid1d(t.size, 256),
+    workgroups: grid1d(Math.ceil(t.size / 4) + 1, 4 * 256), // vec4s, 4 an invocation (shaders/fill.wgsl)
   });
 }
 

@@ -70,7 +70,7 @@ export class SGD {
         lr: this.lr, momentum: this.momentum, dampening: this.dampening, weightDecay: this.weightDecay,
       };
       const label = `sgd ${p.describe()}`;
-      const workgroups = grid1d(Math.ceil(p.size / 4), 256);
+      const workgroups = grid1d(Math.ceil(p.size / 4), 8 * 256); // vec4s, 8 an invocation (shaders/sgd.wgsl)
       if (this.momentum !== 0) launch(kernels.sgdMomentum, { label, params, workgroups, inputs: { G: g }, outputs: { P: p, BUF: buf! } });
       else launch(kernels.sgdPlain, { label, params, workgroups, inputs: { G: g }, outputs: { P: p } });
     }

@@ -25,6 +25,7 @@
 //                  per vec4 ([1, C, 1, 1] against [N, C, H, W] with H*W % 4 == 0)
 //   3 row          vec4 offset/4 + j % (chans / 4), inner 1 and chans a multiple of 4 ([D]
 //                  against [N, D])
+//   4 channel, any inner   as 2, with a value per lane (runs of H*W % 4 != 0, odd rows)
 // The output's last vec4 may be partial (size % 4 != 0): its live lanes are merged into what
 // the buffer holds there, so the elements after the tensor are written back unchanged.
 
@@ -104,7 +105,7 @@ fn startCursor(mode: u32, offset: u32, inner: u32, chans: u32, j: u32) -> Cursor
   switch (mode) {
     case 0u: { return Cursor(offset / 4u + j, 0u); }
     case 1u: { return Cursor(offset, 0u); }
-    case 2u: {
+    case 2u, 4u: {
       let q = 4u * j / inner;
       return Cursor(offset + q % chans, 4u * j - q * inner);
     }
@@ -123,6 +124,14 @@ fn advance(c: Cursor, mode: u32, offset: u32, inner: u32, chans: u32) -> Cursor 
       if (c.r + 4u < inner) { return Cursor(c.at, c.r + 4u); }
       return Cursor(select(c.at + 1u, offset, c.at + 1u == offset + chans), 0u);
     }
+    case 4u: {
+      var d = Cursor(c.at, c.r + 4u);
+      while (d.r >= inner) {
+        d.r -= inner;
+        d.at = select(d.at + 1u, offset, d.at + 1u == offset + chans);
+      }
+      return d;
+    }
     default: {
       if (c.r + 1u < chans / 4u) { return Cursor(c.at + 1u, c.r + 1u); }
       return Cursor(offset / 4u, 0u);
@@ -130,13 +139,37 @@ fn advance(c: Cursor, mode: u32, offset: u32, inner: u32, chans: u32) -> Cursor 
   }
 }
 
+// Mode 4: the element each lane reads (lane 0's is c.at).
+fn laneElements(c: Cursor, offset: u32, inner: u32, chans: u32) -> vec4<u32> {
+  var out = vec4<u32>(c.at);
+  var at = c.at;
+  var r = c.r;
+  for (var k = 1u; k < 4u; k++) {
+    r += 1u;
+    if (r == inner) {
+      r = 0u;
+      at = select(at + 1u, offset, at + 1u == offset + chans);
+    }
+    out[k] = at;
+  }
+  return out;
+}
+
 fn loadA(c: Cursor) -> V {
   if (MODE_A == 0u || MODE_A == 3u) { return VA[c.at]; }
+  if (MODE_A == 4u) {
+    let e = laneElements(c, p.offsetA, p.innerA, p.chansA);
+    return V(VA[e.x / 4u][e.x % 4u], VA[e.y / 4u][e.y % 4u], VA[e.z / 4u][e.z % 4u], VA[e.w / 4u][e.w % 4u]);
+  }
   return V(VA[c.at / 4u][c.at % 4u]);
 }
 
 fn loadB(c: Cursor) -> V {
   if (MODE_B == 0u || MODE_B == 3u) { return VB[c.at]; }
+  if (MODE_B == 4u) {
+    let e = laneElements(c, p.offsetB, p.innerB, p.chansB);
+    return V(VB[e.x / 4u][e.x % 4u], VB[e.y / 4u][e.y % 4u], VB[e.z / 4u][e.z % 4u], VB[e.w / 4u][e.w % 4u]);
+  }
   return V(VB[c.at / 4u][c.at % 4u]);
 }
 

@@ -2,7 +2,7 @@
 //   T = m * T + (1 - m) * S
 // with the decay m and (1 - m) as uniforms (a new momentum compiles nothing). (1 - m) is
 // computed on the host in double and rounded to f32 once, as PyTorch does for
-// `t * m + s * (1. - m)` with Python floats. One vec4 per invocation; the last vec4 may reach
+// `t * m + s * (1. - m)` with Python floats. PER vec4s per invocation; the last vec4 may reach
 // into the buffer's padding (pool buffers are whole multiples of 64 bytes), whose values are
 // never read as tensor elements.
 //
@@ -13,10 +13,12 @@
 #interface
 
 const WG: u32 = 256u;
+const PER: u32 = 8u;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn ema(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * WG;
-  if (4u * i >= p.n) { return; }
-  T[i] = T[i] * p.m + S[i] * p.oneMinusM;
+  let first = (gid.x + gid.y * nwg.x * WG) * PER;
+  for (var i = first; i < min(first + PER, (p.n + 3u) / 4u); i++) {
+    T[i] = T[i] * p.m + S[i] * p.oneMinusM;
+  }
 }

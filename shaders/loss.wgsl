@@ -8,6 +8,9 @@
 //   cosineForward     A, B, COS               one workgroup per row, three accumulators
 //   cosineBackwardA   A, B, G, GA             gradient for A only (stop-gradient on B)
 //   cosineBackwardAB  A, B, G, GA, GB
+//   cosineForward4, cosineBackwardA4, cosineBackwardAB4   the same for contiguous rows of
+//                     D % 4 == 0 (cosine along the last dim): an invocation per row, vec4
+//                     loads, no workgroup memory
 //   ceForward         X[N,K], LABELS, LOSS    one invocation per row, max-shifted log-sum-exp
 //   ceBackward        X, LABELS, G, GX
 //   top1              X, LABELS, HIT          1.0 where the first arg-max equals the label
@@ -120,6 +123,54 @@ fn cosineBackwardAB(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workg
     let b = cB[i];
     cGA[i] = k.ka * b + k.ca * a;
     cGB[i] = k.ka * a + k.cb * b;
+  }
+}
+
+// ---- cosine similarity, an invocation per contiguous row ----
+
+fn rowDots4(r: u32) -> Dots {
+  let D4 = p.D / 4u;
+  var ab = vec4<f32>(0.0);
+  var aa = vec4<f32>(0.0);
+  var bb = vec4<f32>(0.0);
+  for (var k = r * D4; k < (r + 1u) * D4; k++) {
+    let a = cA4[k];
+    let b = cB4[k];
+    ab += a * b;
+    aa += a * a;
+    bb += b * b;
+  }
+  return Dots((ab.x + ab.y) + (ab.z + ab.w), (aa.x + aa.y) + (aa.z + aa.w), (bb.x + bb.y) + (bb.z + bb.w));
+}
+
+@compute @workgroup_size(64)
+fn cosineForward4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let r = gid.x + gid.y * nwg.x * WG;
+  if (r >= p.rows) { return; }
+  let d = rowDots4(r);
+  cCos[r] = d.ab / (max(sqrt(d.aa), p.eps) * max(sqrt(d.bb), p.eps));
+}
+
+@compute @workgroup_size(64)
+fn cosineBackwardA4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let r = gid.x + gid.y * nwg.x * WG;
+  if (r >= p.rows) { return; }
+  let k = cosGrad(rowDots4(r), cG[r], p.eps);
+  let D4 = p.D / 4u;
+  for (var j = r * D4; j < (r + 1u) * D4; j++) { cGA4[j] = k.ka * cB4[j] + k.ca * cA4[j]; }
+}
+
+@compute @workgroup_size(64)
+fn cosineBackwardAB4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let r = gid.x + gid.y * nwg.x * WG;
+  if (r >= p.rows) { return; }
+  let k = cosGrad(rowDots4(r), cG[r], p.eps);
+  let D4 = p.D / 4u;
+  for (var j = r * D4; j < (r + 1u) * D4; j++) {
+    let a = cA4[j];
+    let b = cB4[j];
+    cGA4[j] = k.ka * b + k.ca * a;
+    cGB4[j] = k.ka * a + k.cb * b;
   }
 }
 

@@ -1,8 +1,8 @@
 // 2-D pooling over (N, C, H, W) planes: average (count_include_pad, as PyTorch's default) and
 // max (first maximum on ties, NaN wins, as PyTorch), with general kernel, stride and zero
 // padding (no ceil mode). Forward runs one invocation per output; backward one per input
-// element, gathering from the outputs whose windows cover it (no atomics). Global average
-// pooling is average pooling with the whole plane as the window.
+// element, gathering from the outputs whose windows cover it (no atomics). (Global average
+// pooling does not come here: engine/ops/pooling.ts.)
 //   avgForward   X -> Y
 //   maxForward   X -> Y, Idx (argmax within the plane, ih*W + iw, as PyTorch's indices)
 //   avgBackward  G -> DX

@@ -18,22 +18,30 @@
 //
 // Entry points and their bindings (inputs, then outputs):
 //   observeAbsMax   W, R(atomic)             per-channel max|w| into R, accumulating
-//   observeMinMax   X, S(atomic)             per-tensor min/max into S, accumulating
+//   observeMinMax   X, S(atomic)             per-tensor min/max into S, accumulating: each
+//                                            invocation folds OBS_UNITS vec4s, a workgroup tree,
+//                                            then one atomicMax per bound and workgroup
 //   weightFused     W, Y, R                  per channel: R = max|w|, Y = fake-quant(W)
-//   weightQuant     W, R, Y                  Y = fake-quant(W) with given R (mode 0), or only the
-//                                            tensor-wide pass-through fix-up after weightFused (mode 1)
-//   weightBackward  W, R, G, GW              straight-through, optional gradient through the scale
-//   actQuant        X, S, Y                  per element (vec4)
-//   actBackward     X, G, S, GX              per element (vec4)
+//   weightQuant     W, R, Y                  per channel: Y = fake-quant(W) with given R
+//   weightFixup     W, R, Y                  one workgroup: the tensor-wide pass-through rule
+//                                            after weightFused or weightQuant (copies W to Y when
+//                                            bits = 0 or any channel's range is 0; reads only R
+//                                            otherwise)
+//   rangeFlag       R, Flag                  one workgroup: Flag[0] = 1 when the tensor passes
+//                                            through, read by weightBackward
+//   weightBackward  W, R, G, Flag, GW        straight-through, optional gradient through the scale
+//   actQuant        X, S, Y                  per element, PER vec4s per invocation
+//   actBackward     X, G, S, GX              per element, PER vec4s per invocation
 
 // The interface generated from the declaration in engine/ops/quant.ts (struct Params: n elements,
-// C channels and L elements per channel (weights), bits, mode (weightQuant: 0 quantize, 1 the
-// pass-through fix-up only), scaleGrad (weightBackward: 1 adds the reference's gradient through
-// the scale); each entry point's bindings) goes here:
+// C channels and L elements per channel (weights), bits, scaleGrad (weightBackward: 1 adds the
+// reference's gradient through the scale); each entry point's bindings) goes here:
 #interface
 
 const WG: u32 = 64u;
 const WG_ELEM: u32 = 256u;
+const PER: u32 = 8u;
+const OBS_UNITS: u32 = 32u;
 
 // ---- shared helpers --------------------------------------------------------------------------
 
@@ -109,35 +117,33 @@ fn observeAbsMax(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgrou
   if (lid.x == 0u) { atomicMax(&oaR[c], bitcast<u32>(m)); }
 }
 
-// A grid-stride loop over vec4s, a tree per workgroup, then one atomic per workgroup and bound.
-@compute @workgroup_size(256)
+@compute @workgroup_size(64)
 fn observeMinMax(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let n = p.n;
   let n4 = (n + 3u) / 4u;
-  var mn = posInf();
-  var mx = negInf();
-  for (var i = gid.x; i < n4; i += nwg.x * WG_ELEM) {
-    let v = omX[i];
-    if (4u * i + 4u <= n) {
-      mn = min(mn, min(min(v.x, v.y), min(v.z, v.w)));
-      mx = max(mx, max(max(v.x, v.y), max(v.z, v.w)));
-    } else {
-      for (var k = 0u; k < 4u; k++) {
-        if (4u * i + k < n) { mn = min(mn, v[k]); mx = max(mx, v[k]); }
-      }
+  let first = (gid.x + gid.y * nwg.x * WG) * OBS_UNITS;
+  var mn = vec4<f32>(posInf());
+  var mx = vec4<f32>(negInf());
+  for (var i = first; i < min(first + OBS_UNITS, n4); i++) {
+    var v = omX[i];
+    if (4u * i + 4u > n) {
+      // Lanes past the tensor repeat a live one.
+      for (var k = n - 4u * i; k < 4u; k++) { v[k] = v[0]; }
     }
+    mn = min(mn, v);
+    mx = max(mx, v);
   }
-  redF[lid.x] = mn;
-  redF2[lid.x] = mx;
+  redF[lid.x] = min(min(mn.x, mn.y), min(mn.z, mn.w));
+  redF2[lid.x] = max(max(mx.x, mx.y), max(mx.z, mx.w));
   workgroupBarrier();
-  for (var half = WG_ELEM / 2u; half > 0u; half = half / 2u) {
+  for (var half = WG / 2u; half > 0u; half = half / 2u) {
     if (lid.x < half) {
       redF[lid.x] = min(redF[lid.x], redF[lid.x + half]);
       redF2[lid.x] = max(redF2[lid.x], redF2[lid.x + half]);
     }
     workgroupBarrier();
   }
-  if (lid.x == 0u) {
+  if (lid.x == 0u && first < n4) {
     atomicMax(&omS[0], key(-redF[0]));
     atomicMax(&omS[1], key(redF2[0]));
   }
@@ -147,8 +153,7 @@ fn observeMinMax(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(global_i
 
 // The fused step: one workgroup per output channel reduces max|w| and quantizes the channel
 // (its second read comes from cache). A zero channel passes through by itself here; the
-// tensor-wide rule (any zero scale: the whole tensor passes through) is applied by weightQuant
-// in mode 1, which reads only R in the common case.
+// tensor-wide rule (any zero scale: the whole tensor passes through) is weightFixup's.
 @compute @workgroup_size(64)
 fn weightFused(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let c = channelOf(wid, nwg);
@@ -167,33 +172,38 @@ fn weightFused(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_
   }
 }
 
-// The smallest scale over all channels (the input R of weightQuant and weightBackward),
-// computed by every workgroup (C reads: cheap).
-fn minScale(lid: u32, C: u32, bits: u32) -> f32 {
-  var m = posInf();
-  for (var c = lid; c < C; c += WG) { m = min(m, R[c] / symDenominator(bits)); }
-  return wgMin(lid, m);
-}
-
 @compute @workgroup_size(64)
 fn weightQuant(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let c = channelOf(wid, nwg);
   if (c >= p.C) { return; }
   let bits = p.bits;
-  let through = bits == 0u || minScale(lid.x, p.C, bits) == 0.0;
-  let base = c * p.L;
-  if (p.mode == 1u) {
-    // Fix-up after weightFused: copy the channel only when the whole tensor passes through.
-    if (through) {
-      for (var i = lid.x; i < p.L; i += WG) { wqY[base + i] = W[base + i]; }
-    }
-    return;
-  }
   let s = R[c] / symDenominator(bits);
+  let through = bits == 0u || s == 0.0;
+  let base = c * p.L;
   for (var i = lid.x; i < p.L; i += WG) {
     let x = W[base + i];
     wqY[base + i] = select(fqSym(x, s, bits).v, x, through);
   }
+}
+
+// Whether the whole tensor passes through: bit-width 0, or a zero scale in any channel.
+fn passesThrough(lid: u32) -> bool {
+  var m = posInf();
+  for (var c = lid; c < p.C; c += WG) { m = min(m, R[c]); }
+  return p.bits == 0u || wgMin(lid, m) == 0.0;
+}
+
+@compute @workgroup_size(64)
+fn weightFixup(@builtin(local_invocation_id) lid: vec3<u32>) {
+  if (passesThrough(lid.x)) {
+    for (var i = lid.x; i < p.n; i += WG) { wqY[i] = W[i]; }
+  }
+}
+
+@compute @workgroup_size(64)
+fn rangeFlag(@builtin(local_invocation_id) lid: vec3<u32>) {
+  let through = passesThrough(lid.x);
+  if (lid.x == 0u) { FlagOut[0] = select(0u, 1u, through); }
 }
 
 // Straight-through: gw = g where round(w / s) was inside the clamp range, else 0.
@@ -205,7 +215,7 @@ fn weightBackward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgro
   let c = channelOf(wid, nwg);
   if (c >= p.C) { return; }
   let bits = p.bits;
-  let through = bits == 0u || minScale(lid.x, p.C, bits) == 0.0;
+  let through = Flag[0] != 0u;
   let base = c * p.L;
   let m = R[c];
   let D = symDenominator(bits);
@@ -233,32 +243,33 @@ fn weightBackward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgro
   }
 }
 
-// ---- activations -----------------------------------------------------------------------------
+// ---- activations ----------------------------------------------------------------------------
 
-// One vec4 per invocation. The last vec4 may run into the buffer's padding (pool buffers are
-// whole multiples of 64 bytes); those lanes are computed and ignored.
+// PER vec4s per invocation. The last vec4 may run into the buffer's padding (pool buffers are
+// whole multiples of 64 bytes, and Y and GX are fresh tensors of their own); those lanes are
+// computed and ignored.
 @compute @workgroup_size(256)
 fn actQuant(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * WG_ELEM;
-  if (4u * i >= p.n) { return; }
+  let first = (gid.x + gid.y * nwg.x * WG_ELEM) * PER;
+  let n4 = (p.n + 3u) / 4u;
   let a = actParams(aqS[0], aqS[1], p.bits);
-  let x = aqX[i];
-  if (a.through) { aqY[i] = x; return; }
-  aqY[i] = vec4<f32>(
-    fqAsym(x.x, a.s, a.zp, p.bits).v, fqAsym(x.y, a.s, a.zp, p.bits).v,
-    fqAsym(x.z, a.s, a.zp, p.bits).v, fqAsym(x.w, a.s, a.zp, p.bits).v);
+  for (var i = first; i < min(first + PER, n4); i++) {
+    let x = aqX[i];
+    aqY[i] = select(fqAsym4(x, a, p.bits), x, a.through);
+  }
 }
 
 @compute @workgroup_size(256)
 fn actBackward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * WG_ELEM;
-  if (4u * i >= p.n) { return; }
+  let first = (gid.x + gid.y * nwg.x * WG_ELEM) * PER;
+  let n4 = (p.n + 3u) / 4u;
   let a = actParams(abS[0], abS[1], p.bits);
-  let g = abG[i];
-  if (a.through) { abGX[i] = g; return; }
-  let x = abX[i];
-  let inside = vec4<bool>(
-    fqAsym(x.x, a.s, a.zp, p.bits).inside, fqAsym(x.y, a.s, a.zp, p.bits).inside,
-    fqAsym(x.z, a.s, a.zp, p.bits).inside, fqAsym(x.w, a.s, a.zp, p.bits).inside);
-  abGX[i] = select(vec4<f32>(0.0), g, inside);
+  for (var i = first; i < min(first + PER, n4); i++) {
+    let g = abG[i];
+    if (a.through) {
+      abGX[i] = g;
+    } else {
+      abGX[i] = select(vec4<f32>(0.0), g, insideAsym4(abX[i], a, p.bits));
+    }
+  }
 }

@@ -4,8 +4,9 @@
 //   d = d + momentum * buf (nesterov), else d = buf  (momentum != 0 only)
 //   p = p - lr * d
 // lr and the other hyper-parameters are uniforms: a new learning rate compiles nothing.
-// One vec4 per invocation; the last vec4 may reach into the buffer's padding (pool buffers are
-// whole multiples of 64 bytes), whose values are never read as tensor elements.
+// PER vec4s per invocation (docs/environment.md#speed-on-lavapipe); the last vec4 may reach
+// into the buffer's padding (pool buffers are whole multiples of 64 bytes, and a parameter,
+// its gradient and its momentum own theirs), whose values are never read as tensor elements.
 //
 // Entry points and bindings: sgdPlain (G -> P), sgdMomentum (G -> P, BUF); P and BUF in place.
 
@@ -15,25 +16,32 @@
 #interface
 
 const WG: u32 = 256u;
+const PER: u32 = 8u;
 
-@compute @workgroup_size(256)
-fn sgdPlain(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * WG;
-  if (4u * i >= p.n) { return; }
-  let w = P[i];
-  let d = G[i] + p.weightDecay * w;
-  P[i] = w - p.lr * d;
+fn firstUnit(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+  return (gid.x + gid.y * nwg.x * WG) * PER;
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
+fn sgdPlain(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let first = firstUnit(gid, nwg);
+  for (var i = first; i < min(first + PER, (p.n + 3u) / 4u); i++) {
+    let w = P[i];
+    let d = G[i] + p.weightDecay * w;
+    P[i] = w - p.lr * d;
+  }
+}
+
+@compute @workgroup_size(WG)
 fn sgdMomentum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * WG;
-  if (4u * i >= p.n) { return; }
-  let w = P[i];
-  var d = G[i] + p.weightDecay * w;
-  var buf = d;
-  if (p.first == 0u) { buf = p.momentum * BUF[i] + (1.0 - p.dampening) * d; }
-  BUF[i] = buf;
-  if (p.nesterov == 1u) { d = d + p.momentum * buf; } else { d = buf; }
-  P[i] = w - p.lr * d;
+  let first = firstUnit(gid, nwg);
+  for (var i = first; i < min(first + PER, (p.n + 3u) / 4u); i++) {
+    let w = P[i];
+    var d = G[i] + p.weightDecay * w;
+    var buf = d;
+    if (p.first == 0u) { buf = p.momentum * BUF[i] + (1.0 - p.dampening) * d; }
+    BUF[i] = buf;
+    if (p.nesterov == 1u) { d = d + p.momentum * buf; } else { d = buf; }
+    P[i] = w - p.lr * d;
+  }
 }

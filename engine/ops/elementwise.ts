@@ -61,7 +61,7 @@ function isLinear(op: StridedOperand, shape: Shape): 0 | 1 | null {
 
 /** How the fast path reads an operand (shaders/elementwise.wgsl, map4's operand modes), or
  * null when it cannot. */
-interface FastOperand { mode: 0 | 1 | 2 | 3; inner: number; chans: number }
+interface FastOperand { mode: 0 | 1 | 2 | 3 | 4; inner: number; chans: number }
 
 function fastOperand(op: StridedOperand, shape: Shape, linear: 0 | 1 | null): FastOperand | null {
   if (linear === 1) return op.offset % 4 === 0 ? { mode: 0, inner: 1, chans: 1 } : null;
@@ -81,7 +81,7 @@ function fastOperand(op: StridedOperand, shape: Shape, linear: 0 | 1 | null): Fa
   const inner = dims.slice(at + used.length).reduce((n, d) => n * shape[d], 1);
   if (inner % 4 === 0) return { mode: 2, inner, chans };
   if (inner === 1 && chans % 4 === 0 && op.offset % 4 === 0) return { mode: 3, inner, chans };
-  return null;
+  return { mode: 4, inner, chans };
 }
 
 /** The one entry point to the element-wise kernel. */

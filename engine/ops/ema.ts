@@ -23,6 +23,6 @@ export function emaUpdate(target: Tensor, src: Tensor, m: number): void {
     label: `ema ${target.describe()}`,
     inputs: { S: src }, outputs: { T: target },
     params: { n: target.size, m, oneMinusM: 1 - m },
-    workgroups: grid1d(Math.ceil(target.size / 4), 256),
+    workgroups: grid1d(Math.ceil(target.size / 4), 8 * 256), // vec4s, 8 an invocation (shaders/ema.wgsl)
   });
 }

@@ -17,6 +17,9 @@ const kernels = declareKernels({
     cosineForward: { inputs: { cA: 'f32', cB: 'f32' }, outputs: { cCos: 'f32' } },
     cosineBackwardA: { inputs: { cA: 'f32', cB: 'f32', cG: 'f32' }, outputs: { cGA: 'f32' } },
     cosineBackwardAB: { inputs: { cA: 'f32', cB: 'f32', cG: 'f32' }, outputs: { cGA: 'f32', cGB: 'f32' } },
+    cosineForward4: { inputs: { cA4: 'vec4<f32>', cB4: 'vec4<f32>' }, outputs: { cCos: 'f32' } },
+    cosineBackwardA4: { inputs: { cA4: 'vec4<f32>', cB4: 'vec4<f32>', cG: 'f32' }, outputs: { cGA4: 'vec4<f32>' } },
+    cosineBackwardAB4: { inputs: { cA4: 'vec4<f32>', cB4: 'vec4<f32>', cG: 'f32' }, outputs: { cGA4: 'vec4<f32>', cGB4: 'vec4<f32>' } },
     ceForward: { inputs: { eX: 'f32', eLabels: 'i32' }, outputs: { eLoss: 'f32' } },
     ceBackward: { inputs: { eX: 'f32', eLabels: 'i32', eG: 'f32' }, outputs: { eGX: 'f32' } },
     top1: { inputs: { eX: 'f32', eLabels: 'i32' }, outputs: { eHit: 'f32' } },
@@ -40,6 +43,8 @@ export interface CosineOptions {
 interface CosineRows {
   params: RowParams;
   outShape: number[];
+  /** Contiguous rows of whole vec4s: an invocation per row (the ...4 kernels). */
+  vec4: boolean;
 }
 
 function cosineRows(op: string, a: Tensor, b: Tensor, dim: number, eps: number): CosineRows {
@@ -50,33 +55,35 @@ function cosineRows(op: string, a: Tensor, b: Tensor, dim: number, eps: number):
   const D = a.shape[d];
   const inner = a.shape.slice(d + 1).reduce((n, v) => n * v, 1);
   const rows = a.size / Math.max(D, 1);
-  return { params: { rows, D, inner, eps }, outShape: a.shape.filter((_, i) => i !== d) };
+  return { params: { rows, D, inner, eps }, outShape: a.shape.filter((_, i) => i !== d), vec4: inner === 1 && D % 4 === 0 };
 }
 
 function cosineForward(a: Tensor, b: Tensor, c: CosineRows): Tensor {
   const out = Tensor.empty(c.outShape);
-  launch(kernels.cosineForward, {
-    label: `cosineSimilarity ${a.describe()}`, params: c.params, workgroups: grid1d(c.params.rows, 1),
-    inputs: { cA: a, cB: b }, outputs: { cCos: out },
-  });
+  const label = `cosineSimilarity ${a.describe()}`;
+  if (c.vec4) {
+    launch(kernels.cosineForward4, { label, params: c.params, workgroups: grid1d(c.params.rows, 64), inputs: { cA4: a, cB4: b }, outputs: { cCos: out } });
+  } else {
+    launch(kernels.cosineForward, { label, params: c.params, workgroups: grid1d(c.params.rows, 1), inputs: { cA: a, cB: b }, outputs: { cCos: out } });
+  }
   return out;
 }
 
 /** Gradients of the per-row cosines given their gradients `g` (one per row). */
 function cosineBackward(a: Tensor, b: Tensor, g: Tensor, c: CosineRows, withB: boolean): [Tensor, Tensor | null] {
   const ga = Tensor.empty(a.shape);
+  const label = `cosineSimilarity backward ${a.describe()}`;
+  const params = c.params;
+  const rowGrid = grid1d(params.rows, 64);
+  const groupGrid = grid1d(params.rows, 1);
   if (!withB) {
-    launch(kernels.cosineBackwardA, {
-      label: `cosineSimilarity backward ${a.describe()}`, params: c.params, workgroups: grid1d(c.params.rows, 1),
-      inputs: { cA: a, cB: b, cG: g }, outputs: { cGA: ga },
-    });
+    if (c.vec4) launch(kernels.cosineBackwardA4, { label, params, workgroups: rowGrid, inputs: { cA4: a, cB4: b, cG: g }, outputs: { cGA4: ga } });
+    else launch(kernels.cosineBackwardA, { label, params, workgroups: groupGrid, inputs: { cA: a, cB: b, cG: g }, outputs: { cGA: ga } });
     return [ga, null];
   }
   const gb = Tensor.empty(b.shape);
-  launch(kernels.cosineBackwardAB, {
-    label: `cosineSimilarity backward ${a.describe()}`, params: c.params, workgroups: grid1d(c.params.rows, 1),
-    inputs: { cA: a, cB: b, cG: g }, outputs: { cGA: ga, cGB: gb },
-  });
+  if (c.vec4) launch(kernels.cosineBackwardAB4, { label, params, workgroups: rowGrid, inputs: { cA4: a, cB4: b, cG: g }, outputs: { cGA4: ga, cGB4: gb } });
+  else launch(kernels.cosineBackwardAB, { label, params, workgroups: groupGrid, inputs: { cA: a, cB: b, cG: g }, outputs: { cGA: ga, cGB: gb } });
   return [ga, gb];
 }
 

@@ -1,12 +1,15 @@
 // 2-D pooling over NCHW tensors (PyTorch's avg_pool2d, max_pool2d, and global average pooling
-// = adaptive_avg_pool2d(x, 1) flattened). Kernels in shaders/pooling.wgsl; each backward is a
-// gather over the outputs covering an input element, so no atomics are needed.
+// = adaptive_avg_pool2d(x, 1) flattened). Windowed kernels in shaders/pooling.wgsl; each
+// backward is a gather over the outputs covering an input element, so no atomics are needed.
+// Global average pooling is a row reduction and a broadcast (reduce-kernel.ts, elementwise.ts).
 // (engine/pool.ts is the buffer pool, unrelated.)
 import source from '../../shaders/pooling.wgsl';
 import { record } from '../autograd.ts';
 import { declareKernels } from '../kernels.ts';
 import { grid1d, launch } from '../launch.ts';
 import { Tensor, checkDtype } from '../tensor.ts';
+import { expand } from './elementwise.ts';
+import { reduceKernel } from './reduce-kernel.ts';
 
 export interface Pool2dOptions {
   /** Default: the kernel size. */
@@ -81,11 +84,22 @@ export function avgPool2d(x: Tensor, kernelSize: number | [number, number], opts
   return avgPool('avgPool2d', x, g, [g.N, g.C, g.OH, g.OW]);
 }
 
-/** Mean over H and W: (N, C, H, W) -> (N, C). */
+/** Mean over H and W: (N, C, H, W) -> (N, C). A reduction over contiguous rows of H*W forward
+ * and a broadcast of the gradient backward (the fast element-wise and reduction passes), not
+ * the windowed kernels. */
 export function globalAvgPool(x: Tensor): Tensor {
+  checkDtype('globalAvgPool', 'f32', x);
   if (x.ndim !== 4) throw new RangeError(`globalAvgPool: input must be NCHW (4 dims), got ${x.describe()}`);
-  const g = geometry('globalAvgPool', x, [x.shape[2], x.shape[3]], { stride: 1 });
-  return avgPool('globalAvgPool', x, g, [g.N, g.C]);
+  const [N, C, H, W] = x.shape;
+  if (H * W === 0) throw new RangeError(`globalAvgPool: input ${x.describe()} has an empty plane`);
+  const scale = 1 / (H * W);
+  const y = reduceKernel('sum', x, [2, 3], scale, [N, C]);
+  return record(y, 'globalAvgPool', [x], (g) => {
+    const planes = g.view([N, C, 1, 1]);
+    const dx = expand(planes, x.shape, scale);
+    planes.dispose();
+    return [dx];
+  });
 }
 
 /** max_pool2d (ceil_mode=False, dilation 1): gradient to the first maximum of each window. */

@@ -1,9 +1,9 @@
 // Fake quantization and range observers (shaders/quant.wgsl; docs/method.md#quantizer-arithmetic).
 //
 // - `fakeQuantWeight(w, bits)`: symmetric, per output channel (axis 0). Without a `range` the
-//   per-channel max|w| is reduced and applied in one fused dispatch per layer (plus a tiny
-//   fix-up dispatch for the tensor-wide pass-through rule); with `range` (an AbsMaxObserver's)
-//   it quantizes with those ranges.
+//   per-channel max|w| is reduced and applied in one fused dispatch per layer (plus a
+//   one-workgroup fix-up dispatch for the tensor-wide pass-through rule, which reads only the
+//   ranges unless it applies); with `range` (an AbsMaxObserver's) it quantizes with those ranges.
 // - `fakeQuantAct(x, bits, observer)`: asymmetric, per tensor, with a MinMaxObserver's range.
 // - Backward: straight-through (gradient where the rounded value fell inside the clamp range).
 //   `scaleGrad: true` adds the reference code's gradient through the weight scale (the scale
@@ -35,7 +35,6 @@ const kernels = declareKernels({
     C: 'u32', // channels (weights)
     L: 'u32', // elements per channel (weights)
     bits: 'u32',
-    mode: 'u32', // weightQuant: 0 quantize, 1 pass-through fix-up only
     scaleGrad: 'u32', // weightBackward: 1 adds the reference's gradient through the scale
   },
   entryPoints: {
@@ -43,15 +42,21 @@ const kernels = declareKernels({
     observeMinMax: { inputs: { omX: 'vec4<f32>' }, outputs: { omS: 'atomic<u32>' } },
     weightFused: { inputs: { W: 'f32' }, outputs: { wfY: 'f32', wfR: 'f32' } },
     weightQuant: { inputs: { W: 'f32', R: 'f32' }, outputs: { wqY: 'f32' } },
-    weightBackward: { inputs: { W: 'f32', R: 'f32', wbG: 'f32' }, outputs: { wbGW: 'f32' } },
+    weightFixup: { inputs: { W: 'f32', R: 'f32' }, outputs: { wqY: 'f32' } },
+    rangeFlag: { inputs: { W: 'f32', R: 'f32' }, outputs: { FlagOut: 'u32' } },
+    weightBackward: { inputs: { W: 'f32', R: 'f32', wbG: 'f32', Flag: 'u32' }, outputs: { wbGW: 'f32' } },
     actQuant: { inputs: { aqX: 'vec4<f32>', aqS: 'u32' }, outputs: { aqY: 'vec4<f32>' } },
     actBackward: { inputs: { abX: 'vec4<f32>', abG: 'vec4<f32>', abS: 'u32' }, outputs: { abGX: 'vec4<f32>' } },
   },
 });
 
-function params(n: number, C: number, L: number, bits: number, mode = 0, scaleGrad = 0) {
-  return { n, C, L, bits, mode, scaleGrad };
+function params(n: number, C: number, L: number, bits: number, scaleGrad = 0) {
+  return { n, C, L, bits, scaleGrad };
 }
+
+/** vec4s per invocation of actQuant/actBackward (PER) and observeMinMax (OBS_UNITS). */
+const ACT_UNITS_PER_GROUP = 8 * 256;
+const OBS_UNITS_PER_GROUP = 32 * 64;
 
 export function checkBits(op: string, bits: number): void {
   if (!Number.isInteger(bits) || bits < 0 || bits > MAX_BITS) throw new RangeError(`${op}: bit-width ${bits} is not an integer in 0..${MAX_BITS}`);
@@ -105,10 +110,10 @@ export class MinMaxObserver {
 
   observe(x: Tensor): void {
     checkDtype('MinMaxObserver.observe', 'f32', x);
-    const groups = Math.min(Math.ceil(Math.ceil(x.size / 4) / 256), 256);
     launch(kernels.observeMinMax, {
       label: `observeMinMax ${x.describe()}`,
-      inputs: { omX: x }, outputs: { omS: this.state }, params: params(x.size, 0, 0, 0), workgroups: [groups, 1, 1],
+      inputs: { omX: x }, outputs: { omS: this.state }, params: params(x.size, 0, 0, 0),
+      workgroups: grid1d(Math.ceil(x.size / 4), OBS_UNITS_PER_GROUP),
     });
   }
 
@@ -157,7 +162,7 @@ export function fakeQuantWeight(w: Tensor, bits: number, opts: FakeQuantWeightOp
     if (opts.range.size !== C) throw new RangeError(`fakeQuantWeight: range ${opts.range.describe()} does not have one value per output channel of ${w.describe()}`);
     launch(kernels.weightQuant, {
       label: `fakeQuantWeight ${w.describe()} bits ${bits}`,
-      inputs: { W: w, R: opts.range }, outputs: { wqY: y }, params: params(w.size, C, L, bits, 0), workgroups: grid,
+      inputs: { W: w, R: opts.range }, outputs: { wqY: y }, params: params(w.size, C, L, bits), workgroups: grid,
     });
     range = opts.range;
   } else {
@@ -166,11 +171,11 @@ export function fakeQuantWeight(w: Tensor, bits: number, opts: FakeQuantWeightOp
       label: `fakeQuantWeight ${w.describe()} bits ${bits}`,
       inputs: { W: w }, outputs: { wfY: y, wfR: range }, params: params(w.size, C, L, bits), workgroups: grid,
     });
-    launch(kernels.weightQuant, {
-      label: `fakeQuantWeight pass-through check ${w.describe()}`,
-      inputs: { W: w, R: range }, outputs: { wqY: y }, params: params(w.size, C, L, bits, 1), workgroups: grid,
-    });
   }
+  launch(kernels.weightFixup, {
+    label: `fakeQuantWeight pass-through check ${w.describe()}`,
+    inputs: { W: w, R: range }, outputs: { wqY: y }, params: params(w.size, C, L, bits), workgroups: [1, 1, 1],
+  });
   if (!opts.range) range.dispose();
   const given = opts.range;
   const scaleGrad = opts.scaleGrad ? 1 : 0;
@@ -185,11 +190,17 @@ export function fakeQuantWeight(w: Tensor, bits: number, opts: FakeQuantWeightOp
         inputs: { W: w }, outputs: { oaR: r }, params: params(w.size, C, L, 0), workgroups: grid,
       });
     }
+    const flag = Tensor.empty([1], 'u32');
+    launch(kernels.rangeFlag, {
+      label: `fakeQuantWeight backward pass-through check ${w.describe()}`,
+      inputs: { W: w, R: r }, outputs: { FlagOut: flag }, params: params(w.size, C, L, bits), workgroups: [1, 1, 1],
+    });
     const gw = Tensor.empty(w.shape);
     launch(kernels.weightBackward, {
       label: `fakeQuantWeight backward ${w.describe()} bits ${bits}`,
-      inputs: { W: w, R: r, wbG: g }, outputs: { wbGW: gw }, params: params(w.size, C, L, bits, 0, scaleGrad), workgroups: grid,
+      inputs: { W: w, R: r, wbG: g, Flag: flag }, outputs: { wbGW: gw }, params: params(w.size, C, L, bits, scaleGrad), workgroups: grid,
     });
+    flag.dispose();
     if (!given) r.dispose();
     return [gw];
   });
@@ -200,7 +211,7 @@ export function fakeQuantAct(x: Tensor, bits: number, observer: MinMaxObserver):
   checkDtype('fakeQuantAct', 'f32', x);
   checkBits('fakeQuantAct', bits);
   const y = Tensor.empty(x.shape);
-  const groups = grid1d(Math.ceil(x.size / 4), 256);
+  const groups = grid1d(Math.ceil(x.size / 4), ACT_UNITS_PER_GROUP);
   launch(kernels.actQuant, {
     label: `fakeQuantAct ${x.describe()} bits ${bits}`,
     inputs: { aqX: x, aqS: observer.state }, outputs: { aqY: y }, params: params(x.size, 0, 0, bits), workgroups: groups,

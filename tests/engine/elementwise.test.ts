@@ -257,9 +257,9 @@ test('a binary op on strided broadcast operands writes every element (257 x 3 by
 // The fast path's operand modes (shaders/elementwise.wgsl map4): contiguous, a single element,
 // a per-channel vector broadcast over runs of H*W (one value per vec4, also when a run is a
 // single vec4 and one invocation's vec4s cross many channels), a row vector of D % 4 == 0, on
-// either side; sizes that leave a partial last vec4 and span several workgroups; and operands
-// the fast path must refuse (runs of 25, non-adjacent broadcast dims), which fall back to the
-// general kernel. Each against float64 and against the reference path (the strided kernel).
+// either side, and a value per lane for runs that are not whole vec4s; sizes that leave a
+// partial last vec4 and span several workgroups; and operands the fast path must refuse
+// (non-adjacent broadcast dims), which fall back to the general kernel. Each against float64 and against the reference path (the strided kernel).
 test('element-wise fast path: every operand mode, on both sides, against float64 and the reference path', async () => {
   const pairs: [Shape, Shape][] = [
     [[3, 5, 40, 40], [5, 1, 1]], // channel, 6000 vec4s: several workgroups
@@ -272,7 +272,10 @@ test('element-wise fast path: every operand mode, on both sides, against float64
     [[12], [7, 12]], // row on A's side
     [[3, 7, 9], [1]], // one element (189: a partial last vec4)
     [[1], [3, 7, 9]],
-    [[2, 3, 5, 5], [3, 1, 1]], // runs of 25: general kernel
+    [[2, 3, 5, 5], [3, 1, 1]], // runs of 25: a channel per lane
+    [[3, 7, 2], [7, 1]], // runs of 2: several channels in one vec4
+    [[5, 3, 1], [3, 1]], // runs of 1 and 3 channels (a row of odd length)
+    [[2, 3, 5, 7], [5, 1]], // one broadcast dim inside two: channel 5, runs of 7
     [[4, 6, 8], [4, 1, 8]], // broadcast dims not adjacent: general kernel
     [[257, 3], [257, 3]], // contiguous, 771 elements
   ];

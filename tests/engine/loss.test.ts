@@ -38,13 +38,15 @@ export function refCrossEntropy(x: ArrayLike<number>, labels: ArrayLike<number>,
   return out;
 }
 
-test('cosineSimilarity along the last dim: forward and both gradients', async () => {
+test('cosineSimilarity along the last dim: forward and both gradients (a workgroup per row; rows of whole vec4s: an invocation per row)', async () => {
   await noLeaks(async () => {
-    await gradCheck({
-      name: 'cosine dim -1', shapes: [[5, 37], [5, 37]],
-      gpu: (a, b) => cosineSimilarity(a, b),
-      cpu: (a, b) => refCosine(a, b, 5, 37, 1),
-    });
+    for (const [rows, D] of [[5, 37], [5, 36], [70, 8]]) {
+      await gradCheck({
+        name: `cosine dim -1 [${rows}, ${D}]`, shapes: [[rows, D], [rows, D]],
+        gpu: (a, b) => cosineSimilarity(a, b),
+        cpu: (a, b) => refCosine(a, b, rows, D, 1),
+      });
+    }
   });
 });
 
@@ -55,19 +57,23 @@ test('cosineSimilarity along a middle dim (strided rows), and a zero row', async
       gpu: (a, b) => cosineSimilarity(a, b, 1),
       cpu: (a, b) => refCosine(a, b, 2, 70, 3),
     });
-    // A zero vector: cos 0 (eps bounds the norm), finite gradients.
-    const a = tensor([0, 0, 0, 1, 2, 3], [2, 3], true);
-    const b = tensor([1, 2, 3, 3, 2, 1], [2, 3], true);
-    const c = scope(() => {
-      const out = cosineSimilarity(a, b);
-      out.backward(tensor([1, 1], [2]));
-      return out;
-    });
-    assertClose(await c.toArray(), [0, 10 / 14], {}, 'cos with a zero row');
-    const ga = await a.grad!.toArray();
-    assertClose(ga.slice(0, 3), [1e8 / Math.sqrt(14), 2e8 / Math.sqrt(14), 3e8 / Math.sqrt(14)], { rtol: 1e-5 }, 'zero-row gradient (b / (eps |b|))');
-    assertClose(await b.grad!.toArray().then((g) => g.slice(0, 3)), [0, 0, 0], {}, 'gradient of b against a zero row');
-    for (const t of [a.grad!, b.grad!, a, b, c]) t.dispose();
+    // A zero vector: cos 0 (eps bounds the norm), finite gradients; rows of 3 and of 4.
+    for (const pad of [0, 1]) {
+      const row = (v: number[]) => (pad ? [...v, 0] : v);
+      const D = 3 + pad;
+      const a = tensor([...row([0, 0, 0]), ...row([1, 2, 3])], [2, D], true);
+      const b = tensor([...row([1, 2, 3]), ...row([3, 2, 1])], [2, D], true);
+      const c = scope(() => {
+        const out = cosineSimilarity(a, b);
+        out.backward(tensor([1, 1], [2]));
+        return out;
+      });
+      assertClose(await c.toArray(), [0, 10 / 14], {}, `cos with a zero row (D ${D})`);
+      const ga = await a.grad!.toArray();
+      assertClose(ga.slice(0, 3), [1e8 / Math.sqrt(14), 2e8 / Math.sqrt(14), 3e8 / Math.sqrt(14)], { rtol: 1e-5 }, 'zero-row gradient (b / (eps |b|))');
+      assertClose(await b.grad!.toArray().then((g) => g.slice(0, 3)), [0, 0, 0], {}, 'gradient of b against a zero row');
+      for (const t of [a.grad!, b.grad!, a, b, c]) t.dispose();
+    }
   });
 });
 

@@ -80,7 +80,9 @@ for (const [shape, g] of avgCases) {
   });
 }
 
-for (const shape of [[2, 5, 7, 3], [1, 3, 1, 1], [3, 4, 4, 4]] as Shape[]) {
+// [2, 3, 28, 28]: rows of 784 split into chunks and folded again; [2, 5, 7, 3]: a gradient
+// broadcast over runs of 21 (a value per lane).
+for (const shape of [[2, 5, 7, 3], [1, 3, 1, 1], [3, 4, 4, 4], [2, 3, 28, 28]] as Shape[]) {
   test(`globalAvgPool [${shape.join(', ')}]: forward and grad`, async () => {
     await gradCheck({
       name: 'globalAvgPool', shapes: [shape],

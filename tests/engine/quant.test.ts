@@ -324,4 +324,31 @@ test('argument errors', () => {
   obs.dispose();
 });
 
+test('large activations: extremes in the ragged last vec4 and across workgroups; forward and mask of 70001 elements', async () => {
+  const n = 70001; // 17501 vec4s, the last with one live lane: several workgroups and invocation blocks
+  const data = randomArray([n], 61, -3, 5);
+  data[n - 1] = 9; // the max in the last vec4's only live lane
+  data[8192 * 3 + 5] = -6; // the min inside a later workgroup
+  const x = tensor(data, [n], true);
+  const mm = new MinMaxObserver();
+  mm.observe(x);
+  assert.equal(await mm.read(), { min: -6, max: 9 });
+  // Quantize with a narrower range (from the first half), so the mask cuts in the second.
+  const half = tensor(data.slice(0, n >> 1), [n >> 1]);
+  const narrow = new MinMaxObserver();
+  narrow.observe(half);
+  const { min, max } = await narrow.read();
+  const y = fakeQuantAct(x, 4, narrow);
+  const ref = refAct(data, min, max, 4);
+  assertExact(await y.toArray(), ref.y, 'fake-quant forward');
+  const g = randomArray([n], 62);
+  const gT = tensor(g, [n]);
+  y.backward(gT);
+  assertExact(await x.grad!.toArray(), g.map((v, i) => (ref.inside[i] ? v : 0)), 'straight-through gradient');
+  assert.ok(ref.inside.includes(0), 'the range cut somewhere');
+  for (const t of [x.grad!, x, half, y, gT]) t.dispose();
+  mm.dispose();
+  narrow.dispose();
+});
+
 test.run();
