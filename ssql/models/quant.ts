@@ -10,7 +10,7 @@
 import { Tensor } from '../../engine/index.ts';
 import { Conv2d, Linear, Module } from '../../engine/index.ts';
 import type { BatchNormAct, Conv2dOptions, LinearOptions } from '../../engine/index.ts';
-import { MinMaxObserver, fakeQuantAct, fakeQuantWeight } from '../../engine/index.ts';
+import { AbsMaxObserver, MinMaxObserver, fakeQuantAct, fakeQuantWeight } from '../../engine/index.ts';
 
 export type QuantMode = 'off' | 'calibrate' | 'quantize';
 export type WeightRole = 'w' | 'w8';
