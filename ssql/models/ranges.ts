@@ -5,7 +5,7 @@
 // lets evaluation and export use exactly the ranges the network was fine-tuned with.
 // Platform independent.
 import { Tensor } from '../../engine/index.ts';
-import type { Module } from '../../engine/nn/index.ts';
+import type { Module } from '../../engine/index.ts';
 import { ActQuant, QConv2d, QLinear } from './quant.ts';
 
 export interface QuantRanges {
