@@ -19,6 +19,8 @@ import { reportMarkdown, reportSvg } from './report.ts';
 import type { CompareReport } from './report.ts';
 import type { LabeledImages } from './data/cifar.ts';
 import { Progress } from './progress-node.ts';
+import { WEIGHT_GRADS } from './models/quant.ts';
+import type { WeightGrad } from './models/quant.ts';
 
 const TRAIN_OPTIONS: Record<string, OptionSpec> = {
   method: {
@@ -35,6 +37,10 @@ const TRAIN_OPTIONS: Record<string, OptionSpec> = {
   'pred-hidden': { type: 'number', default: DEFAULT_CONFIG.predHidden, help: 'predictor bottleneck width' },
   wbits: { type: 'string', default: DEFAULT_CONFIG.wbits.join('-'), help: 'SSQL weight bit range, e.g. 2-8' },
   abits: { type: 'string', default: DEFAULT_CONFIG.abits.join('-'), help: 'SSQL activation bit range, e.g. 4-8' },
+  'weight-grad': {
+    type: 'string', default: DEFAULT_CONFIG.weightGrad, choices: WEIGHT_GRADS, help: 'backward of the weight quantizers',
+    choiceHelp: { reference: 'the reference code\'s: straight-through plus the gradient through the weight scale', ste: 'plain straight-through, the scale a constant' },
+  },
   subset: { type: 'number', default: 0, help: 'train on the first N images only (0: all)' },
   seed: { type: 'number', default: 0, help: 'random seed (weights, augmentation, data order, bits)' },
   out: { type: 'string', default: 'runs/pretrain', help: 'output directory (checkpoint.safetensors, train.jsonl)' },
@@ -65,6 +71,7 @@ export function trainConfigFromArgs(a: ParsedArgs): TrainConfig {
     projDim: positive('proj-dim'), predHidden: positive('pred-hidden'), batchSize: positive('batch'), epochs: positive('epochs'),
     lr: a.lr as number, momentum: 0.9, weightDecay: a['weight-decay'] as number, seed: a.seed as number,
     wbits: range(a.wbits as string, 'wbits'), abits: range(a.abits as string, 'abits'), subset: a.subset as number,
+    weightGrad: a['weight-grad'] as WeightGrad,
   };
 }
 
@@ -89,7 +96,7 @@ export async function pretrain(config: TrainConfig, dataSpec: string, out: strin
   if (opts.resume) {
     if (!existsSync(ckpt)) throw new UsageError(`--resume: no checkpoint at ${ckpt}`);
     const { tensors, metadata } = loadSafetensors(ckpt);
-    trainer.restore(tensors, metadata);
+    for (const notice of trainer.restore(tensors, metadata)) process.stderr.write(`${ckpt}: ${notice}\n`);
   }
   let stop = false;
   const onSigint = () => {

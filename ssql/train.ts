@@ -10,6 +10,7 @@ import { methodByName } from './methods/registry.ts';
 import type { MethodName } from './methods/registry.ts';
 import { RESNET18, RESNET34, RESNET50, SMALL_RESNET, TINY_RESNET } from './models/resnet.ts';
 import type { ResNetConfig } from './models/resnet.ts';
+import type { WeightGrad } from './models/quant.ts';
 import type { SafeTensor } from './checkpoint/safetensors.ts';
 import type { Module } from '../engine/nn/index.ts';
 
@@ -36,11 +37,14 @@ export interface TrainConfig extends MethodSettings {
   subset: number;
   /** Output size of the random resized crop (0: the source size). Smaller crops train faster. */
   cropSize?: number;
+  /** Backward of the weight quantizers (docs/method.md#weight-scale-gradient). */
+  weightGrad: WeightGrad;
 }
 
 export const DEFAULT_CONFIG: TrainConfig = {
   method: 'ssql', model: 'small', projDim: 512, predHidden: 128, batchSize: 256, epochs: 1,
   lr: 0.05, momentum: 0.9, weightDecay: 5e-4, seed: 0, wbits: [2, 8], abits: [4, 8], subset: 0,
+  weightGrad: 'reference',
 };
 
 export function backboneConfig(model: ModelName, inChannels: number): ResNetConfig {
@@ -98,6 +102,7 @@ export class Trainer {
     const netConfig = { backbone: backboneConfig(c.model, data.channels), projDim: c.projDim, predHidden: c.predHidden };
     this.bound = this.method.create(netConfig, seeds.next);
     this.net = this.bound.net;
+    this.net.ctx.weightGrad = c.weightGrad;
     this.opt = new SGD(this.bound.trainable, { lr: c.lr, momentum: c.momentum, weightDecay: c.weightDecay });
     const { mean, std } = normalization(data.channels);
     this.aug = new Augmenter({ channels: data.channels as 1 | 3, height: data.height, width: data.width, outSize: c.cropSize || data.height, mean, std, seed: seeds.int(0, 2 ** 31) });
@@ -179,9 +184,11 @@ export class Trainer {
     return { tensors, metadata };
   }
 
-  /** Continue from `checkpoint()` output (same config). */
-  restore(tensors: Record<string, SafeTensor>, metadata: Record<string, string>): void {
+  /** Continue from `checkpoint()` output (same config). Returns notices for the user: what
+   * differs from the config this trainer was made with and why. */
+  restore(tensors: Record<string, SafeTensor>, metadata: Record<string, string>): string[] {
     const saved = JSON.parse(metadata.config ?? '{}') as Partial<TrainConfig>;
+    const notices = this.adoptWeightGrad(saved);
     for (const key of ['method', 'model', 'projDim', 'predHidden', 'batchSize', 'seed', 'subset', 'cropSize'] as const) {
       if (saved[key] !== this.config[key]) {
         throw new Error(`checkpoint was made with ${key}=${JSON.stringify(saved[key])}, this run has ${JSON.stringify(this.config[key])}`);
@@ -196,7 +203,7 @@ export class Trainer {
     scope(() => {
       for (const [name, p] of this.net.namedParameters()) {
         const m = tensors[`optimizer.${name}.momentum_buffer`];
-        if (m) this.opt.setMomentumBuffer(p, fromSafe(m, `optimizer.${name}.momentum_buffer`));
+        if (m && this.bound.trainable.includes(p)) this.opt.setMomentumBuffer(p, fromSafe(m, `optimizer.${name}.momentum_buffer`));
       }
     });
     this.epoch = Number(metadata.epoch);
@@ -208,6 +215,20 @@ export class Trainer {
     this.orderRng.setState(rng.order);
     this.epochOrderState = rng.order;
     this.order = this.drawOrder();
+    return notices;
+  }
+
+  /** A checkpoint from before `weightGrad` existed was trained with plain STE: keep it. */
+  private adoptWeightGrad(saved: Partial<TrainConfig>): string[] {
+    if (saved.weightGrad === undefined) {
+      this.config.weightGrad = 'ste';
+      this.net.ctx.weightGrad = 'ste';
+      return ['the checkpoint predates the weight-gradient option: it was trained with plain STE (weightGrad=ste), and the resumed run keeps that; the projector\'s last bias is frozen from here on (its momentum is dropped)'];
+    }
+    if (saved.weightGrad !== this.config.weightGrad) {
+      throw new Error(`checkpoint was made with weightGrad=${JSON.stringify(saved.weightGrad)}, this run has ${JSON.stringify(this.config.weightGrad)}`);
+    }
+    return [];
   }
 
   dispose(): void {

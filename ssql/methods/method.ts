@@ -50,7 +50,8 @@ interface MethodInfo<Name extends string> {
 
 interface NetworkSpec<N extends PretrainNet> {
   createNet(config: SimSiamConfig, random: Random): N;
-  /** What SGD trains (default: every parameter of the network). */
+  /** What SGD trains (default: every parameter of the network). Parameters the model froze
+   * (requiresGrad false, e.g. the projector's last bias) are left out either way. */
   trainableParameters?(net: N): Tensor[];
   /** Called after each optimizer step (e.g. BYOL's EMA target update). */
   afterStep?(net: N, settings: MethodSettings): void;
@@ -103,7 +104,7 @@ export function defineMethod<Name extends string, N extends PretrainNet>(spec: M
       const net = spec.createNet(config, random);
       return {
         net,
-        trainable: spec.trainableParameters ? spec.trainableParameters(net) : net.parameters(),
+        trainable: (spec.trainableParameters ? spec.trainableParameters(net) : net.parameters()).filter((p) => p.requiresGrad),
         losses(x1, x2, bits) {
           if (!spec.quantized) return spec.losses(net, x1, x2);
           if (!bits) throw new Error(`method '${spec.name}' is quantized: its step needs a bit pair`);

@@ -47,6 +47,7 @@ const ui = {
   idxImages: el<HTMLInputElement>('idx-images'),
   idxLabels: el<HTMLInputElement>('idx-labels'),
   method: el<HTMLSelectElement>('method'),
+  weightGrad: el<HTMLSelectElement>('weight-grad'),
   model: el<HTMLSelectElement>('model'),
   subset: el<HTMLInputElement>('subset'),
   batch: el<HTMLInputElement>('batch'),
@@ -283,6 +284,7 @@ function configFromUi(): TrainConfig {
     cropSize: crop,
     epochs: positiveInt(ui.epochs, 'epochs'),
     lr: Number(ui.lr.value) || DEFAULT_CONFIG.lr,
+    weightGrad: ui.weightGrad.value === 'ste' ? 'ste' : 'reference',
   };
 }
 function configToUi(c: TrainConfig): void {
@@ -293,6 +295,7 @@ function configToUi(c: TrainConfig): void {
   ui.crop.value = String(c.cropSize ?? 0);
   ui.epochs.value = String(c.epochs);
   ui.lr.value = String(c.lr);
+  ui.weightGrad.value = c.weightGrad;
 }
 
 function showPosition(t: Trainer): void {
@@ -473,8 +476,9 @@ async function onDownload(): Promise<void> {
 
 /** Replaces the trainer by one restored from checkpoint bytes (its config from the metadata);
  * training stays paused. The loss curve is kept up to the checkpoint's step when the checkpoint
- * continues the run shown (same method and model), else cleared. */
-async function restoreCheckpoint(bytes: Uint8Array, name: string): Promise<Trainer> {
+ * continues the run shown (same method and model), else cleared. Returns the trainer and the
+ * restore's notices (e.g. an old checkpoint keeping plain STE). */
+async function restoreCheckpoint(bytes: Uint8Array, name: string): Promise<{ t: Trainer; notices: string[] }> {
   const { tensors, metadata } = decodeSafetensors(bytes, name);
   if (!metadata.config) throw new Error(`${name}: no training config in its metadata (not an ssql-webgpu checkpoint?)`);
   const config = { ...DEFAULT_CONFIG, ...(JSON.parse(metadata.config) as Partial<TrainConfig>) };
@@ -485,7 +489,8 @@ async function restoreCheckpoint(bytes: Uint8Array, name: string): Promise<Train
   trainer?.dispose();
   trainer = null;
   const t = new Trainer(config, data.train);
-  t.restore(tensors, metadata);
+  const notices = t.restore(tensors, metadata);
+  configToUi(t.config);
   trainer = t;
   const shown = t.globalStep - lossStepOffset;
   if (previous && previous.method === config.method && previous.model === config.model && shown >= 0 && shown <= losses.length) {
@@ -495,7 +500,7 @@ async function restoreCheckpoint(bytes: Uint8Array, name: string): Promise<Train
   } else {
     resetRun(t);
   }
-  return t;
+  return { t, notices };
 }
 
 async function onUpload(): Promise<void> {
@@ -504,9 +509,9 @@ async function onUpload(): Promise<void> {
   await haltLoop('paused');
   setState('busy');
   try {
-    const t = await restoreCheckpoint(new Uint8Array(await file.arrayBuffer()), file.name);
+    const { t, notices } = await restoreCheckpoint(new Uint8Array(await file.arrayBuffer()), file.name);
     setState('paused');
-    setStatus(`restored ${file.name}: ${t.config.method} ${t.config.model} at step ${t.globalStep}; Resume continues training`);
+    setStatus(`restored ${file.name}: ${t.config.method} ${t.config.model} at step ${t.globalStep}; Resume continues training${notices.map((n) => `. Note: ${n}`).join('')}`);
   } catch (err) {
     setState(trainer ? 'paused' : 'idle');
     fail('cannot restore the checkpoint', err);
@@ -557,7 +562,7 @@ async function autotest(params: URLSearchParams): Promise<void> {
     if (params.get('checkpoint') === '1' && trainer) {
       // The download and upload paths without the file dialogs: safetensors bytes out and back in.
       const bytes = await checkpointBytes(trainer);
-      const t = await restoreCheckpoint(bytes, 'autotest.safetensors');
+      const { t } = await restoreCheckpoint(bytes, 'autotest.safetensors');
       setState('paused');
       setStatus(`autotest: ${t.globalStep} steps, checkpoint of ${(bytes.byteLength / 1024).toFixed(0)} KiB restored`);
       report.checkpoint = { bytes: bytes.byteLength, restoredStep: t.globalStep };
