@@ -1,6 +1,6 @@
 // Runs in headless Chromium (bench/browser.ts serves it): times the shared kernel cases on the
 // browser's WebGPU adapter and POSTs the results back.
-import { initWebDevice } from '../engine/device.ts';
+import { initWebDevice } from '../engine/index.ts';
 import { kernelCases, timeCase } from './kernel-cases.ts';
 
 const params = new URLSearchParams(location.search);

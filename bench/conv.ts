@@ -1,9 +1,8 @@
 // conv2d forward, input gradient and weight gradient in GFLOP/s at the shapes of a CIFAR
 // ResNet-18 (batch 32) and of a small ResNet on 28x28 inputs, with TF.js's WebGPU backend on
 // the same adapter as the side-by-side baseline where it is installed.
-import { Tensor, scope } from '../engine/index.ts';
-import { conv2d, conv2dGeometry, conv2dInputGrad, conv2dWeightGrad } from '../engine/ops/conv.ts';
-import { time } from './harness.ts';
+import { conv2d, conv2dGeometry, conv2dInputGrad, conv2dWeightGrad, scope } from '../engine/index.ts';
+import { filled, time } from './harness.ts';
 import type { Baseline, BenchOptions, BenchRecord, Timing } from './harness.ts';
 import { tfjsConv } from './tfjs.ts';
 
@@ -32,10 +31,9 @@ export async function run(opts: BenchOptions): Promise<BenchRecord[]> {
     const pad = c.k === 3 ? 1 : 0;
     const OH = Math.floor((c.H + 2 * pad - c.k) / c.stride) + 1;
     const flops = 2 * c.N * c.Cout * OH * OH * c.Cin * c.k * c.k;
-    const fill = (n: number) => Float32Array.from({ length: n }, (_, i) => ((i * 7919) % 13) / 13 - 0.5);
-    const x = Tensor.fromArray(fill(c.N * c.Cin * c.H * c.H), [c.N, c.Cin, c.H, c.H]);
-    const w = Tensor.fromArray(fill(c.Cout * c.Cin * c.k * c.k), [c.Cout, c.Cin, c.k, c.k]);
-    const gy = Tensor.fromArray(fill(c.N * c.Cout * OH * OH), [c.N, c.Cout, OH, OH]);
+    const x = filled([c.N, c.Cin, c.H, c.H], 1);
+    const w = filled([c.Cout, c.Cin, c.k, c.k], 2);
+    const gy = filled([c.N, c.Cout, OH, OH], 3);
     const g = conv2dGeometry(x, w, { stride: c.stride, padding: pad });
     const ours: [string, () => void][] = [
       ['conv2d_fwd', () => scope(() => { conv2d(x, w, null, { stride: c.stride, padding: pad }); })],

@@ -1,17 +1,27 @@
-// Shared benchmark plumbing (../shared/BENCH.md): warm-up, timed runs to GPU completion,
-// median/min/max, a printed table and bench/results/NAME.json.
+// Shared benchmark plumbing (docs/benchmarks.md): warm-up, timed runs to GPU completion,
+// median/min/max, the copy-bandwidth baseline of the memory-bound benchmarks, a printed table
+// and bench/results/NAME.json.
 import { cpus } from 'node:os';
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Tensor, engine } from '../engine/index.ts';
+import { Tensor, engine, scope } from '../engine/index.ts';
+import { sample, stats } from './timing.ts';
 
 export interface Baseline {
   system: string;
   median_ms?: number;
+  min_ms?: number;
+  max_ms?: number;
+  runs?: number;
   gflops?: number;
   gbps?: number;
+  images_per_s?: number;
+  /** Baseline time over ours (above 1: we are faster); for the copy baseline, that is our
+   * fraction of the copy's bandwidth. */
   ratio?: number;
+  /** Version, threads and the like. */
+  detail?: string;
   skipped?: string;
 }
 
@@ -28,6 +38,8 @@ export interface BenchRecord {
   baseline?: Baseline;
   /** GPU milliseconds per kernel family (training benchmarks). */
   breakdown_ms?: Record<string, number>;
+  /** Calls made back to back in each timed sample (times are per call). */
+  calls_per_sample?: number;
 }
 
 export interface BenchOptions {
@@ -36,17 +48,9 @@ export interface BenchOptions {
   only?: string;
 }
 
-export { time } from './timing.ts';
+export { sample, stats, time } from './timing.ts';
+export { filled } from './fill.ts';
 export type { Timing } from './timing.ts';
-
-/** A tensor of `shape` with seeded pseudo-random values in [-1, 1). */
-export function filled(shape: number[], seed: number): Tensor {
-  const n = shape.reduce((a, b) => a * b, 1);
-  const data = new Float32Array(n);
-  let s = seed;
-  for (let i = 0; i < n; i++) { s = (s * 1103515245 + 12345) >>> 0; data[i] = (s / 4294967296) * 2 - 1; }
-  return Tensor.fromArray(data, shape);
-}
 
 export function machine(): Record<string, string | number> {
   const a = engine().adapter;
@@ -56,13 +60,25 @@ export function machine(): Record<string, string | number> {
   };
 }
 
+function rate(r: { gflops?: number; gbps?: number; images_per_s?: number }): string {
+  if (r.gflops !== undefined) return `${r.gflops.toFixed(2)} GFLOP/s`;
+  if (r.gbps !== undefined) return `${r.gbps.toFixed(2)} GB/s`;
+  if (r.images_per_s !== undefined) return `${r.images_per_s.toFixed(1)} img/s`;
+  return '';
+}
+
+function baselineCell(b: Baseline | undefined): string {
+  if (!b) return '';
+  if (b.skipped) return `${b.system}: skipped (${b.skipped})`;
+  const what = rate(b) || (b.median_ms !== undefined ? `${b.median_ms.toFixed(2)} ms` : '');
+  return `${b.system} ${what}, ours x${b.ratio === undefined ? '?' : b.ratio < 0.1 ? b.ratio.toFixed(3) : b.ratio.toFixed(2)}`;
+}
+
 export function printTable(name: string, records: BenchRecord[]): void {
   const rows = records.map((r) => [
-    r.case, r.median_ms.toFixed(2), `${r.min_ms.toFixed(2)}-${r.max_ms.toFixed(2)}`,
-    r.gflops !== undefined ? r.gflops.toFixed(2) : r.gbps !== undefined ? `${r.gbps.toFixed(2)} GB/s` : r.images_per_s !== undefined ? `${r.images_per_s.toFixed(1)} img/s` : '',
-    r.baseline ? (r.baseline.skipped ? `${r.baseline.system}: skipped (${r.baseline.skipped})` : `${r.baseline.system} x${r.baseline.ratio?.toFixed(2)}`) : '',
+    r.case, r.median_ms.toFixed(2), `${r.min_ms.toFixed(2)}-${r.max_ms.toFixed(2)}`, rate(r), baselineCell(r.baseline),
   ]);
-  const header = ['case', 'median ms', 'min-max ms', 'GFLOP/s', 'baseline'];
+  const header = ['case', 'median ms', 'min-max ms', 'rate', 'baseline'];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i])).join(' | ')} |`;
   console.log(`\n${name}`);
@@ -71,13 +87,102 @@ export function printTable(name: string, records: BenchRecord[]): void {
   for (const r of rows) console.log(line(r));
 }
 
-/** Write bench/results/NAME.json (to a temporary name first, then renamed). */
-export function writeResults(name: string, records: BenchRecord[]): string {
+/**
+ * The results file of a run: bench/results/NAME.json only for a run over every case;
+ * NAME.quick.json for `--quick`; none for `--only` (a partial record must never stand in for
+ * the full one).
+ */
+export function resultsFileName(name: string, opts: BenchOptions): string | null {
+  if (opts.only !== undefined) return null;
+  return opts.quick ? `${name}.quick.json` : `${name}.json`;
+}
+
+/** Write bench/results/FILE (to a temporary name first, then renamed); returns its path. */
+export function writeResults(name: string, file: string, records: BenchRecord[]): string {
   const dir = join(dirname(fileURLToPath(import.meta.url)), 'results');
   mkdirSync(dir, { recursive: true });
-  const path = join(dir, `${name}.json`);
+  const path = join(dir, file);
   const body = JSON.stringify({ bench: name, date: new Date().toISOString(), machine: machine(), records }, null, 2);
   writeFileSync(`${path}.tmp`, body + '\n');
   renameSync(`${path}.tmp`, path);
   return path;
+}
+
+// ---- memory-bound kernels against the copy bandwidth ------------------------------------------
+
+/** A memory-bound case: `fn` enqueues the op once; `bytes` is what it must move at least (every
+ * input read once plus every output written once, docs/benchmarks.md), whatever passes it makes. */
+export interface BandwidthCase {
+  name: string;
+  op: string;
+  bytes: number;
+  fn: () => void;
+}
+
+/** Below this many bytes a call is repeated back to back within one sample, so that the fixed
+ * cost of a submission and its wait does not hide the kernel (the copy is repeated alike). */
+const MIN_SAMPLE_BYTES = 8 << 20;
+const MAX_CALLS_PER_SAMPLE = 32;
+const MAX_COPY_FLOATS = 16 << 20;
+
+/**
+ * Times `c.fn` and a copyBufferToBuffer moving the same bytes (a copy of bytes / 2: read plus
+ * write = bytes), alternating, after a warm-up of each; records GB/s for both, and as `ratio` our
+ * fraction of the copy's bandwidth. On lavapipe the copy is a memcpy: the ceiling for a kernel
+ * that reads and writes each byte once.
+ */
+export async function versusCopy(c: BandwidthCase, runs: number): Promise<BenchRecord> {
+  if (!(c.bytes > 0)) throw new RangeError(`versusCopy: case '${c.name}' moves ${c.bytes} bytes`);
+  const calls = Math.min(MAX_CALLS_PER_SAMPLE, Math.max(1, Math.ceil(MIN_SAMPLE_BYTES / c.bytes)));
+  const floats = Math.ceil(c.bytes / 8);
+  // Past the largest buffer a tensor may have, the copy goes through one buffer in pieces.
+  const chunk = Math.min(floats, MAX_COPY_FLOATS);
+  const src = Tensor.zeros([chunk]);
+  const dst = Tensor.zeros([chunk]);
+  const e = engine();
+  const copyOnce = () => {
+    for (let done = 0; done < floats; done += chunk) e.copy(src.buffer, 0, dst.buffer, 0, 4 * Math.min(chunk, floats - done));
+  };
+  const repeat = (f: () => void) => () => { for (let i = 0; i < calls; i++) f(); };
+  const ours = repeat(c.fn);
+  const copy = repeat(copyOnce);
+  await sample(ours);
+  await sample(copy);
+  const oursMs: number[] = [];
+  const copyMs: number[] = [];
+  // Each timed sample follows an untimed call of the same work, so that neither side is timed
+  // in the cache state the other left (a copy right after a kernel ran up to 2x slower).
+  for (let i = 0; i < runs; i++) {
+    await sample(c.fn);
+    oursMs.push((await sample(ours)) / calls);
+    await sample(copyOnce);
+    copyMs.push((await sample(copy)) / calls);
+  }
+  src.dispose();
+  dst.dispose();
+  const t = stats(oursMs);
+  const b = stats(copyMs);
+  const gbps = c.bytes / (t.median_ms * 1e6);
+  const copyGbps = (8 * floats) / (b.median_ms * 1e6);
+  return {
+    case: c.name, op: c.op, ...t, gbps, calls_per_sample: calls,
+    baseline: { system: 'copy', ...b, gbps: copyGbps, ratio: gbps / copyGbps },
+  };
+}
+
+/** Runs `versusCopy` on each case in turn (with `only`, on those whose name contains it). */
+export async function versusCopyAll(cases: BandwidthCase[], runs: number, only?: string): Promise<BenchRecord[]> {
+  const out: BenchRecord[] = [];
+  for (const c of cases) if (only === undefined || c.name.includes(only)) out.push(await versusCopy(c, runs));
+  return out;
+}
+
+/**
+ * To time a backward alone: `y` was made by one op with its inputs requiring grad; the returned
+ * function calls that op's tape node with `dy` (its gradients are freed by the scope).
+ */
+export function backwardOf(y: Tensor, dy: Tensor): () => void {
+  const node = y.node;
+  if (!node) throw new Error(`backwardOf: ${y.describe()} was not recorded (do its inputs require grad?)`);
+  return () => scope(() => { node.backward(dy); });
 }

@@ -1,9 +1,10 @@
 // The kernel cases timed both on Node (bench/browser.ts) and in the browser
 // (bench/browser-page.ts): the same code, the same kernels, the same shapes.
-import { Tensor, matmul, scope } from '../engine/index.ts';
+import { matmul, scope } from '../engine/index.ts';
+import { filled } from './fill.ts';
 import { time } from './timing.ts';
 import type { Timing } from './timing.ts';
-import { conv2d } from '../engine/ops/conv.ts';
+import { conv2d } from '../engine/index.ts';
 
 export interface KernelCase {
   name: string;
@@ -13,14 +14,12 @@ export interface KernelCase {
   setup(): { run: () => void; dispose: () => void };
 }
 
-const fill = (n: number) => Float32Array.from({ length: n }, (_, i) => ((i * 7919) % 13) / 13 - 0.5);
-
 function matmulCase(n: number): KernelCase {
   return {
     name: `matmul ${n}x${n} @ ${n}x${n}`, op: 'matmul', flops: 2 * n * n * n,
     setup() {
-      const a = Tensor.fromArray(fill(n * n), [n, n]);
-      const b = Tensor.fromArray(fill(n * n), [n, n]);
+      const a = filled([n, n], 1);
+      const b = filled([n, n], 2);
       return { run: () => scope(() => { matmul(a, b); }), dispose: () => { a.dispose(); b.dispose(); } };
     },
   };
@@ -30,8 +29,8 @@ function convCase(N: number, C: number, H: number): KernelCase {
   return {
     name: `conv2d_fwd ${N}x${C}x${H}x${H} k3 -> ${C}`, op: 'conv2d_fwd', flops: 2 * N * C * H * H * C * 9,
     setup() {
-      const x = Tensor.fromArray(fill(N * C * H * H), [N, C, H, H]);
-      const w = Tensor.fromArray(fill(C * C * 9), [C, C, 3, 3]);
+      const x = filled([N, C, H, H], 1);
+      const w = filled([C, C, 3, 3], 2);
       return { run: () => scope(() => { conv2d(x, w, null, { padding: 1 }); }), dispose: () => { x.dispose(); w.dispose(); } };
     },
   };

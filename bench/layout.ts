@@ -6,9 +6,9 @@
 //    and as a fraction of the conv forward;
 //  - for a 1x1 conv, the same matmul kernel in both layouts: NCHW is one batched matmul
 //    W[Cout,Cin] x X[n][Cin,HW], NHWC one big matmul X[N*HW,Cin] x W^T, so only layout differs.
-// Ours are timed alternately within each case (../shared/BENCH.md); TF.js runs on its own device.
-import { Tensor, engine, matmul, permute, scope } from '../engine/index.ts';
-import { conv2d } from '../engine/ops/conv.ts';
+// Ours are timed alternately within each case (docs/benchmarks.md); TF.js runs on its own device.
+import { conv2d, matmul, permute, scope } from '../engine/index.ts';
+import { filled } from './harness.ts';
 import type { BenchOptions, BenchRecord } from './harness.ts';
 import { sample, stats } from './timing.ts';
 import type { Timing } from './timing.ts';
@@ -31,11 +31,6 @@ async function alternate(fns: (() => void)[], runs: number): Promise<Timing[]> {
   return samples.map(stats);
 }
 
-function filled(shape: number[]): Tensor {
-  const n = shape.reduce((a, b) => a * b, 1);
-  return Tensor.fromArray(Float32Array.from({ length: n }, (_, i) => ((i * 7919) % 13) / 13 - 0.5), shape);
-}
-
 export async function run(opts: BenchOptions): Promise<BenchRecord[]> {
   const cases = opts.quick ? [CASES[0], CASES[2]] : CASES;
   const runs = opts.quick ? 3 : 5;
@@ -45,16 +40,16 @@ export async function run(opts: BenchOptions): Promise<BenchRecord[]> {
     const pad = (c.k - 1) / 2;
     const OH = Math.floor((c.H + 2 * pad - c.k) / c.stride) + 1;
     const flops = 2 * c.N * c.Cout * OH * OH * c.Cin * c.k * c.k;
-    const x = filled([c.N, c.Cin, c.H, c.H]);
-    const w = filled([c.Cout, c.Cin, c.k, c.k]);
-    const yNhwc = filled([c.N, OH, OH, c.Cout]);
+    const x = filled([c.N, c.Cin, c.H, c.H], 1);
+    const w = filled([c.Cout, c.Cin, c.k, c.k], 2);
+    const yNhwc = filled([c.N, OH, OH, c.Cout], 3);
     const fns = [
       () => scope(() => { conv2d(x, w, null, { stride: c.stride, padding: pad }); }),
       () => scope(() => { permute(x, [0, 2, 3, 1]); }), // input NCHW -> NHWC
       () => scope(() => { permute(yNhwc, [0, 3, 1, 2]); }), // output NHWC -> NCHW
     ];
     // 1x1: the NHWC form of the same conv on the same matmul kernel.
-    const xRows = c.k === 1 ? filled([c.N * c.H * c.H, c.Cin]) : null;
+    const xRows = c.k === 1 ? filled([c.N * c.H * c.H, c.Cin], 4) : null;
     const wMat = c.k === 1 ? w.view([c.Cout, c.Cin]) : null;
     if (xRows && wMat) fns.push(() => scope(() => { matmul(xRows, wMat, { transB: true }); }));
     const [conv, toNhwc, toNchw, nhwcMatmul] = await alternate(fns, runs);

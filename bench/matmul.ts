@@ -1,6 +1,6 @@
 // Matmul throughput (GFLOP/s) at square and non-square shapes.
-import { Tensor, matmul, scope } from '../engine/index.ts';
-import { time } from './harness.ts';
+import { matmul, scope } from '../engine/index.ts';
+import { filled, time } from './harness.ts';
 import type { BenchOptions, BenchRecord } from './harness.ts';
 
 export async function run(opts: BenchOptions): Promise<BenchRecord[]> {
@@ -11,8 +11,8 @@ export async function run(opts: BenchOptions): Promise<BenchRecord[]> {
   for (const [M, K, N, note] of shapes) {
     for (const trans of [false, true]) {
       if (trans && M !== 1024 && !opts.quick) continue;
-      const a = Tensor.fromArray(Float32Array.from({ length: M * K }, (_, i) => (i % 7) - 3), trans ? [K, M] : [M, K]);
-      const b = Tensor.fromArray(Float32Array.from({ length: K * N }, (_, i) => (i % 5) - 2), [K, N]);
+      const a = filled(trans ? [K, M] : [M, K], 1);
+      const b = filled([K, N], 2);
       const t = await time(() => scope(() => { matmul(a, b, { transA: trans }); }), opts.quick ? 3 : 5);
       records.push({
         case: `matmul ${M}x${K} @ ${K}x${N}${trans ? ' (A transposed)' : ''}${note}`, op: 'matmul', ...t,

@@ -1,88 +1,170 @@
-// Training throughput (images/s) of whole SimSiam and SSQL steps (augmentation, both passes,
-// backward, SGD) for the small ResNet on 28x28x1 and the CIFAR ResNet-18 on 32x32x3, with a
-// GPU time breakdown per kernel family (timestamp queries) and PyTorch on the CPU as the
-// baseline where Debian's python3-torch is installed (bench/pytorch_train.py).
-import { spawnSync } from 'node:child_process';
+// Training throughput (images/s) of whole SimSiam and SSQL steps (ssql/train.ts Trainer.step:
+// batch gather, augmentation of two views, both passes, backward, SGD; a fresh bit pair every
+// SSQL step) for the small ResNet on 28x28x1 at batch 64 and the CIFAR ResNet-18 on 32x32x3 at
+// batch 32 (bench/shapes.ts), against PyTorch on the CPU doing the same step
+// (bench/pytorch_train.py, Debian's python3-torch), their steps alternating with ours in the
+// same run. After the timed steps, one extra step, not timed, is profiled (timestamp queries)
+// for the GPU time per kernel family: profiling gives every dispatch its own pass.
+import { spawn, spawnSync } from 'node:child_process';
+import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { engine } from '../engine/index.ts';
-import { Trainer, DEFAULT_CONFIG } from '../ssql/train.ts';
-import type { MethodName, ModelName } from '../ssql/train.ts';
+import { DEFAULT_CONFIG, Trainer } from '../ssql/train.ts';
+import type { MethodName } from '../ssql/train.ts';
+import { stats } from './harness.ts';
 import type { Baseline, BenchOptions, BenchRecord } from './harness.ts';
+import { STEPS } from './shapes.ts';
+import type { StepSizes } from './shapes.ts';
 
-interface TrainCase { model: ModelName; method: MethodName; batch: number; size: number; channels: number }
+const PYTHON = '/usr/bin/python3';
+const SYSTEM = 'pytorch-cpu';
+/** Longest wait for one PyTorch reply (building the model, or one step). */
+const REPLY_TIMEOUT_MS = 600_000;
 
-function syntheticData(count: number, channels: number, size: number) {
+interface TrainCase { sizes: StepSizes; method: MethodName }
+
+const caseName = (c: TrainCase) => `${c.method} step ${c.sizes.model} ${c.sizes.channels}x${c.sizes.size}x${c.sizes.size} batch ${c.sizes.batch}`;
+
+function syntheticImages(count: number, channels: number, size: number) {
   const images = new Uint8Array(count * channels * size * size);
   let s = 12345;
   for (let i = 0; i < images.length; i++) images[i] = (s = (s * 1103515245 + 12345) >>> 0) >>> 24;
   return { images, labels: new Int32Array(count), count, channels, height: size, width: size };
 }
 
-function pytorchBaseline(c: TrainCase, runs: number): Baseline {
-  const python = '/usr/bin/python3';
-  const script = fileURLToPath(new URL('./pytorch_train.py', import.meta.url));
-  if (!existsSync(python)) return { system: 'pytorch-cpu', skipped: 'no /usr/bin/python3' };
-  const probe = spawnSync(python, ['-c', 'import torch'], { encoding: 'utf8' });
-  if (probe.status !== 0) return { system: 'pytorch-cpu', skipped: "Debian's python3-torch is not installed (apt-get install python3-torch)" };
-  const r = spawnSync(python, [script, c.model, c.method, String(c.batch), String(runs)], { encoding: 'utf8', timeout: 3_600_000 });
-  const line = r.stdout.trim().split('\n').pop() ?? '';
-  try {
-    const j = JSON.parse(line) as { median_ms: number };
-    return { system: 'pytorch-cpu', median_ms: j.median_ms };
-  } catch {
-    return { system: 'pytorch-cpu', skipped: `pytorch_train.py failed: ${(r.stderr || line).trim().split('\n').pop()}` };
+/** bench/pytorch_train.py running one case; `step()` runs one step there and returns its ms. */
+class PyTorchRun {
+  private readonly lines: AsyncIterator<string>;
+  private stderr = '';
+  detail = '';
+
+  private constructor(private readonly child: ChildProcessWithoutNullStreams) {
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (d: string) => { this.stderr = (this.stderr + d).slice(-4000); });
+    this.lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
   }
+
+  /** Starts the baseline for `c`, or says why it cannot run here. */
+  static async start(c: TrainCase): Promise<PyTorchRun | { skipped: string }> {
+    if (!existsSync(PYTHON)) return { skipped: `no ${PYTHON}` };
+    const probe = spawnSync(PYTHON, ['-c', 'import torch'], { encoding: 'utf8' });
+    if (probe.status !== 0) return { skipped: `${PYTHON} cannot import torch (install Debian's python3-torch): ${lastLine(probe.stderr)}` };
+    const script = fileURLToPath(new URL('./pytorch_train.py', import.meta.url));
+    const run = new PyTorchRun(spawn(PYTHON, [script, c.sizes.model, c.method, String(c.sizes.batch)]));
+    try {
+      const ready = JSON.parse(await run.reply()) as { torch: string; threads: number };
+      run.detail = `torch ${ready.torch}, ${ready.threads} threads`;
+      return run;
+    } catch (e) {
+      run.close();
+      return { skipped: (e as Error).message };
+    }
+  }
+
+  async step(): Promise<number> {
+    this.child.stdin.write('step\n');
+    return (JSON.parse(await this.reply()) as { step_ms: number }).step_ms;
+  }
+
+  close(): void {
+    if (this.child.exitCode === null) {
+      this.child.stdin.end('quit\n');
+      this.child.kill();
+    }
+  }
+
+  private async reply(): Promise<string> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`pytorch_train.py gave no reply in ${REPLY_TIMEOUT_MS / 1000} s`)), REPLY_TIMEOUT_MS);
+    });
+    try {
+      const r = await Promise.race([this.lines.next(), timeout]);
+      if (r.done) {
+        await new Promise((resolve) => (this.child.exitCode === null ? this.child.once('exit', resolve) : resolve(null)));
+        throw new Error(`pytorch_train.py exited (${this.child.exitCode}): ${lastLine(this.stderr)}`);
+      }
+      return r.value;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+function lastLine(text: string): string {
+  return text.trim().split('\n').pop() ?? '';
+}
+
+async function runCase(c: TrainCase, runs: number): Promise<BenchRecord> {
+  // Enough images for the warm-up, the timed steps and the profiled step, in one epoch.
+  const steps = runs + 2;
+  const data = syntheticImages(c.sizes.batch * steps, c.sizes.channels, c.sizes.size);
+  const trainer = new Trainer({
+    ...DEFAULT_CONFIG, method: c.method, model: c.sizes.model, batchSize: c.sizes.batch,
+    projDim: c.sizes.projDim, predHidden: c.sizes.predHidden, epochs: 1,
+  }, data);
+  const e = engine();
+  const ourStep = async (): Promise<number> => {
+    const t0 = performance.now();
+    const r = trainer.step();
+    await e.sync();
+    for (const t of [r.loss, r.fp, r.quant]) t?.dispose();
+    return performance.now() - t0;
+  };
+  const started = await PyTorchRun.start(c);
+  let torch = started instanceof PyTorchRun ? started : null;
+  let baseline: Baseline = { system: SYSTEM, skipped: 'skipped' in started ? started.skipped : '' };
+  const torchMs: number[] = [];
+  const torchStep = async () => {
+    if (!torch) return;
+    try {
+      torchMs.push(await torch.step());
+    } catch (err) {
+      baseline = { system: SYSTEM, skipped: (err as Error).message };
+      torch.close();
+      torch = null;
+    }
+  };
+
+  await ourStep(); // warm-up: compiles every pipeline
+  await torchStep();
+  torchMs.length = 0; // PyTorch's warm-up
+  const ours: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    ours.push(await ourStep());
+    await torchStep();
+  }
+  e.startProfile();
+  await ourStep();
+  const profile = [...(await e.stopProfile()).entries()].sort((a, b) => b[1].ms - a[1].ms);
+  trainer.dispose();
+
+  const t = stats(ours);
+  if (torch) {
+    const b = stats(torchMs);
+    baseline = { system: SYSTEM, ...b, images_per_s: (c.sizes.batch * 1000) / b.median_ms, ratio: b.median_ms / t.median_ms, detail: torch.detail };
+    torch.close();
+  }
+  const gpuTotal = profile.reduce((s, [, v]) => s + v.ms, 0);
+  console.log(`\n${caseName(c)}: GPU time by kernel family (the profiled step, ${gpuTotal.toFixed(0)} ms):`);
+  for (const [k, v] of profile.slice(0, 10)) console.log(`  ${k.padEnd(28)} ${v.ms.toFixed(1).padStart(9)} ms ${((100 * v.ms) / gpuTotal).toFixed(1).padStart(5)}%  x${v.count}`);
+  return {
+    case: caseName(c), op: `${c.method}_step`, ...t,
+    images_per_s: (c.sizes.batch * 1000) / t.median_ms, baseline,
+    breakdown_ms: Object.fromEntries(profile.map(([k, v]) => [k, Number(v.ms.toFixed(2))])),
+  };
 }
 
 export async function run(opts: BenchOptions): Promise<BenchRecord[]> {
   const cases: TrainCase[] = [];
-  for (const method of ['simsiam', 'ssql'] as MethodName[]) {
-    cases.push({ model: 'small', method, batch: opts.quick ? 64 : 256, size: 28, channels: 1 });
-    if (!opts.quick) {
-      cases.push({ model: 'resnet18', method, batch: 32, size: 32, channels: 3 });
-      cases.push({ model: 'resnet18', method, batch: 128, size: 32, channels: 3 });
-    }
+  for (const sizes of opts.quick ? STEPS.slice(0, 1) : STEPS) {
+    for (const method of ['simsiam', 'ssql'] as MethodName[]) cases.push({ sizes, method });
   }
-  const caseName = (c: TrainCase) => `${c.method} step ${c.model} ${c.channels}x${c.size}x${c.size} batch ${c.batch}`;
-  if (opts.only) cases.splice(0, cases.length, ...cases.filter((c) => caseName(c).includes(opts.only!)));
-  const runs = opts.quick ? 2 : 3;
+  const selected = opts.only === undefined ? cases : cases.filter((c) => caseName(c).includes(opts.only!));
+  const runs = opts.quick ? 3 : 5;
   const records: BenchRecord[] = [];
-  for (const c of cases) {
-    const data = syntheticData(c.batch * (runs + 2), c.channels, c.size);
-    const projDim = c.model === 'small' ? 512 : 2048;
-    const trainer = new Trainer({ ...DEFAULT_CONFIG, method: c.method, model: c.model, batchSize: c.batch, projDim, predHidden: projDim / 4, epochs: 1 }, data);
-    const e = engine();
-    const stepOnce = async () => {
-      const r = trainer.step();
-      await e.sync();
-      for (const t of [r.loss, r.fp, r.quant]) t?.dispose();
-    };
-    await stepOnce(); // warm-up: compiles every pipeline
-    const samples: number[] = [];
-    for (let i = 0; i < runs; i++) {
-      if (i === runs - 1) e.startProfile();
-      const t0 = performance.now();
-      await stepOnce();
-      samples.push(performance.now() - t0);
-    }
-    const profile = [...(await e.stopProfile()).entries()].sort((a, b) => b[1].ms - a[1].ms);
-    trainer.dispose();
-    samples.sort((a, b) => a - b);
-    // The profiled run splits every dispatch into its own pass: time it apart from the others.
-    const timed = samples.length > 1 ? samples.slice(0, -1) : samples;
-    const median = timed[Math.floor(timed.length / 2)];
-    const baseline = pytorchBaseline(c, runs);
-    if (baseline.median_ms) baseline.ratio = baseline.median_ms / median;
-    const gpuTotal = profile.reduce((s, [, v]) => s + v.ms, 0);
-    console.log(`\n${c.method} ${c.model} batch ${c.batch}: GPU time by kernel family (profiled step, ${gpuTotal.toFixed(0)} ms):`);
-    for (const [k, v] of profile.slice(0, 10)) console.log(`  ${k.padEnd(28)} ${v.ms.toFixed(1).padStart(9)} ms ${((100 * v.ms) / gpuTotal).toFixed(1).padStart(5)}%  x${v.count}`);
-    records.push({
-      case: caseName(c), op: `${c.method}_step`,
-      median_ms: median, min_ms: timed[0], max_ms: timed[timed.length - 1], runs: timed.length,
-      images_per_s: (c.batch * 1000) / median, baseline,
-      breakdown_ms: Object.fromEntries(profile.map(([k, v]) => [k, Number(v.ms.toFixed(2))])),
-    });
-  }
+  for (const c of selected) records.push(await runCase(c, runs));
   return records;
 }

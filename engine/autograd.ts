@@ -2,10 +2,24 @@
 // a backward function that maps the output gradient to input gradients (using other ops, so
 // no readback happens anywhere). `backward()` walks the recorded graph in reverse topological
 // order, accumulates gradients, and stores them in `.grad` of leaf tensors that require grad.
+// The two kernels it needs itself, ones (the seed) and add (accumulation), are handed to it by the
+// element-wise ops module (`setGradientArithmetic`), so this module imports no op.
 import type { Tensor } from './tensor.ts';
 import { keep, scope } from './scope.ts';
-import { add } from './ops/elementwise.ts';
-import { onesLike } from './ops/fill.ts';
+
+export interface GradientArithmetic {
+  /** a + b, same shape, not recorded. */
+  add(a: Tensor, b: Tensor): Tensor;
+  /** A tensor of ones shaped like `t`: the gradient of a scalar root. */
+  onesLike(t: Tensor): Tensor;
+}
+
+let arithmetic: GradientArithmetic | null = null;
+
+/** Called once by engine/ops/elementwise.ts when it loads. */
+export function setGradientArithmetic(a: GradientArithmetic): void {
+  arithmetic = a;
+}
 
 export interface TapeNode {
   op: string;
@@ -76,11 +90,13 @@ export function backward(root: Tensor, gradient?: Tensor): void {
   if (gone) {
     throw new Error(`backward(): ${gone.describe()} was disposed (by dispose() or its scope()) before backward() reached it; call backward() before the graph is disposed, e.g. inside the same scope`);
   }
+  const ops = arithmetic;
+  if (!ops) throw new Error('backward(): no gradient arithmetic registered (engine/ops/elementwise.ts registers it; import the engine through engine/index.ts)');
   const grads = new Map<Tensor, Tensor>();
   // In a scope: if backward fails part-way (a freed graph, say), no pending gradient is left
   // behind; leaf gradients are exempt through keep().
   noGrad(() => scope(() => {
-    grads.set(root, gradient ?? onesLike(root));
+    grads.set(root, gradient ?? ops.onesLike(root));
     for (let i = order.length - 1; i >= 0; i--) {
       const t = order[i];
       const g = grads.get(t);
@@ -90,7 +106,7 @@ export function backward(root: Tensor, gradient?: Tensor): void {
       if (!node) {
         // A leaf: accumulate into .grad, which outlives any scope.
         if (t.grad) {
-          const sum = add(t.grad, g);
+          const sum = ops.add(t.grad, g);
           t.grad.dispose();
           t.grad = keep(sum);
           if (g !== gradient) g.dispose();
@@ -109,7 +125,7 @@ export function backward(root: Tensor, gradient?: Tensor): void {
         if (!input.requiresGrad) { gi.dispose(); return; }
         const prev = grads.get(input);
         if (prev) {
-          grads.set(input, add(prev, gi));
+          grads.set(input, ops.add(prev, gi));
           prev.dispose();
           gi.dispose();
         } else {

@@ -35,9 +35,10 @@ export class Engine {
   /** Increments at every submit; buffers record the batch that last used them. */
   batch = 1;
   dispatchCount = 0;
-  /** Fill every new output with NaN before its kernel runs, so unwritten elements show (tests). */
-  poisonOutputs = false;
   submitCount = 0;
+  private poison = false;
+  /** Storage no kernel or write has touched yet, tracked while poisoning is on. */
+  private unwritten = new WeakSet<GPUBuffer>();
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
   private dispatchesInBatch = 0;
@@ -68,6 +69,27 @@ export class Engine {
     });
   }
 
+  /** Fill new storage with NaN right before its first use (see `launch`), so elements a kernel
+   * never wrote show up in tests. */
+  get poisonOutputs(): boolean {
+    return this.poison;
+  }
+
+  set poisonOutputs(on: boolean) {
+    this.poison = on;
+    if (!on) this.unwritten = new WeakSet();
+  }
+
+  /** Record fresh storage (a no-op unless poisoning is on). */
+  markUnwritten(buffer: GPUBuffer): void {
+    if (this.poison) this.unwritten.add(buffer);
+  }
+
+  /** Whether `buffer` was fresh; it counts as written from now on. */
+  takeUnwritten(buffer: GPUBuffer): boolean {
+    return this.unwritten.delete(buffer);
+  }
+
   /** Throws if the device is lost or an asynchronous WebGPU error has been reported. */
   check(): void {
     if (this.lostReason !== null) throw new GPUError(`GPU device lost (${this.lostReason})`);
@@ -93,9 +115,9 @@ export class Engine {
    * Encode one compute dispatch into the open pass. `label` names the op and shapes; it ends up
    * in WebGPU's error messages. `buffers` are marked as used by the current batch.
    */
-  dispatch(label: string, pipeline: GPUComputePipeline, entries: GPUBindGroupEntry[], workgroups: [number, number, number], family = label): void {
+  dispatch(label: string, pipeline: GPUComputePipeline, layout: GPUBindGroupLayout, entries: GPUBindGroupEntry[], workgroups: readonly [number, number, number], family = label): void {
     this.check();
-    const bindGroup = this.device.createBindGroup({ label, layout: pipeline.getBindGroupLayout(0), entries });
+    const bindGroup = this.device.createBindGroup({ label, layout, entries });
     for (const e of entries) {
       const res = e.resource as GPUBufferBinding;
       if (res.buffer && res.buffer !== this.uniformArena) this.pool.markUsed(res.buffer, this.batch);
@@ -127,6 +149,7 @@ export class Engine {
     if (!this.encoder) this.encoder = this.device.createCommandEncoder();
     if (this.pass) { this.pass.end(); this.pass = null; }
     this.encoder.copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
+    this.unwritten.delete(dst);
     this.pool.markUsed(src, this.batch);
     this.pool.markUsed(dst, this.batch);
     this.dispatchesInBatch++;
@@ -180,6 +203,7 @@ export class Engine {
   write(buffer: GPUBuffer, data: ArrayBufferView, byteOffset = 0): void {
     this.check();
     if (this.pool.lastUsed(buffer) === this.batch) this.flush();
+    this.unwritten.delete(buffer);
     this.device.queue.writeBuffer(buffer, byteOffset, data.buffer, data.byteOffset, data.byteLength);
   }
 

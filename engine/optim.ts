@@ -2,10 +2,26 @@
 // (shaders/sgd.wgsl), one in-place dispatch per parameter, no readback; and learning-rate
 // schedules as small pure functions of the epoch or step.
 import source from '../shaders/sgd.wgsl';
+import { declareKernels } from './kernels.ts';
 import { grid1d, launch } from './launch.ts';
 import { keep } from './scope.ts';
-import { Tensor } from './tensor.ts';
+import { Tensor, checkDtype } from './tensor.ts';
 import { mulScalar } from './ops/elementwise.ts';
+
+const kernels = declareKernels({
+  name: 'sgd',
+  source,
+  params: {
+    n: 'u32',
+    first: 'u32', // 1 on a parameter's first step (buf = d)
+    nesterov: 'u32',
+    lr: 'f32', momentum: 'f32', dampening: 'f32', weightDecay: 'f32',
+  },
+  entryPoints: {
+    sgdPlain: { inputs: { G: 'vec4<f32>' }, outputs: { P: 'vec4<f32>' } },
+    sgdMomentum: { inputs: { G: 'vec4<f32>' }, outputs: { P: 'vec4<f32>', BUF: 'vec4<f32>' } },
+  },
+});
 
 export interface SGDOptions {
   lr: number;
@@ -34,9 +50,7 @@ export class SGD {
     this.weightDecay = opts.weightDecay ?? 0;
     this.nesterov = opts.nesterov ?? false;
     if (this.nesterov && (this.momentum <= 0 || this.dampening !== 0)) throw new RangeError('SGD: Nesterov momentum requires a momentum and zero dampening');
-    for (const p of this.params) {
-      if (p.dtype !== 'f32') throw new TypeError(`SGD: parameters must be f32, got ${p.describe()}`);
-    }
+    checkDtype('SGD parameters', 'f32', ...this.params);
   }
 
   /** Update every parameter that requires grad and has a gradient, in place. */
@@ -51,16 +65,14 @@ export class SGD {
         buf = keep(Tensor.empty(p.shape));
         this.buffers.set(p, buf);
       }
-      const u = new ArrayBuffer(32);
-      new Uint32Array(u, 0, 4).set([p.size, first ? 1 : 0, this.nesterov ? 1 : 0, 0]);
-      new Float32Array(u, 16, 4).set([this.lr, this.momentum, this.dampening, this.weightDecay]);
-      const withMomentum = this.momentum !== 0;
-      launch({
-        kernel: { name: 'sgd', source, entryPoint: withMomentum ? 'sgdMomentum' : 'sgdPlain' },
-        label: `sgd ${p.describe()}`,
-        inputs: [g], outputs: withMomentum ? [p, buf!] : [p], uniforms: u,
-        workgroups: grid1d(Math.ceil(p.size / 4), 256),
-      });
+      const params = {
+        n: p.size, first: first ? 1 : 0, nesterov: this.nesterov ? 1 : 0,
+        lr: this.lr, momentum: this.momentum, dampening: this.dampening, weightDecay: this.weightDecay,
+      };
+      const label = `sgd ${p.describe()}`;
+      const workgroups = grid1d(Math.ceil(p.size / 4), 256);
+      if (this.momentum !== 0) launch(kernels.sgdMomentum, { label, params, workgroups, inputs: { G: g }, outputs: { P: p, BUF: buf! } });
+      else launch(kernels.sgdPlain, { label, params, workgroups, inputs: { G: g }, outputs: { P: p } });
     }
   }
 
@@ -94,7 +106,7 @@ export class SGD {
 // ---- learning-rate schedules ---------------------------------------------------------------
 
 /** Cosine decay from `base` to `min` over `total` epochs (or steps):
- * base * 0.5 * (1 + cos(pi * t / total)) when min = 0 (SSQL-SPEC §5, per epoch). */
+ * base * 0.5 * (1 + cos(pi * t / total)) when min = 0 (docs/method.md#training-recipe, per epoch). */
 export function cosineLR(base: number, t: number, total: number, min = 0): number {
   const c = Math.min(Math.max(t / total, 0), 1);
   return min + (base - min) * 0.5 * (1 + Math.cos(Math.PI * c));

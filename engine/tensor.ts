@@ -4,15 +4,14 @@ import { engine } from './device.ts';
 import { trackInScope, untrack } from './scope.ts';
 import type { TapeNode } from './autograd.ts';
 import { backward as runBackward } from './autograd.ts';
-import { fill } from './ops/fill.ts';
+import { fill, poisonIfUnwritten } from './launch.ts';
+import { checkShape, resolveShape, shapeString, sizeOf } from './shapes.ts';
+import type { Shape } from './shapes.ts';
 
 export type DType = 'f32' | 'i32' | 'u32';
-export type Shape = readonly number[];
 export type TypedArrayFor<D extends DType> = D extends 'f32' ? Float32Array : D extends 'i32' ? Int32Array : Uint32Array;
 
 const BYTES_PER_ELEMENT = 4;
-/** Bit pattern written into fresh outputs when poisoning is on: a quiet NaN (or INT_MAX). */
-const POISON_BITS = 0x7fc00000;
 
 class Storage {
   refs = 1;
@@ -31,22 +30,6 @@ class Storage {
 const finalizer = new FinalizationRegistry<Storage>((storage) => storage.release(true));
 
 let nextId = 1;
-
-export function sizeOf(shape: Shape): number {
-  let n = 1;
-  for (const d of shape) n *= d;
-  return n;
-}
-
-export function shapeString(shape: Shape): string {
-  return `[${shape.join(', ')}]`;
-}
-
-function checkShape(shape: Shape, what: string): void {
-  for (const d of shape) {
-    if (!Number.isInteger(d) || d < 0) throw new TypeError(`${what}: invalid shape ${shapeString(shape)} (dimensions must be non-negative integers)`);
-  }
-}
 
 export interface TensorOptions {
   dtype?: DType;
@@ -78,14 +61,15 @@ export class Tensor {
     trackInScope(this);
   }
 
-  /** An uninitialized tensor (poisoned with NaN when `engine().poisonOutputs` is set). */
+  /** An uninitialized tensor (with `engine().poisonOutputs`, NaN from its first use on: see
+   * launch.ts). */
   static empty(shape: Shape, dtype: DType = 'f32'): Tensor {
     checkShape(shape, 'Tensor.empty');
     const bytes = Math.max(sizeOf(shape), 1) * BYTES_PER_ELEMENT;
     const e = engine();
-    const t = new Tensor(new Storage(e.pool.acquire(bytes, shapeString(shape)), bytes), shape, dtype, false);
-    if (e.poisonOutputs) fill(t, POISON_BITS);
-    return t;
+    const buffer = e.pool.acquire(bytes, shapeString(shape));
+    e.markUnwritten(buffer);
+    return new Tensor(new Storage(buffer, bytes), shape, dtype, false);
   }
 
   static fromArray(data: ArrayLike<number>, shape?: Shape, options: TensorOptions = {}): Tensor {
@@ -149,6 +133,7 @@ export class Tensor {
   }
 
   async toArray(): Promise<TypedArrayFor<this['dtype']>> {
+    if (engine().poisonOutputs) poisonIfUnwritten(this);
     const bytes = await engine().read(this.buffer, 0, this.size * BYTES_PER_ELEMENT);
     const out = this.dtype === 'f32' ? new Float32Array(bytes) : this.dtype === 'i32' ? new Int32Array(bytes) : new Uint32Array(bytes);
     return out as TypedArrayFor<this['dtype']>;
@@ -180,17 +165,11 @@ export class Tensor {
   }
 }
 
-/** Resolve one -1 entry and check that the element count matches. */
-export function resolveShape(shape: Shape, size: number, what: string): number[] {
-  const out = [...shape];
-  const free = out.indexOf(-1);
-  if (out.lastIndexOf(-1) !== free) throw new RangeError(`cannot reshape ${what} (${size} elements) to ${shapeString(shape)}: only one dimension can be -1`);
-  if (free >= 0) {
-    const known = sizeOf(out.filter((_, i) => i !== free));
-    if (known === 0 || size % known !== 0) throw new RangeError(`cannot reshape ${what} (${size} elements) to ${shapeString(shape)}`);
-    out[free] = size / known;
+/** Throws unless every tensor is alive and of `dtype`: '<op>: expected an f32 tensor, got ...'
+ * (or 'f32 tensors' when the op takes several). */
+export function checkDtype(op: string, dtype: DType, ...tensors: Tensor[]): void {
+  for (const t of tensors) {
+    t.buffer; // throws a clear error if disposed
+    if (t.dtype !== dtype) throw new TypeError(`${op}: expected ${tensors.length > 1 ? `${dtype} tensors` : `${dtype === 'u32' ? 'a' : 'an'} ${dtype} tensor`}, got ${t.describe()}`);
   }
-  checkShape(out, 'reshape');
-  if (sizeOf(out) !== size) throw new RangeError(`cannot reshape ${what} (${size} elements) to ${shapeString(shape)}`);
-  return out;
 }

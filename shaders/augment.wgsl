@@ -16,30 +16,14 @@
 // pipeline; the contrast step needs the image's mean grey value at that point, a workgroup
 // reduction between the two phases (ops before contrast, then contrast and the ops after it).
 //
-// Templates: CHANNELS (1 or 3), WG (workgroup size), PER = ceil(outH*outW / WG).
+// Declared in ssql/data/augment.ts. Params: srcH, srcW, outH, outW, count, and the per-channel
+// mean and stdev of the normalization. Bindings: Src, Prm -> Out. Defines: CHANNELS (1 or 3),
+// WG (workgroup size), PER = ceil(outH*outW / WG).
 
-struct Params {
-  srcH: u32,
-  srcW: u32,
-  outH: u32,
-  outW: u32,
-  count: u32,
-  _pad0: u32,
-  _pad1: u32,
-  _pad2: u32,
-  mean: vec4<f32>,
-  stdev: vec4<f32>,
-}
+// The interface generated from that declaration (struct Params, bindings, the defines) goes here:
+#interface
 
-const CHANNELS: u32 = {{CHANNELS}}u;
-const WG: u32 = {{WG}}u;
-const PER: u32 = {{PER}}u;
 const PRM: u32 = 16u;
-
-@group(0) @binding(0) var<storage, read> Src: array<u32>;
-@group(0) @binding(1) var<storage, read> Prm: array<f32>;
-@group(0) @binding(2) var<storage, read_write> Out: array<f32>;
-@group(0) @binding(3) var<uniform> p: Params;
 
 var<workgroup> red: array<f32, WG>;
 

@@ -8,21 +8,15 @@
 //   inputGrad   dX[n,ci,ih,iw]   rows ci,  cols (n,ih,iw),  K (co,kh,kw): a transposed conv
 //   weightGrad  dW[co,ci,kh,kw]  rows co,  cols (ci,kh,kw), K (n,oh,ow)
 //
-// Bindings: In0, In1 (forward: W, X; inputGrad: dY, W; weightGrad: dY, X), Out, p.
+// Declared in engine/ops/conv.ts. Params: the geometry (N, Cin, H, W, Cout, OH, OW, kH, kW,
+// stride, pad). Bindings: In0, In1 (forward: W, X; inputGrad: dY, W; weightGrad: dY, X) -> Out.
 // Column indices past the end are clamped into range for loads; their results are not stored.
-// The workgroup is {{WG_X}} x {{WG_Y}} invocations (64 in all): few rows (channels) get a
-// wide, flat workgroup so no invocation sits idle past the last channel.
+// The workgroup is WG_X x WG_Y invocations (64 in all): few rows (channels) get a wide, flat
+// workgroup so no invocation sits idle past the last channel.
 
-struct Params {
-  N: u32, Cin: u32, H: u32, W: u32,
-  Cout: u32, OH: u32, OW: u32, _pad0: u32,
-  kH: u32, kW: u32, stride: u32, pad: u32,
-}
-
-@group(0) @binding(0) var<storage, read> In0: array<f32>;
-@group(0) @binding(1) var<storage, read> In1: array<f32>;
-@group(0) @binding(2) var<storage, read_write> Out: array<f32>;
-@group(0) @binding(3) var<uniform> p: Params;
+// The interface generated from that declaration (struct Params, bindings, the defines KH, KW,
+// STRIDE, TC, FLIPPED, WG_X, WG_Y) goes here:
+#interface
 
 // Input element or 0 outside the image (the zero padding). `ih`, `iw` are signed.
 fn loadX(X_base: u32, ih: i32, iw: i32) -> f32 {
@@ -31,21 +25,16 @@ fn loadX(X_base: u32, ih: i32, iw: i32) -> f32 {
   return select(0.0, v, inside);
 }
 
-// Forward. Specialized by template on the kernel size and stride ({{KH}}, {{KW}},
-// {{STRIDE}}) so the window loops unroll; {{FLIPPED}} makes it the input gradient of a stride-1
-// conv (see wRow below). A GEMM column tile is TR x TC output pixels
-// ({{TC}} columns of TR = 8 / TC rows; TC < 8 for maps narrower than 8, so few lanes idle).
+// Forward. Specialized by defines on the kernel size and stride (KH, KW, STRIDE) so the window
+// loops unroll; FLIPPED makes it the input gradient of a stride-1 conv (see wRow below). A GEMM
+// column tile is TR x TC output pixels (TC columns of TR = 8 / TC rows; TC < 8 for maps
+// narrower than 8, so few lanes idle).
 // For each (ci, kh) and tile row, the TC*STRIDE + KW - 1 input values under the windows are
 // loaded once into `seg` and reused for every kw.
-const KH: u32 = {{KH}};
-const KW: u32 = {{KW}};
-const STRIDE: u32 = {{STRIDE}};
-const TC: u32 = {{TC}};
-const FLIPPED: bool = {{FLIPPED}};
 const TR: u32 = 8u / TC;
 const SEG: u32 = TC * STRIDE + KW - 1u;
 
-@compute @workgroup_size({{WG_X}}, {{WG_Y}})
+@compute @workgroup_size(WG_X, WG_Y)
 fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
   let tilesW = (p.OW + TC - 1u) / TC;
   let tilesH = (p.OH + TR - 1u) / TR;
@@ -116,7 +105,7 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
 // iw = phase + stride * (8t + j). Within a tile, whether a tap (kh, kw) hits the output grid
 // is the same for all 8 pixels, so untouched taps are skipped whole (3/4 of them at stride 2),
 // and the dY values a tap reads are 8 consecutive elements of one row.
-@compute @workgroup_size({{WG_X}}, {{WG_Y}})
+@compute @workgroup_size(WG_X, WG_Y)
 fn inputGrad(@builtin(global_invocation_id) gid: vec3<u32>) {
   let s = p.stride;
   let perPhase = (p.W + s - 1u) / s;           // pixels of phase 0 in a row (the most)
@@ -181,7 +170,7 @@ fn inputGrad(@builtin(global_invocation_id) gid: vec3<u32>) {
   }
 }
 
-@compute @workgroup_size({{WG_X}}, {{WG_Y}})
+@compute @workgroup_size(WG_X, WG_Y)
 fn weightGrad(@builtin(global_invocation_id) gid: vec3<u32>) {
   let KK = p.Cin * p.kH * p.kW;
   let col0 = gid.x * 8u;

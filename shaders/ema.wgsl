@@ -6,24 +6,17 @@
 // into the buffer's padding (pool buffers are whole multiples of 64 bytes), whose values are
 // never read as tensor elements.
 //
-// Bindings: S (source, read), T (target, read_write), params.
+// Bindings: S (source) -> T (target, updated in place).
 
-struct Params {
-  n: u32,
-  _pad0: u32,
-  m: f32,
-  oneMinusM: f32,
-}
+// The interface generated from the declaration in engine/ops/ema.ts (struct Params: n, m,
+// oneMinusM; bindings) goes here:
+#interface
 
 const WG: u32 = 256u;
-
-@group(0) @binding(0) var<storage, read> S: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read_write> T: array<vec4<f32>>;
-@group(0) @binding(2) var<uniform> pp: Params;
 
 @compute @workgroup_size(256)
 fn ema(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = gid.x + gid.y * nwg.x * WG;
-  if (4u * i >= pp.n) { return; }
-  T[i] = T[i] * pp.m + S[i] * pp.oneMinusM;
+  if (4u * i >= p.n) { return; }
+  T[i] = T[i] * p.m + S[i] * p.oneMinusM;
 }

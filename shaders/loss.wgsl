@@ -4,7 +4,7 @@
 // Rows: a tensor reduced along dimension `dim` is viewed as [outer, D, inner]; row r (of
 // rows = outer * inner) starts at (r / inner) * D * inner + r % inner and steps by `inner`.
 //
-// Entry points and their bindings (inputs, then outputs, then the uniform block):
+// Entry points and their bindings (inputs, then outputs):
 //   cosineForward     A, B, COS               one workgroup per row, three accumulators
 //   cosineBackwardA   A, B, G, GA             gradient for A only (stop-gradient on B)
 //   cosineBackwardAB  A, B, G, GA, GB
@@ -18,12 +18,9 @@
 // Cross-entropy: loss = log(sum_k exp(x_k - m)) + m - x_label, m = max_k x_k;
 //   d loss / dx_k = softmax_k - [k == label]. Labels outside [0, K) give loss 0 and gradient 0.
 
-struct Params {
-  rows: u32,
-  D: u32,
-  inner: u32,
-  eps: f32,
-}
+// The interface generated from the declaration in engine/ops/loss.ts (struct Params: rows, D,
+// inner, eps; each entry point's bindings) goes here:
+#interface
 
 const WG: u32 = 64u;
 
@@ -34,9 +31,6 @@ fn rowStart(r: u32, D: u32, inner: u32) -> u32 {
 fn negInf() -> f32 { let b = 0xff800000u; return bitcast<f32>(b); }
 
 // ---- cosine similarity -----------------------------------------------------------------------
-
-@group(0) @binding(0) var<storage, read> cA: array<f32>;
-@group(0) @binding(1) var<storage, read> cB: array<f32>;
 
 var<workgroup> sAB: array<f32, 64>;
 var<workgroup> sAA: array<f32, 64>;
@@ -77,16 +71,13 @@ fn rowDots(lid: u32, start: u32, D: u32, inner: u32) -> Dots {
   return d;
 }
 
-@group(0) @binding(2) var<storage, read_write> cCos: array<f32>;
-@group(0) @binding(3) var<uniform> cfP: Params;
-
 @compute @workgroup_size(64)
 fn cosineForward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let r = wid.x + wid.y * nwg.x;
-  if (r >= cfP.rows) { return; }
-  let d = rowDots(lid.x, rowStart(r, cfP.D, cfP.inner), cfP.D, cfP.inner);
+  if (r >= p.rows) { return; }
+  let d = rowDots(lid.x, rowStart(r, p.D, p.inner), p.D, p.inner);
   if (lid.x == 0u) {
-    cCos[r] = d.ab / (max(sqrt(d.aa), cfP.eps) * max(sqrt(d.bb), cfP.eps));
+    cCos[r] = d.ab / (max(sqrt(d.aa), p.eps) * max(sqrt(d.bb), p.eps));
   }
 }
 
@@ -105,33 +96,26 @@ fn cosGrad(d: Dots, g: f32, eps: f32) -> CosGrad {
   return CosGrad(g / (na * nb), select(-g * c / (na * la), 0.0, la == 0.0), select(-g * c / (nb * lb), 0.0, lb == 0.0));
 }
 
-@group(0) @binding(2) var<storage, read> cG: array<f32>;
-@group(0) @binding(3) var<storage, read_write> cGA: array<f32>;
-@group(0) @binding(4) var<uniform> cbaP: Params;
-
 @compute @workgroup_size(64)
 fn cosineBackwardA(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let r = wid.x + wid.y * nwg.x;
-  if (r >= cbaP.rows) { return; }
-  let start = rowStart(r, cbaP.D, cbaP.inner);
-  let k = cosGrad(rowDots(lid.x, start, cbaP.D, cbaP.inner), cG[r], cbaP.eps);
-  for (var j = lid.x; j < cbaP.D; j += WG) {
-    let i = start + j * cbaP.inner;
+  if (r >= p.rows) { return; }
+  let start = rowStart(r, p.D, p.inner);
+  let k = cosGrad(rowDots(lid.x, start, p.D, p.inner), cG[r], p.eps);
+  for (var j = lid.x; j < p.D; j += WG) {
+    let i = start + j * p.inner;
     cGA[i] = k.ka * cB[i] + k.ca * cA[i];
   }
 }
 
-@group(0) @binding(4) var<storage, read_write> cGB: array<f32>;
-@group(0) @binding(5) var<uniform> cbabP: Params;
-
 @compute @workgroup_size(64)
 fn cosineBackwardAB(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let r = wid.x + wid.y * nwg.x;
-  if (r >= cbabP.rows) { return; }
-  let start = rowStart(r, cbabP.D, cbabP.inner);
-  let k = cosGrad(rowDots(lid.x, start, cbabP.D, cbabP.inner), cG[r], cbabP.eps);
-  for (var j = lid.x; j < cbabP.D; j += WG) {
-    let i = start + j * cbabP.inner;
+  if (r >= p.rows) { return; }
+  let start = rowStart(r, p.D, p.inner);
+  let k = cosGrad(rowDots(lid.x, start, p.D, p.inner), cG[r], p.eps);
+  for (var j = lid.x; j < p.D; j += WG) {
+    let i = start + j * p.inner;
     let a = cA[i];
     let b = cB[i];
     cGA[i] = k.ka * b + k.ca * a;
@@ -140,9 +124,6 @@ fn cosineBackwardAB(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workg
 }
 
 // ---- cross-entropy and top-1 -----------------------------------------------------------------
-
-@group(0) @binding(0) var<storage, read> eX: array<f32>;
-@group(0) @binding(1) var<storage, read> eLabels: array<i32>;
 
 struct RowStats {
   m: f32,     // max logit
@@ -162,14 +143,11 @@ fn labelOf(r: u32, K: u32) -> i32 {
   return select(-1, y, y >= 0 && y < i32(K));
 }
 
-@group(0) @binding(2) var<storage, read_write> eLoss: array<f32>;
-@group(0) @binding(3) var<uniform> efP: Params;
-
 @compute @workgroup_size(64)
 fn ceForward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let r = gid.x + gid.y * nwg.x * WG;
-  if (r >= efP.rows) { return; }
-  let K = efP.D;
+  if (r >= p.rows) { return; }
+  let K = p.D;
   let start = r * K;
   let y = labelOf(r, K);
   if (y < 0) { eLoss[r] = 0.0; return; }
@@ -177,33 +155,26 @@ fn ceForward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
   eLoss[r] = st.lse + st.m - eX[start + u32(y)];
 }
 
-@group(0) @binding(2) var<storage, read> eG: array<f32>;
-@group(0) @binding(3) var<storage, read_write> eGX: array<f32>;
-@group(0) @binding(4) var<uniform> ebP: Params;
-
 @compute @workgroup_size(64)
 fn ceBackward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let r = gid.x + gid.y * nwg.x * WG;
-  if (r >= ebP.rows) { return; }
-  let K = ebP.D;
+  if (r >= p.rows) { return; }
+  let K = p.D;
   let start = r * K;
   let y = labelOf(r, K);
   let g = select(eG[r], 0.0, y < 0);
   let st = rowStats(start, K);
   for (var k = 0u; k < K; k++) {
-    let p = exp(eX[start + k] - st.m - st.lse);
-    eGX[start + k] = g * (p - select(0.0, 1.0, i32(k) == y));
+    let prob = exp(eX[start + k] - st.m - st.lse);
+    eGX[start + k] = g * (prob - select(0.0, 1.0, i32(k) == y));
   }
 }
-
-@group(0) @binding(2) var<storage, read_write> eHit: array<f32>;
-@group(0) @binding(3) var<uniform> etP: Params;
 
 @compute @workgroup_size(64)
 fn top1(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let r = gid.x + gid.y * nwg.x * WG;
-  if (r >= etP.rows) { return; }
-  let K = etP.D;
+  if (r >= p.rows) { return; }
+  let K = p.D;
   let start = r * K;
   var best = 0u;
   var m = negInf();

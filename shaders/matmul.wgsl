@@ -1,40 +1,45 @@
 // Batched matmul C[b] = op(A[b]) x op(B[b]), op = identity or transpose, all row-major.
 //
 // Register tiling without workgroup memory (the fastest design on lavapipe, see
-// ENVIRONMENT.md): each invocation owns an 8x8 block of C held in 16 vec4 accumulators and
+// docs/environment.md#speed-on-lavapipe): each invocation owns an 8x8 block of C held in 16 vec4 accumulators and
 // walks the whole K dimension, loading one 8-row column of op(A) and one 8-wide row of op(B)
 // per step. Edge blocks clamp their load indices into the matrix instead of branching, and
 // skip the stores that fall outside.
 //
-// Template: {{TRANS_A}} (A stored [K, M]), {{TRANS_B}} (B stored [N, K]),
-//           {{B_VEC4}} (B not transposed and N % 4 == 0: B rows are read as vec4).
+// Declared in engine/ops/matmul.ts. Params: M, N, K and the batch strides of A, B and C (0
+// broadcasts one matrix over the batch). Bindings: A, B -> C. Defines:
+//   TRANS_A  A is stored [K, M]
+//   TRANS_B  B is stored [N, K]
+//   B_VEC4   B is not transposed and N % 4 == 0: B is read as rows of aligned vec4s; BElem, B's
+//            element type, is vec4<f32> then and f32 otherwise.
 
-struct Params {
-  M: u32,
-  N: u32,
-  K: u32,
-  _pad: u32,
-  batchStrideA: u32,   // 0 broadcasts one matrix over the batch
-  batchStrideB: u32,
-  batchStrideC: u32,
-  _pad2: u32,
-}
-
-const TRANS_A: bool = {{TRANS_A}};
-const TRANS_B: bool = {{TRANS_B}};
-const B_VEC4: bool = {{B_VEC4}};
-
-@group(0) @binding(0) var<storage, read> A: array<f32>;
-@group(0) @binding(1) var<storage, read> B: array<{{B_TYPE}}>;
-@group(0) @binding(2) var<storage, read_write> C: array<f32>;
-@group(0) @binding(3) var<uniform> p: Params;
+// The interface generated from that declaration (struct Params, bindings, the defines) goes here:
+#interface
 
 fn loadA(base: u32, row: u32, k: u32) -> f32 {
   if (TRANS_A) { return A[base + k * p.M + row]; }
   return A[base + row * p.K + k];
 }
 
-{{LOAD_B}}
+// One element of B in the scalar layout. vec4<f32>(v) is v for a vec4 and a splat for an f32, so
+// this and loadB4 type-check for either BElem; the const branches keep only one path.
+fn loadB(i: u32) -> f32 {
+  return vec4<f32>(B[i]).x;
+}
+
+// Four columns of op(B) at depth k. With B_VEC4 each 4-column group is one aligned vec4; a
+// group that starts past the last column is clamped to the last group (its results are not
+// stored).
+fn loadB4(base: u32, k: u32, col0: u32, cols: vec4<u32>) -> vec4<f32> {
+  if (B_VEC4) {
+    return vec4<f32>(B[(base + k * p.N + min(col0, p.N - 4u)) / 4u]);
+  }
+  if (TRANS_B) {
+    return vec4<f32>(loadB(base + cols.x * p.K + k), loadB(base + cols.y * p.K + k), loadB(base + cols.z * p.K + k), loadB(base + cols.w * p.K + k));
+  }
+  let row = base + k * p.N;
+  return vec4<f32>(loadB(row + cols.x), loadB(row + cols.y), loadB(row + cols.z), loadB(row + cols.w));
+}
 
 @compute @workgroup_size(16, 4)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {

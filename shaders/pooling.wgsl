@@ -8,77 +8,62 @@
 //   avgBackward  G -> DX
 //   maxBackward  G, Idx -> DX
 
-struct Params {
-  planes: u32,   // N*C
-  H: u32,
-  W: u32,
-  OH: u32,
-  OW: u32,
-  kH: u32,
-  kW: u32,
-  sH: u32,
-  sW: u32,
-  pH: u32,
-  pW: u32,
-  size: u32,     // invocations: outputs (forward) or inputs (backward)
-  invArea: f32,  // 1 / (kH*kW)
-  _pad0: u32,
-  _pad1: u32,
-  _pad2: u32,
-}
+// The interface generated from the declaration in engine/ops/pooling.ts (struct Params: planes
+// = N*C, H, W, OH, OW, kH, kW, sH, sW, pH, pW, size = invocations, invArea = 1 / (kH*kW);
+// each entry point's bindings) goes here:
+#interface
 
 fn flatIndex(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
   return gid.x + gid.y * nwg.x * 256u;
 }
 
+// The input window of output o: its plane's first element, and rows [h0, h1) and columns
+// [w0, w1) (h0 and w0 may be negative, in the padding; h1 and w1 are clipped to the input).
+struct Window {
+  plane: u32,
+  h0: i32,
+  w0: i32,
+  h1: i32,
+  w1: i32,
+}
+
+fn windowOf(o: u32) -> Window {
+  let ow = o % p.OW;
+  let oh = (o / p.OW) % p.OH;
+  let h0 = i32(oh * p.sH) - i32(p.pH);
+  let w0 = i32(ow * p.sW) - i32(p.pW);
+  return Window(o / (p.OW * p.OH) * p.H * p.W, h0, w0, min(h0 + i32(p.kH), i32(p.H)), min(w0 + i32(p.kW), i32(p.W)));
+}
+
 // ---- avgForward ----
-@group(0) @binding(0) var<storage, read> AX: array<f32>;
-@group(0) @binding(1) var<storage, read_write> AY: array<f32>;
-@group(0) @binding(2) var<uniform> pa: Params;
 
 @compute @workgroup_size(256)
 fn avgForward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let o = flatIndex(gid, nwg);
-  if (o >= pa.size) { return; }
-  let ow = o % pa.OW;
-  let oh = (o / pa.OW) % pa.OH;
-  let plane = o / (pa.OW * pa.OH) * pa.H * pa.W;
-  let h0 = i32(oh * pa.sH) - i32(pa.pH);
-  let w0 = i32(ow * pa.sW) - i32(pa.pW);
-  let h1 = min(h0 + i32(pa.kH), i32(pa.H));
-  let w1 = min(w0 + i32(pa.kW), i32(pa.W));
+  if (o >= p.size) { return; }
+  let win = windowOf(o);
   var acc = 0.0;
-  for (var h = max(h0, 0); h < h1; h++) {
-    let row = plane + u32(h) * pa.W;
-    for (var w = max(w0, 0); w < w1; w++) { acc += AX[row + u32(w)]; }
+  for (var h = max(win.h0, 0); h < win.h1; h++) {
+    let row = win.plane + u32(h) * p.W;
+    for (var w = max(win.w0, 0); w < win.w1; w++) { acc += AX[row + u32(w)]; }
   }
-  AY[o] = acc * pa.invArea;
+  AY[o] = acc * p.invArea;
 }
 
 // ---- maxForward ----
-@group(0) @binding(0) var<storage, read> MX: array<f32>;
-@group(0) @binding(1) var<storage, read_write> MY: array<f32>;
-@group(0) @binding(2) var<storage, read_write> MIdx: array<i32>;
-@group(0) @binding(3) var<uniform> pm: Params;
 
 @compute @workgroup_size(256)
 fn maxForward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let o = flatIndex(gid, nwg);
-  if (o >= pm.size) { return; }
-  let ow = o % pm.OW;
-  let oh = (o / pm.OW) % pm.OH;
-  let plane = o / (pm.OW * pm.OH) * pm.H * pm.W;
-  let h0 = i32(oh * pm.sH) - i32(pm.pH);
-  let w0 = i32(ow * pm.sW) - i32(pm.pW);
-  let h1 = min(h0 + i32(pm.kH), i32(pm.H));
-  let w1 = min(w0 + i32(pm.kW), i32(pm.W));
+  if (o >= p.size) { return; }
+  let win = windowOf(o);
   let negInf = 0xff800000u;
   var best = bitcast<f32>(negInf);
-  var arg = max(h0, 0) * i32(pm.W) + max(w0, 0);
-  for (var h = max(h0, 0); h < h1; h++) {
-    for (var w = max(w0, 0); w < w1; w++) {
-      let k = h * i32(pm.W) + w;
-      let v = MX[plane + u32(k)];
+  var arg = max(win.h0, 0) * i32(p.W) + max(win.w0, 0);
+  for (var h = max(win.h0, 0); h < win.h1; h++) {
+    for (var w = max(win.w0, 0); w < win.w1; w++) {
+      let k = h * i32(p.W) + w;
+      let v = MX[win.plane + u32(k)];
       if (v > best || v != v) {
         best = v;
         arg = k;
@@ -99,46 +84,39 @@ fn covering(i: u32, pad: u32, k: u32, s: u32, outLen: u32) -> vec2<u32> {
 }
 
 // ---- avgBackward ----
-@group(0) @binding(0) var<storage, read> BG: array<f32>;
-@group(0) @binding(1) var<storage, read_write> BDX: array<f32>;
-@group(0) @binding(2) var<uniform> pb: Params;
 
 @compute @workgroup_size(256)
 fn avgBackward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flatIndex(gid, nwg);
-  if (i >= pb.size) { return; }
-  let iw = i % pb.W;
-  let ih = (i / pb.W) % pb.H;
-  let plane = i / (pb.W * pb.H) * pb.OH * pb.OW;
-  let rh = covering(ih, pb.pH, pb.kH, pb.sH, pb.OH);
-  let rw = covering(iw, pb.pW, pb.kW, pb.sW, pb.OW);
+  if (i >= p.size) { return; }
+  let iw = i % p.W;
+  let ih = (i / p.W) % p.H;
+  let plane = i / (p.W * p.H) * p.OH * p.OW;
+  let rh = covering(ih, p.pH, p.kH, p.sH, p.OH);
+  let rw = covering(iw, p.pW, p.kW, p.sW, p.OW);
   var acc = 0.0;
   for (var oh = rh.x; oh < rh.y; oh++) {
-    for (var ow = rw.x; ow < rw.y; ow++) { acc += BG[plane + oh * pb.OW + ow]; }
+    for (var ow = rw.x; ow < rw.y; ow++) { acc += BG[plane + oh * p.OW + ow]; }
   }
-  BDX[i] = acc * pb.invArea;
+  BDX[i] = acc * p.invArea;
 }
 
 // ---- maxBackward ----
-@group(0) @binding(0) var<storage, read> XG: array<f32>;
-@group(0) @binding(1) var<storage, read> XIdx: array<i32>;
-@group(0) @binding(2) var<storage, read_write> XDX: array<f32>;
-@group(0) @binding(3) var<uniform> px: Params;
 
 @compute @workgroup_size(256)
 fn maxBackward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = flatIndex(gid, nwg);
-  if (i >= px.size) { return; }
-  let iw = i % px.W;
-  let ih = (i / px.W) % px.H;
-  let plane = i / (px.W * px.H) * px.OH * px.OW;
-  let here = i32(ih * px.W + iw);
-  let rh = covering(ih, px.pH, px.kH, px.sH, px.OH);
-  let rw = covering(iw, px.pW, px.kW, px.sW, px.OW);
+  if (i >= p.size) { return; }
+  let iw = i % p.W;
+  let ih = (i / p.W) % p.H;
+  let plane = i / (p.W * p.H) * p.OH * p.OW;
+  let here = i32(ih * p.W + iw);
+  let rh = covering(ih, p.pH, p.kH, p.sH, p.OH);
+  let rw = covering(iw, p.pW, p.kW, p.sW, p.OW);
   var acc = 0.0;
   for (var oh = rh.x; oh < rh.y; oh++) {
     for (var ow = rw.x; ow < rw.y; ow++) {
-      let o = plane + oh * px.OW + ow;
+      let o = plane + oh * p.OW + ow;
       if (XIdx[o] == here) { acc += XG[o]; }
     }
   }

@@ -1,5 +1,5 @@
 // Fake quantization (quantize, then dequantize, in f32) and the range observers that feed it,
-// exactly as ../shared/SSQL-SPEC.md §2. The bit-width is a uniform: changing it compiles nothing.
+// exactly as docs/method.md#quantizer-arithmetic. The bit-width is a uniform: changing it compiles nothing.
 //
 // Weights: symmetric, per output channel (axis 0; channel c is the contiguous run
 //   [c*L, (c+1)*L)), s_c = m_c / ((2^b - 1) / 2), q = clamp(round(w / s_c), -2^(b-1), 2^(b-1) - 1).
@@ -16,26 +16,21 @@
 // Weight ranges are f32[C] max|w|; non-negative floats order like their bit patterns, so
 // observers update them with atomicMax on the bits.
 //
-// Entry points and their bindings (inputs, then outputs, then the uniform block):
+// Entry points and their bindings (inputs, then outputs):
 //   observeAbsMax   W, R(atomic)             per-channel max|w| into R, accumulating
 //   observeMinMax   X, S(atomic)             per-tensor min/max into S, accumulating
 //   weightFused     W, Y, R                  per channel: R = max|w|, Y = fake-quant(W)
 //   weightQuant     W, R, Y                  Y = fake-quant(W) with given R (mode 0), or only the
 //                                            tensor-wide pass-through fix-up after weightFused (mode 1)
-//   weightBackward  W, G, R, GW              straight-through, optional gradient through the scale
+//   weightBackward  W, R, G, GW              straight-through, optional gradient through the scale
 //   actQuant        X, S, Y                  per element (vec4)
 //   actBackward     X, G, S, GX              per element (vec4)
 
-struct Params {
-  n: u32,          // elements
-  C: u32,          // channels (weights)
-  L: u32,          // elements per channel (weights)
-  bits: u32,
-  mode: u32,       // weightQuant: 0 quantize, 1 pass-through fix-up only
-  scaleGrad: u32,  // weightBackward: 1 adds the reference's gradient through the scale
-  _pad0: u32,
-  _pad1: u32,
-}
+// The interface generated from the declaration in engine/ops/quant.ts (struct Params: n elements,
+// C channels and L elements per channel (weights), bits, mode (weightQuant: 0 quantize, 1 the
+// pass-through fix-up only), scaleGrad (weightBackward: 1 adds the reference's gradient through
+// the scale); each entry point's bindings) goes here:
+#interface
 
 const WG: u32 = 64u;
 const WG_ELEM: u32 = 256u;
@@ -152,30 +147,22 @@ fn channelOf(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
 
 // ---- observers -------------------------------------------------------------------------------
 
-@group(0) @binding(0) var<storage, read> oaW: array<f32>;
-@group(0) @binding(1) var<storage, read_write> oaR: array<atomic<u32>>;
-@group(0) @binding(2) var<uniform> oaP: Params;
-
 // One workgroup per output channel.
 @compute @workgroup_size(64)
 fn observeAbsMax(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let c = channelOf(wid, nwg);
-  if (c >= oaP.C) { return; }
-  let base = c * oaP.L;
+  if (c >= p.C) { return; }
+  let base = c * p.L;
   var m = 0.0;
-  for (var i = lid.x; i < oaP.L; i += WG) { m = max(m, abs(oaW[base + i])); }
+  for (var i = lid.x; i < p.L; i += WG) { m = max(m, abs(W[base + i])); }
   m = wgMax(lid.x, m);
   if (lid.x == 0u) { atomicMax(&oaR[c], bitcast<u32>(m)); }
 }
 
-@group(0) @binding(0) var<storage, read> omX: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read_write> omS: array<atomic<u32>>;
-@group(0) @binding(2) var<uniform> omP: Params;
-
 // A grid-stride loop over vec4s, a tree per workgroup, then one atomic per workgroup and bound.
 @compute @workgroup_size(256)
 fn observeMinMax(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let n = omP.n;
+  let n = p.n;
   let n4 = (n + 3u) / 4u;
   var mn = posInf();
   var mx = negInf();
@@ -208,11 +195,6 @@ fn observeMinMax(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(global_i
 
 // ---- weights ---------------------------------------------------------------------------------
 
-@group(0) @binding(0) var<storage, read> wfW: array<f32>;
-@group(0) @binding(1) var<storage, read_write> wfY: array<f32>;
-@group(0) @binding(2) var<storage, read_write> wfR: array<f32>;
-@group(0) @binding(3) var<uniform> wfP: Params;
-
 // The fused step: one workgroup per output channel reduces max|w| and quantizes the channel
 // (its second read comes from cache). A zero channel passes through by itself here; the
 // tensor-wide rule (any zero scale: the whole tensor passes through) is applied by weightQuant
@@ -220,88 +202,71 @@ fn observeMinMax(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(global_i
 @compute @workgroup_size(64)
 fn weightFused(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let c = channelOf(wid, nwg);
-  if (c >= wfP.C) { return; }
-  let base = c * wfP.L;
+  if (c >= p.C) { return; }
+  let base = c * p.L;
   var m = 0.0;
-  for (var i = lid.x; i < wfP.L; i += WG) { m = max(m, abs(wfW[base + i])); }
+  for (var i = lid.x; i < p.L; i += WG) { m = max(m, abs(W[base + i])); }
   m = wgMax(lid.x, m);
   if (lid.x == 0u) { wfR[c] = m; }
-  let bits = wfP.bits;
+  let bits = p.bits;
   let s = m / symDenominator(bits);
   let through = bits == 0u || s == 0.0;
-  for (var i = lid.x; i < wfP.L; i += WG) {
-    let x = wfW[base + i];
+  for (var i = lid.x; i < p.L; i += WG) {
+    let x = W[base + i];
     wfY[base + i] = select(fqSym(x, s, bits).v, x, through);
   }
 }
 
-@group(0) @binding(0) var<storage, read> wqW: array<f32>;
-@group(0) @binding(1) var<storage, read> wqR: array<f32>;
-@group(0) @binding(2) var<storage, read_write> wqY: array<f32>;
-@group(0) @binding(3) var<uniform> wqP: Params;
-
-// The smallest scale over all channels, computed by every workgroup (C reads: cheap).
-// (Two copies because WGSL passes no pointers to storage buffers.)
-fn minScaleQ(lid: u32, C: u32, bits: u32) -> f32 {
+// The smallest scale over all channels (the input R of weightQuant and weightBackward),
+// computed by every workgroup (C reads: cheap).
+fn minScale(lid: u32, C: u32, bits: u32) -> f32 {
   var m = posInf();
-  for (var c = lid; c < C; c += WG) { m = min(m, wqR[c] / symDenominator(bits)); }
+  for (var c = lid; c < C; c += WG) { m = min(m, R[c] / symDenominator(bits)); }
   return wgMin(lid, m);
 }
 
 @compute @workgroup_size(64)
 fn weightQuant(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let c = channelOf(wid, nwg);
-  if (c >= wqP.C) { return; }
-  let bits = wqP.bits;
-  let through = bits == 0u || minScaleQ(lid.x, wqP.C, bits) == 0.0;
-  let base = c * wqP.L;
-  if (wqP.mode == 1u) {
+  if (c >= p.C) { return; }
+  let bits = p.bits;
+  let through = bits == 0u || minScale(lid.x, p.C, bits) == 0.0;
+  let base = c * p.L;
+  if (p.mode == 1u) {
     // Fix-up after weightFused: copy the channel only when the whole tensor passes through.
     if (through) {
-      for (var i = lid.x; i < wqP.L; i += WG) { wqY[base + i] = wqW[base + i]; }
+      for (var i = lid.x; i < p.L; i += WG) { wqY[base + i] = W[base + i]; }
     }
     return;
   }
-  let s = wqR[c] / symDenominator(bits);
-  for (var i = lid.x; i < wqP.L; i += WG) {
-    let x = wqW[base + i];
+  let s = R[c] / symDenominator(bits);
+  for (var i = lid.x; i < p.L; i += WG) {
+    let x = W[base + i];
     wqY[base + i] = select(fqSym(x, s, bits).v, x, through);
   }
 }
-
-@group(0) @binding(0) var<storage, read> wbW: array<f32>;
-@group(0) @binding(1) var<storage, read> wbG: array<f32>;
-@group(0) @binding(2) var<storage, read> wbR: array<f32>;
-@group(0) @binding(3) var<storage, read_write> wbGW: array<f32>;
-@group(0) @binding(4) var<uniform> wbP: Params;
 
 // Straight-through: gw = g where round(w / s) was inside the clamp range, else 0.
 // With scaleGrad (the reference code, where s = max|w_c| / D stays attached to the graph):
 //   dL/ds_c = sum_i g_i * (q_i - inside_i * w_i / s_c), and it reaches the element holding
 //   max|w_c| (the first one, on ties) as sign(w) * dL/ds_c / D.
-fn minScaleB(lid: u32, C: u32, bits: u32) -> f32 {
-  var m = posInf();
-  for (var c = lid; c < C; c += WG) { m = min(m, wbR[c] / symDenominator(bits)); }
-  return wgMin(lid, m);
-}
-
 @compute @workgroup_size(64)
 fn weightBackward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let c = channelOf(wid, nwg);
-  if (c >= wbP.C) { return; }
-  let bits = wbP.bits;
-  let through = bits == 0u || minScaleB(lid.x, wbP.C, bits) == 0.0;
-  let base = c * wbP.L;
-  let m = wbR[c];
+  if (c >= p.C) { return; }
+  let bits = p.bits;
+  let through = bits == 0u || minScale(lid.x, p.C, bits) == 0.0;
+  let base = c * p.L;
+  let m = R[c];
   let D = symDenominator(bits);
   let s = m / D;
   var extra = 0.0;
   var at = 0xffffffffu;
-  if (wbP.scaleGrad == 1u && !through) {
+  if (p.scaleGrad == 1u && !through) {
     var acc = 0.0;
     var first = 0xffffffffu;
-    for (var i = lid.x; i < wbP.L; i += WG) {
-      let x = wbW[base + i];
+    for (var i = lid.x; i < p.L; i += WG) {
+      let x = W[base + i];
       let f = fqSym(x, s, bits);
       acc += wbG[base + i] * (f.q - select(0.0, x / s, f.inside));
       if (abs(x) == m) { first = min(first, i); }
@@ -309,8 +274,8 @@ fn weightBackward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgro
     extra = wgSum(lid.x, acc) / D;
     at = wgMinU(lid.x, first);
   }
-  for (var i = lid.x; i < wbP.L; i += WG) {
-    let x = wbW[base + i];
+  for (var i = lid.x; i < p.L; i += WG) {
+    let x = W[base + i];
     let g = wbG[base + i];
     var gw = select(select(0.0, g, fqSym(x, s, bits).inside), g, through);
     if (i == at) { gw += sign(x) * extra; }
@@ -320,41 +285,30 @@ fn weightBackward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgro
 
 // ---- activations -----------------------------------------------------------------------------
 
-@group(0) @binding(0) var<storage, read> aqX: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read> aqS: array<u32>;
-@group(0) @binding(2) var<storage, read_write> aqY: array<vec4<f32>>;
-@group(0) @binding(3) var<uniform> aqP: Params;
-
 // One vec4 per invocation. The last vec4 may run into the buffer's padding (pool buffers are
 // whole multiples of 64 bytes); those lanes are computed and ignored.
 @compute @workgroup_size(256)
 fn actQuant(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = gid.x + gid.y * nwg.x * WG_ELEM;
-  if (4u * i >= aqP.n) { return; }
-  let a = actParams(aqS[0], aqS[1], aqP.bits);
+  if (4u * i >= p.n) { return; }
+  let a = actParams(aqS[0], aqS[1], p.bits);
   let x = aqX[i];
   if (a.through) { aqY[i] = x; return; }
   aqY[i] = vec4<f32>(
-    fqAsym(x.x, a.s, a.zp, aqP.bits).v, fqAsym(x.y, a.s, a.zp, aqP.bits).v,
-    fqAsym(x.z, a.s, a.zp, aqP.bits).v, fqAsym(x.w, a.s, a.zp, aqP.bits).v);
+    fqAsym(x.x, a.s, a.zp, p.bits).v, fqAsym(x.y, a.s, a.zp, p.bits).v,
+    fqAsym(x.z, a.s, a.zp, p.bits).v, fqAsym(x.w, a.s, a.zp, p.bits).v);
 }
-
-@group(0) @binding(0) var<storage, read> abX: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read> abG: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> abS: array<u32>;
-@group(0) @binding(3) var<storage, read_write> abGX: array<vec4<f32>>;
-@group(0) @binding(4) var<uniform> abP: Params;
 
 @compute @workgroup_size(256)
 fn actBackward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = gid.x + gid.y * nwg.x * WG_ELEM;
-  if (4u * i >= abP.n) { return; }
-  let a = actParams(abS[0], abS[1], abP.bits);
+  if (4u * i >= p.n) { return; }
+  let a = actParams(abS[0], abS[1], p.bits);
   let g = abG[i];
   if (a.through) { abGX[i] = g; return; }
   let x = abX[i];
   let inside = vec4<bool>(
-    fqAsym(x.x, a.s, a.zp, abP.bits).inside, fqAsym(x.y, a.s, a.zp, abP.bits).inside,
-    fqAsym(x.z, a.s, a.zp, abP.bits).inside, fqAsym(x.w, a.s, a.zp, abP.bits).inside);
+    fqAsym(x.x, a.s, a.zp, p.bits).inside, fqAsym(x.y, a.s, a.zp, p.bits).inside,
+    fqAsym(x.z, a.s, a.zp, p.bits).inside, fqAsym(x.w, a.s, a.zp, p.bits).inside);
   abGX[i] = select(vec4<f32>(0.0), g, inside);
 }

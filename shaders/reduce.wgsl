@@ -4,29 +4,15 @@
 // {{COMBINE}} folds v into acc; the result is multiplied by
 // p.scale (1/n for mean, 1 otherwise).
 
-struct Params {
-  outSize: u32,
-  redSize: u32,
-  keptRank: u32,
-  redRank: u32,
-  scale: f32,
-  _pad0: u32,
-  _pad1: u32,
-  _pad2: u32,
-  keptShape: array<vec4<u32>, 2>,
-  keptStrides: array<vec4<u32>, 2>,
-  redShape: array<vec4<u32>, 2>,
-  redStrides: array<vec4<u32>, 2>,
-}
+// The interface generated from the declaration in engine/ops/reduce-kernel.ts (struct Params:
+// outSize, redSize, keptRank, redRank, scale, keptShape/keptStrides/redShape/redStrides of up
+// to 8 dims; bindings X -> Out; IDENTITY_BITS) goes here:
+#interface
 
-@group(0) @binding(0) var<storage, read> X: array<f32>;
-@group(0) @binding(1) var<storage, read_write> Out: array<f32>;
-@group(0) @binding(2) var<uniform> p: Params;
-
-// The fold's starting value, from its bit pattern ({{IDENTITY_BITS}}); a runtime value because
+// The fold's starting value, from its bit pattern (IDENTITY_BITS); a runtime value because
 // WGSL rejects infinities in constant expressions.
 fn identity() -> f32 {
-  let bits = {{IDENTITY_BITS}}u;
+  var bits = IDENTITY_BITS;
   return bitcast<f32>(bits);
 }
 

@@ -93,3 +93,44 @@ export function formatHelp(usage: string, summary: string, spec: Record<string, 
   });
   return `${usage}\n\n${summary}\n\nOptions:\n${lines.join('\n')}\n`;
 }
+
+/** The value of a number option as an integer within [min, max] (UsageError naming the flag). */
+export function integerOption(a: ParsedArgs, name: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  const v = a[name];
+  const what = min === 0 ? 'a non-negative integer' : min === 1 ? 'a positive integer' : `an integer of at least ${min}`;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw new UsageError(`--${name} must be ${what}, got ${v}`);
+  if (v > max) throw new UsageError(`--${name} must be at most ${max}, got ${v}`);
+  return v;
+}
+
+/** Bounds of a real-valued option: `above`/`atLeast` low end, `below` high end (exclusive). */
+export interface RealBounds {
+  above?: number;
+  atLeast?: number;
+  below?: number;
+}
+
+/** The value of a number option within the bounds (UsageError naming the flag and the range). */
+export function realOption(a: ParsedArgs, name: string, bounds: RealBounds): number {
+  const v = a[name];
+  const lo = bounds.above !== undefined ? `> ${bounds.above}` : bounds.atLeast !== undefined ? `>= ${bounds.atLeast}` : '';
+  const hi = bounds.below !== undefined ? `< ${bounds.below}` : '';
+  const range = [lo, hi].filter(Boolean).join(' and ');
+  const ok = typeof v === 'number' && Number.isFinite(v) &&
+    (bounds.above === undefined || v > bounds.above) &&
+    (bounds.atLeast === undefined || v >= bounds.atLeast) &&
+    (bounds.below === undefined || v < bounds.below);
+  if (!ok) throw new UsageError(`--${name} must be a finite number ${range}, got ${v}`);
+  return v as number;
+}
+
+/** A bit range option: 'LO-HI' or one number, each an integer within [min, max], LO <= HI. */
+export function bitRangeOption(a: ParsedArgs, name: string, min: number, max: number): [number, number] {
+  const text = String(a[name]);
+  const m = /^(\d+)-(\d+)$/.exec(text) ?? /^(\d+)$/.exec(text);
+  if (!m) throw new UsageError(`--${name} must look like ${min}-${max} (a bit range) or one bit-width, got '${text}'`);
+  const lo = Number(m[1]);
+  const hi = Number(m[2] ?? m[1]);
+  if (lo < min || hi > max || lo > hi) throw new UsageError(`--${name} must be within ${min}-${max} with low <= high, got '${text}'`);
+  return [lo, hi];
+}

@@ -12,7 +12,9 @@ import { RESNET18, RESNET34, RESNET50, SMALL_RESNET, TINY_RESNET } from './model
 import type { ResNetConfig } from './models/resnet.ts';
 import type { WeightGrad } from './models/quant.ts';
 import type { SafeTensor } from './checkpoint/safetensors.ts';
-import type { Module } from '../engine/nn/index.ts';
+import { CHECKPOINT_FORMAT, readConfig, readDatasetShape, readPosition, readRngStates, resumeDifferences, shapeText } from './checkpoint/state.ts';
+import type { DatasetShape } from './checkpoint/state.ts';
+import type { Module } from '../engine/index.ts';
 
 export type { MethodName } from './methods/registry.ts';
 
@@ -39,6 +41,8 @@ export interface TrainConfig extends MethodSettings {
   cropSize?: number;
   /** Backward of the weight quantizers (docs/method.md#weight-scale-gradient). */
   weightGrad: WeightGrad;
+  /** The dataset (the CLI's `--data`, directories made absolute); checked on resume. */
+  data?: string;
 }
 
 export const DEFAULT_CONFIG: TrainConfig = {
@@ -50,6 +54,51 @@ export const DEFAULT_CONFIG: TrainConfig = {
 export function backboneConfig(model: ModelName, inChannels: number): ResNetConfig {
   const base = { tiny: TINY_RESNET, small: SMALL_RESNET, resnet18: RESNET18, resnet34: RESNET34, resnet50: RESNET50 }[model];
   return { ...base, inChannels };
+}
+
+/** One of the largest GPU tensors a training step allocates, and the options that size it. */
+export interface TensorNeed {
+  what: string;
+  /** The command-line flags that make it larger. */
+  flags: string;
+  bytes: number;
+}
+
+/**
+ * The largest tensors (f32) a training step of `config` on images of `shape` allocates, largest
+ * first: the biggest activation (batch x channels x crop^2 at the widest full-resolution stage),
+ * the projector's and predictor's weights and activations, the biggest conv weight. Computed
+ * from the config alone, so a run can be refused before it builds anything a device cannot hold.
+ */
+export function largestTensors(config: TrainConfig, shape: DatasetShape): TensorNeed[] {
+  const bc = backboneConfig(config.model, shape.channels);
+  const expansion = bc.block === 'bottleneck' ? 4 : 1;
+  const B = config.batchSize;
+  const crop = config.cropSize || shape.height;
+  const needs: TensorNeed[] = [{ what: `augmented views [${B}, ${shape.channels}, ${crop}, ${crop}]`, flags: '--batch, --crop', bytes: B * shape.channels * crop * crop * 4 }];
+  let size = crop;
+  let conv = { elements: bc.widths[0] * shape.channels * 9, text: `[${bc.widths[0]}, ${shape.channels}, 3, 3]` };
+  let inPlanes = bc.widths[0];
+  bc.widths.forEach((planes, i) => {
+    if (i > 0) size = Math.ceil(size / 2);
+    const channels = planes * expansion;
+    needs.push({ what: `stage ${i + 1} activations [${B}, ${channels}, ${size}, ${size}]`, flags: '--batch, --crop, --model', bytes: B * channels * size * size * 4 });
+    for (const [o, c, k] of [[planes, planes, 3], [planes, inPlanes, 1], [channels, planes, 1]]) {
+      if (o * c * k * k > conv.elements) conv = { elements: o * c * k * k, text: `[${o}, ${c}, ${k}, ${k}]` };
+    }
+    inPlanes = channels;
+  });
+  needs.push({ what: `largest conv weight ${conv.text}`, flags: '--model', bytes: conv.elements * 4 });
+  const feat = bc.widths[bc.widths.length - 1] * expansion;
+  const P = config.projDim;
+  const H = config.predHidden;
+  needs.push(
+    { what: `projector weight [${P}, ${Math.max(P, feat)}]`, flags: '--proj-dim', bytes: P * Math.max(P, feat) * 4 },
+    { what: `projector activations [${B}, ${P}]`, flags: '--proj-dim, --batch', bytes: B * P * 4 },
+    { what: `predictor weight [${H}, ${P}]`, flags: '--pred-hidden, --proj-dim', bytes: H * P * 4 },
+    { what: `predictor activations [${B}, ${H}]`, flags: '--pred-hidden, --batch', bytes: B * H * 4 },
+  );
+  return needs.sort((a, b) => b.bytes - a.bytes);
 }
 
 /** Normalization constants per dataset shape (Fashion-MNIST for grey, CIFAR-10 for RGB). */
@@ -124,7 +173,7 @@ export class Trainer {
     return this.epoch >= this.config.epochs;
   }
 
-  /** The learning rate of the current epoch: cosine decay per epoch (SPEC §5). */
+  /** The learning rate of the current epoch: cosine decay per epoch (docs/method.md#training-recipe). */
   get lr(): number {
     return cosineLR(this.config.lr, this.epoch, this.config.epochs);
   }
@@ -173,9 +222,11 @@ export class Trainer {
       const buf = this.opt.momentumBuffer(p);
       if (buf) tensors[`optimizer.${name}.momentum_buffer`] = await toSafe(buf);
     }
+    const dataset: DatasetShape = { channels: this.data.channels, height: this.data.height, width: this.data.width };
     const metadata = {
-      format: 'ssql-webgpu-checkpoint-1',
+      format: CHECKPOINT_FORMAT,
       config: JSON.stringify(this.config),
+      dataset: JSON.stringify(dataset),
       epoch: String(this.epoch),
       step_in_epoch: String(this.stepInEpoch),
       global_step: String(this.globalStep),
@@ -184,51 +235,47 @@ export class Trainer {
     return { tensors, metadata };
   }
 
-  /** Continue from `checkpoint()` output (same config). Returns notices for the user: what
-   * differs from the config this trainer was made with and why. */
-  restore(tensors: Record<string, SafeTensor>, metadata: Record<string, string>): string[] {
-    const saved = JSON.parse(metadata.config ?? '{}') as Partial<TrainConfig>;
-    const notices = this.adoptWeightGrad(saved);
-    for (const key of ['method', 'model', 'projDim', 'predHidden', 'batchSize', 'seed', 'subset', 'cropSize'] as const) {
-      if (saved[key] !== this.config[key]) {
-        throw new Error(`checkpoint was made with ${key}=${JSON.stringify(saved[key])}, this run has ${JSON.stringify(this.config[key])}`);
-      }
-    }
+  /** Continue from `checkpoint()` output. The config must match it except for what
+   * `resumeDifferences` allows to change; `source` (the file) names it in errors. */
+  restore(tensors: Record<string, SafeTensor>, metadata: Record<string, string>, source = 'checkpoint'): void {
+    const saved = readConfig(metadata, source);
+    const { refusals } = resumeDifferences(saved, this.config);
     // The method's own settings, defaults filled in.
     for (const [key, fallback] of Object.entries(this.method.settings) as [keyof MethodSettings, number][]) {
       const [was, now] = [saved[key] ?? fallback, this.config[key] ?? fallback];
-      if (was !== now) throw new Error(`checkpoint was made with ${key}=${was}, this run has ${now}`);
+      if (was !== now) refusals.push(`${key}: the checkpoint was made with ${was}, this run has ${now}`);
     }
-    loadInto(this.net, tensors, 'checkpoint');
+    const shape = readDatasetShape(metadata, source);
+    if (shape && shapeText(shape) !== shapeText(this.data)) {
+      refusals.push(`the checkpoint was trained on ${shapeText(shape)} images, this run's data is ${shapeText(this.data)}`);
+    }
+    if (refusals.length > 0) throw new Error(`${source}: cannot resume: ${refusals.join('; ')}`);
+    const position = readPosition(metadata, source);
+    if (position.stepInEpoch >= this.stepsPerEpoch) {
+      throw new Error(`${source}: cannot resume: it stopped at step ${position.stepInEpoch} of an epoch, this run has ${this.stepsPerEpoch} steps an epoch`);
+    }
+    const rng = readRngStates(metadata, source);
+    loadInto(this.net, tensors, source);
     scope(() => {
       for (const [name, p] of this.net.namedParameters()) {
         const m = tensors[`optimizer.${name}.momentum_buffer`];
         if (m && this.bound.trainable.includes(p)) this.opt.setMomentumBuffer(p, fromSafe(m, `optimizer.${name}.momentum_buffer`));
       }
     });
-    this.epoch = Number(metadata.epoch);
-    this.stepInEpoch = Number(metadata.step_in_epoch);
-    this.globalStep = Number(metadata.global_step);
-    const rng = JSON.parse(metadata.rng) as { aug: number[]; bits: number[]; order: number[] };
+    this.epoch = position.epoch;
+    this.stepInEpoch = position.stepInEpoch;
+    this.globalStep = position.globalStep;
     this.aug.setState(rng.aug);
     this.bitRng.setState(rng.bits);
     this.orderRng.setState(rng.order);
     this.epochOrderState = rng.order;
     this.order = this.drawOrder();
-    return notices;
-  }
-
-  /** A checkpoint from before `weightGrad` existed was trained with plain STE: keep it. */
-  private adoptWeightGrad(saved: Partial<TrainConfig>): string[] {
     if (saved.weightGrad === undefined) {
+      // Written before the option existed, so trained with plain STE: the run keeps it (a note
+      // from resumeDifferences says so) and its next checkpoint records it.
       this.config.weightGrad = 'ste';
       this.net.ctx.weightGrad = 'ste';
-      return ['the checkpoint predates the weight-gradient option: it was trained with plain STE (weightGrad=ste), and the resumed run keeps that; the projector\'s last bias is frozen from here on (its momentum is dropped)'];
     }
-    if (saved.weightGrad !== this.config.weightGrad) {
-      throw new Error(`checkpoint was made with weightGrad=${JSON.stringify(saved.weightGrad)}, this run has ${JSON.stringify(this.config.weightGrad)}`);
-    }
-    return [];
   }
 
   dispose(): void {

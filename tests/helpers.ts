@@ -52,6 +52,19 @@ export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<numbe
   }
 }
 
+/** Asserts that `fn` throws and that its message matches every pattern. (uvu's assert.throws
+ * re-raises assertion errors and checks one pattern.) */
+export function throwsWith(fn: () => unknown, ...patterns: RegExp[]): void {
+  let message: string | null = null;
+  try {
+    fn();
+  } catch (e) {
+    message = (e as Error).message;
+  }
+  assert.ok(message !== null, `expected an error matching ${patterns.join(', ')}`);
+  for (const p of patterns) assert.match(message!, p, `message "${message}" should match ${p}`);
+}
+
 export interface GradCheckCase {
   name: string;
   shapes: Shape[];

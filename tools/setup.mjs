@@ -34,7 +34,10 @@ const missing = wanted.filter((name) => !existsSync(join(root, 'node_modules', n
 if (missing.length > 0) {
   log(`installing npm packages (missing: ${missing.join(', ')})`);
   const args = existsSync(join(root, 'package-lock.json')) ? ['ci'] : ['install'];
-  if (!run('npm', [...args, '--no-audit', '--no-fund'])) fail('npm install failed; see the output above.');
+  // onnxruntime-node (a test dependency) ships its CPU binaries in the package; its install script
+  // would only try to download GPU parts, which fails offline, so it is told to skip them.
+  const env = { ...process.env, ONNXRUNTIME_NODE_INSTALL: 'skip' };
+  if (!run('npm', [...args, '--no-audit', '--no-fund'], { env })) fail('npm install failed; see the output above.');
 }
 
 // --- WebGPU adapter ----------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 // PyTorch's default initializations, drawn on the host from a seeded generator (engine/random.ts).
 import { Tensor } from '../tensor.ts';
-import type { Shape } from '../tensor.ts';
+import type { Shape } from '../shapes.ts';
 import { Rng } from '../random.ts';
 
 /** A uniform [0, 1) source, e.g. `new Rng(seed).next`. */

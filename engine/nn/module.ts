@@ -2,8 +2,9 @@
 // named children, train()/eval(), and state dicts with PyTorch's key names and order (a
 // module's own parameters, then its own buffers, then each child's entries under `name.`).
 import { keep } from '../scope.ts';
-import { Tensor, shapeString } from '../tensor.ts';
-import { contiguousStrides, mapKernel } from '../ops/elementwise.ts';
+import { contiguousStrides, shapeString } from '../shapes.ts';
+import type { Tensor } from '../tensor.ts';
+import { mapKernel } from '../ops/elementwise.ts';
 
 /** An ordered map from PyTorch-style keys to tensors. */
 export type StateDict = Map<string, Tensor>;

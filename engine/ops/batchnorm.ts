@@ -6,9 +6,10 @@
 // sum(dy) and sum(dy*xhat), then an element-wise pass).
 import source from '../../shaders/batchnorm.wgsl';
 import { record } from '../autograd.ts';
+import { declareKernels } from '../kernels.ts';
 import { grid1d, launch } from '../launch.ts';
-import { Tensor, shapeString } from '../tensor.ts';
-import type { KernelSpec } from '../kernels.ts';
+import { shapeString } from '../shapes.ts';
+import { Tensor, checkDtype } from '../tensor.ts';
 
 export interface BatchNormOptions {
   /** Normalize with batch statistics (and update the running ones). Default true. */
@@ -32,9 +33,29 @@ const RELU = 1;
 const TRAINING = 2;
 const UPDATE = 4;
 
-function kernel(entryPoint: string): KernelSpec {
-  return { name: 'batchnorm', source, entryPoint };
-}
+const kernels = declareKernels({
+  name: 'batchnorm',
+  source,
+  params: {
+    N: 'u32', C: 'u32', HW: 'u32',
+    M: 'u32', // elements per channel: N*HW
+    CHW: 'u32',
+    stepN: 'u32', stepS: 'u32', // WG / HW and WG % HW: how (n, s) advance when the flat index grows by WG
+    size: 'u32', // N*C*HW
+    flags: 'u32', // RELU | TRAINING | UPDATE
+    eps: 'f32', momentum: 'f32', invM: 'f32',
+    unbias: 'f32', // M / (M - 1)
+  },
+  entryPoints: {
+    stats: { inputs: { X: 'f32', Gamma: 'f32', Beta: 'f32' }, outputs: { Stats: 'f32', RunMean: 'f32', RunVar: 'f32', NumBatches: 'i32' } },
+    evalStats: { inputs: { ERunMean: 'f32', ERunVar: 'f32', EGamma: 'f32', EBeta: 'f32' }, outputs: { EStats: 'f32' } },
+    normalize: { inputs: { NX: 'f32', NStats: 'f32' }, outputs: { NY: 'f32' } },
+    backwardReduce: { inputs: { RDY: 'f32', RX: 'f32', RStats: 'f32' }, outputs: { RDGamma: 'f32', RDBeta: 'f32' } },
+    backwardInput: { inputs: { GDY: 'f32', GX: 'f32', GStats: 'f32', GDGamma: 'f32', GDBeta: 'f32' }, outputs: { GDX: 'f32' } },
+    normalize4: { inputs: { VX: 'vec4<f32>', VStats: 'f32' }, outputs: { VY: 'vec4<f32>' } },
+    backwardInput4: { inputs: { WDY: 'vec4<f32>', WX: 'vec4<f32>', WStats: 'f32', WDGamma: 'f32', WDBeta: 'f32' }, outputs: { WDX: 'vec4<f32>' } },
+  },
+});
 
 function checkVector(what: string, t: Tensor | null | undefined, C: number, dtype: 'f32' | 'i32' = 'f32', size = C): void {
   if (!t) return;
@@ -49,8 +70,7 @@ function checkVector(what: string, t: Tensor | null | undefined, C: number, dtyp
  * `gamma`/`beta` may be null (affine false). Gradients flow to x, gamma and beta.
  */
 export function batchNorm(x: Tensor, gamma: Tensor | null, beta: Tensor | null, opts: BatchNormOptions = {}): Tensor {
-  x.buffer;
-  if (x.dtype !== 'f32') throw new TypeError(`batchNorm: expected an f32 input, got ${x.describe()}`);
+  checkDtype('batchNorm', 'f32', x);
   if (x.ndim < 2) throw new RangeError(`batchNorm: input must be [N, C, ...], got ${x.describe()}`);
   if ((gamma === null) !== (beta === null)) throw new TypeError('batchNorm: give both gamma and beta, or neither (affine false)');
   const training = opts.training ?? true;
@@ -71,14 +91,10 @@ export function batchNorm(x: Tensor, gamma: Tensor | null, beta: Tensor | null, 
 
   const update = training && !!opts.runningMean;
   const flags = (relu ? RELU : 0) | (training ? TRAINING : 0) | (update ? UPDATE : 0);
-  const u = new ArrayBuffer(64);
-  const u32 = new Uint32Array(u);
-  const f32 = new Float32Array(u);
-  u32.set([N, C, HW, M, C * HW, Math.floor(WG / HW), WG % HW, x.size, flags]);
-  f32[9] = eps;
-  f32[10] = momentum;
-  f32[11] = 1 / M;
-  f32[12] = M > 1 ? M / (M - 1) : 0;
+  const params = {
+    N, C, HW, M, CHW: C * HW, stepN: Math.floor(WG / HW), stepS: WG % HW, size: x.size, flags,
+    eps, momentum, invM: 1 / M, unbias: M > 1 ? M / (M - 1) : 0,
+  };
   const desc = `batchNorm${relu ? '+relu' : ''} ${x.describe()}${training ? '' : ' eval'}`;
 
   // Per-channel parameters the kernels need even without affine/running statistics.
@@ -92,28 +108,51 @@ export function batchNorm(x: Tensor, gamma: Tensor | null, beta: Tensor | null, 
     const rm = opts.runningMean ?? temp(Tensor.empty([C]));
     const rv = opts.runningVar ?? temp(Tensor.empty([C]));
     const nbt = opts.numBatchesTracked ?? temp(Tensor.empty([1], 'i32'));
-    launch({ kernel: kernel('stats'), label: `${desc} stats`, inputs: [x, g, b], outputs: [stats, rm, rv, nbt], uniforms: u, workgroups: grid1d(C, 1) });
+    launch(kernels.stats, {
+      label: `${desc} stats`, params, workgroups: grid1d(C, 1),
+      inputs: { X: x, Gamma: g, Beta: b }, outputs: { Stats: stats, RunMean: rm, RunVar: rv, NumBatches: nbt },
+    });
   } else {
-    launch({ kernel: kernel('evalStats'), label: `${desc} evalStats`, inputs: [opts.runningMean!, opts.runningVar!, g, b], outputs: [stats], uniforms: u, workgroups: [Math.ceil(C / 64), 1, 1] });
+    launch(kernels.evalStats, {
+      label: `${desc} evalStats`, params, workgroups: [Math.ceil(C / 64), 1, 1],
+      inputs: { ERunMean: opts.runningMean!, ERunVar: opts.runningVar!, EGamma: g, EBeta: b }, outputs: { EStats: stats },
+    });
   }
   for (const t of temps) t.dispose();
 
   const y = Tensor.empty(x.shape);
   // Four elements per invocation (vec4) when each run of HW elements splits into whole vec4s.
   const vec4 = HW % 4 === 0;
-  const perInvocation = vec4 ? 4 : 1;
-  const elementwise = (name: string): KernelSpec => kernel(vec4 ? `${name}4` : name);
-  launch({ kernel: elementwise('normalize'), label: `${desc} normalize`, inputs: [x, stats], outputs: [y], uniforms: u, workgroups: grid1d(x.size / perInvocation, 256) });
+  const elementGrid = grid1d(x.size / (vec4 ? 4 : 1), 256);
+  if (vec4) {
+    launch(kernels.normalize4, { label: `${desc} normalize`, params, workgroups: elementGrid, inputs: { VX: x, VStats: stats }, outputs: { VY: y } });
+  } else {
+    launch(kernels.normalize, { label: `${desc} normalize`, params, workgroups: elementGrid, inputs: { NX: x, NStats: stats }, outputs: { NY: y } });
+  }
 
   const inputs = gamma && beta ? [x, gamma, beta] : [x];
   record(y, relu ? 'batchNormRelu' : 'batchNorm', inputs, (dy) => {
     const dgamma = Tensor.empty([C]);
     const dbeta = Tensor.empty([C]);
-    launch({ kernel: kernel('backwardReduce'), label: `${desc} backwardReduce`, inputs: [dy, x, stats], outputs: [dgamma, dbeta], uniforms: u, workgroups: grid1d(C, 1) });
+    launch(kernels.backwardReduce, {
+      label: `${desc} backwardReduce`, params, workgroups: grid1d(C, 1),
+      inputs: { RDY: dy, RX: x, RStats: stats }, outputs: { RDGamma: dgamma, RDBeta: dbeta },
+    });
     let dx: Tensor | null = null;
     if (x.requiresGrad) {
       dx = Tensor.empty(x.shape);
-      launch({ kernel: elementwise('backwardInput'), label: `${desc} backwardInput`, inputs: [dy, x, stats, dgamma, dbeta], outputs: [dx], uniforms: u, workgroups: grid1d(x.size / perInvocation, 256) });
+      const label = `${desc} backwardInput`;
+      if (vec4) {
+        launch(kernels.backwardInput4, {
+          label, params, workgroups: elementGrid,
+          inputs: { WDY: dy, WX: x, WStats: stats, WDGamma: dgamma, WDBeta: dbeta }, outputs: { WDX: dx },
+        });
+      } else {
+        launch(kernels.backwardInput, {
+          label, params, workgroups: elementGrid,
+          inputs: { GDY: dy, GX: x, GStats: stats, GDGamma: dgamma, GDBeta: dbeta }, outputs: { GDX: dx },
+        });
+      }
     }
     if (gamma && beta) return [dx, dgamma, dbeta];
     dgamma.dispose();

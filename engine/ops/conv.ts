@@ -3,8 +3,9 @@
 // (shaders/conv.wgsl); 1x1 stride-1 unpadded convs are plain batched matmuls.
 import source from '../../shaders/conv.wgsl';
 import { noGrad, record } from '../autograd.ts';
+import { declareKernels } from '../kernels.ts';
 import { launch } from '../launch.ts';
-import { Tensor } from '../tensor.ts';
+import { Tensor, checkDtype } from '../tensor.ts';
 import { add } from './elementwise.ts';
 import { matmul } from './matmul.ts';
 import { sum } from './reduce.ts';
@@ -14,6 +15,20 @@ export interface Conv2dOptions {
   padding?: number;
 }
 
+const bindings = { inputs: { In0: 'f32', In1: 'f32' }, outputs: { Out: 'f32' } } as const;
+
+const kernels = declareKernels({
+  name: 'conv2d',
+  source,
+  // The params are a ConvGeometry.
+  params: {
+    N: 'u32', Cin: 'u32', H: 'u32', W: 'u32', Cout: 'u32', OH: 'u32', OW: 'u32',
+    kH: 'u32', kW: 'u32', stride: 'u32', pad: 'u32',
+  },
+  defines: { KH: 'u32', KW: 'u32', STRIDE: 'u32', TC: 'u32', FLIPPED: 'bool', WG_X: 'u32', WG_Y: 'u32' },
+  entryPoints: { forward: bindings, inputGrad: bindings, weightGrad: bindings },
+});
+
 export interface ConvGeometry {
   N: number; Cin: number; H: number; W: number;
   Cout: number; OH: number; OW: number;
@@ -21,10 +36,7 @@ export interface ConvGeometry {
 }
 
 export function conv2dGeometry(x: Tensor, weight: Tensor, opts: Conv2dOptions): ConvGeometry {
-  for (const t of [x, weight]) {
-    t.buffer;
-    if (t.dtype !== 'f32') throw new TypeError(`conv2d: expected f32 tensors, got ${t.describe()}`);
-  }
+  checkDtype('conv2d', 'f32', x, weight);
   if (x.ndim !== 4) throw new RangeError(`conv2d: input must be NCHW (4 dims), got ${x.describe()}`);
   if (weight.ndim !== 4) throw new RangeError(`conv2d: weight must be [Cout, Cin, kH, kW], got ${weight.describe()}`);
   const [N, Cin, H, W] = x.shape;
@@ -41,10 +53,6 @@ export function conv2dGeometry(x: Tensor, weight: Tensor, opts: Conv2dOptions): 
   return { N, Cin, H, W, Cout, OH, OW, kH, kW, stride, pad };
 }
 
-function params(g: ConvGeometry): Uint32Array {
-  return new Uint32Array([g.N, g.Cin, g.H, g.W, g.Cout, g.OH, g.OW, 0, g.kH, g.kW, g.stride, g.pad]);
-}
-
 function convKernel(entry: 'forward' | 'inputGrad' | 'weightGrad', g: ConvGeometry, in0: Tensor, in1: Tensor, outShape: number[], rows: number, cols: number, flipped = false): Tensor {
   const out = Tensor.empty(outShape);
   // Only the forward kernel is specialized on the window; the others share one pipeline each.
@@ -54,13 +62,12 @@ function convKernel(entry: 'forward' | 'inputGrad' | 'weightGrad', g: ConvGeomet
   // 64 invocations, each 8 rows x 8 columns of the GEMM; at most as many rows as there are.
   const wgY = rows <= 8 ? 1 : rows <= 16 ? 2 : 4;
   const wgX = 64 / wgY;
-  const defines = { ...window, WG_X: wgX, WG_Y: wgY };
-  launch({
-    kernel: { name: 'conv2d', source, entryPoint: entry, defines },
+  launch(kernels[entry], {
     label: `conv2d.${entry} ${in0.describe()}, ${in1.describe()} k${g.kH}x${g.kW} s${g.stride} p${g.pad}`,
-    inputs: [in0, in1],
-    outputs: [out],
-    uniforms: params(g),
+    inputs: { In0: in0, In1: in1 },
+    outputs: { Out: out },
+    params: g,
+    defines: { ...window, WG_X: wgX, WG_Y: wgY },
     workgroups: [Math.ceil(cols / (8 * wgX)), Math.ceil(rows / (8 * wgY)), 1],
   });
   return out;

@@ -2,46 +2,32 @@
 // of other ops. The kernel (shaders/elementwise.wgsl), the autograd wiring and the tests all
 // follow from the table.
 import source from '../../shaders/elementwise.wgsl';
-import { record } from '../autograd.ts';
+import { record, setGradientArithmetic } from '../autograd.ts';
+import { declareKernels } from '../kernels.ts';
 import { grid1d, launch } from '../launch.ts';
-import { Tensor, shapeString, sizeOf } from '../tensor.ts';
-import type { Shape } from '../tensor.ts';
-import { sumTo } from './reduce.ts';
+import { broadcastShapes, broadcastStrides, contiguousStrides, sizeOf } from '../shapes.ts';
+import type { Shape } from '../shapes.ts';
+import { Tensor, checkDtype } from '../tensor.ts';
+import { onesLike } from './fill.ts';
+import { sumTo } from './reduce-kernel.ts';
 
 const MAX_RANK = 8;
 
-export function broadcastShapes(a: Shape, b: Shape, op: string): number[] {
-  const rank = Math.max(a.length, b.length);
-  const out: number[] = [];
-  for (let i = 0; i < rank; i++) {
-    const da = a[a.length - rank + i] ?? 1;
-    const db = b[b.length - rank + i] ?? 1;
-    if (da !== db && da !== 1 && db !== 1) {
-      throw new RangeError(`${op}: shapes ${shapeString(a)} and ${shapeString(b)} cannot be broadcast together (dimension ${i}: ${da} vs ${db})`);
-    }
-    out.push(da === 1 ? db : da);
-  }
-  return out;
-}
-
-export function contiguousStrides(shape: Shape): number[] {
-  const strides = new Array<number>(shape.length);
-  let s = 1;
-  for (let i = shape.length - 1; i >= 0; i--) {
-    strides[i] = s;
-    s *= shape[i];
-  }
-  return strides;
-}
-
-/** Strides that read `shape` (right-aligned) as if broadcast to `outShape`. */
-function broadcastStrides(shape: Shape, outShape: Shape): number[] {
-  const own = contiguousStrides(shape);
-  return outShape.map((_, i) => {
-    const j = i - (outShape.length - shape.length);
-    return j < 0 || shape[j] === 1 ? 0 : own[j];
-  });
-}
+const kernels = declareKernels({
+  name: 'elementwise',
+  source,
+  profileByOp: true,
+  params: {
+    size: 'u32', rank: 'u32', s: 'f32', s2: 'f32',
+    offsetA: 'u32', offsetB: 'u32', offsetOut: 'u32', linearA: 'u32', linearB: 'u32', linearOut: 'u32',
+    shape: `array<u32, ${MAX_RANK}>`, strideA: `array<u32, ${MAX_RANK}>`, strideB: `array<u32, ${MAX_RANK}>`, strideOut: `array<u32, ${MAX_RANK}>`,
+  },
+  defines: { T: 'type', EXPR: 'code', STRIDED: 'bool' },
+  entryPoints: {
+    unary: { inputs: { A: 'T' }, outputs: { UnaryOut: 'T' } },
+    binary: { inputs: { A: 'T', B: 'T' }, outputs: { BinaryOut: 'T' } },
+  },
+});
 
 export interface StridedOperand {
   tensor: Tensor;
@@ -73,54 +59,28 @@ export function mapKernel(m: MapSpec): void {
   const rank = m.iterShape.length;
   if (rank > MAX_RANK) throw new RangeError(`${m.name}: tensors of rank ${rank} are not supported (at most ${MAX_RANK})`);
   const size = sizeOf(m.iterShape);
-  const operands = [m.a, m.b ?? m.a, m.out];
-  const linear = operands.map((o) => isLinear(o, m.iterShape));
-  const strided = linear.some((l) => l === null);
-  const u = new ArrayBuffer(16 + 16 + 16 + 4 * 32);
-  const u32 = new Uint32Array(u);
-  const f32 = new Float32Array(u);
-  u32[0] = size;
-  u32[1] = rank;
-  f32[2] = m.s ?? 0;
-  f32[3] = m.s2 ?? 0;
-  operands.forEach((o, k) => {
-    u32[4 + k] = o.offset;
-    u32[8 + k] = linear[k] ?? 0;
-    for (let d = 0; d < rank; d++) u32[12 + 8 * (k + 1) + d] = o.strides[d];
-  });
-  for (let d = 0; d < rank; d++) u32[12 + d] = m.iterShape[d];
-  const binary = m.b !== undefined;
-  launch({
-    kernel: {
-      name: 'elementwise',
-      source,
-      defines: {
-        T: m.type,
-        EXPR: m.expr,
-        STRIDED: strided,
-        DECLARE_B: binary ? `@group(0) @binding(1) var<storage, read> B: array<${m.type}>;` : '',
-        LOAD_B: binary ? 'return B[i];' : `return ${m.type}();`,
-        OUT_BINDING: binary ? 2 : 1,
-        PARAMS_BINDING: binary ? 3 : 2,
-      },
-    },
-    label: `${m.name} ${[m.a, ...(m.b ? [m.b] : [])].map((o) => o.tensor.describe()).join(', ')}`,
-    inputs: binary ? [m.a.tensor, m.b!.tensor] : [m.a.tensor],
-    outputs: [m.out.tensor],
-    uniforms: u,
-    workgroups: grid1d(size, 256),
-  });
-}
-
-function requireF32(op: string, ...ts: Tensor[]): void {
-  for (const t of ts) {
-    t.buffer; // throws a clear error if disposed
-    if (t.dtype !== 'f32') throw new TypeError(`${op}: expected f32 tensors, got ${t.describe()}`);
+  const a = m.a;
+  const b = m.b ?? m.a; // unary ops: B's params are unused
+  const linear = [a, b, m.out].map((o) => isLinear(o, m.iterShape));
+  const params = {
+    size, rank, s: m.s ?? 0, s2: m.s2 ?? 0,
+    offsetA: a.offset, offsetB: b.offset, offsetOut: m.out.offset,
+    linearA: linear[0] ?? 0, linearB: linear[1] ?? 0, linearOut: linear[2] ?? 0,
+    shape: m.iterShape, strideA: a.strides, strideB: b.strides, strideOut: m.out.strides,
+  };
+  const defines = { T: m.type, EXPR: m.expr, STRIDED: linear.some((l) => l === null) };
+  const workgroups = grid1d(size, 256);
+  if (m.b) {
+    const label = `${m.name} ${a.tensor.describe()}, ${m.b.tensor.describe()}`;
+    launch(kernels.binary, { label, inputs: { A: a.tensor, B: m.b.tensor }, outputs: { BinaryOut: m.out.tensor }, params, defines, workgroups });
+  } else {
+    const label = `${m.name} ${a.tensor.describe()}`;
+    launch(kernels.unary, { label, inputs: { A: a.tensor }, outputs: { UnaryOut: m.out.tensor }, params, defines, workgroups });
   }
 }
 
 function unaryKernel(name: string, expr: string, x: Tensor, s = 0, s2 = 0): Tensor {
-  requireF32(name, x);
+  checkDtype(name, 'f32', x);
   const out = Tensor.empty(x.shape);
   const strides = contiguousStrides(x.shape);
   mapKernel({
@@ -131,7 +91,7 @@ function unaryKernel(name: string, expr: string, x: Tensor, s = 0, s2 = 0): Tens
 }
 
 function binaryKernel(name: string, expr: string, a: Tensor, b: Tensor): Tensor {
-  requireF32(name, a, b);
+  checkDtype(name, 'f32', a, b);
   const shape = broadcastShapes(a.shape, b.shape, name);
   const out = Tensor.empty(shape);
   mapKernel({
@@ -252,7 +212,7 @@ export const winShare = (a: Tensor, b: Tensor): Tensor => binary('winShare', a, 
 
 /** Broadcast `x` to `shape`, times `scale` (not recorded; backward passes use it). */
 export function expand(x: Tensor, shape: Shape, scale = 1): Tensor {
-  requireF32('expand', x);
+  checkDtype('expand', 'f32', x);
   broadcastShapes(x.shape, shape, 'expand');
   const out = Tensor.empty(shape);
   mapKernel({
@@ -268,3 +228,5 @@ export function broadcastTo(x: Tensor, shape: Shape): Tensor {
   const y = expand(x, shape);
   return record(y, 'broadcastTo', [x], (g) => [sumTo(g, x.shape)]);
 }
+
+setGradientArithmetic({ add, onesLike });

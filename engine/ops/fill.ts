@@ -1,18 +1,5 @@
-import source from '../../shaders/fill.wgsl';
-import { launch, grid1d } from '../launch.ts';
+// Tensors of zeros and ones shaped like another (the fill kernel itself is in launch.ts).
 import { Tensor } from '../tensor.ts';
-
-/** Overwrite every element of `t` with the 32-bit pattern `bits`. */
-export function fill(t: Tensor, bits: number): void {
-  launch({
-    kernel: { name: 'fill', source },
-    label: `fill ${t.describe()}`,
-    inputs: [],
-    outputs: [t],
-    uniforms: new Uint32Array([t.size, bits >>> 0, 0, 0]),
-    workgroups: grid1d(t.size, 256),
-  });
-}
 
 export function zerosLike(t: Tensor): Tensor {
   return Tensor.zeros(t.shape, { dtype: t.dtype });

@@ -3,35 +3,31 @@
 // that recompute the row statistics in backward instead of saving them.
 import source from '../../shaders/loss.wgsl';
 import { noGrad, record } from '../autograd.ts';
+import { declareKernels } from '../kernels.ts';
 import { grid1d, launch } from '../launch.ts';
-import { Tensor } from '../tensor.ts';
+import { Tensor, checkDtype } from '../tensor.ts';
 import { expand, mulScalar } from './elementwise.ts';
 import { mean, sum } from './reduce.ts';
 
-const MAX_GROUPS = 65535;
+const kernels = declareKernels({
+  name: 'loss',
+  source,
+  params: { rows: 'u32', D: 'u32', inner: 'u32', eps: 'f32' },
+  entryPoints: {
+    cosineForward: { inputs: { cA: 'f32', cB: 'f32' }, outputs: { cCos: 'f32' } },
+    cosineBackwardA: { inputs: { cA: 'f32', cB: 'f32', cG: 'f32' }, outputs: { cGA: 'f32' } },
+    cosineBackwardAB: { inputs: { cA: 'f32', cB: 'f32', cG: 'f32' }, outputs: { cGA: 'f32', cGB: 'f32' } },
+    ceForward: { inputs: { eX: 'f32', eLabels: 'i32' }, outputs: { eLoss: 'f32' } },
+    ceBackward: { inputs: { eX: 'f32', eLabels: 'i32', eG: 'f32' }, outputs: { eGX: 'f32' } },
+    top1: { inputs: { eX: 'f32', eLabels: 'i32' }, outputs: { eHit: 'f32' } },
+  },
+});
 
-function kernel(entryPoint: string) {
-  return { name: 'loss', source, entryPoint };
-}
-
-function rowGrid(rows: number): [number, number, number] {
-  if (rows <= MAX_GROUPS) return [rows, 1, 1];
-  const y = Math.ceil(rows / MAX_GROUPS);
-  return [Math.ceil(rows / y), y, 1];
-}
-
-function params(rows: number, D: number, inner: number, eps: number): ArrayBuffer {
-  const u = new ArrayBuffer(16);
-  new Uint32Array(u, 0, 3).set([rows, D, inner]);
-  new Float32Array(u, 12, 1)[0] = eps;
-  return u;
-}
-
-function checkF32(op: string, ...ts: Tensor[]): void {
-  for (const t of ts) {
-    t.buffer;
-    if (t.dtype !== 'f32') throw new TypeError(`${op}: expected f32 tensors, got ${t.describe()}`);
-  }
+interface RowParams {
+  rows: number;
+  D: number;
+  inner: number;
+  eps: number;
 }
 
 export interface CosineOptions {
@@ -42,25 +38,27 @@ export interface CosineOptions {
 }
 
 interface CosineRows {
-  rows: number;
-  uniforms: ArrayBuffer;
+  params: RowParams;
   outShape: number[];
 }
 
 function cosineRows(op: string, a: Tensor, b: Tensor, dim: number, eps: number): CosineRows {
-  checkF32(op, a, b);
+  checkDtype(op, 'f32', a, b);
   if (a.shape.join() !== b.shape.join()) throw new RangeError(`${op}: shapes differ: ${a.describe()} vs ${b.describe()}`);
   const d = dim < 0 ? dim + a.ndim : dim;
   if (!Number.isInteger(d) || d < 0 || d >= a.ndim) throw new RangeError(`${op}: dim ${dim} out of range for ${a.describe()}`);
   const D = a.shape[d];
   const inner = a.shape.slice(d + 1).reduce((n, v) => n * v, 1);
   const rows = a.size / Math.max(D, 1);
-  return { rows, uniforms: params(rows, D, inner, eps), outShape: a.shape.filter((_, i) => i !== d) };
+  return { params: { rows, D, inner, eps }, outShape: a.shape.filter((_, i) => i !== d) };
 }
 
 function cosineForward(a: Tensor, b: Tensor, c: CosineRows): Tensor {
   const out = Tensor.empty(c.outShape);
-  launch({ kernel: kernel('cosineForward'), label: `cosineSimilarity ${a.describe()}`, inputs: [a, b], outputs: [out], uniforms: c.uniforms, workgroups: rowGrid(c.rows) });
+  launch(kernels.cosineForward, {
+    label: `cosineSimilarity ${a.describe()}`, params: c.params, workgroups: grid1d(c.params.rows, 1),
+    inputs: { cA: a, cB: b }, outputs: { cCos: out },
+  });
   return out;
 }
 
@@ -68,11 +66,17 @@ function cosineForward(a: Tensor, b: Tensor, c: CosineRows): Tensor {
 function cosineBackward(a: Tensor, b: Tensor, g: Tensor, c: CosineRows, withB: boolean): [Tensor, Tensor | null] {
   const ga = Tensor.empty(a.shape);
   if (!withB) {
-    launch({ kernel: kernel('cosineBackwardA'), label: `cosineSimilarity backward ${a.describe()}`, inputs: [a, b, g], outputs: [ga], uniforms: c.uniforms, workgroups: rowGrid(c.rows) });
+    launch(kernels.cosineBackwardA, {
+      label: `cosineSimilarity backward ${a.describe()}`, params: c.params, workgroups: grid1d(c.params.rows, 1),
+      inputs: { cA: a, cB: b, cG: g }, outputs: { cGA: ga },
+    });
     return [ga, null];
   }
   const gb = Tensor.empty(b.shape);
-  launch({ kernel: kernel('cosineBackwardAB'), label: `cosineSimilarity backward ${a.describe()}`, inputs: [a, b, g], outputs: [ga, gb], uniforms: c.uniforms, workgroups: rowGrid(c.rows) });
+  launch(kernels.cosineBackwardAB, {
+    label: `cosineSimilarity backward ${a.describe()}`, params: c.params, workgroups: grid1d(c.params.rows, 1),
+    inputs: { cA: a, cB: b, cG: g }, outputs: { cGA: ga, cGB: gb },
+  });
   return [ga, gb];
 }
 
@@ -100,7 +104,7 @@ export function simsiamLoss(p: Tensor, z: Tensor): Tensor {
     return l;
   });
   return record(loss, 'simsiamLoss', [p], (g) => {
-    const gRows = expand(g, c.outShape, -1 / c.rows);
+    const gRows = expand(g, c.outShape, -1 / c.params.rows);
     const [gp] = cosineBackward(p, z, gRows, c, false);
     gRows.dispose();
     return [gp];
@@ -108,7 +112,7 @@ export function simsiamLoss(p: Tensor, z: Tensor): Tensor {
 }
 
 function checkLabels(op: string, logits: Tensor, labels: Tensor): void {
-  checkF32(op, logits);
+  checkDtype(op, 'f32', logits);
   labels.buffer;
   if (logits.ndim !== 2) throw new RangeError(`${op}: expected logits [N, K], got ${logits.describe()}`);
   if (labels.dtype !== 'i32') throw new TypeError(`${op}: expected i32 labels, got ${labels.describe()}`);
@@ -126,11 +130,17 @@ export function crossEntropy(logits: Tensor, labels: Tensor, opts: CrossEntropyO
   checkLabels('crossEntropy', logits, labels);
   const [N, K] = logits.shape;
   const perRow = Tensor.empty([N]);
-  const u = params(N, K, 1, 0);
-  launch({ kernel: kernel('ceForward'), label: `crossEntropy ${logits.describe()}`, inputs: [logits, labels], outputs: [perRow], uniforms: u, workgroups: grid1d(N, 64) });
+  const params = { rows: N, D: K, inner: 1, eps: 0 };
+  launch(kernels.ceForward, {
+    label: `crossEntropy ${logits.describe()}`, params, workgroups: grid1d(N, 64),
+    inputs: { eX: logits, eLabels: labels }, outputs: { eLoss: perRow },
+  });
   const backward = (gRows: Tensor): Tensor => {
     const gx = Tensor.empty(logits.shape);
-    launch({ kernel: kernel('ceBackward'), label: `crossEntropy backward ${logits.describe()}`, inputs: [logits, labels, gRows], outputs: [gx], uniforms: u, workgroups: grid1d(N, 64) });
+    launch(kernels.ceBackward, {
+      label: `crossEntropy backward ${logits.describe()}`, params, workgroups: grid1d(N, 64),
+      inputs: { eX: logits, eLabels: labels, eG: gRows }, outputs: { eGX: gx },
+    });
     return gx;
   };
   const reduction = opts.reduction ?? 'mean';
@@ -152,7 +162,10 @@ export function accuracy(logits: Tensor, labels: Tensor): Tensor {
   checkLabels('accuracy', logits, labels);
   const [N, K] = logits.shape;
   const hits = Tensor.empty([N]);
-  launch({ kernel: kernel('top1'), label: `accuracy ${logits.describe()}`, inputs: [logits, labels], outputs: [hits], uniforms: params(N, K, 1, 0), workgroups: grid1d(N, 64) });
+  launch(kernels.top1, {
+    label: `accuracy ${logits.describe()}`, params: { rows: N, D: K, inner: 1, eps: 0 }, workgroups: grid1d(N, 64),
+    inputs: { eX: logits, eLabels: labels }, outputs: { eHit: hits },
+  });
   const out = mean(hits);
   hits.dispose();
   return out;

@@ -1,8 +1,10 @@
 // Batched matmul with optional transposed operands (shaders/matmul.wgsl).
 import source from '../../shaders/matmul.wgsl';
 import { record } from '../autograd.ts';
+import { declareKernels } from '../kernels.ts';
 import { launch } from '../launch.ts';
-import { Tensor, shapeString } from '../tensor.ts';
+import { shapeString } from '../shapes.ts';
+import { Tensor, checkDtype } from '../tensor.ts';
 import { sum } from './reduce.ts';
 
 export interface MatmulOptions {
@@ -10,21 +12,13 @@ export interface MatmulOptions {
   transB?: boolean;
 }
 
-const LOAD_B_SCALAR = `
-fn loadB4(base: u32, k: u32, col0: u32, cols: vec4<u32>) -> vec4<f32> {
-  if (TRANS_B) {
-    return vec4<f32>(B[base + cols.x * p.K + k], B[base + cols.y * p.K + k], B[base + cols.z * p.K + k], B[base + cols.w * p.K + k]);
-  }
-  let row = base + k * p.N;
-  return vec4<f32>(B[row + cols.x], B[row + cols.y], B[row + cols.z], B[row + cols.w]);
-}`;
-
-// N % 4 == 0 and B not transposed: each 4-column group is one aligned vec4. A group that starts
-// past the last column is clamped to the last group (its results are not stored).
-const LOAD_B_VEC4 = `
-fn loadB4(base: u32, k: u32, col0: u32, cols: vec4<u32>) -> vec4<f32> {
-  return B[(base + k * p.N + min(col0, p.N - 4u)) / 4u];
-}`;
+const kernels = declareKernels({
+  name: 'matmul',
+  source,
+  params: { M: 'u32', N: 'u32', K: 'u32', batchStrideA: 'u32', batchStrideB: 'u32', batchStrideC: 'u32' },
+  defines: { TRANS_A: 'bool', TRANS_B: 'bool', B_VEC4: 'bool', BElem: 'type' },
+  entryPoints: { main: { inputs: { A: 'f32', B: 'BElem' }, outputs: { C: 'f32' } } },
+});
 
 /**
  * `a` is [..., M, K] (or [..., K, M] with transA), `b` is [..., K, N] (or [..., N, K] with
@@ -33,9 +27,8 @@ fn loadB4(base: u32, k: u32, col0: u32, cols: vec4<u32>) -> vec4<f32> {
 export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const transA = opts.transA ?? false;
   const transB = opts.transB ?? false;
+  checkDtype('matmul', 'f32', a, b);
   for (const t of [a, b]) {
-    t.buffer;
-    if (t.dtype !== 'f32') throw new TypeError(`matmul: expected f32 tensors, got ${t.describe()}`);
     if (t.ndim < 2) throw new RangeError(`matmul: operands need at least 2 dims, got ${t.describe()}`);
   }
   const [ar, ac] = a.shape.slice(-2);
@@ -54,15 +47,12 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const batch = batchShape.reduce((n, d) => n * d, 1);
   const out = Tensor.empty([...batchShape, M, N]);
   const bVec4 = !transB && N % 4 === 0;
-  launch({
-    kernel: {
-      name: 'matmul', source,
-      defines: { TRANS_A: transA, TRANS_B: transB, B_VEC4: bVec4, B_TYPE: bVec4 ? 'vec4<f32>' : 'f32', LOAD_B: bVec4 ? LOAD_B_VEC4 : LOAD_B_SCALAR },
-    },
+  launch(kernels.main, {
     label: `matmul ${a.describe()}${transA ? 'ᵀ' : ''} x ${b.describe()}${transB ? 'ᵀ' : ''}`,
-    inputs: [a, b],
-    outputs: [out],
-    uniforms: new Uint32Array([M, N, K, 0, batchA.length ? M * K : 0, batchB.length ? K * N : 0, M * N, 0]),
+    inputs: { A: a, B: b },
+    outputs: { C: out },
+    params: { M, N, K, batchStrideA: batchA.length ? M * K : 0, batchStrideB: batchB.length ? K * N : 0, batchStrideC: M * N },
+    defines: { TRANS_A: transA, TRANS_B: transB, B_VEC4: bVec4, BElem: bVec4 ? 'vec4<f32>' : 'f32' },
     workgroups: [Math.ceil(N / 128), Math.ceil(M / 32), batch],
   });
   return record(out, 'matmul', [a, b], (g) => {

@@ -4,8 +4,9 @@
 // (engine/pool.ts is the buffer pool, unrelated.)
 import source from '../../shaders/pooling.wgsl';
 import { record } from '../autograd.ts';
+import { declareKernels } from '../kernels.ts';
 import { grid1d, launch } from '../launch.ts';
-import { Tensor } from '../tensor.ts';
+import { Tensor, checkDtype } from '../tensor.ts';
 
 export interface Pool2dOptions {
   /** Default: the kernel size. */
@@ -19,11 +20,26 @@ interface PoolGeometry {
   kH: number; kW: number; sH: number; sW: number; pH: number; pW: number;
 }
 
+const kernels = declareKernels({
+  name: 'pooling',
+  source,
+  params: {
+    planes: 'u32', H: 'u32', W: 'u32', OH: 'u32', OW: 'u32', kH: 'u32', kW: 'u32', sH: 'u32', sW: 'u32', pH: 'u32', pW: 'u32',
+    size: 'u32', // invocations: outputs (forward) or inputs (backward)
+    invArea: 'f32',
+  },
+  entryPoints: {
+    avgForward: { inputs: { AX: 'f32' }, outputs: { AY: 'f32' } },
+    maxForward: { inputs: { MX: 'f32' }, outputs: { MY: 'f32', MIdx: 'i32' } },
+    avgBackward: { inputs: { BG: 'f32' }, outputs: { BDX: 'f32' } },
+    maxBackward: { inputs: { XG: 'f32', XIdx: 'i32' }, outputs: { XDX: 'f32' } },
+  },
+});
+
 const pair = (v: number | [number, number]): [number, number] => (typeof v === 'number' ? [v, v] : v);
 
 function geometry(op: string, x: Tensor, kernel: number | [number, number], opts: Pool2dOptions): PoolGeometry {
-  x.buffer;
-  if (x.dtype !== 'f32') throw new TypeError(`${op}: expected an f32 input, got ${x.describe()}`);
+  checkDtype(op, 'f32', x);
   if (x.ndim !== 4) throw new RangeError(`${op}: input must be NCHW (4 dims), got ${x.describe()}`);
   const [N, C, H, W] = x.shape;
   const [kH, kW] = pair(kernel);
@@ -39,11 +55,9 @@ function geometry(op: string, x: Tensor, kernel: number | [number, number], opts
   return { N, C, H, W, OH, OW, kH, kW, sH, sW, pH, pW };
 }
 
-function params(g: PoolGeometry, size: number): ArrayBuffer {
-  const u = new ArrayBuffer(64);
-  new Uint32Array(u).set([g.N * g.C, g.H, g.W, g.OH, g.OW, g.kH, g.kW, g.sH, g.sW, g.pH, g.pW, size]);
-  new Float32Array(u)[12] = 1 / (g.kH * g.kW);
-  return u;
+function params(g: PoolGeometry, size: number) {
+  const { H, W, OH, OW, kH, kW, sH, sW, pH, pW } = g;
+  return { planes: g.N * g.C, H, W, OH, OW, kH, kW, sH, sW, pH, pW, size, invArea: 1 / (kH * kW) };
 }
 
 function describe(op: string, x: Tensor, g: PoolGeometry): string {
@@ -53,10 +67,10 @@ function describe(op: string, x: Tensor, g: PoolGeometry): string {
 function avgPool(op: string, x: Tensor, g: PoolGeometry, outShape: number[]): Tensor {
   const y = Tensor.empty(outShape);
   const label = describe(op, x, g);
-  launch({ kernel: { name: 'pooling', source, entryPoint: 'avgForward' }, label, inputs: [x], outputs: [y], uniforms: params(g, y.size), workgroups: grid1d(y.size, 256) });
+  launch(kernels.avgForward, { label, inputs: { AX: x }, outputs: { AY: y }, params: params(g, y.size), workgroups: grid1d(y.size, 256) });
   return record(y, op, [x], (gy) => {
     const dx = Tensor.empty(x.shape);
-    launch({ kernel: { name: 'pooling', source, entryPoint: 'avgBackward' }, label: `${label} backward`, inputs: [gy], outputs: [dx], uniforms: params(g, dx.size), workgroups: grid1d(dx.size, 256) });
+    launch(kernels.avgBackward, { label: `${label} backward`, inputs: { BG: gy }, outputs: { BDX: dx }, params: params(g, dx.size), workgroups: grid1d(dx.size, 256) });
     return [dx];
   });
 }
@@ -80,10 +94,10 @@ export function maxPool2d(x: Tensor, kernelSize: number | [number, number], opts
   const y = Tensor.empty([g.N, g.C, g.OH, g.OW]);
   const idx = Tensor.empty(y.shape, 'i32');
   const label = describe('maxPool2d', x, g);
-  launch({ kernel: { name: 'pooling', source, entryPoint: 'maxForward' }, label, inputs: [x], outputs: [y, idx], uniforms: params(g, y.size), workgroups: grid1d(y.size, 256) });
+  launch(kernels.maxForward, { label, inputs: { MX: x }, outputs: { MY: y, MIdx: idx }, params: params(g, y.size), workgroups: grid1d(y.size, 256) });
   record(y, 'maxPool2d', [x], (gy) => {
     const dx = Tensor.empty(x.shape);
-    launch({ kernel: { name: 'pooling', source, entryPoint: 'maxBackward' }, label: `${label} backward`, inputs: [gy, idx], outputs: [dx], uniforms: params(g, dx.size), workgroups: grid1d(dx.size, 256) });
+    launch(kernels.maxBackward, { label: `${label} backward`, inputs: { XG: gy, XIdx: idx }, outputs: { XDX: dx }, params: params(g, dx.size), workgroups: grid1d(dx.size, 256) });
     return [dx];
   });
   if (!y.node) idx.dispose();

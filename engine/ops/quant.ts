@@ -1,4 +1,4 @@
-// Fake quantization and range observers (shaders/quant.wgsl; ../shared/SSQL-SPEC.md §2).
+// Fake quantization and range observers (shaders/quant.wgsl; docs/method.md#quantizer-arithmetic).
 //
 // - `fakeQuantWeight(w, bits)`: symmetric, per output channel (axis 0). Without a `range` the
 //   per-channel max|w| is reduced and applied in one fused dispatch per layer (plus a tiny
@@ -9,7 +9,7 @@
 //   `scaleGrad: true` adds the reference code's gradient through the weight scale (the scale
 //   there is computed from the weight inside the graph, so each channel's max-|w| element gets
 //   an extra term). The default is `false`: the scale is treated as a constant, which is the
-//   plain STE of SSQL-SPEC §2 and of most QAT code; the extra term is small.
+//   plain STE of docs/method.md#quantizer-arithmetic and of most QAT code; the extra term is small.
 // - Nothing is saved for backward: it reads `w`/`x` and the observer's range as they are when
 //   backward runs, so do not reset or update an observer between a forward and its backward
 //   (SSQL resets at the start of a step). The fused weight path reduces the ranges again.
@@ -17,38 +17,43 @@
 //   new bit-width compiles nothing. No readback anywhere.
 import source from '../../shaders/quant.wgsl';
 import { record } from '../autograd.ts';
-import { grid1d, launch } from '../launch.ts';
+import { declareKernels } from '../kernels.ts';
+import { fill, grid1d, launch } from '../launch.ts';
 import { keep } from '../scope.ts';
-import { Tensor } from '../tensor.ts';
-import { fill } from './fill.ts';
+import { Tensor, checkDtype } from '../tensor.ts';
 
 const MAX_BITS = 16;
-const MAX_GROUPS = 65535;
 /** key(-inf) in the shader's order-preserving encoding: the empty-range state of both slots. */
 const EMPTY_KEY = 0x007fffff;
 
-function kernel(entryPoint: string) {
-  return { name: 'quant', source, entryPoint };
-}
+const kernels = declareKernels({
+  name: 'quant',
+  source,
+  params: {
+    n: 'u32', // elements
+    C: 'u32', // channels (weights)
+    L: 'u32', // elements per channel (weights)
+    bits: 'u32',
+    mode: 'u32', // weightQuant: 0 quantize, 1 pass-through fix-up only
+    scaleGrad: 'u32', // weightBackward: 1 adds the reference's gradient through the scale
+  },
+  entryPoints: {
+    observeAbsMax: { inputs: { W: 'f32' }, outputs: { oaR: 'atomic<u32>' } },
+    observeMinMax: { inputs: { omX: 'vec4<f32>' }, outputs: { omS: 'atomic<u32>' } },
+    weightFused: { inputs: { W: 'f32' }, outputs: { wfY: 'f32', wfR: 'f32' } },
+    weightQuant: { inputs: { W: 'f32', R: 'f32' }, outputs: { wqY: 'f32' } },
+    weightBackward: { inputs: { W: 'f32', R: 'f32', wbG: 'f32' }, outputs: { wbGW: 'f32' } },
+    actQuant: { inputs: { aqX: 'vec4<f32>', aqS: 'u32' }, outputs: { aqY: 'vec4<f32>' } },
+    actBackward: { inputs: { abX: 'vec4<f32>', abG: 'vec4<f32>', abS: 'u32' }, outputs: { abGX: 'vec4<f32>' } },
+  },
+});
 
-function params(n: number, C: number, L: number, bits: number, mode = 0, scaleGrad = 0): Uint32Array {
-  return new Uint32Array([n, C, L, bits, mode, scaleGrad, 0, 0]);
+function params(n: number, C: number, L: number, bits: number, mode = 0, scaleGrad = 0) {
+  return { n, C, L, bits, mode, scaleGrad };
 }
 
 function checkBits(op: string, bits: number): void {
   if (!Number.isInteger(bits) || bits < 0 || bits > MAX_BITS) throw new RangeError(`${op}: bit-width ${bits} is not an integer in 0..${MAX_BITS}`);
-}
-
-function checkF32(op: string, t: Tensor): void {
-  t.buffer;
-  if (t.dtype !== 'f32') throw new TypeError(`${op}: expected an f32 tensor, got ${t.describe()}`);
-}
-
-/** One workgroup per channel, folded into 2-D past 65535. */
-function channelGrid(C: number): [number, number, number] {
-  if (C <= MAX_GROUPS) return [C, 1, 1];
-  const y = Math.ceil(C / MAX_GROUPS);
-  return [Math.ceil(C / y), y, 1];
 }
 
 function channels(op: string, w: Tensor): { C: number; L: number } {
@@ -69,12 +74,12 @@ export class AbsMaxObserver {
   }
 
   observe(w: Tensor): void {
-    checkF32('AbsMaxObserver.observe', w);
+    checkDtype('AbsMaxObserver.observe', 'f32', w);
     const { C, L } = channels('AbsMaxObserver.observe', w);
     if (C !== this.channels) throw new RangeError(`AbsMaxObserver.observe: ${w.describe()} has ${C} output channels, the observer ${this.channels}`);
-    launch({
-      kernel: kernel('observeAbsMax'), label: `observeAbsMax ${w.describe()}`,
-      inputs: [w], outputs: [this.range], uniforms: params(w.size, C, L, 0), workgroups: channelGrid(C),
+    launch(kernels.observeAbsMax, {
+      label: `observeAbsMax ${w.describe()}`,
+      inputs: { W: w }, outputs: { oaR: this.range }, params: params(w.size, C, L, 0), workgroups: grid1d(C, 1),
     });
   }
 
@@ -98,11 +103,11 @@ export class MinMaxObserver {
   }
 
   observe(x: Tensor): void {
-    checkF32('MinMaxObserver.observe', x);
+    checkDtype('MinMaxObserver.observe', 'f32', x);
     const groups = Math.min(Math.ceil(Math.ceil(x.size / 4) / 256), 256);
-    launch({
-      kernel: kernel('observeMinMax'), label: `observeMinMax ${x.describe()}`,
-      inputs: [x], outputs: [this.state], uniforms: params(x.size, 0, 0, 0), workgroups: [groups, 1, 1],
+    launch(kernels.observeMinMax, {
+      label: `observeMinMax ${x.describe()}`,
+      inputs: { omX: x }, outputs: { omS: this.state }, params: params(x.size, 0, 0, 0), workgroups: [groups, 1, 1],
     });
   }
 
@@ -140,29 +145,29 @@ export interface FakeQuantWeightOptions {
 
 /** Symmetric per-output-channel fake quantization of a weight (channels on axis 0). */
 export function fakeQuantWeight(w: Tensor, bits: number, opts: FakeQuantWeightOptions = {}): Tensor {
-  checkF32('fakeQuantWeight', w);
+  checkDtype('fakeQuantWeight', 'f32', w);
   checkBits('fakeQuantWeight', bits);
   const { C, L } = channels('fakeQuantWeight', w);
   const y = Tensor.empty(w.shape);
-  const grid = channelGrid(C);
+  const grid = grid1d(C, 1);
   let range: Tensor;
   if (opts.range) {
-    checkF32('fakeQuantWeight range', opts.range);
+    checkDtype('fakeQuantWeight range', 'f32', opts.range);
     if (opts.range.size !== C) throw new RangeError(`fakeQuantWeight: range ${opts.range.describe()} does not have one value per output channel of ${w.describe()}`);
-    launch({
-      kernel: kernel('weightQuant'), label: `fakeQuantWeight ${w.describe()} bits ${bits}`,
-      inputs: [w, opts.range], outputs: [y], uniforms: params(w.size, C, L, bits, 0), workgroups: grid,
+    launch(kernels.weightQuant, {
+      label: `fakeQuantWeight ${w.describe()} bits ${bits}`,
+      inputs: { W: w, R: opts.range }, outputs: { wqY: y }, params: params(w.size, C, L, bits, 0), workgroups: grid,
     });
     range = opts.range;
   } else {
     range = Tensor.empty([C]);
-    launch({
-      kernel: kernel('weightFused'), label: `fakeQuantWeight ${w.describe()} bits ${bits}`,
-      inputs: [w], outputs: [y, range], uniforms: params(w.size, C, L, bits), workgroups: grid,
+    launch(kernels.weightFused, {
+      label: `fakeQuantWeight ${w.describe()} bits ${bits}`,
+      inputs: { W: w }, outputs: { wfY: y, wfR: range }, params: params(w.size, C, L, bits), workgroups: grid,
     });
-    launch({
-      kernel: kernel('weightQuant'), label: `fakeQuantWeight pass-through check ${w.describe()}`,
-      inputs: [w, range], outputs: [y], uniforms: params(w.size, C, L, bits, 1), workgroups: grid,
+    launch(kernels.weightQuant, {
+      label: `fakeQuantWeight pass-through check ${w.describe()}`,
+      inputs: { W: w, R: range }, outputs: { wqY: y }, params: params(w.size, C, L, bits, 1), workgroups: grid,
     });
   }
   if (!opts.range) range.dispose();
@@ -174,15 +179,15 @@ export function fakeQuantWeight(w: Tensor, bits: number, opts: FakeQuantWeightOp
     let r = given;
     if (!r) {
       r = Tensor.zeros([C]);
-      launch({
-        kernel: kernel('observeAbsMax'), label: `fakeQuantWeight backward ranges ${w.describe()}`,
-        inputs: [w], outputs: [r], uniforms: params(w.size, C, L, 0), workgroups: grid,
+      launch(kernels.observeAbsMax, {
+        label: `fakeQuantWeight backward ranges ${w.describe()}`,
+        inputs: { W: w }, outputs: { oaR: r }, params: params(w.size, C, L, 0), workgroups: grid,
       });
     }
     const gw = Tensor.empty(w.shape);
-    launch({
-      kernel: kernel('weightBackward'), label: `fakeQuantWeight backward ${w.describe()} bits ${bits}`,
-      inputs: [w, g, r], outputs: [gw], uniforms: params(w.size, C, L, bits, 0, scaleGrad), workgroups: grid,
+    launch(kernels.weightBackward, {
+      label: `fakeQuantWeight backward ${w.describe()} bits ${bits}`,
+      inputs: { W: w, R: r, wbG: g }, outputs: { wbGW: gw }, params: params(w.size, C, L, bits, 0, scaleGrad), workgroups: grid,
     });
     if (!given) r.dispose();
     return [gw];
@@ -191,19 +196,19 @@ export function fakeQuantWeight(w: Tensor, bits: number, opts: FakeQuantWeightOp
 
 /** Asymmetric per-tensor fake quantization of an activation with an observer's range. */
 export function fakeQuantAct(x: Tensor, bits: number, observer: MinMaxObserver): Tensor {
-  checkF32('fakeQuantAct', x);
+  checkDtype('fakeQuantAct', 'f32', x);
   checkBits('fakeQuantAct', bits);
   const y = Tensor.empty(x.shape);
   const groups = grid1d(Math.ceil(x.size / 4), 256);
-  launch({
-    kernel: kernel('actQuant'), label: `fakeQuantAct ${x.describe()} bits ${bits}`,
-    inputs: [x, observer.state], outputs: [y], uniforms: params(x.size, 0, 0, bits), workgroups: groups,
+  launch(kernels.actQuant, {
+    label: `fakeQuantAct ${x.describe()} bits ${bits}`,
+    inputs: { aqX: x, aqS: observer.state }, outputs: { aqY: y }, params: params(x.size, 0, 0, bits), workgroups: groups,
   });
   return record(y, 'fakeQuantAct', [x], (g) => {
     const gx = Tensor.empty(x.shape);
-    launch({
-      kernel: kernel('actBackward'), label: `fakeQuantAct backward ${x.describe()} bits ${bits}`,
-      inputs: [x, g, observer.state], outputs: [gx], uniforms: params(x.size, 0, 0, bits), workgroups: groups,
+    launch(kernels.actBackward, {
+      label: `fakeQuantAct backward ${x.describe()} bits ${bits}`,
+      inputs: { abX: x, abG: g, abS: observer.state }, outputs: { abGX: gx }, params: params(x.size, 0, 0, bits), workgroups: groups,
     });
     return [gx];
   });

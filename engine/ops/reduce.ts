@@ -1,84 +1,10 @@
 // Reductions over any set of axes: sum, mean, max, min (PyTorch's `amax`/`amin` semantics:
 // the gradient is shared equally among tied extrema).
-import source from '../../shaders/reduce.wgsl';
 import { record } from '../autograd.ts';
-import { grid1d, launch } from '../launch.ts';
-import { Tensor, shapeString, sizeOf } from '../tensor.ts';
-import type { Shape } from '../tensor.ts';
-import { contiguousStrides, div, equal, expand, mul } from './elementwise.ts';
-import { reshape } from './shape.ts';
-
-type ReduceKind = 'sum' | 'max' | 'min';
-
-const KINDS: Record<ReduceKind, { combine: string; identityBits: string }> = {
-  sum: { combine: 'acc + v', identityBits: '0x00000000' },
-  max: { combine: 'max(acc, v)', identityBits: '0xff800000' }, // -inf
-  min: { combine: 'min(acc, v)', identityBits: '0x7f800000' }, // +inf
-};
-
-/** Normalize an axis list (negative axes count from the end; undefined means all axes). */
-export function normalizeAxes(axes: number | readonly number[] | undefined, rank: number, op: string): number[] {
-  if (axes === undefined) return [...Array(rank).keys()];
-  const list = typeof axes === 'number' ? [axes] : [...axes];
-  const out = list.map((a) => {
-    const n = a < 0 ? a + rank : a;
-    if (!Number.isInteger(n) || n < 0 || n >= rank) throw new RangeError(`${op}: axis ${a} is out of range for a tensor of rank ${rank}`);
-    return n;
-  });
-  if (new Set(out).size !== out.length) throw new RangeError(`${op}: repeated axis in [${list.join(', ')}]`);
-  return out.sort((x, y) => x - y);
-}
-
-/** Merge neighbouring dims of the same kind (kept or reduced) so kernels loop over fewer dims. */
-function coalesce(shape: Shape, reduced: Set<number>): { kept: [number, number][]; red: [number, number][] } {
-  const strides = contiguousStrides(shape);
-  const kept: [number, number][] = [];
-  const red: [number, number][] = [];
-  let prevKind: boolean | null = null;
-  for (let d = 0; d < shape.length; d++) {
-    if (shape[d] === 1) continue;
-    const isRed = reduced.has(d);
-    const list = isRed ? red : kept;
-    if (prevKind === isRed && list.length > 0) {
-      const last = list[list.length - 1];
-      last[0] *= shape[d];
-      last[1] = strides[d];
-    } else {
-      list.push([shape[d], strides[d]]);
-    }
-    prevKind = isRed;
-  }
-  return { kept, red };
-}
-
-function reduceKernel(kind: ReduceKind, x: Tensor, axes: number[], scale: number, outShape: Shape): Tensor {
-  const out = Tensor.empty(outShape);
-  const { kept, red } = coalesce(x.shape, new Set(axes));
-  if (kept.length > 8 || red.length > 8) throw new RangeError(`${kind}: too many alternating kept/reduced axes in ${x.describe()}`);
-  const outSize = sizeOf(outShape);
-  const redSize = red.reduce((n, [d]) => n * d, 1);
-  const u = new ArrayBuffer(32 + 4 * 16 * 2);
-  const u32 = new Uint32Array(u);
-  u32[0] = outSize;
-  u32[1] = redSize;
-  u32[2] = kept.length;
-  u32[3] = red.length;
-  new Float32Array(u)[4] = scale;
-  kept.forEach(([n, s], i) => { u32[8 + i] = n; u32[16 + i] = s; });
-  red.forEach(([n, s], i) => { u32[24 + i] = n; u32[32 + i] = s; });
-  if (red.length === 0) { u32[3] = 1; u32[24] = 1; u32[32] = 0; }
-  // Long reductions get a workgroup per output; short ones an invocation per output.
-  const perGroup = redSize >= 256 && outSize <= 65535 * 4;
-  launch({
-    kernel: { name: 'reduce', source, entryPoint: perGroup ? 'perGroup' : 'perThread', defines: { COMBINE: KINDS[kind].combine, IDENTITY_BITS: KINDS[kind].identityBits } },
-    label: `${kind} ${x.describe()} axes [${axes.join(', ')}]`,
-    inputs: [x],
-    outputs: [out],
-    uniforms: u,
-    workgroups: perGroup ? grid1d(outSize, 1) : grid1d(outSize, 64),
-  });
-  return out;
-}
+import { normalizeAxes } from '../shapes.ts';
+import { Tensor, checkDtype } from '../tensor.ts';
+import { div, equal, expand, mul } from './elementwise.ts';
+import { reduceKernel } from './reduce-kernel.ts';
 
 export interface ReduceOptions {
   keepDims?: boolean;
@@ -90,20 +16,15 @@ function reducedShapes(x: Tensor, axes: number[], keepDims: boolean): { outShape
   return { outShape, keptShape };
 }
 
-function checkInput(op: string, x: Tensor): void {
-  x.buffer;
-  if (x.dtype !== 'f32') throw new TypeError(`${op}: expected an f32 tensor, got ${x.describe()}`);
-}
-
 function sumOrMean(op: 'sum' | 'mean', x: Tensor, axesArg: number | readonly number[] | undefined, opts: ReduceOptions): Tensor {
-  checkInput(op, x);
+  checkDtype(op, 'f32', x);
   const axes = normalizeAxes(axesArg, x.ndim, op);
   const { outShape, keptShape } = reducedShapes(x, axes, opts.keepDims ?? false);
   const n = axes.reduce((k, a) => k * x.shape[a], 1);
   const scale = op === 'mean' ? 1 / n : 1;
   const y = reduceKernel('sum', x, axes, scale, outShape);
   return record(y, op, [x], (g) => {
-    const gk = reshape(g, keptShape);
+    const gk = g.view(keptShape); // backward runs unrecorded: a view is the reshape
     const full = expand(gk, x.shape, scale);
     gk.dispose();
     return [full];
@@ -119,14 +40,14 @@ export function mean(x: Tensor, axes?: number | readonly number[], opts: ReduceO
 }
 
 function extremum(kind: 'max' | 'min', x: Tensor, axesArg: number | readonly number[] | undefined, opts: ReduceOptions): Tensor {
-  checkInput(kind, x);
+  checkDtype(kind, 'f32', x);
   const axes = normalizeAxes(axesArg, x.ndim, kind);
   const { outShape, keptShape } = reducedShapes(x, axes, opts.keepDims ?? false);
   const y = reduceKernel(kind, x, axes, 1, outShape);
   return record(y, kind, [x], (g) => {
     // d/dx = g * [x == y] / (number of ties), as torch.amax/amin.
-    const yk = reshape(y, keptShape);
-    const gk = reshape(g, keptShape);
+    const yk = y.view(keptShape);
+    const gk = g.view(keptShape);
     const mask = equal(x, yk);
     const ties = reduceKernel('sum', mask, axes, 1, keptShape);
     const share = div(gk, ties);
@@ -142,17 +63,4 @@ export function max(x: Tensor, axes?: number | readonly number[], opts: ReduceOp
 
 export function min(x: Tensor, axes?: number | readonly number[], opts: ReduceOptions = {}): Tensor {
   return extremum('min', x, axes, opts);
-}
-
-/** Sum a broadcast gradient back to `shape` (the inverse of broadcasting). Returns `g` itself
- * when no reduction is needed. */
-export function sumTo(g: Tensor, shape: Shape): Tensor {
-  if (shapeString(g.shape) === shapeString(shape)) return g;
-  const lead = g.ndim - shape.length;
-  const axes: number[] = [];
-  for (let i = 0; i < g.ndim; i++) {
-    if (i < lead || (shape[i - lead] === 1 && g.shape[i] !== 1)) axes.push(i);
-  }
-  const r = reduceKernel('sum', g, axes, 1, shape);
-  return r;
 }

@@ -1,10 +1,10 @@
 // Shape ops: reshape (a view, no copy), permute/transpose, slice and concat (strided copies
 // through the element-wise kernel, bit-exact for any dtype).
 import { record } from '../autograd.ts';
-import { Tensor, shapeString } from '../tensor.ts';
-import type { Shape } from '../tensor.ts';
-import { contiguousStrides, mapKernel } from './elementwise.ts';
-import { normalizeAxes } from './reduce.ts';
+import { contiguousStrides, normalizeAxes } from '../shapes.ts';
+import type { Shape } from '../shapes.ts';
+import { Tensor } from '../tensor.ts';
+import { mapKernel } from './elementwise.ts';
 
 export function reshape(x: Tensor, shape: Shape): Tensor {
   const y = x.view(shape);

@@ -14,14 +14,15 @@
 // evaluated anew). More seeds can be added to a finished run. The report is rewritten after
 // every seed.
 //
-// cli.ts registers this command, and this file uses cli.ts's `pretrain`: the two import each
-// other, so every use of an import from cli.ts stays inside a function (never at load time).
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Engine } from '../../engine/index.ts';
 import { UsageError, formatHelp, parseArgs } from '../cli-args.ts';
 import type { OptionSpec, ParsedArgs } from '../cli-args.ts';
-import { TRAIN_OPTIONS, pretrain, trainConfigFromArgs, withDevice } from '../cli.ts';
+import { initNodeDevice } from '../../engine/device-node.ts';
+import { TRAIN_OPTIONS, trainConfigFromArgs } from './train-options.ts';
+import { canonicalDataSpec, pretrain, signalExitStatus } from './pretrain-node.ts';
+import { resumeDifferences, readConfig } from '../checkpoint/state.ts';
 import { loadSafetensors, writeFileAtomic } from '../checkpoint/files-node.ts';
 import { loadDataset } from '../data/datasets-node.ts';
 import type { LabeledImages } from '../data/cifar.ts';
@@ -89,11 +90,28 @@ export async function runCompare(argv: string[], summary: string): Promise<numbe
     return 0;
   }
   const plan = comparePlanFromArgs(a, `ssql compare ${argv.join(' ')}`.trim());
-  await withDevice(async (e) => {
+  const e = await initNodeDevice();
+  try {
     const report = await compare(plan, e);
     if (a.json) process.stdout.write(JSON.stringify(report) + '\n');
-  });
+  } catch (err) {
+    if (err instanceof CompareInterrupted) {
+      process.stderr.write(`${err.message}\n`);
+      return signalExitStatus(err.signal);
+    }
+    throw err;
+  } finally {
+    e.destroy();
+  }
   return 0;
+}
+
+/** A pretraining stopped by SIGINT or SIGTERM (its checkpoint written): compare stops too. */
+export class CompareInterrupted extends Error {
+  constructor(readonly signal: 'SIGINT' | 'SIGTERM', out: string) {
+    super(`compare stopped by ${signal}; everything done so far is kept in ${out}: run the same command again to continue`);
+    this.name = 'CompareInterrupted';
+  }
 }
 
 // ---- what a run keeps under OUT ---------------------------------------------------------------
@@ -201,16 +219,21 @@ async function pretrained(plan: ComparePlan, method: string, seed: number, train
   const done = finishedCheckpoint(ckptPath, config);
   if (done) {
     say(`seed ${seed} ${method}: pretraining finished in an earlier run (${ckptPath})`);
-    const trainer = new Trainer(config, train);
-    for (const notice of trainer.restore(done.tensors, done.metadata)) say(`${ckptPath}: ${notice}`);
+    const trainer = new Trainer({ ...config, data: canonicalDataSpec(plan.data) }, train);
+    try {
+      for (const note of resumeDifferences(readConfig(done.metadata, ckptPath), trainer.config).notes) say(`${ckptPath}: ${note}`);
+      trainer.restore(done.tensors, done.metadata, ckptPath);
+    } catch (err) {
+      trainer.dispose();
+      throw err;
+    }
     return { trainer, stats: null };
   }
-  const resume = existsSync(ckptPath);
-  say(`== seed ${seed} ${method}: pretraining${resume ? ' (resuming)' : ''} ==`);
-  const { trainer, summary } = await pretrain(config, plan.data, dir, { resume, logEvery: plan.logEvery, quiet: plan.quiet });
-  if (summary.interrupted) {
+  say(`== seed ${seed} ${method}: pretraining${existsSync(ckptPath) ? ' (resuming)' : ''} ==`);
+  const { trainer, summary } = await pretrain(config, plan.data, dir, { resume: 'if-present', logEvery: plan.logEvery, quiet: plan.quiet });
+  if (summary.signal) {
     trainer.dispose();
-    throw new Error(`interrupted; everything done so far is kept in ${plan.out}: run the same command again to continue`);
+    throw new CompareInterrupted(summary.signal, plan.out);
   }
   const stats: PretrainStats = { images_per_s: summary.images_per_s, wall_s: summary.wall_s, final_loss: summary.final_loss };
   writeFileAtomic(join(dir, 'pretrain.json'), JSON.stringify(stats, null, 2) + '\n');

@@ -1,4 +1,4 @@
-// The SimSiam/SSQL augmentations (SPEC §5) as one batched GPU kernel (shaders/augment.wgsl),
+// The SimSiam/SSQL augmentations (docs/method.md#training-recipe) as one batched GPU kernel (shaders/augment.wgsl),
 // seeded and reproducible. Platform independent.
 //
 // Per view and image, following torchvision's transforms in the reference pipeline order:
@@ -14,11 +14,10 @@
 //
 // Differences from torchvision on PIL images: values stay float between steps (PIL rounds to
 // u8 after each step), grey is 0.299 R + 0.587 G + 0.114 B (PIL's weights; torchvision's tensor
-// path uses 0.2989), and shrinking a crop uses plain bilinear without antialiasing (SPEC's
+// path uses 0.2989), and shrinking a crop uses plain bilinear without antialiasing (the recipe's
 // settings never shrink: crops are at most the source size, which equals the output size).
 import source from '../../shaders/augment.wgsl';
-import { launch } from '../../engine/launch.ts';
-import { Rng, Tensor, engine } from '../../engine/index.ts';
+import { Rng, Tensor, declareKernels, engine, launch } from '../../engine/index.ts';
 
 export type Range = readonly [number, number];
 
@@ -112,6 +111,14 @@ function probability(v: number, name: string): number {
   if (!(v >= 0 && v <= 1)) throw new RangeError(`Augmenter: ${name} must be a probability in [0, 1], got ${v}`);
   return v;
 }
+
+const augmentKernels = declareKernels({
+  name: 'augment',
+  source,
+  params: { srcH: 'u32', srcW: 'u32', outH: 'u32', outW: 'u32', count: 'u32', mean: 'vec4<f32>', stdev: 'vec4<f32>' },
+  defines: { CHANNELS: 'u32', WG: 'u32', PER: 'u32' },
+  entryPoints: { main: { inputs: { Src: 'u32', Prm: 'f32' }, outputs: { Out: 'f32' } } },
+});
 
 const PARAMS_PER_IMAGE = 16;
 const SKIP_OP = 255;
@@ -242,21 +249,15 @@ export class Augmenter {
   private run(batch: ImageBatch, packed: Float32Array, outH: number, outW: number, what: string): Tensor {
     if (batch.count > 65535) throw new RangeError(`Augmenter: at most 65535 images per call, got ${batch.count}`);
     const { wg, per } = kernelShape(outH * outW);
-    const uniforms = new ArrayBuffer(64);
-    new Uint32Array(uniforms, 0, 5).set([this.height, this.width, outH, outW, batch.count]);
-    const f = new Float32Array(uniforms, 32, 8);
-    for (let c = 0; c < this.channels; c++) {
-      f[c] = this.mean[c];
-      f[4 + c] = this.std[c];
-    }
+    const perChannel = (v: readonly number[]) => [0, 1, 2, 3].map((c) => (c < this.channels ? v[c] : 0));
     const prm = Tensor.fromArray(packed, [packed.length]);
     const out = Tensor.empty([batch.count, this.channels, outH, outW]);
-    launch({
-      kernel: { name: 'augment', source, defines: { CHANNELS: this.channels, WG: wg, PER: per } },
+    launch(augmentKernels.main, {
       label: `augment (${what}) ${batch.count}x${this.channels}x${this.height}x${this.width} -> ${outH}x${outW}`,
-      inputs: [batch.data, prm],
-      outputs: [out],
-      uniforms,
+      inputs: { Src: batch.data, Prm: prm },
+      outputs: { Out: out },
+      params: { srcH: this.height, srcW: this.width, outH, outW, count: batch.count, mean: perChannel(this.mean), stdev: perChannel(this.std) },
+      defines: { CHANNELS: this.channels, WG: wg, PER: per },
       workgroups: [batch.count, 1, 1],
     });
     prm.dispose();

@@ -1,4 +1,4 @@
-// Evaluation of a pretrained backbone after post-training quantization (SSQL-SPEC §6), platform
+// Evaluation of a pretrained backbone after post-training quantization (docs/method.md#evaluation), platform
 // independent: for each bit setting ('fp', '8w8a', '4w4a', '2w4a', ...) the backbone is frozen
 // and quantized with one calibration batch (./features.ts), then a linear classifier (FP) is
 // trained on its features and tested top-1 on the test set (./linear.ts), optionally also kNN
@@ -78,7 +78,7 @@ export interface EvalResult {
 }
 
 /** Linear evaluation (and optionally kNN) of `encoder`'s backbone at each bit setting
- * (SSQL-SPEC §6; protocols in the file header). Calibration uses the training set. */
+ * (docs/method.md#evaluation; protocols in the file header). Calibration uses the training set. */
 export async function evaluate(encoder: ResNet, train: ImageSet, test: ImageSet, opts: EvalOptions = {}): Promise<EvalResult> {
   checkSet('training images', train);
   checkSet('test images', test);

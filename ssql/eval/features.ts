@@ -1,10 +1,10 @@
-// Frozen, post-training-quantized feature extraction (SSQL-SPEC §6): the backbone is frozen (no
+// Frozen, post-training-quantized feature extraction (docs/method.md#evaluation): the backbone is frozen (no
 // gradients), BN runs in eval mode (running statistics), the projector is dropped
 // (`ResNet.features`: the pooled backbone output). For a quantized setting the activation
 // ranges are calibrated once, as the min/max over ONE augmented training batch (default 256
 // images) run in 'calibrate' mode; the weight ranges are per output channel from the frozen
 // weights (the quantizers compute them). Then 'quantize' mode at the setting's wbit/abit; the
-// stem stays 8w8a and the projector 8-bit by role (SPEC §3). 'fp' skips all of this.
+// stem stays 8w8a and the projector 8-bit by role (docs/method.md#placement). 'fp' skips all of this.
 import { Rng, noGrad, scope } from '../../engine/index.ts';
 import type { Augmenter } from '../data/augment.ts';
 import type { ResNet } from '../models/resnet.ts';

@@ -1,4 +1,4 @@
-// PTQ linear evaluation (SSQL-SPEC §6), by concern: bit settings (./settings.ts), the images
+// PTQ linear evaluation (docs/method.md#evaluation), by concern: bit settings (./settings.ts), the images
 // (./images.ts), frozen quantized feature extraction (./features.ts), the linear classifier of
 // both protocols (./linear.ts), kNN (./knn.ts), and the driver over bit settings (./evaluate.ts).
 // This file is the module's public face.

@@ -10,8 +10,7 @@
 //               (quantized) backbone (`trainLinearFaithful`); raw features and the reference
 //               recipe (FAITHFUL_RECIPE: lr 30, 100 epochs, x0.1 at 60% and 80%).
 // The trained classifier is read back once; test accuracy is computed from it on the CPU.
-import { Rng, SGD, Tensor, cosineLR, crossEntropy, engine, noGrad, scope, stepLR } from '../../engine/index.ts';
-import { Linear } from '../../engine/nn/index.ts';
+import { Linear, Rng, SGD, Tensor, cosineLR, crossEntropy, engine, noGrad, scope, stepLR } from '../../engine/index.ts';
 import type { Augmenter } from '../data/augment.ts';
 import type { ResNet } from '../models/resnet.ts';
 import { checkFeatures } from './features.ts';

@@ -1,9 +1,9 @@
-// BYOL and SSQL on BYOL (SSQL-SPEC §7): their losses and their registry entries. The network
+// BYOL and SSQL on BYOL (docs/method.md#byol-variant): their losses and their registry entries. The network
 // (ssql/models/byol.ts) adds an EMA target encoder, updated after every optimizer step.
 import { Tensor, add, mulScalar, noGrad } from '../../engine/index.ts';
 import { ByolNet } from '../models/byol.ts';
 import type { ByolConfig } from '../models/byol.ts';
-import type { Random } from '../../engine/nn/index.ts';
+import type { Random } from '../../engine/index.ts';
 import { defineMethod } from './method.ts';
 import type { BitPair, MethodSettings, StepLosses } from './method.ts';
 import { fpThenQuantized, symmetric } from './passes.ts';
@@ -38,7 +38,7 @@ export function byolLosses(net: ByolNet, x1: Tensor, x2: Tensor): StepLosses {
 }
 
 /**
- * SSQL on BYOL (SSQL-SPEC §7, `Qbyol.py`): ssqlLosses' two online passes - FP recording the
+ * SSQL on BYOL (docs/method.md#byol-variant, `Qbyol.py`): ssqlLosses' two online passes - FP recording the
  * activation ranges (both views), then weights and activations fake-quantized at `bits` with
  * those ranges, each through the FP predictor - against the FP EMA target's projections
  * (detached, cross-view; the target is never quantized):

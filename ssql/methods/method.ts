@@ -2,8 +2,7 @@
 // (name, description, network factory, loss, after-step hook, quantized or not, trainable
 // parameters). The entries are listed in ./registry.ts; everything that offers or runs a method
 // reads them from there.
-import type { Rng, Tensor } from '../../engine/index.ts';
-import type { Module, Random, Sequential } from '../../engine/nn/index.ts';
+import type { Module, Random, Rng, Sequential, Tensor } from '../../engine/index.ts';
 import type { QuantContext } from '../models/quant.ts';
 import type { ResNet, SimSiamConfig } from '../models/resnet.ts';
 

@@ -1,7 +1,7 @@
 // Building blocks the methods' losses share: the symmetric SimSiam loss, and SSQL's FP pass
 // (recording activation ranges) followed by the quantized pass over the same two views.
 import { Tensor, add, mulScalar, simsiamLoss } from '../../engine/index.ts';
-import type { Module } from '../../engine/nn/index.ts';
+import type { Module } from '../../engine/index.ts';
 import type { QuantContext } from '../models/quant.ts';
 import type { BitPair } from './method.ts';
 

@@ -1,4 +1,4 @@
-// SimSiam and SSQL on SimSiam (SSQL-SPEC §1): their losses and their registry entries.
+// SimSiam and SSQL on SimSiam (docs/method.md#training-step): their losses and their registry entries.
 import { Tensor, add, mulScalar } from '../../engine/index.ts';
 import { SimSiamNet } from '../models/resnet.ts';
 import { defineMethod } from './method.ts';

@@ -1,4 +1,4 @@
-// BYOL (and SSQL on BYOL, SSQL-SPEC §7): an online encoder f (ResNet + projector as `fc`, the
+// BYOL (and SSQL on BYOL, docs/method.md#byol-variant): an online encoder f (ResNet + projector as `fc`, the
 // one SimSiamNet has) and predictor h, trained by SGD, and a target encoder g of the same
 // architecture that is never trained: it starts as a copy of the online encoder and follows it
 // as an exponential moving average of the parameters, g <- m g + (1 - m) f (momentum 0.99 in
@@ -21,9 +21,9 @@
 // online passes of the next, so every step sees the same target either way (the reference's
 // first update averages the copy with itself).
 import { Tensor } from '../../engine/index.ts';
-import { Module } from '../../engine/nn/index.ts';
-import type { Random, Sequential } from '../../engine/nn/index.ts';
-import { emaUpdate } from '../../engine/ops/ema.ts';
+import { Module } from '../../engine/index.ts';
+import type { Random, Sequential } from '../../engine/index.ts';
+import { emaUpdate } from '../../engine/index.ts';
 import { QuantContext } from './quant.ts';
 import { ResNet, predictor, projector } from './resnet.ts';
 import type { SimSiamConfig } from './resnet.ts';

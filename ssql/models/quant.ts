@@ -1,4 +1,4 @@
-// Quantized execution (SSQL-SPEC §3): one copy of the weights, and a shared `QuantContext`
+// Quantized execution (docs/method.md#placement): one copy of the weights, and a shared `QuantContext`
 // that switches every quantizer of a model between
 //   'off'        plain full precision,
 //   'calibrate'  full precision while recording activation ranges (min/max over every call
@@ -8,9 +8,9 @@
 // Each quantizer has a role that fixes its bit-width: 'w'/'a' follow the step's sampled bits,
 // 'w8'/'a8' are fixed at 8 (the stem and the projector).
 import { Tensor } from '../../engine/index.ts';
-import { Conv2d, Linear, Module } from '../../engine/nn/index.ts';
-import type { Conv2dOptions, LinearOptions } from '../../engine/nn/index.ts';
-import { MinMaxObserver, fakeQuantAct, fakeQuantWeight } from '../../engine/ops/quant.ts';
+import { Conv2d, Linear, Module } from '../../engine/index.ts';
+import type { Conv2dOptions, LinearOptions } from '../../engine/index.ts';
+import { MinMaxObserver, fakeQuantAct, fakeQuantWeight } from '../../engine/index.ts';
 
 export type QuantMode = 'off' | 'calibrate' | 'quantize';
 export type WeightRole = 'w' | 'w8';

@@ -1,11 +1,11 @@
-// ResNet backbones for CIFAR-sized inputs (SSQL-SPEC §4) with SSQL's quantizer placement
+// ResNet backbones for CIFAR-sized inputs (docs/method.md#architectures) with SSQL's quantizer placement
 // (§3), and the SimSiam projector and predictor. Module and parameter names are torchvision's
 // (conv1, bn1, layer1.0.conv1, layer2.0.downsample.0, fc.0 ...), so state dicts map 1:1 onto
 // the reference code's.
 import { Tensor, add, relu } from '../../engine/index.ts';
-import { BatchNorm1d, BatchNorm2d, Linear, Module, ReLU, Sequential } from '../../engine/nn/index.ts';
-import type { Random } from '../../engine/nn/index.ts';
-import { globalAvgPool } from '../../engine/ops/pooling.ts';
+import { BatchNorm1d, BatchNorm2d, Linear, Module, ReLU, Sequential } from '../../engine/index.ts';
+import type { Random } from '../../engine/index.ts';
+import { globalAvgPool } from '../../engine/index.ts';
 import { ActQuant, QConv2d, QLinear, QuantContext } from './quant.ts';
 
 export interface ResNetConfig {
@@ -56,7 +56,7 @@ class BasicBlock extends Module implements Block {
   }
 
   forward(x: Tensor): Tensor {
-    // Quantized after BN+ReLU; the pre-add output stays full precision (SPEC §3).
+    // Quantized after BN+ReLU; the pre-add output stays full precision (docs/method.md#placement).
     const h = this.act1.forward(this.bn1.forwardRelu(this.conv1.forward(x)));
     const y = this.bn2.forward(this.conv2.forward(h));
     const shortcut = this.downsample ? this.downsample.forward(x) : x;
@@ -162,10 +162,9 @@ export interface SimSiamConfig {
   predHidden: number;
 }
 
-/** Projector (SPEC §4): Linear BN ReLU Linear BN ReLU Linear BN(affine=False), linears 8-bit.
- * The last linear's bias is frozen (requiresGrad false: no gradient, no update, no weight
- * decay), as official SimSiam does: the BN after it subtracts the batch mean, so the bias
- * cannot change the output and training it would only decay it. It stays in the state dict. */
+/** Projector (docs/method.md#architectures): Linear BN ReLU Linear BN ReLU Linear BN(affine=False),
+ * linears 8-bit. The last linear's bias is frozen (requiresGrad false: no gradient, no update,
+ * no weight decay), as official SimSiam does (docs/method.md#frozen-projector-bias). */
 export function projector(ctx: QuantContext, inDim: number, dim: number, random: Random): Sequential {
   // Built in order: the layers draw their initialization from `random` one after the other.
   const first = new QLinear(ctx, 'w8', inDim, dim, { bias: false, random });
@@ -179,7 +178,7 @@ export function projector(ctx: QuantContext, inDim: number, dim: number, random:
   );
 }
 
-/** Predictor (SPEC §4): Linear BN ReLU Linear, never quantized. */
+/** Predictor (docs/method.md#architectures): Linear BN ReLU Linear, never quantized. */
 export function predictor(dim: number, hidden: number, random: Random): Sequential {
   return new Sequential(
     new Linear(dim, hidden, { bias: false, random }), new BatchNorm1d(hidden), new ReLU(),

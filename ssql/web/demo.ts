@@ -19,6 +19,7 @@ import { METHODS, methodByName } from '../methods/registry.ts';
 import { DataFormatError, parseIdx } from '../data/idx.ts';
 import type { LabeledImages } from '../data/cifar.ts';
 import { decodeSafetensors, encodeSafetensors } from '../checkpoint/safetensors.ts';
+import { readConfig, resumeDifferences } from '../checkpoint/state.ts';
 
 // ---- error capture (the autotest reports these) ----------------------------------------------
 
@@ -489,7 +490,8 @@ async function restoreCheckpoint(bytes: Uint8Array, name: string): Promise<{ t: 
   trainer?.dispose();
   trainer = null;
   const t = new Trainer(config, data.train);
-  const notices = t.restore(tensors, metadata);
+  const { notes } = resumeDifferences(readConfig(metadata, name), t.config);
+  t.restore(tensors, metadata, name);
   configToUi(t.config);
   trainer = t;
   const shown = t.globalStep - lossStepOffset;
@@ -500,7 +502,7 @@ async function restoreCheckpoint(bytes: Uint8Array, name: string): Promise<{ t: 
   } else {
     resetRun(t);
   }
-  return { t, notices };
+  return { t, notices: notes };
 }
 
 async function onUpload(): Promise<void> {

@@ -3,9 +3,6 @@
 // `webgpu` npm package (tools/build-web.mjs fails if anything does); obtain a device with
 // `initWebDevice()` (navigator.gpu) or `useDevice()` with a GPUDevice you already have.
 export * from '../../engine/index.ts';
-export * from '../../engine/nn/index.ts';
-export { conv2d } from '../../engine/ops/conv.ts';
-export type { Conv2dOptions as Conv2dOpOptions } from '../../engine/ops/conv.ts';
 
 export * from '../models/resnet.ts';
 export * from '../models/quant.ts';

@@ -1,6 +1,6 @@
 // Headless Chromium for the browser suites (tests/browser/run.mjs, tests/browser/demo.mjs):
 // finding the binary, launching it with the flags that give a WebGPU adapter (SwiftShader; see
-// ../shared/ENVIRONMENT.md), stopping it with its helper processes, and a screenshot over the
+// docs/environment.md), stopping it with its helper processes, and a screenshot over the
 // DevTools protocol (needs `globalThis.WebSocket`: Node 22+, or Node 20 with
 // --experimental-websocket).
 import { spawn } from 'node:child_process';

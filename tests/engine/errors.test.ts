@@ -4,19 +4,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as E from '../../engine/index.ts';
 import { Tensor, engine } from '../../engine/index.ts';
-import { assertClose, randomArray, tensor } from '../helpers.ts';
-
-/** Asserts that `fn` throws and that its message matches every pattern. */
-function throwsWith(fn: () => unknown, ...patterns: RegExp[]): void {
-  let message: string | null = null;
-  try {
-    fn();
-  } catch (e) {
-    message = (e as Error).message;
-  }
-  assert.ok(message !== null, `expected an error matching ${patterns.join(', ')}`);
-  for (const p of patterns) assert.match(message!, p, `message "${message}" should match ${p}`);
-}
+import { assertClose, randomArray, tensor, throwsWith } from '../helpers.ts';
 
 test('mismatched shapes: add, matmul inner dimension, matmul batch, concat', () => {
   const a = tensor(randomArray([2, 3], 1), [2, 3]);
@@ -40,7 +28,7 @@ test('wrong dtypes: f32 ops on i32 tensors', () => {
   const f = tensor([1, 2, 3], [3]);
   throwsWith(() => E.add(i, f), /^add: expected f32 tensors/, /i32\[3\]/);
   throwsWith(() => E.add(f, i), /^add: expected f32 tensors/, /i32\[3\]/);
-  throwsWith(() => E.exp(i), /^exp: expected f32/, /i32\[3\]/);
+  throwsWith(() => E.exp(i), /^exp: expected an f32 tensor/, /i32\[3\]/);
   throwsWith(() => E.sum(i), /^sum: expected an f32 tensor/, /i32\[3\]/);
   const m = Tensor.fromArray([1, 2, 3, 4], [2, 2], { dtype: 'i32' });
   const mf = tensor([1, 2, 3, 4], [2, 2]);
@@ -127,7 +115,24 @@ test('item() needs one element; backward needs a gradient for non-scalars', asyn
   for (const t of [a, y]) t.dispose();
 });
 
-test('poisoning: Tensor.empty reads back as NaN, so an unwritten element fails assertClose', async () => {
+// A kernel that writes `value` into the first `n` elements of its output and leaves the rest.
+const partialWrite = E.declareKernels({
+  name: 'partialWrite',
+  source: `
+#interface
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  if (gid.x < p.n) { Out[gid.x] = p.value; }
+}`,
+  params: { n: 'u32', value: 'f32' },
+  entryPoints: { main: { outputs: { Out: 'f32' } } },
+});
+
+function writeFirst(t: Tensor, n: number, value: number): void {
+  E.launch(partialWrite.main, { inputs: {}, outputs: { Out: t }, params: { n, value }, workgroups: [1, 1, 1] });
+}
+
+test('poisoning: fresh storage is NaN at its first use, so an unwritten element fails assertClose', async () => {
   const e = engine();
   assert.ok(e.poisonOutputs, 'the test runner turns poisoning on');
   // Recycle a buffer holding real numbers first: poisoning must overwrite old contents.
@@ -145,20 +150,43 @@ test('poisoning: Tensor.empty reads back as NaN, so an unwritten element fails a
   const x = tensor(randomArray([5], 8), [5]);
   const y = E.addScalar(x, 1);
   assert.ok([...(await y.toArray())].every(Number.isFinite));
-  // With poisoning off, a fresh tensor is not filled (it may hold anything, e.g. zeros).
+
+  // A kernel that skips elements of a fresh output leaves NaN there; a second kernel on the
+  // same (now written) storage updates it in place, without a new poison fill.
+  const old8 = tensor([1, 2, 3, 4, 5, 6, 7, 8], [8]);
+  old8.dispose();
+  const u = Tensor.empty([8]);
+  let before = e.dispatchCount;
+  writeFirst(u, 3, 1);
+  assert.is(e.dispatchCount, before + 2, 'the poison fill, then the kernel');
+  assertClose(await u.toArray(), [1, 1, 1, NaN, NaN, NaN, NaN, NaN]);
+  before = e.dispatchCount;
+  writeFirst(u, 2, 2);
+  assert.is(e.dispatchCount, before + 1, 'written storage is not poisoned again');
+  assertClose(await u.toArray(), [2, 2, 1, NaN, NaN, NaN, NaN, NaN]);
+
+  // Storage written from the host counts as written (uploads are not poisoned at first use).
+  const w = Tensor.empty([4]);
+  e.write(w.buffer, new Float32Array([5, 6, 7, 8]));
+  const w1 = E.addScalar(w, 1);
+  assertClose(await w1.toArray(), [6, 7, 8, 9]);
+
+  // Tensor.empty itself dispatches nothing; with poisoning off, neither does the first use.
+  before = e.dispatchCount;
+  const v = Tensor.empty([5]);
+  assert.is(e.dispatchCount, before, 'Tensor.empty dispatches nothing');
   e.poisonOutputs = false;
   try {
-    const before = e.dispatchCount;
-    const u = Tensor.empty([5]);
-    assert.is(e.dispatchCount, before, 'no fill dispatched without poisoning');
-    u.dispose();
+    const z = Tensor.empty([5]);
+    before = e.dispatchCount;
+    writeFirst(z, 5, 3);
+    assert.is(e.dispatchCount, before + 1, 'no fill dispatched without poisoning');
+    assertClose(await z.toArray(), [3, 3, 3, 3, 3]);
+    z.dispose();
   } finally {
     e.poisonOutputs = true;
   }
-  const before = e.dispatchCount;
-  const v = Tensor.empty([5]);
-  assert.is(e.dispatchCount, before + 1, 'one fill dispatched with poisoning');
-  for (const z of [t, ti, x, y, v]) z.dispose();
+  for (const z of [t, ti, x, y, u, w, w1, v]) z.dispose();
 });
 
 test.run();

@@ -1,4 +1,4 @@
-// Fake quantization and observers (SSQL-SPEC §2): the worked examples bit for bit, ties to
+// Fake quantization and observers (docs/method.md#quantizer-arithmetic): the worked examples bit for bit, ties to
 // even, bits 2..8 against an f32-faithful float64 reference, the straight-through mask,
 // pass-through, observers accumulating until reset, and no recompiles when bits change.
 import { test } from 'uvu';
@@ -76,12 +76,12 @@ function assertExact(actual: ArrayLike<number>, expected: ArrayLike<number>, wha
   }
 }
 
-test('SPEC §2 weight example: b=4, [-7.5,-2.5,3.5,7.5] gives s=1, q=[-8,-2,4,7]', async () => {
+test('worked weight example: b=4, [-7.5,-2.5,3.5,7.5] gives s=1, q=[-8,-2,4,7]', async () => {
   await noLeaks(async () => {
     const w = tensor([-7.5, -2.5, 3.5, 7.5, -1, 0.25, 0.5, 1], [2, 4]);
     const y = fakeQuantWeight(w, 4);
     const out = await y.toArray();
-    assertExact(out.slice(0, 4), [-8, -2, 4, 7], 'SPEC example channel');
+    assertExact(out.slice(0, 4), [-8, -2, 4, 7], 'worked example channel');
     // Channel 1: s = f32(1/7.5); in f32, -1 / s = -7.4999995 (not -7.5), so it rounds to -7.
     const s1 = f(1 / 7.5);
     assert.is(f(-1 / s1), f(-7.4999995));
@@ -92,7 +92,7 @@ test('SPEC §2 weight example: b=4, [-7.5,-2.5,3.5,7.5] gives s=1, q=[-8,-2,4,7]
   });
 });
 
-test('SPEC §2 activation example: b=2, range [0,3], x=[0,.5,1.5,2.5,3,3.7] gives q=[0,0,2,2,3,3]', async () => {
+test('worked activation example: b=2, range [0,3], x=[0,.5,1.5,2.5,3,3.7] gives q=[0,0,2,2,3,3]', async () => {
   await noLeaks(async () => {
     const obs = new MinMaxObserver();
     const r = tensor([0, 3], [2]);

@@ -254,7 +254,7 @@ test('ColorJitter sub-ops one at a time, grayscale, and all together, vs float64
       assert.equal(params[0].order, [JitterOp[key as keyof typeof JitterOp]], `${name}: only that op is applied`);
     }
   }
-  // Everything on (random order, crops, flips), SPEC defaults; RGB then grey (brightness + contrast).
+  // Everything on (random order, crops, flips), the recipe's defaults; RGB then grey (brightness + contrast).
   await checkView({ ...base, outSize: 8, jitterP: 0.8, grayscaleP: 0.2, seed: 21 }, 8, 3, { rtol: 1e-4, atol: 1e-4 });
   const grey = await checkView({ channels: 1, height: 9, width: 9, outSize: 9, mean: [0.286], std: [0.353], jitterP: 1, seed: 4 }, 6, 7, { rtol: 1e-4, atol: 1e-4 });
   for (const p of grey) assert.equal([...p.order].sort(), [0, 1]);

@@ -1,4 +1,4 @@
-// BYOL and SSQL on BYOL (SSQL-SPEC §7): the target encoder starts as a copy of the online one
+// BYOL and SSQL on BYOL (docs/method.md#byol-variant): the target encoder starts as a copy of the online one
 // and is frozen; the EMA update matches a float64 reference; the BYOL loss matches a float64
 // recomputation from read-back predictions and targets; a few BYOL / SSQL-BYOL training steps
 // are finite, train only the online network, keep GPU memory flat, and resume bit-identically.

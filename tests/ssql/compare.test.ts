@@ -11,7 +11,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Rng, engine } from '../../engine/index.ts';
 import { parseArgs } from '../../ssql/cli-args.ts';
-import { pretrain } from '../../ssql/cli.ts';
+import { pretrain } from '../../ssql/commands/pretrain-node.ts';
 import { compare, compareOptions, comparePlanFromArgs, runCompare, untrainedTrainer } from '../../ssql/commands/compare-node.ts';
 import type { ComparePlan } from '../../ssql/commands/compare-node.ts';
 import { evaluateEncoder, loadEvalData } from '../../ssql/commands/evaluate-node.ts';

@@ -1,4 +1,4 @@
-// Fidelity to the method (SSQL-SPEC §1-§3): one training step of the Trainer, as `pretrain` runs
+// Fidelity to the method (docs/method.md): one training step of the Trainer, as `pretrain` runs
 // it, on the tiny ResNet with fixed weights, fixed input views and a fixed bit pair, matches an
 // independent PyTorch implementation (tests/fixtures/make_ssql_fixtures.py writes
 // ssql_fixtures.json): both loss terms, every trained parameter's gradient, every BN layer's
@@ -6,7 +6,8 @@
 // x2, Q x1, Q x2), for SSQL with each weight-gradient option and for SimSiam. The SGD update that
 // follows is checked against the fixture's gradients (the update's own arithmetic has a golden
 // test): every trained parameter moves by lr (g + wd p), the projector's frozen last bias not at
-// all. A checkpoint from before the option existed resumes with plain STE, and says so.
+// all. A checkpoint from before the option existed resumes with plain STE, and says so; one made
+// with the other option is refused.
 import { readFileSync } from 'node:fs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -14,6 +15,7 @@ import { Tensor, scope } from '../../engine/index.ts';
 import type { LabeledImages } from '../../ssql/data/cifar.ts';
 import type { WeightGrad } from '../../ssql/models/quant.ts';
 import type { SimSiamConfig } from '../../ssql/models/resnet.ts';
+import { readConfig, resumeDifferences } from '../../ssql/checkpoint/state.ts';
 import { DEFAULT_CONFIG, Trainer, backboneConfig } from '../../ssql/train.ts';
 import type { MethodName, StepReport } from '../../ssql/train.ts';
 import { assertClose, noLeaks } from '../helpers.ts';
@@ -163,9 +165,11 @@ test('resuming a checkpoint made before weightGrad existed keeps plain STE and s
   const old = { ...metadata, config: JSON.stringify(config) };
 
   const resumed = fixtureTrainer('ssql', 'reference');
-  const notices = resumed.restore(tensors, old);
-  assert.is(notices.length, 1);
-  assert.match(notices[0], /predates the weight-gradient option.*plain STE \(weightGrad=ste\)/);
+  const { refusals, notes } = resumeDifferences(readConfig(old, 'old.safetensors'), resumed.config);
+  assert.equal(refusals, []);
+  assert.equal(notes.length, 1);
+  assert.match(notes[0], /^--weight-grad ste: the checkpoint predates the option, so it was trained with plain STE, and the resumed run keeps that/);
+  resumed.restore(tensors, old);
   assert.is(resumed.net.ctx.weightGrad, 'ste');
   assert.is(resumed.config.weightGrad, 'ste', 'the next checkpoint records it');
   useFixtureViews(resumed);
@@ -173,7 +177,7 @@ test('resuming a checkpoint made before weightGrad existed keeps plain STE and s
   resumed.dispose();
 
   const other = fixtureTrainer('ssql', 'ste');
-  assert.throws(() => other.restore(tensors, metadata), /checkpoint was made with weightGrad="reference", this run has "ste"/);
+  assert.throws(() => other.restore(tensors, metadata, 'new.safetensors'), /new\.safetensors: cannot resume: --weight-grad: the checkpoint was made with --weight-grad reference, this run has ste/);
   other.dispose();
 }));
 

@@ -11,7 +11,7 @@ import { encodeSafetensors, decodeSafetensors } from '../../ssql/checkpoint/safe
 import type { SafeTensor } from '../../ssql/checkpoint/safetensors.ts';
 import { assertFinite } from '../../ssql/checkpoint/finite.ts';
 import { encodeIdxU8, idxImagePair } from '../../ssql/data/idx.ts';
-import { Xoshiro128 } from '../../ssql/data/augment.ts';
+import { Rng } from '../../engine/index.ts';
 import { FormatError } from '../../ssql/format-error.ts';
 
 const CASES = 400;
@@ -25,7 +25,7 @@ interface Mutant {
 }
 
 /** One seeded mutation of `base`; `headerEnd` is where its header ends (the interesting part). */
-function mutate(base: Uint8Array, headerEnd: number, rng: Xoshiro128): Mutant {
+function mutate(base: Uint8Array, headerEnd: number, rng: Rng): Mutant {
   const kind = rng.int(0, 6);
   if (kind === 0) {
     const at = rng.int(0, base.length);
@@ -57,7 +57,7 @@ const ODD_VALUES: unknown[] = [null, true, -1, 0, 1.5, -0.5, 1e300, 2 ** 53, 'F3
 
 /** Replace one value somewhere in a safetensors header (parsed JSON) and re-encode the file
  * around the original data bytes. */
-function mutateHeader(base: Uint8Array, headerEnd: number, rng: Xoshiro128): Mutant {
+function mutateHeader(base: Uint8Array, headerEnd: number, rng: Rng): Mutant {
   const header = JSON.parse(new TextDecoder().decode(base.subarray(8, headerEnd))) as Record<string, unknown>;
   const value = structuredClone(ODD_VALUES[rng.int(0, ODD_VALUES.length)]);
   const names = Object.keys(header);
@@ -91,12 +91,12 @@ function mutateHeader(base: Uint8Array, headerEnd: number, rng: Xoshiro128): Mut
   return { bytes: out, how: `${how} = ${JSON.stringify(value)}` };
 }
 
-type Mutator = (base: Uint8Array, headerEnd: number, rng: Xoshiro128) => Mutant;
+type Mutator = (base: Uint8Array, headerEnd: number, rng: Rng) => Mutant;
 
 /** Runs `read` on each mutant; returns how many parsed and how many were refused, and fails on
  * any error that is not a FormatError for one of `files`. */
 function fuzz(name: string, base: Uint8Array, headerEnd: number, seed: number, files: string[], read: (m: Uint8Array) => void, mutators: Mutator[] = [mutate]): { parsed: number; refused: number } {
-  const rng = new Xoshiro128(seed);
+  const rng = new Rng(seed);
   let parsed = 0;
   let refused = 0;
   const wrong: string[] = [];

@@ -69,7 +69,7 @@ test('a restore with another configuration is refused with the mismatching key',
   const ckpt = await a.checkpoint();
   a.dispose();
   const b = new Trainer(tiny({ batchSize: 16, subset: 64 }), data);
-  assert.throws(() => b.restore(ckpt.tensors, ckpt.metadata), /checkpoint was made with batchSize=8, this run has 16/);
+  assert.throws(() => b.restore(ckpt.tensors, ckpt.metadata, 'ckpt.safetensors'), /^ckpt\.safetensors: cannot resume: --batch: the checkpoint was made with --batch 8, this run has 16 \(batchSize\)$/);
   b.dispose();
 });
 
