@@ -17,7 +17,7 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Engine } from '../../engine/index.ts';
-import { UsageError, formatHelp, parseArgs } from '../cli-args.ts';
+import { UsageError, formatHelp, integerOption, parseArgs } from '../cli-args.ts';
 import type { OptionSpec, ParsedArgs } from '../cli-args.ts';
 import { initNodeDevice } from '../../engine/device-node.ts';
 import { TRAIN_OPTIONS, trainConfigFromArgs } from './train-options.ts';
@@ -76,8 +76,7 @@ export function comparePlanFromArgs(a: ParsedArgs, command?: string): ComparePla
   const seeds = parseSeeds(a.seeds as string);
   const evalSpec = evalSpecFromArgs(a);
   const base = trainConfigFromArgs({ ...a, method: COMPARED[0], seed: seeds[0] });
-  const logEvery = a['log-every'] as number;
-  if (!Number.isInteger(logEvery) || logEvery < 1) throw new UsageError(`--log-every must be a positive integer, got ${logEvery}`);
+  const logEvery = integerOption(a, 'log-every', 1);
   return { base, seeds, data: a.data as string, eval: evalSpec, out: a.out as string, logEvery, quiet: Boolean(a.json), command };
 }
 

@@ -1,7 +1,7 @@
 // Node only: the evaluation options `ssql eval` and `ssql compare` share, validated as usage
 // errors naming the flag before any work starts, and the PTQ evaluation of an encoder on a
 // named dataset (ssql/eval/ does the work).
-import { UsageError } from '../cli-args.ts';
+import { UsageError, integerOption, realOption } from '../cli-args.ts';
 import type { OptionSpec, ParsedArgs } from '../cli-args.ts';
 import { loadDataset } from '../data/datasets-node.ts';
 import type { LabeledImages } from '../data/cifar.ts';
@@ -46,16 +46,12 @@ export function evalSpecFromArgs(a: ParsedArgs): EvalSpec {
   }
   const protocol = a.protocol as EvalProtocol;
   const recipe = protocol === 'faithful' ? FAITHFUL_RECIPE : FAST_RECIPE;
-  const epochs = (a['linear-epochs'] as number | undefined) ?? recipe.epochs;
-  if (!Number.isInteger(epochs) || epochs < 1) throw new UsageError(`--linear-epochs must be a positive integer, got ${epochs}`);
-  const lr = (a['linear-lr'] as number | undefined) ?? recipe.lr;
-  if (!(lr > 0)) throw new UsageError(`--linear-lr must be a positive number, got ${lr}`);
-  const count = (name: string) => {
-    const v = a[name] as number;
-    if (!Number.isInteger(v) || v < 0) throw new UsageError(`--${name} must be a whole number of images (0: all), got ${v}`);
-    return v;
+  const epochs = a['linear-epochs'] === undefined ? recipe.epochs : integerOption(a, 'linear-epochs', 1);
+  const lr = a['linear-lr'] === undefined ? recipe.lr : realOption(a, 'linear-lr', { above: 0 });
+  return {
+    settings, protocol, epochs, lr, schedule: recipe.schedule, knn: Boolean(a.knn),
+    evalTrain: integerOption(a, 'eval-train', 0), evalTest: integerOption(a, 'eval-test', 0),
   };
-  return { settings, protocol, epochs, lr, schedule: recipe.schedule, knn: Boolean(a.knn), evalTrain: count('eval-train'), evalTest: count('eval-test') };
 }
 
 /** The first `n` images of a set (all when n is 0). */

@@ -57,14 +57,14 @@ const tmp = (what: string) => mkdtempSync(join(tmpdir(), `ssql-compare-${what}-`
 test('compare validates every option before any work: nothing is written, nothing trains', async () => {
   const cases: [string[], RegExp][] = [
     [['--linear-epochs', '0'], /--linear-epochs must be a positive integer, got 0/],
-    [['--linear-lr', '-1'], /--linear-lr must be a positive number, got -1/],
-    [['--eval-train', '-5'], /--eval-train must be a whole number of images \(0: all\), got -5/],
-    [['--eval-test', '2.5'], /--eval-test must be a whole number of images/],
+    [['--linear-lr', '-1'], /--linear-lr must be a finite number > 0, got -1/],
+    [['--eval-train', '-5'], /--eval-train must be a non-negative integer, got -5/],
+    [['--eval-test', '2.5'], /--eval-test must be a non-negative integer, got 2.5/],
     [['--settings', '9w1a'], /--settings: bit setting '9w1a': activation bit-width 1 is out of range/],
     [['--seeds', '0,x'], /--seeds must be non-negative integers/],
     [['--seeds', '1,1'], /--seeds lists a seed twice/],
     [['--weight-grad', 'exact'], /--weight-grad must be one of reference, ste; got 'exact'/],
-    [['--batch', '0'], /--batch must be a positive integer, got 0/],
+    [['--batch', '0'], /--batch must be an integer of at least 2, got 0/],
     [['--log-every', '0'], /--log-every must be a positive integer, got 0/],
   ];
   for (const [extra, pattern] of cases) {
