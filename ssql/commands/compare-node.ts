@@ -38,14 +38,14 @@ import type { EvalData, EvalSpec } from './evaluate-node.ts';
 export const COMPARED = ['simsiam', 'ssql'] as const;
 
 /** compare's options: pretrain's budget (not the method, seed, resume or step limit), the
- * evaluation's, and the seeds. */
+ * evaluation's (kNN is always reported: it reuses the probe's features), and the seeds. */
 export function compareOptions(): Record<string, OptionSpec> {
   const spec: Record<string, OptionSpec> = {
     ...TRAIN_OPTIONS, ...EVAL_OPTIONS,
     seeds: { type: 'string', default: '0', help: 'seeds, comma-separated (e.g. 0,1,2): one pretraining per method and seed' },
     out: { type: 'string', default: 'runs/compare', help: 'output directory (report.md, accuracy.svg, report.json, one folder per seed); rerun the same command to continue an interrupted run' },
   };
-  for (const name of ['method', 'seed', 'resume', 'max-steps']) delete spec[name];
+  for (const name of ['method', 'seed', 'resume', 'max-steps', 'knn']) delete spec[name];
   return spec;
 }
 
@@ -74,7 +74,7 @@ function parseSeeds(text: string): number[] {
 /** Every option checked before any work (usage errors name the flag). */
 export function comparePlanFromArgs(a: ParsedArgs, command?: string): ComparePlan {
   const seeds = parseSeeds(a.seeds as string);
-  const evalSpec = evalSpecFromArgs(a);
+  const evalSpec = { ...evalSpecFromArgs(a), knn: true };
   const base = trainConfigFromArgs({ ...a, method: COMPARED[0], seed: seeds[0] });
   const logEvery = integerOption(a, 'log-every', 1);
   return { base, seeds, data: a.data as string, eval: evalSpec, out: a.out as string, logEvery, quiet: Boolean(a.json), command };

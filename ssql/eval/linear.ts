@@ -31,7 +31,7 @@ export interface LinearRecipe {
 /** The reference recipe (the 'faithful' protocol's). */
 export const FAITHFUL_RECIPE: Readonly<LinearRecipe> = { epochs: 100, lr: 30, schedule: 'step' };
 /** The 'fast' protocol's, on standardized cached features (tuning: README, "Evaluation"). */
-export const FAST_RECIPE: Readonly<LinearRecipe> = { epochs: 50, lr: 0.1, schedule: 'cosine' };
+export const FAST_RECIPE: Readonly<LinearRecipe> = { epochs: 100, lr: 0.3, schedule: 'cosine' };
 
 export interface LinearOptions {
   /** Default: the protocol's recipe (FAST_RECIPE for `trainLinear`, FAITHFUL_RECIPE for

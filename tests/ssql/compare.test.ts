@@ -45,7 +45,7 @@ const data = writeDataset();
 
 function args(out: string, extra: string[] = []): string[] {
   return ['--data', data, '--model', 'tiny', '--proj-dim', '16', '--pred-hidden', '8', '--batch', '16', '--subset', '32', '--epochs', '1',
-    '--settings', 'fp,4w4a', '--linear-epochs', '3', '--eval-train', '0', '--knn', '--log-every', '1', '--json', '--out', out, ...extra];
+    '--settings', 'fp,4w4a', '--linear-epochs', '3', '--eval-train', '0', '--log-every', '1', '--json', '--out', out, ...extra];
 }
 
 function plan(out: string, extra: string[] = []): ComparePlan {
