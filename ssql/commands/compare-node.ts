@@ -12,8 +12,8 @@
 // and running the same command again skips what is done: a finished pretraining is loaded, an
 // unfinished one resumed, an evaluated setting kept (when the evaluation options match; else
 // evaluated anew). More seeds can be added to a finished run. The report is rewritten after
-// every seed.
-//
+// every seed; a stop by SIGINT or SIGTERM during pretraining exits 128 + the signal, as
+// pretrain does.
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Engine } from '../../engine/index.ts';
@@ -243,9 +243,9 @@ async function pretrained(plan: ComparePlan, method: string, seed: number, train
 export async function compare(plan: ComparePlan, e: Engine): Promise<CompareReport> {
   const t0 = performance.now();
   const say = sayer(plan.quiet);
-  checkBudget(plan);
   const fullTrain = loadDataset(plan.data, 'train');
   const data = loadEvalData(plan.data, plan.eval, fullTrain);
+  checkBudget(plan);
   const runs: SeedRun[] = [];
   let report: CompareReport | null = null;
   for (const seed of plan.seeds) {
