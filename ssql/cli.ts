@@ -16,41 +16,11 @@ import { IMPORT_COMMAND } from './commands/import-node.ts';
 import { EXPORT_COMMAND } from './commands/export-node.ts';
 import { FINETUNE_COMMAND } from './commands/finetune-node.ts';
 import { CheckpointFormatError } from './format-error.ts';
-import { DEFAULT_SETTINGS, evaluate, parseSettings } from './eval/index.ts';
-import type { EvalProtocol, EvalResult } from './eval/index.ts';
-import type { ResNet } from './models/resnet.ts';
 import { METHOD_NAMES } from './methods/registry.ts';
-import { reportMarkdown, reportSvg } from './report.ts';
-import type { CompareReport } from './report.ts';
-import type { LabeledImages } from './data/cifar.ts';
-import { TRAIN_OPTIONS, trainConfigFromArgs } from './commands/train-options.ts';
-import { canonicalDataSpec, pretrain, pretrainCommand } from './commands/pretrain-node.ts';
-
-const EVAL_OPTIONS: Record<string, OptionSpec> = {
-  settings: { type: 'string', default: DEFAULT_SETTINGS.join(','), help: 'bit settings, comma-separated (fp, 8w8a, 4w4a, 2w4a, ...)' },
-  protocol: { type: 'string', default: 'fast', choices: ['fast', 'faithful'], help: 'fast: cached un-augmented features; faithful: the reference recipe (augmented inputs every epoch)' },
-  'linear-epochs': { type: 'number', default: 100, help: 'linear classifier epochs (lr x0.1 at 60% and 80%)' },
-  'linear-lr': { type: 'number', default: 30, help: 'linear classifier learning rate' },
-  knn: { type: 'boolean', help: 'also report kNN top-1 (k=200, cosine)' },
-  'eval-train': { type: 'number', default: 0, help: 'training images for the classifier (0: all)' },
-  'eval-test': { type: 'number', default: 0, help: 'test images (0: all)' },
-};
-
-/** Validate --settings before any work starts. */
-function checkSettings(text: string): void {
-  try {
-    parseSettings(text);
-  } catch (e) {
-    throw new UsageError(`--settings: ${(e as Error).message}`);
-  }
-}
-
-/** The first `n` images of a set (all when n is 0). */
-function head(set: LabeledImages, n: number): LabeledImages {
-  if (!n || n >= set.count) return set;
-  const per = set.channels * set.height * set.width;
-  return { ...set, images: set.images.subarray(0, n * per), labels: set.labels.subarray(0, n), count: n };
-}
+import { TRAIN_OPTIONS } from './commands/train-options.ts';
+import { canonicalDataSpec, pretrainCommand } from './commands/pretrain-node.ts';
+import { runCompare } from './commands/compare-node.ts';
+import { EVAL_OPTIONS, evalSpecFromArgs, evaluateEncoder, loadEvalData } from './commands/evaluate-node.ts';
 
 /** A checkpoint to evaluate (ssql-webgpu safetensors, or a PyTorch file imported in memory):
  * read, checked for non-finite values and against the evaluation data's image shape, all before
@@ -77,22 +47,6 @@ export function openEvalCheckpoint(file: string, dataSpec: string, quiet = false
   return { ...ck, config };
 }
 
-async function evaluateEncoder(encoder: ResNet, dataSpec: string, a: ParsedArgs, seed: number, label: string, quiet: boolean): Promise<EvalResult> {
-  const train = head(loadDataset(dataSpec, 'train'), a['eval-train'] as number);
-  const test = head(loadDataset(dataSpec, 'test'), a['eval-test'] as number);
-  const settings = parseSettings(a.settings as string).map((s) => s.name);
-  return evaluate(encoder, train, test, {
-    settings, protocol: a.protocol as EvalProtocol, epochs: a['linear-epochs'] as number, lr: a['linear-lr'] as number,
-    knn: Boolean(a.knn), seed,
-    onProgress: (p) => {
-      if (quiet) return;
-      const clear = process.stderr.isTTY ? '\r\x1b[K' : '';
-      if (p.stage === 'done') process.stderr.write(`${clear}${label} ${p.setting}: linear top-1 ${p.top1?.toFixed(2)}%${p.knn !== undefined ? `, kNN ${p.knn.toFixed(2)}%` : ''}\n`);
-      else if (process.stderr.isTTY) process.stderr.write(`\r${label} ${p.setting} (${p.index + 1}/${p.total}): ${p.stage}${p.epoch !== undefined ? ` epoch ${p.epoch}/${p.epochs}` : ''}\x1b[K`);
-    },
-  });
-}
-
 const COMMANDS: Record<string, { summary: string; run: (argv: string[]) => Promise<number> }> = {
   eval: {
     summary: 'PTQ linear evaluation of a pretrained checkpoint at several bit settings',
@@ -108,12 +62,12 @@ const COMMANDS: Record<string, { summary: string; run: (argv: string[]) => Promi
         return 0;
       }
       if (!a.checkpoint) throw new UsageError('--checkpoint PATH is required');
-      checkSettings(a.settings as string);
+      const evalSpec = evalSpecFromArgs(a);
       const seed = integerOption(a, 'seed', 0, 0xffffffff);
       const ckpt = openEvalCheckpoint(a.checkpoint as string, a.data as string);
       await withDevice(async () => {
         const encoder = loadBackbone(ckpt);
-        const r = await evaluateEncoder(encoder, a.data as string, a, seed, 'eval', Boolean(a.json));
+        const r = await evaluateEncoder(encoder, loadEvalData(a.data as string, evalSpec), evalSpec, seed, 'eval', { quiet: Boolean(a.json) });
         if (a.json) process.stdout.write(JSON.stringify(r) + '\n');
         else for (const [s, v] of Object.entries(r.results)) process.stdout.write(`${s.padEnd(5)} ${v.toFixed(2)}%${r.knn ? `  kNN ${r.knn[s].toFixed(2)}%` : ''}\n`);
       });
@@ -121,24 +75,8 @@ const COMMANDS: Record<string, { summary: string; run: (argv: string[]) => Promi
     },
   },
   compare: {
-    summary: 'pretrain SimSiam and SSQL with the same budget and seed, evaluate both, write a report',
-    run: async (argv) => {
-      const spec: Record<string, OptionSpec> = { ...TRAIN_OPTIONS, ...EVAL_OPTIONS, out: { type: 'string', default: 'runs/compare', help: 'output directory (report.md, accuracy.svg, report.json, checkpoints)' } };
-      delete spec.method;
-      delete spec.resume;
-      delete spec['max-steps'];
-      const a = parseArgs(argv, spec);
-      if (a.help) {
-        process.stdout.write(formatHelp('usage: ssql compare [options]', COMMANDS.compare.summary, spec));
-        return 0;
-      }
-      checkSettings(a.settings as string);
-      await withDevice(async (e) => {
-        const report = await compare(a, `ssql compare ${argv.join(' ')}`.trim(), e);
-        if (a.json) process.stdout.write(JSON.stringify(report) + '\n');
-      });
-      return 0;
-    },
+    summary: 'pretrain SimSiam and SSQL per seed with the same budget, evaluate both and the untrained backbone, write a report (resumable)',
+    run: (argv) => runCompare(argv, COMMANDS.compare.summary),
   },
   pretrain: {
     summary: `pretrain a backbone (${METHOD_NAMES.join(', ')}) and write a checkpoint`,
@@ -167,43 +105,6 @@ const COMMANDS: Record<string, { summary: string; run: (argv: string[]) => Promi
   },
 };
 
-/** Pretrain SimSiam then SSQL with the same budget and seed, evaluate both the same way, and
- * write OUT/report.md, OUT/accuracy.svg and OUT/report.json. */
-export async function compare(a: ParsedArgs, command: string, e: Engine): Promise<CompareReport> {
-  const t0 = performance.now();
-  const out = a.out as string;
-  mkdirSync(out, { recursive: true });
-  const base = trainConfigFromArgs({ ...a, method: 'ssql' });
-  const results: Record<string, Record<string, number>> = {};
-  const knn: Record<string, Record<string, number>> = {};
-  const pretrainStats: NonNullable<CompareReport['pretrain']> = {};
-  for (const method of ['simsiam', 'ssql'] as const) {
-    const config = { ...base, method };
-    const quiet = Boolean(a.json);
-    if (!quiet) process.stderr.write(`== ${method}: pretraining ==\n`);
-    const { trainer, summary } = await pretrain(config, a.data as string, join(out, method), { logEvery: a['log-every'] as number, quiet, resume: 'if-present' });
-    if (summary.interrupted) throw new Error('interrupted; checkpoints are in ' + out);
-    pretrainStats[method] = { images_per_s: summary.images_per_s, wall_s: summary.wall_s, final_loss: summary.final_loss };
-    if (!quiet) process.stderr.write(`== ${method}: evaluation ==\n`);
-    const r = await evaluateEncoder(trainer.net.encoder, a.data as string, a, config.seed, method, quiet);
-    results[method] = r.results;
-    if (r.knn) knn[method] = r.knn;
-    trainer.dispose();
-  }
-  // The shared budget and evaluation settings (the method differs per column).
-  const evalConfig: Record<string, unknown> = { ...base, data: a.data, settings: a.settings, protocol: a.protocol, linear_epochs: a['linear-epochs'], linear_lr: a['linear-lr'], eval_train: a['eval-train'], eval_test: a['eval-test'] };
-  delete evalConfig.method;
-  const report: CompareReport = {
-    config: evalConfig, adapter: e.adapter.description || e.adapter.vendor, wall_s: (performance.now() - t0) / 1000,
-    results, ...(a.knn ? { knn } : {}), pretrain: pretrainStats,
-  };
-  writeFileAtomic(join(out, 'report.json'), JSON.stringify(report, null, 2) + '\n');
-  const md = reportMarkdown(report, command);
-  writeFileAtomic(join(out, 'report.md'), md);
-  writeFileAtomic(join(out, 'accuracy.svg'), reportSvg(report));
-  if (!a.json) process.stdout.write(`\n${md}\nwrote ${join(out, 'report.md')}, accuracy.svg, report.json\n`);
-  return report;
-}
 
 export function registerCommand(name: string, summary: string, run: (argv: string[]) => Promise<number>): void {
   COMMANDS[name] = { summary, run };

@@ -10,6 +10,7 @@ import { methodByName } from './methods/registry.ts';
 import type { MethodName } from './methods/registry.ts';
 import { RESNET18, RESNET34, RESNET50, SMALL_RESNET, TINY_RESNET } from './models/resnet.ts';
 import type { ResNetConfig } from './models/resnet.ts';
+import type { WeightGrad } from './models/quant.ts';
 import type { SafeTensor } from './checkpoint/safetensors.ts';
 import { CHECKPOINT_FORMAT, readConfig, readDatasetShape, readPosition, readRngStates, resumeDifferences, shapeText } from './checkpoint/state.ts';
 import type { DatasetShape } from './checkpoint/state.ts';
@@ -38,6 +39,8 @@ export interface TrainConfig extends MethodSettings {
   subset: number;
   /** Output size of the random resized crop (0: the source size). Smaller crops train faster. */
   cropSize?: number;
+  /** Backward of the weight quantizers (docs/method.md#weight-scale-gradient). */
+  weightGrad: WeightGrad;
   /** The dataset (the CLI's `--data`, directories made absolute); checked on resume. */
   data?: string;
 }
@@ -45,6 +48,7 @@ export interface TrainConfig extends MethodSettings {
 export const DEFAULT_CONFIG: TrainConfig = {
   method: 'ssql', model: 'small', projDim: 512, predHidden: 128, batchSize: 256, epochs: 1,
   lr: 0.05, momentum: 0.9, weightDecay: 5e-4, seed: 0, wbits: [2, 8], abits: [4, 8], subset: 0,
+  weightGrad: 'reference',
 };
 
 export function backboneConfig(model: ModelName, inChannels: number): ResNetConfig {
@@ -147,6 +151,7 @@ export class Trainer {
     const netConfig = { backbone: backboneConfig(c.model, data.channels), projDim: c.projDim, predHidden: c.predHidden };
     this.bound = this.method.create(netConfig, seeds.next, c);
     this.net = this.bound.net;
+    this.net.ctx.weightGrad = c.weightGrad;
     this.opt = new SGD(this.bound.trainable, { lr: c.lr, momentum: c.momentum, weightDecay: c.weightDecay });
     const { mean, std } = normalization(data.channels);
     this.aug = new Augmenter({ channels: data.channels as 1 | 3, height: data.height, width: data.width, outSize: c.cropSize || data.height, mean, std, seed: seeds.int(0, 2 ** 31) });
@@ -254,7 +259,7 @@ export class Trainer {
     scope(() => {
       for (const [name, p] of this.net.namedParameters()) {
         const m = tensors[`optimizer.${name}.momentum_buffer`];
-        if (m) this.opt.setMomentumBuffer(p, fromSafe(m, `optimizer.${name}.momentum_buffer`));
+        if (m && this.bound.trainable.includes(p)) this.opt.setMomentumBuffer(p, fromSafe(m, `optimizer.${name}.momentum_buffer`));
       }
     });
     this.epoch = position.epoch;
@@ -265,6 +270,12 @@ export class Trainer {
     this.orderRng.setState(rng.order);
     this.epochOrderState = rng.order;
     this.order = this.drawOrder();
+    if (saved.weightGrad === undefined) {
+      // Written before the option existed, so trained with plain STE: the run keeps it (a note
+      // from resumeDifferences says so) and its next checkpoint records it.
+      this.config.weightGrad = 'ste';
+      this.net.ctx.weightGrad = 'ste';
+    }
   }
 
   dispose(): void {

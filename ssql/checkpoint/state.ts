@@ -141,6 +141,12 @@ export function resumeDifferences(saved: TrainConfig, now: TrainConfig): { refus
       refusals.push(`${flag}: the checkpoint was made with ${flag} ${show(key, saved[key])}, this run has ${show(key, now[key])} (${key})`);
     }
   }
+  // Checkpoints from before --weight-grad existed were trained with plain STE and keep it.
+  if (saved.weightGrad === undefined) {
+    notes.push('--weight-grad ste: the checkpoint predates the option, so it was trained with plain STE, and the resumed run keeps that (the projector\'s last bias is frozen from here on)');
+  } else if (saved.weightGrad !== now.weightGrad) {
+    refusals.push(`--weight-grad: the checkpoint was made with --weight-grad ${saved.weightGrad}, this run has ${now.weightGrad} (weightGrad)`);
+  }
   for (const [key, flag] of CHANGEABLE_ON_RESUME) {
     if (saved[key] === undefined || normalized(key, saved[key]) === normalized(key, now[key])) continue;
     if (key === 'epochs' && now.epochs < saved.epochs) {

@@ -6,6 +6,8 @@ import type { OptionSpec, ParsedArgs } from '../cli-args.ts';
 import { DEFAULT_CONFIG } from '../train.ts';
 import type { TrainConfig } from '../train.ts';
 import { METHODS, METHOD_NAMES } from '../methods/registry.ts';
+import { WEIGHT_GRADS } from '../models/quant.ts';
+import type { WeightGrad } from '../models/quant.ts';
 import type { PretrainOptions } from './pretrain-node.ts';
 
 /** Weight bit-widths below 2 leave the symmetric grid one level; activations may go to 1 bit. */
@@ -31,6 +33,10 @@ export const TRAIN_OPTIONS: Record<string, OptionSpec> = {
   crop: { type: 'number', default: 0, help: 'random-resized-crop output size (0: the image size; smaller trains faster)' },
   wbits: { type: 'string', default: DEFAULT_CONFIG.wbits.join('-'), help: `SSQL weight bit range within ${WBITS_RANGE.join('-')}, e.g. 2-8` },
   abits: { type: 'string', default: DEFAULT_CONFIG.abits.join('-'), help: `SSQL activation bit range within ${ABITS_RANGE.join('-')}, e.g. 4-8` },
+  'weight-grad': {
+    type: 'string', default: DEFAULT_CONFIG.weightGrad, choices: WEIGHT_GRADS, help: 'backward of the weight quantizers (SSQL methods)',
+    choiceHelp: { reference: 'the reference code\'s: straight-through plus the gradient through the weight scale', ste: 'plain straight-through, the scale a constant' },
+  },
   subset: { type: 'number', default: 0, help: 'train on the first N images only (0: all)' },
   seed: { type: 'number', default: 0, help: `random seed, 0..${MAX_SEED} (weights, augmentation, data order, bits)` },
   out: { type: 'string', default: 'runs/pretrain', help: 'output directory (checkpoint.safetensors, train.jsonl)' },
@@ -58,6 +64,7 @@ export function trainConfigFromArgs(a: ParsedArgs): TrainConfig {
     weightDecay: realOption(a, 'weight-decay', { atLeast: 0 }), seed: integerOption(a, 'seed', 0, MAX_SEED),
     wbits: bitRangeOption(a, 'wbits', ...WBITS_RANGE), abits: bitRangeOption(a, 'abits', ...ABITS_RANGE),
     subset: integerOption(a, 'subset', 0), cropSize: integerOption(a, 'crop', 0),
+    weightGrad: a['weight-grad'] as WeightGrad,
   };
 }
 

@@ -10,20 +10,25 @@
 //               momentum 0.9, no weight decay, lr 30, 100 epochs, x0.1 at 60% and 80% of the
 //               epochs (60 and 80). Raw features, as the reference.
 //   'fast'      features of the train and test sets computed once without augmentation and
-//               cached on the CPU ([N, D] Float32Array), then the same classifier recipe on
-//               them. One deviation, for stability: the features are standardized per
-//               dimension with the train set's mean and std (the test set with the same
-//               constants). Without augmentation noise, lr 30 on raw features is at the mercy
-//               of each backbone's feature scale (which differs between SimSiam and SSQL and
-//               between bit-widths); standardizing is an affine map, so a linear classifier
-//               can represent exactly the same decision functions.
+//               cached on the CPU ([N, D] Float32Array), standardized per dimension with the
+//               train set's mean and std (the test set with the same constants), then a
+//               classifier with FAST_RECIPE (./linear.ts). Without augmentation noise, a
+//               learning rate on raw features is at the mercy of each backbone's feature scale
+//               (which differs between SimSiam and SSQL and between bit-widths); standardizing
+//               is an affine map, so a linear classifier can represent exactly the same
+//               decision functions, and one recipe fits every backbone.
+//
+// Every setting is evaluated independently of the others (its own augmenter from `seed`: the
+// same calibration batch, augmented the same way, for every setting), so evaluating settings
+// one call at a time (compare's resume) gives the same numbers as all in one call.
 import type { ResNet } from '../models/resnet.ts';
 import { computeFeatures, withSetting } from './features.ts';
 import type { QuantizeOptions } from './features.ts';
 import { checkSet, makeAugmenter, numClasses } from './images.ts';
 import type { ImageSet } from './images.ts';
 import { knnTop1 } from './knn.ts';
-import { checkLinearOptions, trainLinear, trainLinearFaithful } from './linear.ts';
+import { FAITHFUL_RECIPE, FAST_RECIPE, checkLinearOptions, trainLinear, trainLinearFaithful } from './linear.ts';
+import type { LinearSchedule } from './linear.ts';
 import { DEFAULT_SETTINGS, parseSettings } from './settings.ts';
 
 export type EvalProtocol = 'fast' | 'faithful';
@@ -47,9 +52,11 @@ export interface EvalOptions {
   settings?: readonly string[];
   /** Default 'fast'. */
   protocol?: EvalProtocol;
-  /** Linear classifier epochs (default 100) and initial lr (default 30). */
+  /** Linear classifier epochs, initial lr and schedule (default: the protocol's recipe,
+   * FAST_RECIPE or FAITHFUL_RECIPE). */
   epochs?: number;
   lr?: number;
+  schedule?: LinearSchedule;
   /** Linear classifier batch size (default 256). */
   batchSize?: number;
   /** Also report kNN top-1 (default false). */
@@ -82,15 +89,15 @@ export async function evaluate(encoder: ResNet, train: ImageSet, test: ImageSet,
   if (protocol !== 'fast' && protocol !== 'faithful') throw new RangeError(`evaluation protocol must be 'fast' or 'faithful', got '${String(protocol)}'`);
   const settings = parseSettings(opts.settings ?? DEFAULT_SETTINGS);
   const seed = opts.seed ?? 0;
-  const lin = { epochs: opts.epochs, lr: opts.lr, batchSize: opts.batchSize, seed };
-  checkLinearOptions(lin);
+  const recipe = protocol === 'fast' ? FAST_RECIPE : FAITHFUL_RECIPE;
+  const lin = checkLinearOptions({ epochs: opts.epochs, lr: opts.lr, schedule: opts.schedule, batchSize: opts.batchSize, seed }, recipe);
   const classes = numClasses(train.labels.subarray(0, train.count), test.labels.subarray(0, test.count));
   const results: Record<string, number> = {};
   const knn: Record<string, number> | undefined = opts.knn ? {} : undefined;
-  const aug = makeAugmenter(train, seed);
-  const featOpts = { batchSize: opts.featureBatch, augmenter: aug };
-  const quant: QuantizeOptions = { calibration: train, calibBatch: opts.calibBatch, seed, augmenter: aug };
   for (const [index, s] of settings.entries()) {
+    const aug = makeAugmenter(train, seed);
+    const featOpts = { batchSize: opts.featureBatch, augmenter: aug };
+    const quant: QuantizeOptions = { calibration: train, calibBatch: opts.calibBatch, seed, augmenter: aug };
     const progress = (p: Omit<EvalProgress, 'setting' | 'index' | 'total'>) => opts.onProgress?.({ setting: s.name, index, total: settings.length, ...p });
     const onEpoch = (epoch: number, epochs: number) => progress({ stage: 'linear', epoch, epochs });
     await withSetting(encoder, s, quant, async () => {

@@ -7,8 +7,10 @@ export type { BitSetting } from './settings.ts';
 export type { ImageSet } from './images.ts';
 export { computeFeatures, extractFeatures, withSetting } from './features.ts';
 export type { FeatureOptions, Features, QuantizeOptions } from './features.ts';
-export { featureStats, linearMilestones, trainLinear, trainLinearFaithful } from './linear.ts';
-export type { LinearOptions } from './linear.ts';
+export {
+  FAITHFUL_RECIPE, FAST_RECIPE, classifierAccuracy, featureStats, fitLinear, linearLR, linearMilestones, logitsOf, trainLinear, trainLinearFaithful,
+} from './linear.ts';
+export type { LinearClassifier, LinearOptions, LinearRecipe, LinearSchedule } from './linear.ts';
 export { knnTop1 } from './knn.ts';
 export type { KnnOptions } from './knn.ts';
 export { evaluate } from './evaluate.ts';

@@ -60,7 +60,8 @@ interface MethodInfo<Name extends string> {
 interface NetworkSpec<N extends PretrainNet> {
   /** `settings`: the method's settings with its defaults filled in. */
   createNet(config: SimSiamConfig, random: Random, settings: MethodSettings): N;
-  /** What SGD trains (default: every parameter of the network). */
+  /** What SGD trains (default: every parameter of the network). Parameters the model froze
+   * (requiresGrad false, e.g. the projector's last bias) are left out either way. */
   trainableParameters?(net: N): Tensor[];
   /** Called after each optimizer step (e.g. BYOL's EMA target update). */
   afterStep?(net: N, settings: MethodSettings): void;
@@ -113,7 +114,7 @@ export function defineMethod<Name extends string, N extends PretrainNet>(spec: M
       const net = spec.createNet(config, random, withDefaults(spec.settings ?? {}, settings));
       return {
         net,
-        trainable: spec.trainableParameters ? spec.trainableParameters(net) : net.parameters(),
+        trainable: (spec.trainableParameters ? spec.trainableParameters(net) : net.parameters()).filter((p) => p.requiresGrad),
         losses(x1, x2, bits) {
           if (!spec.quantized) return spec.losses(net, x1, x2);
           if (!bits) throw new Error(`method '${spec.name}' is quantized: its step needs a bit pair`);

@@ -20,10 +20,17 @@ export type ActRole = 'a' | 'a8';
  * roles (0 = leave that kind unquantized). */
 export type QuantSetting = { mode: 'off' | 'calibrate' } | { mode: 'quantize'; wbit: number; abit: number };
 
+/** The weight quantizers' backward (docs/method.md#weight-scale-gradient): 'reference' adds the
+ * gradient through the per-channel weight scale that the reference code's autograd gives;
+ * 'ste' treats the scale as a constant (plain straight-through). */
+export type WeightGrad = 'reference' | 'ste';
+
+export const WEIGHT_GRADS: readonly WeightGrad[] = ['reference', 'ste'];
+
 export class QuantContext {
   private current: { mode: QuantMode; wbit: number; abit: number } = { mode: 'off', wbit: 0, abit: 0 };
-  /** Reproduce the reference code's gradient through the weight scale (see engine/ops/quant.ts). */
-  scaleGrad = false;
+  /** The weight quantizers' backward; the reference code's by default. */
+  weightGrad: WeightGrad = 'reference';
   /** Bumped by `newStep()`; quantized weights are cached per generation. */
   generation = 0;
   private readonly actQuantizers: ActQuant[] = [];
@@ -142,7 +149,7 @@ export class ActQuant extends Module {
  * ranges come from the weight itself, or, once frozen, stay what they were when frozen (the
  * reference's fine-tuning computes the weight scale once, at calibration). */
 export class WeightQuantizer {
-  private cached: { generation: number; bits: number; weight: Tensor } | null = null;
+  private cached: { generation: number; bits: number; grad: WeightGrad; weight: Tensor } | null = null;
   private frozen: AbsMaxObserver | null = null;
 
   constructor(readonly ctx: QuantContext, readonly role: WeightRole) {
@@ -180,9 +187,10 @@ export class WeightQuantizer {
     const bits = this.ctx.weightBits(this.role);
     if (this.ctx.mode !== 'quantize' || bits === 0) return weight;
     const c = this.cached;
-    if (c && c.generation === this.ctx.generation && c.bits === bits && !c.weight.disposed) return c.weight;
-    const q = fakeQuantWeight(weight, bits, { scaleGrad: this.ctx.scaleGrad, range: this.frozen?.range });
-    this.cached = { generation: this.ctx.generation, bits, weight: q };
+    const grad = this.ctx.weightGrad;
+    if (c && c.generation === this.ctx.generation && c.bits === bits && c.grad === grad && !c.weight.disposed) return c.weight;
+    const q = fakeQuantWeight(weight, bits, { scaleGrad: grad === 'reference', range: this.frozen?.range });
+    this.cached = { generation: this.ctx.generation, bits, grad, weight: q };
     return q;
   }
 }

@@ -161,12 +161,19 @@ export interface SimSiamConfig {
   predHidden: number;
 }
 
-/** Projector (docs/method.md#architectures): Linear BN ReLU Linear BN ReLU Linear BN(affine=False), linears 8-bit. */
+/** Projector (docs/method.md#architectures): Linear BN ReLU Linear BN ReLU Linear BN(affine=False),
+ * linears 8-bit. The last linear's bias is frozen (requiresGrad false: no gradient, no update,
+ * no weight decay), as official SimSiam does (docs/method.md#frozen-projector-bias). */
 export function projector(ctx: QuantContext, inDim: number, dim: number, random: Random): Sequential {
+  // Built in order: the layers draw their initialization from `random` one after the other.
+  const first = new QLinear(ctx, 'w8', inDim, dim, { bias: false, random });
+  const second = new QLinear(ctx, 'w8', dim, dim, { bias: false, random });
+  const last = new QLinear(ctx, 'w8', dim, dim, { random });
+  last.bias!.requiresGrad = false;
   return new Sequential(
-    new QLinear(ctx, 'w8', inDim, dim, { bias: false, random }), new BatchNorm1d(dim), new ReLU(),
-    new QLinear(ctx, 'w8', dim, dim, { bias: false, random }), new BatchNorm1d(dim), new ReLU(),
-    new QLinear(ctx, 'w8', dim, dim, { random }), new BatchNorm1d(dim, { affine: false }),
+    first, new BatchNorm1d(dim), new ReLU(),
+    second, new BatchNorm1d(dim), new ReLU(),
+    last, new BatchNorm1d(dim, { affine: false }),
   );
 }
 

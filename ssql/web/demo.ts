@@ -25,6 +25,7 @@ import { METHODS, methodByName } from '../methods/registry.ts';
 import { DataFormatError, parseIdx } from '../data/idx.ts';
 import type { LabeledImages } from '../data/cifar.ts';
 import { decodeSafetensors, encodeSafetensors } from '../checkpoint/safetensors.ts';
+import { readConfig, resumeDifferences } from '../checkpoint/state.ts';
 
 // ---- error capture (the autotest reports these) ----------------------------------------------
 
@@ -53,6 +54,7 @@ const ui = {
   idxImages: el<HTMLInputElement>('idx-images'),
   idxLabels: el<HTMLInputElement>('idx-labels'),
   method: el<HTMLSelectElement>('method'),
+  weightGrad: el<HTMLSelectElement>('weight-grad'),
   model: el<HTMLSelectElement>('model'),
   subset: el<HTMLInputElement>('subset'),
   batch: el<HTMLInputElement>('batch'),
@@ -292,6 +294,7 @@ function configFromUi(): TrainConfig {
     cropSize: crop,
     epochs: positiveInt(ui.epochs, 'epochs'),
     lr: Number(ui.lr.value) || DEFAULT_CONFIG.lr,
+    weightGrad: ui.weightGrad.value === 'ste' ? 'ste' : 'reference',
   };
 }
 function configToUi(c: TrainConfig): void {
@@ -302,6 +305,7 @@ function configToUi(c: TrainConfig): void {
   ui.crop.value = String(c.cropSize ?? 0);
   ui.epochs.value = String(c.epochs);
   ui.lr.value = String(c.lr);
+  ui.weightGrad.value = c.weightGrad;
 }
 
 function showPosition(t: Trainer): void {
@@ -533,8 +537,9 @@ async function onDownload(): Promise<void> {
 
 /** Replaces the trainer by one restored from checkpoint bytes (its config from the metadata);
  * training stays paused. The loss curve is kept up to the checkpoint's step when the checkpoint
- * continues the run shown (same method and model), else cleared. */
-async function restoreCheckpoint(bytes: Uint8Array, name: string): Promise<Trainer> {
+ * continues the run shown (same method and model), else cleared. Returns the trainer and the
+ * restore's notices (e.g. an old checkpoint keeping plain STE). */
+async function restoreCheckpoint(bytes: Uint8Array, name: string): Promise<{ t: Trainer; notices: string[] }> {
   const { tensors, metadata } = decodeSafetensors(bytes, name);
   if (!metadata.config) throw new Error(`${name}: no training config in its metadata (not an ssql-webgpu checkpoint?)`);
   const config = { ...DEFAULT_CONFIG, ...(JSON.parse(metadata.config) as Partial<TrainConfig>) };
@@ -545,7 +550,9 @@ async function restoreCheckpoint(bytes: Uint8Array, name: string): Promise<Train
   trainer?.dispose();
   trainer = null;
   const t = new Trainer(config, data.train);
-  t.restore(tensors, metadata);
+  const { notes } = resumeDifferences(readConfig(metadata, name), t.config);
+  t.restore(tensors, metadata, name);
+  configToUi(t.config);
   trainer = t;
   const shown = t.globalStep - lossStepOffset;
   if (previous && previous.method === config.method && previous.model === config.model && shown >= 0 && shown <= losses.length) {
@@ -555,7 +562,7 @@ async function restoreCheckpoint(bytes: Uint8Array, name: string): Promise<Train
   } else {
     resetRun(t);
   }
-  return t;
+  return { t, notices: notes };
 }
 
 async function onUpload(): Promise<void> {
@@ -564,9 +571,9 @@ async function onUpload(): Promise<void> {
   await haltLoop('paused');
   setState('busy');
   try {
-    const t = await restoreCheckpoint(new Uint8Array(await file.arrayBuffer()), file.name);
+    const { t, notices } = await restoreCheckpoint(new Uint8Array(await file.arrayBuffer()), file.name);
     setState('paused');
-    setStatus(`restored ${file.name}: ${t.config.method} ${t.config.model} at step ${t.globalStep}; Resume continues training`);
+    setStatus(`restored ${file.name}: ${t.config.method} ${t.config.model} at step ${t.globalStep}; Resume continues training${notices.map((n) => `. Note: ${n}`).join('')}`);
   } catch (err) {
     setState(trainer ? 'paused' : 'idle');
     fail('cannot restore the checkpoint', err);
@@ -627,7 +634,7 @@ async function autotest(params: URLSearchParams): Promise<void> {
     if (params.get('checkpoint') === '1' && trainer) {
       // The download and upload paths without the file dialogs: safetensors bytes out and back in.
       const bytes = await checkpointBytes(trainer);
-      const t = await restoreCheckpoint(bytes, 'autotest.safetensors');
+      const { t } = await restoreCheckpoint(bytes, 'autotest.safetensors');
       setState('paused');
       setStatus(`autotest: ${t.globalStep} steps, checkpoint of ${(bytes.byteLength / 1024).toFixed(0)} KiB restored`);
       report.checkpoint = { bytes: bytes.byteLength, restoredStep: t.globalStep };

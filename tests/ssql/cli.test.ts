@@ -84,24 +84,24 @@ test('compare end to end on a tiny budget writes a parsable report and a well-fo
   const r = ssql('compare', '--model', 'tiny', '--proj-dim', '32', '--pred-hidden', '8', '--subset', '64', '--batch', '16',
     '--eval-train', '64', '--eval-test', '32', '--settings', 'fp,4w4a,2w2a', '--linear-epochs', '3', '--out', out, '--json');
   assert.is(r.code, 0, r.stderr);
-  const json = JSON.parse(r.stdout.trim().split('\n').pop()!) as { results: Record<string, Record<string, number>>; adapter: string; wall_s: number; config: Record<string, unknown> };
+  const json = JSON.parse(r.stdout.trim().split('\n').pop()!) as { results: Record<string, Record<string, number>>; untrained: Record<string, number>; adapter: string; wall_s: number; config: Record<string, unknown> };
   assert.equal(Object.keys(json.results), ['simsiam', 'ssql']);
   assert.equal(Object.keys(json.results.ssql), ['fp', '4w4a', '2w2a']);
   assert.ok(json.wall_s > 0 && json.adapter.length > 0);
   const fromFile = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8'));
   assert.equal(fromFile.results, json.results);
   const table = parseReportTable(readFileSync(join(out, 'report.md'), 'utf8'));
-  assert.equal(table.methods, ['simsiam', 'ssql']);
+  assert.equal(table.models, ['untrained', 'simsiam', 'ssql']);
   assert.equal(Object.keys(table.rows), ['fp', '4w4a', '2w2a']);
-  for (const [s, [a, b, diff]] of Object.entries(table.rows)) {
-    assert.ok(Math.abs(a - json.results.simsiam[s]) < 0.006 && Math.abs(b - json.results.ssql[s]) < 0.006, `row ${s}`);
-    assert.ok(Math.abs(diff - (b - a)) < 0.011, `difference column of ${s}`);
-    assert.ok(a >= 0 && a <= 100 && b >= 0 && b <= 100);
+  for (const [s, { means: [u, a, b], difference }] of Object.entries(table.rows)) {
+    assert.ok(Math.abs(u - json.untrained[s]) < 0.006 && Math.abs(a - json.results.simsiam[s]) < 0.006 && Math.abs(b - json.results.ssql[s]) < 0.006, `row ${s}`);
+    assert.ok(Math.abs(difference - (b - a)) < 0.011, `difference column of ${s}`);
+    assert.ok([u, a, b].every((v) => v >= 0 && v <= 100));
   }
   const svg = readFileSync(join(out, 'accuracy.svg'), 'utf8');
   assert.match(svg, /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
   assert.ok(svg.trim().endsWith('</svg>'));
-  assert.is((svg.match(/<polyline /g) ?? []).length, 2, 'one line per method');
+  assert.is((svg.match(/<polyline /g) ?? []).length, 3, 'one line per model (the untrained backbone and each method)');
   // Well-formed: every element is closed, in order.
   const stack: string[] = [];
   for (const m of svg.matchAll(/<(\/?)([a-z]+)[^>]*?(\/?)>/g)) {
@@ -109,10 +109,10 @@ test('compare end to end on a tiny budget writes a parsable report and a well-fo
     else if (!m[3]) stack.push(m[2]);
   }
   assert.equal(stack, [], 'unclosed elements');
-  for (const m of ['simsiam', 'ssql']) assert.ok(existsSync(join(out, m, 'checkpoint.safetensors')), `${m} checkpoint`);
+  for (const m of ['simsiam', 'ssql']) assert.ok(existsSync(join(out, 'seed-0', m, 'checkpoint.safetensors')), `${m} checkpoint`);
 
   // eval on one of the checkpoints prints the same results shape.
-  const ev = ssql('eval', '--checkpoint', join(out, 'ssql', 'checkpoint.safetensors'), '--eval-train', '64', '--eval-test', '32', '--settings', 'fp,2w2a', '--linear-epochs', '3', '--json');
+  const ev = ssql('eval', '--checkpoint', join(out, 'seed-0', 'ssql', 'checkpoint.safetensors'), '--eval-train', '64', '--eval-test', '32', '--settings', 'fp,2w2a', '--linear-epochs', '3', '--json');
   assert.is(ev.code, 0, ev.stderr);
   const evj = JSON.parse(ev.stdout.trim().split('\n').pop()!) as { results: Record<string, number> };
   assert.equal(Object.keys(evj.results), ['fp', '2w2a']);

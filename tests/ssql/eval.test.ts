@@ -5,9 +5,10 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Rng, Tensor, keep, mulScalar, noGrad, scope } from '../../engine/index.ts';
 import {
-  DEFAULT_SETTINGS, evaluate, extractFeatures, knnTop1, linearMilestones, parseSetting, parseSettings, trainLinear,
+  DEFAULT_SETTINGS, FAST_RECIPE, classifierAccuracy, evaluate, extractFeatures, fitLinear, knnTop1, linearLR, linearMilestones, logitsOf, parseSetting,
+  parseSettings, trainLinear,
 } from '../../ssql/eval/index.ts';
-import type { Features, ImageSet } from '../../ssql/eval/index.ts';
+import type { Features, ImageSet, LinearClassifier } from '../../ssql/eval/index.ts';
 import { QuantContext } from '../../ssql/models/quant.ts';
 import { ResNet } from '../../ssql/models/resnet.ts';
 import { noLeaks, rng } from '../helpers.ts';
@@ -155,11 +156,13 @@ test('calibration: exactly one augmented batch, ranges are its min/max', async (
   enc.ctx.dispose();
 });
 
-test('linear classifier: high accuracy on Gaussian clusters (reference lr 30)', async () => {
+test('linear classifier: separable Gaussian clusters reach 100% with the fast recipe; few epochs at the reference lr 30 too', async () => {
   const train = clusters(400, 16, 5, 1);
   const testSet = clusters(200, 16, 5, 2);
   await noLeaks(async () => {
-    const acc = await trainLinear(train.f, train.labels, testSet.f, testSet.labels, { epochs: 6, seed: 1 });
+    const fast = await trainLinear(train.f, train.labels, testSet.f, testSet.labels, { seed: 1 });
+    assert.is(fast, 100, `fast recipe top-1 ${fast}%`);
+    const acc = await trainLinear(train.f, train.labels, testSet.f, testSet.labels, { epochs: 6, lr: 30, schedule: 'step', seed: 1 });
     assert.ok(acc > 95, `top-1 ${acc}%`);
     const raw = await trainLinear(train.f, train.labels, testSet.f, testSet.labels, { epochs: 6, lr: 0.1, standardize: false });
     assert.ok(raw > 95, `top-1 without standardization ${raw}%`);
@@ -172,6 +175,96 @@ test('linear classifier: high accuracy on Gaussian clusters (reference lr 30)', 
     () => assert.unreachable('epochs 0 accepted'),
     (e: Error) => assert.match(e.message, /epochs must be a positive integer/),
   );
+});
+
+test('linear classifier schedules: step x0.1 at 60% and 80%, cosine from lr to 0', () => {
+  const step = { epochs: 100, lr: 30, schedule: 'step' as const };
+  const want = [30, 30, 3, 3, 0.3, 0.3];
+  [0, 59, 60, 79, 80, 99].forEach((e, i) => assert.ok(Math.abs(linearLR(step, e) - want[i]) < 1e-12, `epoch ${e}: ${linearLR(step, e)}`));
+  const cos = { epochs: 10, lr: 0.2, schedule: 'cosine' as const };
+  assert.is(linearLR(cos, 0), 0.2);
+  assert.ok(Math.abs(linearLR(cos, 5) - 0.1) < 1e-12);
+  assert.ok(linearLR(cos, 9) > 0 && linearLR(cos, 9) < 0.01);
+});
+
+/**
+ * A multinomial logistic regression whose optimum is known in closed form: each row is one of
+ * `inputs` vectors, and the rows of input j carry labels drawn with class frequencies p_j. The
+ * vectors are a random invertible mix of one-hot vectors (dense, correlated, unequal scales,
+ * as real features are), so a softmax classifier with a bias can still give every input its own
+ * distribution: the minimum mean cross-entropy is the frequency-weighted entropy
+ * sum_j (n_j / N) H(p_j) of the empirical frequencies, reached exactly when the predicted
+ * distribution of input j is its frequencies.
+ */
+function oneHotProblem(count: number, inputs: number, classes: number, labelSeed: number) {
+  const pr = rng(21);
+  // A dominant class per input (well clear of the others), the rest spread.
+  const probs = Array.from({ length: inputs }, (_, j) => {
+    const w = Array.from({ length: classes }, () => 0.2 + pr());
+    w[j % classes] += 2.5;
+    const sum = w.reduce((a, b) => a + b, 0);
+    return w.map((v) => v / sum);
+  });
+  // Column j of the mix is input j's vector: the identity plus dense noise, columns scaled
+  // 0.5-2 (invertible: diagonally dominant before the scaling).
+  const mix = Array.from({ length: inputs }, (_, j) => {
+    const scale = 0.5 + 1.5 * pr();
+    return Array.from({ length: inputs }, (_, d) => scale * ((d === j ? 1 : 0) + (pr() - 0.5) * 0.8 / inputs * 2));
+  });
+  const r = rng(labelSeed);
+  const data = new Float32Array(count * inputs);
+  const labels = new Int32Array(count);
+  const counts = Array.from({ length: inputs }, () => new Array<number>(classes).fill(0));
+  for (let n = 0; n < count; n++) {
+    const j = n % inputs;
+    data.set(mix[j], n * inputs);
+    let u = r();
+    let k = 0;
+    while (k < classes - 1 && u >= probs[j][k]) u -= probs[j][k++];
+    labels[n] = k;
+    counts[j][k]++;
+  }
+  // The empirical frequencies are what the optimum matches.
+  const freq = counts.map((c) => c.map((v) => v / c.reduce((a, b) => a + b, 0)));
+  const optimum = freq.reduce((s, p, j) => s + (counts[j].reduce((a, b) => a + b, 0) / count) * -p.reduce((h, q) => h + (q > 0 ? q * Math.log(q) : 0), 0), 0);
+  return { f: { data, count, dim: inputs } as Features, labels, probs, freq, optimum };
+}
+
+/** Mean cross-entropy of `c` on (f, labels), and how far its predicted distributions of the
+ * first `inputs` rows (one per input) are from `freq`. */
+function fitQuality(c: LinearClassifier, f: Features, labels: Int32Array, freq: number[][]): { loss: number; worst: number } {
+  const z = new Float64Array(c.classes);
+  let loss = 0;
+  let worst = 0;
+  for (let i = 0; i < f.count; i++) {
+    logitsOf(c, f, i, z);
+    const m = Math.max(...z);
+    const lse = m + Math.log(z.reduce((s, v) => s + Math.exp(v - m), 0));
+    loss += lse - z[labels[i]];
+    if (i < freq.length) for (let k = 0; k < c.classes; k++) worst = Math.max(worst, Math.abs(Math.exp(z[k] - lse) - freq[i][k]));
+  }
+  return { loss: loss / f.count, worst };
+}
+
+test('linear classifier converges: the fast recipe reaches the closed-form optimum of a logistic regression', async () => {
+  // 2,560 rows: 10 batches an epoch, a quarter of the steps the default 10,000-image probe takes.
+  const { f, labels, probs, freq, optimum } = oneHotProblem(2560, 8, 4, 1);
+  await noLeaks(async () => {
+    const c = await fitLinear(f, labels, { seed: 3 });
+    const { loss, worst } = fitQuality(c, f, labels, freq);
+    assert.ok(loss - optimum < 1e-3, `mean cross-entropy ${loss.toFixed(5)}, optimum ${optimum.toFixed(5)} (recipe ${JSON.stringify(FAST_RECIPE)})`);
+    assert.ok(worst < 0.01, `predicted class probabilities off the optimum by up to ${worst.toFixed(4)}`);
+    // The measure can see an unconverged fit: one epoch stays well away.
+    const early = fitQuality(await fitLinear(f, labels, { seed: 3, epochs: 1 }), f, labels, freq);
+    assert.ok(early.loss - optimum > 1e-2, `one epoch already within ${(early.loss - optimum).toFixed(5)} of the optimum`);
+    // The same problem through the protocol's path (standardized, an affine map of one-hot
+    // inputs): test accuracy is the Bayes classifier's, each input's most frequent class.
+    const test = oneHotProblem(800, 8, 4, 2);
+    const bayes = (100 * Array.from(test.labels).filter((l, i) => l === probs[i % 8].indexOf(Math.max(...probs[i % 8]))).length) / test.f.count;
+    const acc = await trainLinear(f, labels, test.f, test.labels, { seed: 3 });
+    assert.is(acc, bayes);
+    assert.is(classifierAccuracy(c, test.f, test.labels), bayes);
+  });
 });
 
 /** Brute-force CPU kNN in float64 (the same vote) for comparison. */
@@ -226,7 +319,7 @@ test('evaluate: fast and faithful protocols end to end on a tiny model', async (
   const events: string[] = [];
   await noLeaks(async () => {
     const fast = await evaluate(enc, train, testSet, {
-      settings: ['fp', '4w4a'], protocol: 'fast', epochs: 3, knn: true, seed: 1, calibBatch: 16,
+      settings: ['fp', '4w4a'], protocol: 'fast', epochs: 3, lr: 30, schedule: 'step', knn: true, seed: 1, calibBatch: 16,
       onProgress: (p) => events.push(`${p.setting}:${p.stage}${p.epoch ? p.epoch : ''}`),
     });
     assert.equal(Object.keys(fast.results), ['fp', '4w4a']);
@@ -235,7 +328,7 @@ test('evaluate: fast and faithful protocols end to end on a tiny model', async (
     // The classes are bright quadrants: even a random frozen backbone separates them.
     assert.ok(fast.results.fp >= 75, `fp linear top-1 ${fast.results.fp}%`);
     assert.equal(events.slice(0, 6), ['fp:features', 'fp:linear1', 'fp:linear2', 'fp:linear3', 'fp:knn', 'fp:done']);
-    const again = await evaluate(enc, train, testSet, { settings: ['fp', '4w4a'], epochs: 3, knn: true, seed: 1, calibBatch: 16 });
+    const again = await evaluate(enc, train, testSet, { settings: ['fp', '4w4a'], epochs: 3, lr: 30, schedule: 'step', knn: true, seed: 1, calibBatch: 16 });
     assert.equal(again, fast, 'seeded: the same numbers again');
     const faithful = await evaluate(enc, train, testSet, { settings: ['2w4a'], protocol: 'faithful', epochs: 2, lr: 1, batchSize: 16, seed: 2 });
     assert.equal(Object.keys(faithful.results), ['2w4a']);

@@ -1,24 +1,30 @@
-// Fidelity to the method (docs/method.md): one SSQL step and one SimSiam step on a tiny ResNet
-// with fixed weights, fixed input views and a fixed bit pair match an independent PyTorch
-// implementation (tests/fixtures/make_ssql_fixtures.py writes ssql_fixtures.json): both loss
-// terms, every parameter's gradient, and every BN layer's running statistics and
-// num_batches_tracked after the step (four updates for SSQL: FP x1, FP x2, Q x1, Q x2).
+// Fidelity to the method (docs/method.md): one training step of the Trainer, as `pretrain` runs
+// it, on the tiny ResNet with fixed weights, fixed input views and a fixed bit pair, matches an
+// independent PyTorch implementation (tests/fixtures/make_ssql_fixtures.py writes
+// ssql_fixtures.json): both loss terms, every trained parameter's gradient, every BN layer's
+// running statistics and num_batches_tracked after the step (four updates for SSQL: FP x1, FP
+// x2, Q x1, Q x2), for SSQL with each weight-gradient option and for SimSiam. The SGD update that
+// follows is checked against the fixture's gradients (the update's own arithmetic has a golden
+// test): every trained parameter moves by lr (g + wd p), the projector's frozen last bias not at
+// all. A checkpoint from before the option existed resumes with plain STE, and says so; one made
+// with the other option is refused.
 import { readFileSync } from 'node:fs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Rng, Tensor, scope } from '../../engine/index.ts';
-import { ssqlLosses, simsiamLosses } from '../../ssql/methods/simsiam.ts';
-import type { StepLosses } from '../../ssql/methods/method.ts';
-import { SimSiamNet } from '../../ssql/models/resnet.ts';
+import { Tensor, scope } from '../../engine/index.ts';
+import type { LabeledImages } from '../../ssql/data/cifar.ts';
+import type { WeightGrad } from '../../ssql/models/quant.ts';
 import type { SimSiamConfig } from '../../ssql/models/resnet.ts';
+import { readConfig, resumeDifferences } from '../../ssql/checkpoint/state.ts';
+import { DEFAULT_CONFIG, Trainer, backboneConfig } from '../../ssql/train.ts';
+import type { MethodName, StepReport } from '../../ssql/train.ts';
 import { assertClose, noLeaks } from '../helpers.ts';
 
 interface StepFixture {
   loss: number;
+  /** SSQL's FP term (SimSiam's loss is its only term). */
   fp?: number;
   quant?: number;
-  grads: Record<string, number[]>;
-  grads_scale_grad?: Record<string, number[]>;
   buffers: Record<string, number[]>;
 }
 
@@ -29,61 +35,91 @@ interface Fixture {
   x1: number[];
   x2: number[];
   state: Record<string, number[]>;
-  ssql: StepFixture & { fp: number; quant: number; grads_scale_grad: Record<string, number[]> };
-  simsiam: StepFixture;
+  ssql: StepFixture & { fp: number; quant: number; grads_reference: Record<string, number[]>; grads_ste: Record<string, number[]> };
+  simsiam: StepFixture & { grads: Record<string, number[]> };
 }
 
 const fx = JSON.parse(readFileSync(new URL('../fixtures/ssql_fixtures.json', import.meta.url), 'utf8')) as Fixture;
+const FROZEN = 'encoder.fc.6.bias';
 
 // PyTorch on the CPU and the engine on the GPU both compute in f32 but sum in different
-// orders; 1e-4 relative is the issue's bar. The absolute floor is for entries near zero (e.g.
-// the bias before the projector's last BN, whose gradient is 0 up to rounding, ~1e-9); the
-// gradients here reach ~1.7, and at rtol 1e-4 the worst entry needed an atol of ~1e-6 when
-// this was written, so 1e-5 leaves headroom without hiding a wrong mask or rounding (those
-// move gradients by 1e-2 or more). The fixture script picks a seed whose quantizer inputs all
-// lie at least 2e-6 of the range away from a rounding boundary.
+// orders; 1e-4 relative is the issue's bar. The absolute floor is for entries near zero; the
+// gradients here reach ~2, and at rtol 1e-4 the worst entry needs an atol of ~1e-6, so 1e-5
+// leaves headroom without hiding a wrong mask, rounding or weight-scale term (those move
+// gradients by 1e-3 or more). The fixture script picks a seed whose quantizer inputs all lie at
+// least 2e-6 of the range away from a rounding boundary.
 const TOL = { rtol: 1e-4, atol: 1e-5 };
 
-/** A fresh net holding the fixture's initial state (parameters, running stats, counters). */
-function loadNet(): SimSiamNet {
-  const net = new SimSiamNet(fx.config, new Rng(0).next);
-  const own = net.stateDict();
+/** The fixture's batch size of placeholder images: the fixed views replace the augmentation. */
+function placeholderImages(): LabeledImages {
+  const [n, c, h, w] = fx.input_shape;
+  return { images: new Uint8Array(n * c * h * w), labels: new Int32Array(n), count: n, channels: c, height: h, width: w };
+}
+
+/** A Trainer of the tiny model holding the fixture's state, whose step sees the fixture's views
+ * (its first `views` call of a step returns x1, the second x2) and draws the fixture's bits
+ * (both bit ranges a single value). */
+function fixtureTrainer(method: MethodName, weightGrad: WeightGrad): Trainer {
+  const [n, c] = fx.input_shape;
+  assert.equal(backboneConfig('tiny', c), fx.config.backbone, 'the fixture is the tiny model');
+  const trainer = new Trainer({
+    ...DEFAULT_CONFIG, method, model: 'tiny', projDim: fx.config.projDim, predHidden: fx.config.predHidden, batchSize: n, epochs: 1, weightGrad,
+    wbits: [fx.bits.wbit, fx.bits.wbit], abits: [fx.bits.abit, fx.bits.abit],
+  }, placeholderImages());
+  const own = trainer.net.stateDict();
   assert.equal([...own.keys()].sort(), Object.keys(fx.state).sort(), 'state-dict keys');
   const src = scope(() => new Map([...own].map(([k, t]) => [k, Tensor.fromArray(fx.state[k], t.shape, { dtype: t.dtype })])));
-  net.loadStateDict(src);
+  trainer.net.loadStateDict(src);
   for (const t of src.values()) t.dispose();
-  return net;
+  useFixtureViews(trainer);
+  return trainer;
 }
 
-function disposeNet(net: SimSiamNet): void {
-  for (const t of net.parameters()) {
-    t.grad?.dispose();
-    t.grad = null;
-  }
-  for (const t of net.stateDict().values()) t.dispose();
-  net.ctx.dispose();
+function useFixtureViews(trainer: Trainer): void {
+  let calls = 0;
+  trainer.aug.views = () => Tensor.fromArray(calls++ % 2 === 0 ? fx.x1 : fx.x2, fx.input_shape);
 }
 
-/** Compares everything, then fails once, naming every mismatch. */
-async function compareStep(net: SimSiamNet, got: StepLosses, want: StepFixture, grads: Record<string, number[]>, what: string): Promise<void> {
+/** Runs one step and compares everything with the fixture, then fails once naming every
+ * mismatch. */
+async function checkStep(trainer: Trainer, want: StepFixture, grads: Record<string, number[]>, what: string): Promise<void> {
   const misses: string[] = [];
-  const check = (actual: ArrayLike<number>, expected: ArrayLike<number>, name: string) => {
+  const check = (actual: ArrayLike<number>, expected: ArrayLike<number>, name: string, tol = TOL) => {
     try {
-      assertClose(actual, expected, TOL, `${what} ${name}`);
+      assertClose(actual, expected, tol, `${what} ${name}`);
     } catch (e) {
       misses.push((e as Error).message);
     }
   };
-  check([await got.loss.item()], [want.loss], 'loss');
-  if (want.fp !== undefined) check([await got.fp.item()], [want.fp], 'FP term');
-  if (want.quant !== undefined) check([await got.quant!.item()], [want.quant], 'quantized term');
-  const params = net.namedParameters();
-  assert.equal(params.map(([n]) => n).sort(), Object.keys(grads).sort(), `${what}: parameter names`);
+  const { lr, weightDecay } = trainer.config;
+  const r: StepReport = trainer.step();
+  check([await r.loss.item()], [want.loss], 'loss');
+  check([await r.fp.item()], [want.fp ?? want.loss], 'FP term');
+  if (want.quant !== undefined) check([await r.quant!.item()], [want.quant], 'quantized term');
+  else assert.is(r.quant, null);
+  for (const t of [r.loss, r.fp, r.quant]) t?.dispose();
+
+  const params = trainer.net.namedParameters();
+  assert.equal(params.filter(([, p]) => p.requiresGrad).map(([n]) => n).sort(), Object.keys(grads).sort(), `${what}: trained parameters`);
+  assert.ok(!trainer.opt.params.includes(params.find(([n]) => n === FROZEN)![1]), `${what}: ${FROZEN} is not in the optimizer`);
   for (const [name, p] of params) {
-    if (!p.grad) misses.push(`${what} ${name}: no gradient`);
-    else check(await p.grad.toArray(), grads[name], `grad ${name}`);
+    const before = fx.state[name];
+    const after = await p.toArray();
+    if (name === FROZEN) {
+      assert.is(p.requiresGrad, false, `${FROZEN} is frozen`);
+      assert.is(p.grad, null, `${FROZEN} gets no gradient`);
+      assert.equal(Array.from(after), before.map(Math.fround), `${FROZEN} is neither updated nor decayed`);
+      continue;
+    }
+    if (!p.grad) {
+      misses.push(`${what} ${name}: no gradient`);
+      continue;
+    }
+    check(await p.grad.toArray(), grads[name], `grad ${name}`);
+    // First step, empty momentum: p - lr (g + wd p).
+    check(after, before.map((v, i) => v - lr * (grads[name][i] + weightDecay * v)), `${name} after the update`);
   }
-  const buffers = net.namedBuffers();
+  const buffers = trainer.net.namedBuffers();
   assert.equal(buffers.map(([n]) => n).sort(), Object.keys(want.buffers).sort(), `${what}: buffer names`);
   for (const [name, b] of buffers) {
     const data = await b.toArray();
@@ -94,44 +130,55 @@ async function compareStep(net: SimSiamNet, got: StepLosses, want: StepFixture, 
   if (misses.length) assert.unreachable(`${misses.length} mismatch(es):\n  ${misses.join('\n  ')}`);
 }
 
-function inputs(): [Tensor, Tensor] {
-  return [Tensor.fromArray(fx.x1, fx.input_shape), Tensor.fromArray(fx.x2, fx.input_shape)];
+for (const weightGrad of ['reference', 'ste'] as const) {
+  test(`fidelity: a Trainer step of SSQL with weightGrad '${weightGrad}' matches PyTorch: loss terms, every gradient, BN running stats, the update`, () => noLeaks(async () => {
+    const trainer = fixtureTrainer('ssql', weightGrad);
+    assert.is(trainer.net.ctx.weightGrad, weightGrad, 'the trainer hands the option to the quantizers');
+    await checkStep(trainer, fx.ssql, weightGrad === 'reference' ? fx.ssql.grads_reference : fx.ssql.grads_ste, `SSQL w${fx.bits.wbit}a${fx.bits.abit} ${weightGrad}`);
+    trainer.dispose();
+  }));
 }
 
-async function ssqlStep(scaleGrad: boolean): Promise<void> {
-  const net = loadNet();
-  net.ctx.scaleGrad = scaleGrad;
-  const [x1, x2] = inputs();
-  const losses = scope(() => {
-    const l = ssqlLosses(net, x1, x2, fx.bits);
-    l.loss.backward();
-    return l;
-  });
-  await compareStep(net, losses, fx.ssql, scaleGrad ? fx.ssql.grads_scale_grad : fx.ssql.grads, `SSQL w${fx.bits.wbit}a${fx.bits.abit}${scaleGrad ? ' scaleGrad' : ''}`);
-  for (const t of [x1, x2, losses.loss, losses.fp, losses.quant!]) t.dispose();
-  disposeNet(net);
-}
-
-test('fidelity: one SSQL step (plain STE) matches PyTorch: loss terms, every gradient, BN running stats', async () => {
-  await noLeaks(() => ssqlStep(false));
+test('fidelity: the two weight gradients differ where the reference adds the weight-scale term', () => {
+  let differing = 0;
+  for (const [name, g] of Object.entries(fx.ssql.grads_reference)) {
+    const s = fx.ssql.grads_ste[name];
+    if (g.some((v, i) => Math.abs(v - s[i]) > 1e-3 * (1 + Math.abs(s[i])))) differing++;
+  }
+  // Every quantized conv and linear of the encoder; a difference the tolerance could not see
+  // would make the two tests above unable to tell the options apart.
+  assert.ok(differing >= 8, `only ${differing} parameters differ between the two gradients`);
 });
 
-test('fidelity: one SSQL step with the gradient through the weight scale (scaleGrad) matches PyTorch', async () => {
-  await noLeaks(() => ssqlStep(true));
-});
+test('fidelity: a Trainer step of SimSiam matches PyTorch: loss, every gradient, BN running stats, the update', () => noLeaks(async () => {
+  const trainer = fixtureTrainer('simsiam', 'reference');
+  await checkStep(trainer, fx.simsiam, fx.simsiam.grads, 'SimSiam');
+  trainer.dispose();
+}));
 
-test('fidelity: one SimSiam step matches PyTorch: loss, every gradient, BN running stats', () => noLeaks(async () => {
-  const net = loadNet();
-  const [x1, x2] = inputs();
-  const losses = scope(() => {
-    const l = simsiamLosses(net, x1, x2);
-    l.loss.backward();
-    return l;
-  });
-  assert.is(losses.quant, null);
-  await compareStep(net, losses, fx.simsiam, fx.simsiam.grads, 'SimSiam');
-  for (const t of [x1, x2, losses.loss]) t.dispose();
-  disposeNet(net);
+test('resuming a checkpoint made before weightGrad existed keeps plain STE and says so; a mismatch is an error', () => noLeaks(async () => {
+  const maker = fixtureTrainer('ssql', 'reference');
+  const { tensors, metadata } = await maker.checkpoint();
+  maker.dispose();
+  const config = JSON.parse(metadata.config) as Record<string, unknown>;
+  delete config.weightGrad;
+  const old = { ...metadata, config: JSON.stringify(config) };
+
+  const resumed = fixtureTrainer('ssql', 'reference');
+  const { refusals, notes } = resumeDifferences(readConfig(old, 'old.safetensors'), resumed.config);
+  assert.equal(refusals, []);
+  assert.equal(notes.length, 1);
+  assert.match(notes[0], /^--weight-grad ste: the checkpoint predates the option, so it was trained with plain STE, and the resumed run keeps that/);
+  resumed.restore(tensors, old);
+  assert.is(resumed.net.ctx.weightGrad, 'ste');
+  assert.is(resumed.config.weightGrad, 'ste', 'the next checkpoint records it');
+  useFixtureViews(resumed);
+  await checkStep(resumed, fx.ssql, fx.ssql.grads_ste, 'SSQL resumed from an old checkpoint');
+  resumed.dispose();
+
+  const other = fixtureTrainer('ssql', 'ste');
+  assert.throws(() => other.restore(tensors, metadata, 'new.safetensors'), /new\.safetensors: cannot resume: --weight-grad: the checkpoint was made with --weight-grad reference, this run has ste/);
+  other.dispose();
 }));
 
 test.run();
