@@ -354,7 +354,7 @@ export async function initWebDevice(gpu: GPU = navigator.gpu): Promise<Engine> {
 export async function initFromGPU(gpu: GPU): Promise<Engine> {
   const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
   if (!adapter) throw new GPUError('no WebGPU adapter available (requestAdapter() returned null)');
-  const features: GPUFeatureName[] = adapter.features.has('timestamp-query') ? ['timestamp-query'] : [];
+  const features = (['timestamp-query', 'subgroups'] as GPUFeatureName[]).filter((f) => adapter.features.has(f));
   const device = await adapter.requestDevice({ requiredLimits: requiredLimits(adapter), requiredFeatures: features });
   current = new Engine(device, describeAdapter(adapter));
   return current;

@@ -17,6 +17,10 @@ export type { Kernel, KernelsDecl, EntryPointDecl, ParamType, DefineKind } from 
 export { launch, grid1d } from './launch.ts';
 export type { LaunchArgs } from './launch.ts';
 
+// Kernel variants measured per adapter (conv tile shapes and designs).
+export { setTuning, tuningEnabled, tunePending, forceVariant, tuningTable, loadTuningTable, clearTuning } from './tuning.ts';
+export type { TuneResult, TuningTable } from './tuning.ts';
+
 // Ops.
 export { setReferenceKernels, referenceKernels } from './ops/kernel-path.ts';
 export * from './ops/elementwise.ts';

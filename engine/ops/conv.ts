@@ -1,11 +1,27 @@
 // conv2d over NCHW tensors with PyTorch's weight layout [Cout, Cin, kH, kW] (so checkpoints
-// interoperate). Forward, input gradient and weight gradient are each an implicit-GEMM kernel
-// (shaders/conv.wgsl); 1x1 stride-1 unpadded convs are plain batched matmuls.
+// interoperate). 1x1 stride-1 unpadded convs are plain batched matmuls. The others run one of
+// three kernel designs, each of forward (which, through a flipped weight, also serves the
+// stride-1 input gradient) and weight gradient:
+//   subgroup   register tiles, weights shared through subgroup broadcasts (conv-subgroup.ts):
+//              for adapters with subgroups of exactly 8, i.e. lavapipe, where it is fastest
+//   register   register tiles, no workgroup memory (shaders/conv.wgsl): any adapter
+//   workgroup  tiles staged in workgroup memory (conv-workgroup.ts): the real-GPU design
+// The strided input gradient has one kernel (conv.wgsl inputGrad). Which design and tile runs
+// for a shape is engine/tuning.ts's choice among the candidates below: measured per adapter
+// when tuning is on, else the rule in `forwardRule` / `weightGradRule`.
 import source from '../../shaders/conv.wgsl';
 import { noGrad, record } from '../autograd.ts';
 import { declareKernels } from '../kernels.ts';
 import { launch } from '../launch.ts';
+import { keep } from '../scope.ts';
 import { Tensor, checkDtype } from '../tensor.ts';
+import { choose } from '../tuning.ts';
+import type { Candidate } from '../tuning.ts';
+import { engine } from '../device.ts';
+import { hasSubgroupsOf8, subgroupForward, subgroupWeightGrad } from './conv-subgroup.ts';
+import type { ForwardTile, WeightGradTile } from './conv-subgroup.ts';
+import { workgroupForward, workgroupTileFits, workgroupWeightGrad } from './conv-workgroup.ts';
+import type { WorkgroupTile } from './conv-workgroup.ts';
 import { add } from './elementwise.ts';
 import { matmul } from './matmul.ts';
 import { sum } from './reduce.ts';
@@ -80,9 +96,79 @@ function forwardTileWidth(OW: number): number {
 
 const isPointwise = (g: ConvGeometry) => g.kH === 1 && g.kW === 1 && g.stride === 1 && g.pad === 0;
 
-/** The convolution without autograd (forward kernel, or matmul for 1x1). */
-/** `flipped`: `weight` is the [Cin, Cout, kH, kW] weight of the conv whose stride-1 input
- * gradient this computes; the kernel reads it transposed and rotated by 180 degrees. */
+type Variant<T> = { design: 'register' } | { design: 'workgroup'; tile: WorkgroupTile } | { design: 'subgroup'; tile: T };
+
+/** The workgroup-memory tile every adapter that fits it is offered: 16 x 16 invocations of
+ * 4 x 4 outputs, 16 values of the sum per step (256 invocations: SwiftShader's limit). */
+const WORKGROUP_TILE: WorkgroupTile = { WG_M: 16, WG_N: 16, TM: 4, TN: 4, TK: 16 };
+
+/** Software adapters (lavapipe, SwiftShader) run workgroup memory and barriers as slow scalar
+ * code; elsewhere workgroup memory is the fast path. Only the rules use this; tuning measures. */
+function softwareAdapter(): boolean {
+  const a = engine().adapter;
+  return a.isFallbackAdapter || a.architecture === 'software' || a.architecture === 'swiftshader' || /llvmpipe|lavapipe|swiftshader/i.test(a.description);
+}
+
+function shapeKey(g: ConvGeometry): string {
+  return `N${g.N} C${g.Cin} ${g.H}x${g.W} O${g.Cout} k${g.kH}x${g.kW} s${g.stride} p${g.pad}`;
+}
+
+/** Output channels per invocation the subgroup kernels may use: a multiple of 4, or every
+ * channel when there are at most 4; fewer for big windows (the unrolled body grows with both). */
+function channelBlocks(Cout: number, taps: number): number[] {
+  if (Cout <= 4) return [Cout];
+  const most = taps <= 9 ? 16 : taps <= 25 ? 8 : 4;
+  return [16, 8, 4].filter((r) => r <= most && (r === 4 || r <= Math.ceil(Cout / 4) * 4));
+}
+
+function designCandidates<T>(subgroup: Candidate<Variant<T>>[]): Candidate<Variant<T>>[] {
+  const list: Candidate<Variant<T>>[] = [...subgroup, { name: 'register', config: { design: 'register' } }];
+  if (workgroupTileFits(WORKGROUP_TILE)) list.push({ name: 'workgroup 64x64', config: { design: 'workgroup', tile: WORKGROUP_TILE } });
+  return list;
+}
+
+/** The design the rules pick when nothing was measured: subgroup where it exists, register on
+ * other software adapters, workgroup memory on real GPUs. */
+function ruleDesign<T>(candidates: Candidate<Variant<T>>[], subgroupPick: number): number {
+  if (candidates[0].config.design === 'subgroup') return subgroupPick;
+  const want = softwareAdapter() ? 'register' : 'workgroup';
+  return Math.max(0, candidates.findIndex((c) => c.config.design === want));
+}
+
+function forwardCandidates(g: ConvGeometry): Candidate<Variant<ForwardTile>>[] {
+  const subgroup: Candidate<Variant<ForwardTile>>[] = [];
+  if (hasSubgroupsOf8()) {
+    // Pixel tiles of 8 or 4 (TR x TC, a multiple of 4), as wide as the map allows.
+    const shapes = g.OW >= 4 ? [[2, 4], [1, 4]] : g.OW >= 2 ? [[2, 2], [4, 2]] : [[4, 1], [8, 1]];
+    for (const R of channelBlocks(g.Cout, g.kH * g.kW).slice(0, 2)) {
+      for (const [TR, TC] of shapes) subgroup.push({ name: `subgroup ${R}x${TR}x${TC}`, config: { design: 'subgroup', tile: { R, TR, TC } } });
+    }
+  }
+  return designCandidates(subgroup);
+}
+
+/** Forward rule: the subgroup tile of the widest channel block and 8 pixels (the first). */
+function forwardRule(c: Candidate<Variant<ForwardTile>>[]): number {
+  return ruleDesign(c, 0);
+}
+
+function runForward(x: Tensor, weight: Tensor, g: ConvGeometry, flipped: boolean, v: Variant<ForwardTile>): Tensor {
+  if (v.design === 'subgroup') return subgroupForward(x, weight, g, flipped, v.tile);
+  if (v.design === 'workgroup') return workgroupForward(x, weight, g, flipped, v.tile);
+  // Columns of the forward GEMM are tiles of TR x TC output pixels (8 in all).
+  const tc = forwardTileWidth(g.OW);
+  const tiles = g.N * Math.ceil(g.OH / (8 / tc)) * Math.ceil(g.OW / tc);
+  return convKernel('forward', g, weight, x, [g.N, g.Cout, g.OH, g.OW], g.Cout, tiles * 8, flipped);
+}
+
+/** Inputs of `g`'s shapes for measuring (`flipped`: the weight stored as [Cin, Cout, kH, kW]). */
+function benchInputs(shapes: number[][]): Tensor[] {
+  return shapes.map((s) => keep(Tensor.full(s, 0.5)));
+}
+
+/** The convolution without autograd (a forward kernel, or matmul for 1x1).
+ * `flipped`: `weight` is the [Cin, Cout, kH, kW] weight of the conv whose stride-1 input
+ * gradient this computes; the kernels read it transposed and rotated by 180 degrees. */
 function conv2dForward(x: Tensor, weight: Tensor, g: ConvGeometry, flipped = false): Tensor {
   if (isPointwise(g) && !flipped) {
     // Y[n] = W[Cout, Cin] X[n][Cin, H*W]: NCHW makes this one batched matmul.
@@ -93,10 +179,48 @@ function conv2dForward(x: Tensor, weight: Tensor, g: ConvGeometry, flipped = fal
     for (const t of [xv, wv, y]) t.dispose();
     return out;
   }
-  // Columns of the forward GEMM are tiles of TR x TC output pixels (8 in all).
-  const tc = forwardTileWidth(g.OW);
-  const tiles = g.N * Math.ceil(g.OH / (8 / tc)) * Math.ceil(g.OW / tc);
-  return convKernel('forward', g, weight, x, [g.N, g.Cout, g.OH, g.OW], g.Cout, tiles * 8, flipped);
+  const candidates = forwardCandidates(g);
+  const pick = choose('conv2d.forward', `${shapeKey(g)}${flipped ? ' flipped' : ''}`, candidates, forwardRule(candidates), () => {
+    const [xb, wb] = benchInputs([[g.N, g.Cin, g.H, g.W], flipped ? [g.Cin, g.Cout, g.kH, g.kW] : [g.Cout, g.Cin, g.kH, g.kW]]);
+    return { run: (v) => { runForward(xb, wb, g, flipped, v); }, dispose: () => { xb.dispose(); wb.dispose(); } };
+  });
+  return runForward(x, weight, g, flipped, pick.config);
+}
+
+function weightGradCandidates(g: ConvGeometry): Candidate<Variant<WeightGradTile>>[] {
+  const subgroup: Candidate<Variant<WeightGradTile>>[] = [];
+  if (hasSubgroupsOf8()) {
+    const PX = Math.min(4, g.OW);
+    // A workgroup is 8 channels (one subgroup) or, with 64 channels or more, 64 of them.
+    const WG = g.Cin >= 64 ? 64 : 8;
+    const rows = g.N * g.OH;
+    // Split the sum so that there are some 32 workgroups, each with at least 8 rows of it.
+    const groups = Math.ceil(g.Cin / WG);
+    for (const R of channelBlocks(g.Cout, g.kH * g.kW).slice(0, 2)) {
+      const blocks = groups * Math.ceil(g.Cout / R);
+      const split = Math.max(1, Math.min(Math.ceil(32 / blocks), Math.floor(rows / 8)));
+      for (const chunks of split > 1 ? [split, 1] : [1]) {
+        subgroup.push({ name: `subgroup ${R}x${PX} wg${WG} split${chunks}`, config: { design: 'subgroup', tile: { R, PX, chunks, WG } } });
+      }
+    }
+  }
+  return designCandidates(subgroup);
+}
+
+/** The names of the variants `op` may run at `g` on this adapter (tests run each). */
+export function conv2dVariants(op: 'forward' | 'weightGrad', g: ConvGeometry): string[] {
+  return (op === 'forward' ? forwardCandidates(g) : weightGradCandidates(g)).map((c) => c.name);
+}
+
+/** Weight-gradient rule: the widest channel block, split into some 32 workgroups (the first). */
+function weightGradRule(c: Candidate<Variant<WeightGradTile>>[]): number {
+  return ruleDesign(c, 0);
+}
+
+function runWeightGrad(gradOut: Tensor, x: Tensor, g: ConvGeometry, v: Variant<WeightGradTile>): Tensor {
+  if (v.design === 'subgroup') return subgroupWeightGrad(gradOut, x, g, v.tile);
+  if (v.design === 'workgroup') return workgroupWeightGrad(gradOut, x, g, v.tile);
+  return convKernel('weightGrad', g, gradOut, x, [g.Cout, g.Cin, g.kH, g.kW], g.Cout, g.Cin * g.kH * g.kW);
 }
 
 /** dL/dX from dL/dY. */
@@ -130,7 +254,12 @@ export function conv2dWeightGrad(gradOut: Tensor, x: Tensor, g: ConvGeometry): T
     for (const t of [gv, xv, dw]) t.dispose();
     return out;
   }
-  return convKernel('weightGrad', g, gradOut, x, [g.Cout, g.Cin, g.kH, g.kW], g.Cout, g.Cin * g.kH * g.kW);
+  const candidates = weightGradCandidates(g);
+  const pick = choose('conv2d.weightGrad', shapeKey(g), candidates, weightGradRule(candidates), () => {
+    const [gy, xb] = benchInputs([[g.N, g.Cout, g.OH, g.OW], [g.N, g.Cin, g.H, g.W]]);
+    return { run: (v) => { runWeightGrad(gy, xb, g, v); }, dispose: () => { gy.dispose(); xb.dispose(); } };
+  });
+  return runWeightGrad(gradOut, x, g, pick.config);
 }
 
 /** 2-D convolution (PyTorch's `F.conv2d` with integer stride and symmetric zero padding). */

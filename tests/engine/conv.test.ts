@@ -1,6 +1,15 @@
+// conv2d against float64 references: the default path with finite-difference gradients on
+// awkward shapes, then every kernel design and tile the op can choose (subgroup where the
+// adapter has subgroups of 8, register, workgroup memory) forced in turn, with forward, input
+// gradient and weight gradient each checked against an exact float64 reference on shapes that
+// reach their edge cases: channel blocks past Cout, several workgroups, one input or output
+// channel, split sums, strides, narrow maps.
 import { test } from 'uvu';
-import { conv2d } from '../../engine/ops/conv.ts';
-import { gradCheck } from '../helpers.ts';
+import * as assert from 'uvu/assert';
+import { Tensor, clearTuning, forceVariant, loadTuningTable, scope, setTuning, tunePending, tuningTable } from '../../engine/index.ts';
+import { conv2d, conv2dGeometry, conv2dInputGrad, conv2dVariants, conv2dWeightGrad } from '../../engine/ops/conv.ts';
+import type { ConvGeometry } from '../../engine/ops/conv.ts';
+import { assertClose, gradCheck, randomArray } from '../helpers.ts';
 
 /** float64 reference conv2d, NCHW, weight [Cout, Cin, kH, kW]. */
 function convRef(x: Float64Array, w: Float64Array, b: Float64Array | null, xs: number[], ws: number[], s: number, p: number): Float64Array {
@@ -34,6 +43,9 @@ const cases: [string, number[], number[], number, number, boolean][] = [
   // Narrow outputs take narrow forward tiles (2 and 1 columns wide).
   ['3x3 s2 p1 to a 2x2 output', [2, 3, 3, 4], [5, 3, 3, 3], 2, 1, false],
   ['3x3 s1 p0 to a 1x1 output, 9 channels in', [3, 9, 3, 3], [4, 9, 3, 3], 1, 0, true],
+  // One input channel (an image stem), one output channel.
+  ['3x3 s1 p1, 1 channel in (stem)', [2, 1, 6, 9], [6, 1, 3, 3], 1, 1, false],
+  ['3x3 s1 p1, 1 channel out', [2, 5, 5, 6], [1, 5, 3, 3], 1, 1, false],
 ];
 
 for (const [name, xs, ws, stride, padding, withBias] of cases) {
@@ -46,5 +58,136 @@ for (const [name, xs, ws, stride, padding, withBias] of cases) {
     });
   });
 }
+
+/** dL/dX of conv2d for dL/dY = gy, in float64. */
+function inputGradRef(gy: Float64Array, w: Float64Array, g: ConvGeometry): Float64Array {
+  const dx = new Float64Array(g.N * g.Cin * g.H * g.W);
+  for (let n = 0; n < g.N; n++) for (let co = 0; co < g.Cout; co++) for (let oh = 0; oh < g.OH; oh++) for (let ow = 0; ow < g.OW; ow++) {
+    const d = gy[((n * g.Cout + co) * g.OH + oh) * g.OW + ow];
+    for (let ci = 0; ci < g.Cin; ci++) for (let i = 0; i < g.kH; i++) for (let j = 0; j < g.kW; j++) {
+      const ih = oh * g.stride - g.pad + i;
+      const iw = ow * g.stride - g.pad + j;
+      if (ih < 0 || iw < 0 || ih >= g.H || iw >= g.W) continue;
+      dx[((n * g.Cin + ci) * g.H + ih) * g.W + iw] += d * w[((co * g.Cin + ci) * g.kH + i) * g.kW + j];
+    }
+  }
+  return dx;
+}
+
+/** dL/dW of conv2d for dL/dY = gy, in float64. */
+function weightGradRef(gy: Float64Array, x: Float64Array, g: ConvGeometry): Float64Array {
+  const dw = new Float64Array(g.Cout * g.Cin * g.kH * g.kW);
+  for (let n = 0; n < g.N; n++) for (let co = 0; co < g.Cout; co++) for (let oh = 0; oh < g.OH; oh++) for (let ow = 0; ow < g.OW; ow++) {
+    const d = gy[((n * g.Cout + co) * g.OH + oh) * g.OW + ow];
+    for (let ci = 0; ci < g.Cin; ci++) for (let i = 0; i < g.kH; i++) for (let j = 0; j < g.kW; j++) {
+      const ih = oh * g.stride - g.pad + i;
+      const iw = ow * g.stride - g.pad + j;
+      if (ih < 0 || iw < 0 || ih >= g.H || iw >= g.W) continue;
+      dw[((co * g.Cin + ci) * g.kH + i) * g.kW + j] += d * x[((n * g.Cin + ci) * g.H + ih) * g.W + iw];
+    }
+  }
+  return dw;
+}
+
+// Shapes for the designs: [name, input shape, weight shape, stride, padding].
+const designCases: [string, number[], number[], number, number][] = [
+  // 70 channels in: a 64-wide weight-gradient workgroup and a partial one; 20 out: a partial
+  // 16-channel block; 2 x 9 x 11: 3 rows of 4-pixel tiles with a partial last one, split sums.
+  ['3x3 s1 p1, 70->20 on 9x11, batch 2', [2, 70, 9, 11], [20, 70, 3, 3], 1, 1],
+  // Over 64 pixel tiles (several workgroups along the pixels); 1 channel in.
+  ['3x3 s1 p1, 1->16 on 14x14, batch 3 (stem)', [3, 1, 14, 14], [16, 1, 3, 3], 1, 1],
+  ['3x3 s2 p1, 6->10 on 9x8', [2, 6, 9, 8], [10, 6, 3, 3], 2, 1],
+  ['3x3 s1 p1 on a 3x2 map, 9->5', [2, 9, 3, 2], [5, 9, 3, 3], 1, 1],
+  ['3x3 s1 p1 on a 1x1 map, 4->3', [3, 4, 1, 1], [3, 4, 3, 3], 1, 1],
+  ['5x5 s1 p2, 3->2 on 7x6', [1, 3, 7, 6], [2, 3, 5, 5], 1, 2],
+  ['1x1 s2 p0, 12->8 on 7x7', [2, 12, 7, 7], [8, 12, 1, 1], 2, 0],
+];
+
+for (const [name, xs, ws, stride, padding] of designCases) {
+  test(`conv2d ${name}: every design and tile against float64`, async () => {
+    const xd = randomArray(xs, 11);
+    const wd = randomArray(ws, 12);
+    const x = Tensor.fromArray(xd, xs);
+    const w = Tensor.fromArray(wd, ws);
+    const g = conv2dGeometry(x, w, { stride, padding });
+    const gyd = randomArray([g.N, g.Cout, g.OH, g.OW], 13);
+    const gy = Tensor.fromArray(gyd, [g.N, g.Cout, g.OH, g.OW]);
+    const yRef = convRef(xd, wd, null, xs, ws, stride, padding);
+    const dxRef = inputGradRef(gyd, wd, g);
+    const dwRef = weightGradRef(gyd, xd, g);
+    const tol = { rtol: 1e-4, atol: 1e-4 };
+    // The stride-1 input gradient is a forward conv with the flipped weight (its own geometry).
+    const flippedGeometry: ConvGeometry = { ...g, Cin: g.Cout, Cout: g.Cin, H: g.OH, W: g.OW, OH: g.H, OW: g.W, pad: g.kH - 1 - g.pad };
+    const forwardNames = new Set([...conv2dVariants('forward', g), ...(stride === 1 ? conv2dVariants('forward', flippedGeometry) : [])]);
+    try {
+      for (const variant of forwardNames) {
+        forceVariant('conv2d.forward', variant);
+        const [y, dx] = scope(() => [conv2d(x, w, null, { stride, padding }), conv2dInputGrad(gy, w, g)]);
+        assertClose(await y.toArray(), yRef, tol, `${name} forward (${variant})`);
+        assertClose(await dx.toArray(), dxRef, tol, `${name} input grad (${variant})`);
+        y.dispose();
+        dx.dispose();
+      }
+      for (const variant of conv2dVariants('weightGrad', g)) {
+        forceVariant('conv2d.weightGrad', variant);
+        const dw = conv2dWeightGrad(gy, x, g);
+        assertClose(await dw.toArray(), dwRef, tol, `${name} weight grad (${variant})`);
+        dw.dispose();
+      }
+    } finally {
+      forceVariant('conv2d.forward', null);
+      forceVariant('conv2d.weightGrad', null);
+      for (const t of [x, w, gy]) t.dispose();
+    }
+  });
+}
+
+test('conv2d variants: the designs this adapter offers, the real-GPU one among them', () => {
+  const g = conv2dGeometry(Tensor.empty([2, 8, 8, 8]), Tensor.empty([8, 8, 3, 3]), { padding: 1 });
+  for (const op of ['forward', 'weightGrad'] as const) {
+    const designs = new Set(conv2dVariants(op, g).map((n) => n.split(' ')[0]));
+    assert.ok(designs.has('register'), `${op}: register design offered`);
+    assert.ok(designs.has('workgroup'), `${op}: workgroup-memory design offered`);
+  }
+});
+
+test('conv2d tuning: off, a shape runs the rule; on, it is measured once and its choice kept', async () => {
+  clearTuning();
+  const x = Tensor.fromArray(randomArray([2, 8, 6, 6], 21), [2, 8, 6, 6]);
+  const w = Tensor.fromArray(randomArray([8, 8, 3, 3], 22), [8, 8, 3, 3]);
+  const yRef = convRef(randomArray([2, 8, 6, 6], 21), randomArray([8, 8, 3, 3], 22), null, [2, 8, 6, 6], [8, 8, 3, 3], 1, 1);
+  try {
+    scope(() => { conv2d(x, w, null, { padding: 1 }); });
+    assert.equal(await tunePending(), [], 'tuning off: nothing queued');
+    setTuning(true);
+    const y = conv2d(x, w, null, { padding: 1 });
+    assertClose(await y.toArray(), yRef, { rtol: 1e-4, atol: 1e-4 }, 'output while tuning is pending');
+    y.dispose();
+    const results = await tunePending(1);
+    assert.is(results.length, 1, 'one shape measured');
+    const [r] = results;
+    assert.is(r.op, 'conv2d.forward');
+    const names = conv2dVariants('forward', conv2dGeometry(x, w, { padding: 1 }));
+    assert.equal(r.times.map((t) => t.name).sort(), [...names].sort(), 'every candidate timed');
+    assert.is(r.choice, r.times[0].name, 'the fastest is chosen');
+    const table = tuningTable();
+    const entries = Object.values(table).flatMap((e) => Object.entries(e));
+    assert.equal(entries, [[`conv2d.forward ${r.shape}`, r.choice]]);
+    // Measured once: the same shape queues nothing more, and runs the choice correctly.
+    const y2 = conv2d(x, w, null, { padding: 1 });
+    assert.equal(await tunePending(), []);
+    assertClose(await y2.toArray(), yRef, { rtol: 1e-4, atol: 1e-4 }, 'output with the measured choice');
+    y2.dispose();
+    // A saved table loads back after a clear.
+    clearTuning();
+    loadTuningTable(table);
+    assert.equal(tuningTable(), table);
+  } finally {
+    setTuning(false);
+    clearTuning();
+    x.dispose();
+    w.dispose();
+  }
+});
 
 test.run();

@@ -1,0 +1,222 @@
+// The subgroup conv kernels (shaders/conv-subgroup-*.wgsl): the forward conv (and through a
+// flipped weight the stride-1 input gradient) and the weight gradient, for adapters whose
+// subgroups are exactly 8 invocations wide (lavapipe). The shaders' inner steps are unrolled
+// here, per tile shape and window, into the code defines; the tile shapes come from
+// engine/tuning.ts.
+import forwardSource from '../../shaders/conv-subgroup-forward.wgsl';
+import weightGradSource from '../../shaders/conv-subgroup-weightgrad.wgsl';
+import packSource from '../../shaders/conv-pack.wgsl';
+import { engine } from '../device.ts';
+import { declareKernels } from '../kernels.ts';
+import { grid1d, launch } from '../launch.ts';
+import { Tensor } from '../tensor.ts';
+import type { ConvGeometry } from './conv.ts';
+import { sum } from './reduce.ts';
+
+const geometryParams = {
+  N: 'u32', Cin: 'u32', H: 'u32', W: 'u32', Cout: 'u32', OH: 'u32', OW: 'u32',
+  kH: 'u32', kW: 'u32', stride: 'u32', pad: 'u32',
+} as const;
+
+const packKernels = declareKernels({
+  name: 'conv2d.pack',
+  source: packSource,
+  params: { Cin: 'u32', Cout: 'u32', KK: 'u32', CP: 'u32' },
+  defines: { FLIPPED: 'bool' },
+  entryPoints: { main: { inputs: { W: 'f32' }, outputs: { Wp: 'f32' } } },
+});
+
+const forwardKernels = declareKernels({
+  name: 'conv2d.subgroup',
+  source: forwardSource,
+  params: { ...geometryParams, CP: 'u32' },
+  defines: { R: 'u32', TR: 'u32', TC: 'u32', KH: 'u32', KW: 'u32', STRIDE: 'u32', WOFF: 'code', ACC: 'code', BODY: 'code', STORE: 'code' },
+  entryPoints: { forward: { inputs: { Wp: 'vec4<f32>', X: 'f32' }, outputs: { Out: 'f32' } } },
+});
+
+const weightGradKernels = declareKernels({
+  name: 'conv2d.subgroup',
+  source: weightGradSource,
+  params: { ...geometryParams, rowsPerChunk: 'u32' },
+  defines: { R: 'u32', PX: 'u32', KH: 'u32', KW: 'u32', STRIDE: 'u32', WG: 'u32', DYOFF: 'code', ACC: 'code', BODY: 'code', STORE: 'code' },
+  entryPoints: { weightGrad: { inputs: { dY: 'f32', X: 'f32' }, outputs: { Out: 'f32' } } },
+});
+
+/** Forward tile: R output channels x (TR x TC) output pixels per invocation; TR * TC is a
+ * multiple of 4, R a multiple of 4 or (one block of channels) at least Cout. */
+export interface ForwardTile { R: number; TR: number; TC: number }
+
+/** Weight-gradient tile: R output channels x all taps per invocation (one input channel), PX
+ * output pixels a step, `chunks` slices of the (n, oh) rows, WG invocations a workgroup. */
+export interface WeightGradTile { R: number; PX: number; chunks: number; WG: number }
+
+/** Whether this device has the subgroups these kernels assume (exactly 8 invocations). */
+export function hasSubgroupsOf8(): boolean {
+  const d = engine().device;
+  const info = d.adapterInfo as (GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number }) | undefined;
+  return d.features.has('subgroups') && info?.subgroupMinSize === 8 && info?.subgroupMaxSize === 8;
+}
+
+const xyzw = 'xyzw';
+
+/** The unrolled parts of conv-subgroup-forward.wgsl for one tile and window. */
+function forwardCode(t: ForwardTile, KH: number, KW: number, S: number): { WOFF: string; ACC: string; BODY: string; STORE: string } {
+  const { R, TR, TC } = t;
+  const C = TR * TC;
+  const groups = Math.ceil(R / 4);
+  const WV = KH * KW * groups;
+  const NR = (TR - 1) * S + KH;
+  const NS = (TC - 1) * S + KW;
+  const loads = Math.ceil(WV / 8);
+  const woff: string[] = [];
+  for (let i = 0; i < loads; i++) {
+    woff.push(`  let wIdx${i} = min(lane + ${8 * i}u, ${WV - 1}u);`);
+    woff.push(`  let wOff${i} = (wIdx${i} / ${groups}u) * (p.CP / 4u) + min(co0 / 4u + wIdx${i} % ${groups}u, p.CP / 4u - 1u);`);
+  }
+  const acc: string[] = [];
+  for (let r = 0; r < R; r++) for (let q = 0; q < C / 4; q++) acc.push(`  var a${r}_${q} = vec4<f32>(0.0);`);
+  const body: string[] = [];
+  for (let i = 0; i < loads; i++) body.push(`    let wv${i} = Wp[wBase + wOff${i}];`);
+  for (let i = 0; i < NR; i++) {
+    for (let s = 0; s < NS; s++) {
+      body.push(`    let x${i}_${s} = select(0.0, X[chan + rowOff[${i}] + colOff[${s}]], rowIn[${i}] && colIn[${s}]);`);
+    }
+  }
+  for (let kh = 0; kh < KH; kh++) {
+    for (let kw = 0; kw < KW; kw++) {
+      const tap = kh * KW + kw;
+      for (let q = 0; q < C / 4; q++) {
+        const xs = [0, 1, 2, 3].map((k) => {
+          const j = 4 * q + k;
+          return `x${Math.floor(j / TC) * S + kh}_${(j % TC) * S + kw}`;
+        });
+        body.push(`    let b${tap}_${q} = vec4<f32>(${xs.join(', ')});`);
+      }
+      for (let g = 0; g < groups; g++) {
+        const idx = tap * groups + g;
+        body.push(`    let w${tap}_${g} = subgroupBroadcast(wv${Math.floor(idx / 8)}, ${idx % 8}u);`);
+        for (let c = 0; c < 4 && 4 * g + c < R; c++) {
+          for (let q = 0; q < C / 4; q++) body.push(`    a${4 * g + c}_${q} += w${tap}_${g}.${xyzw[c]} * b${tap}_${q};`);
+        }
+      }
+    }
+  }
+  const store: string[] = [];
+  for (let r = 0; r < R; r++) {
+    store.push(`  if (co0 + ${r}u < p.Cout) {`);
+    store.push(`    let o${r} = outBase + (co0 + ${r}u) * oplane;`);
+    for (let j = 0; j < C; j++) {
+      const rt = Math.floor(j / TC);
+      const tc = j % TC;
+      store.push(`    if (oh0 + ${rt}u < p.OH && ow0 + ${tc}u < p.OW) { Out[o${r} + (oh0 + ${rt}u) * p.OW + ow0 + ${tc}u] = a${r}_${j >> 2}.${xyzw[j & 3]}; }`);
+    }
+    store.push('  }');
+  }
+  return { WOFF: woff.join('\n'), ACC: acc.join('\n'), BODY: body.join('\n'), STORE: store.join('\n') };
+}
+
+/** The unrolled parts of conv-subgroup-weightgrad.wgsl for one tile and window. */
+function weightGradCode(t: WeightGradTile, KH: number, KW: number, S: number): { DYOFF: string; ACC: string; BODY: string; STORE: string } {
+  const { R, PX } = t;
+  const KK = KH * KW;
+  const NS = (PX - 1) * S + KW;
+  const values = R * PX;
+  const loads = Math.ceil(values / 8);
+  const dyoff: string[] = [];
+  for (let i = 0; i < loads; i++) {
+    // Lane `lane` loads dY element e = lane + 8i of the step: channel e / PX, pixel e % PX.
+    dyoff.push(`  let dyE${i} = min(lane + ${8 * i}u, ${values - 1}u);`);
+    dyoff.push(`  let dyOk${i} = co0 + dyE${i} / ${PX}u < p.Cout;`);
+    dyoff.push(`  let dyOff${i} = select(0u, (co0 + dyE${i} / ${PX}u) * oplane, dyOk${i});`);
+    dyoff.push(`  let dyPx${i} = dyE${i} % ${PX}u;`);
+  }
+  const acc: string[] = [];
+  for (let r = 0; r < R; r++) for (let tap = 0; tap < KK; tap++) acc.push(`  var a${r}_${tap} = 0.0;`);
+  const body: string[] = [];
+  for (let i = 0; i < loads; i++) {
+    body.push(`      let dOk${i} = dyOk${i} && ow0 + dyPx${i} < p.OW;`);
+    body.push(`      let d${i} = select(0.0, dY[select(0u, dyRow + dyOff${i} + ow0 + dyPx${i}, dOk${i})], dOk${i});`);
+  }
+  for (let s = 0; s < NS; s++) {
+    body.push(`      let iw${s} = iwStart + ${s};`);
+    body.push(`      let cIn${s} = iw${s} >= 0 && iw${s} < i32(p.W);`);
+    for (let kh = 0; kh < KH; kh++) {
+      body.push(`      let x${kh}_${s} = select(0.0, X[select(0u, rowOff[${kh}] + u32(iw${s}), cIn${s})], rowIn[${kh}] && cIn${s});`);
+    }
+  }
+  for (let r = 0; r < R; r++) {
+    for (let px = 0; px < PX; px++) {
+      const e = r * PX + px;
+      body.push(`      let y${r}_${px} = subgroupBroadcast(d${Math.floor(e / 8)}, ${e % 8}u);`);
+    }
+    for (let kh = 0; kh < KH; kh++) {
+      for (let kw = 0; kw < KW; kw++) {
+        const terms = Array.from({ length: PX }, (_, px) => `y${r}_${px} * x${kh}_${px * S + kw}`);
+        body.push(`      a${r}_${kh * KW + kw} += ${terms.join(' + ')};`);
+      }
+    }
+  }
+  const store: string[] = [];
+  for (let r = 0; r < R; r++) {
+    store.push(`  if (co0 + ${r}u < p.Cout) {`);
+    store.push(`    let o${r} = slice + ((co0 + ${r}u) * p.Cin + ci) * KK;`);
+    for (let tap = 0; tap < KK; tap++) store.push(`    Out[o${r} + ${tap}u] = a${r}_${tap};`);
+    store.push('  }');
+  }
+  return { DYOFF: dyoff.join('\n'), ACC: acc.join('\n'), BODY: body.join('\n'), STORE: store.join('\n') };
+}
+
+/** The weight repacked as [Cin][kH*kW][CP], CP = Cout rounded up to 4 (conv-pack.wgsl). */
+function packWeights(weight: Tensor, g: ConvGeometry, flipped: boolean): { packed: Tensor; CP: number } {
+  const KK = g.kH * g.kW;
+  const CP = Math.ceil(g.Cout / 4) * 4;
+  const packed = Tensor.empty([g.Cin * KK * CP]);
+  launch(packKernels.main, {
+    label: `conv2d.pack ${weight.describe()}${flipped ? ' flipped' : ''}`,
+    inputs: { W: weight },
+    outputs: { Wp: packed },
+    params: { Cin: g.Cin, Cout: g.Cout, KK, CP },
+    defines: { FLIPPED: flipped },
+    workgroups: grid1d(packed.size, 256),
+  });
+  return { packed, CP };
+}
+
+/** Forward conv with the subgroup kernel. `flipped`: `weight` is the [Cin, Cout, kH, kW] weight
+ * of the conv whose stride-1 input gradient this computes (read transposed and rotated). */
+export function subgroupForward(x: Tensor, weight: Tensor, g: ConvGeometry, flipped: boolean, tile: ForwardTile): Tensor {
+  const { packed, CP } = packWeights(weight, g, flipped);
+  const out = Tensor.empty([g.N, g.Cout, g.OH, g.OW]);
+  const tiles = g.N * Math.ceil(g.OH / tile.TR) * Math.ceil(g.OW / tile.TC);
+  launch(forwardKernels.forward, {
+    label: `conv2d.subgroup.forward ${x.describe()}, ${weight.describe()} k${g.kH}x${g.kW} s${g.stride} p${g.pad}${flipped ? ' flipped' : ''} tile ${tile.R}x${tile.TR}x${tile.TC}`,
+    inputs: { Wp: packed, X: x },
+    outputs: { Out: out },
+    params: { ...g, CP },
+    defines: { ...tile, KH: g.kH, KW: g.kW, STRIDE: g.stride, ...forwardCode(tile, g.kH, g.kW, g.stride) },
+    workgroups: [Math.ceil(tiles / 64), Math.ceil(g.Cout / tile.R), 1],
+  });
+  packed.dispose();
+  return out;
+}
+
+/** dL/dW with the subgroup kernel. */
+export function subgroupWeightGrad(gradOut: Tensor, x: Tensor, g: ConvGeometry, tile: WeightGradTile): Tensor {
+  const rows = g.N * g.OH;
+  const rowsPerChunk = Math.ceil(rows / tile.chunks);
+  const chunks = Math.ceil(rows / rowsPerChunk);
+  const shape = [g.Cout, g.Cin, g.kH, g.kW];
+  const out = Tensor.empty(chunks === 1 ? shape : [chunks, ...shape]);
+  launch(weightGradKernels.weightGrad, {
+    label: `conv2d.subgroup.weightGrad ${gradOut.describe()}, ${x.describe()} k${g.kH}x${g.kW} s${g.stride} p${g.pad} tile ${tile.R}x${tile.PX}/${chunks}`,
+    inputs: { dY: gradOut, X: x },
+    outputs: { Out: out },
+    params: { ...g, rowsPerChunk },
+    defines: { R: tile.R, PX: tile.PX, WG: tile.WG, KH: g.kH, KW: g.kW, STRIDE: g.stride, ...weightGradCode(tile, g.kH, g.kW, g.stride) },
+    workgroups: [Math.ceil(g.Cin / tile.WG), Math.ceil(g.Cout / tile.R), chunks],
+  });
+  if (chunks === 1) return out;
+  const total = sum(out, [0]);
+  out.dispose();
+  return total;
+}
