@@ -24,17 +24,20 @@ import { EVAL_OPTIONS, evalSpecFromArgs, evaluateEncoder, loadEvalData } from '.
 
 /** A checkpoint to evaluate (ssql-webgpu safetensors, or a PyTorch file imported in memory):
  * read, checked for non-finite values and against the evaluation data's image shape, all before
- * the GPU starts. `config` is null for an import (it records the architecture only). */
+ * the GPU starts. `config` is null for an import. */
 export interface EvalCheckpoint extends CheckpointContents {
   config: TrainConfig | null;
 }
 
 export function openEvalCheckpoint(file: string, dataSpec: string, quiet = false): EvalCheckpoint {
   const ck = openCheckpoint(file, quiet);
-  const config = ck.imported ? null : readConfig(ck.metadata, file);
+  // An import (a .pth read now, or one converted by `ssql import`) records its architecture, not a
+  // full training config.
+  const imported = ck.imported !== undefined || ck.metadata.architecture !== undefined;
+  const config = imported ? null : readConfig(ck.metadata, file);
   const stem = ck.tensors['encoder.conv1.weight'];
   if (!stem || stem.shape.length !== 4) throw new CheckpointFormatError(`${file}: lacks a 4-d 'encoder.conv1.weight' (not a pretrained backbone)`, { file, field: 'encoder.conv1.weight' });
-  const trained = ck.imported ? null : readDatasetShape(ck.metadata, file);
+  const trained = imported ? null : readDatasetShape(ck.metadata, file);
   const data = loadDataset(dataSpec, 'test');
   const channelsDiffer = stem.shape[1] !== data.channels;
   if (channelsDiffer || (trained && shapeText(trained) !== shapeText(data))) {

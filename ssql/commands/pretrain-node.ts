@@ -20,6 +20,8 @@ import { loadSafetensors } from '../checkpoint/files-node.ts';
 import { findNonFinite } from '../checkpoint/finite.ts';
 import { RunDirectory } from '../checkpoint/run-dir-node.ts';
 import type { SafeTensor } from '../checkpoint/safetensors.ts';
+import { formatInitReport, initFromCheckpoint } from '../checkpoint/load.ts';
+import { openCheckpoint } from '../cli-common-node.ts';
 import { readConfig, readDatasetShape, readPosition, readRngStates, resumeDifferences, shapeText } from '../checkpoint/state.ts';
 import type { DatasetShape } from '../checkpoint/state.ts';
 import { Progress } from '../progress-node.ts';
@@ -29,6 +31,8 @@ export interface PretrainOptions {
   /** true: continue OUT's checkpoint (one must exist); 'if-present': continue it when there is
    * one, else start afresh; false (default): start afresh. */
   resume?: boolean | 'if-present';
+  /** Start from this checkpoint's backbone (and heads of matching shape) when not resuming. */
+  init?: string;
   /** Start afresh even though OUT holds a checkpoint, replacing it. */
   force?: boolean;
   /** Read the loss back (and check it) every N steps (default 20). */
@@ -174,6 +178,10 @@ export async function runPretrain(prep: PreparedPretrain, e: Engine): Promise<{ 
       if (trainer.done) warn(`${dir.checkpoint} has finished all ${config.epochs} epochs: nothing to train (a larger --epochs trains on)`);
     } else {
       dir.startFresh();
+      if (prep.opts.init) {
+        const report = initFromCheckpoint(trainer.net, openCheckpoint(prep.opts.init, prep.opts.quiet ?? false));
+        if (!prep.opts.quiet) process.stderr.write(`${formatInitReport(report, prep.opts.init)}\n`);
+      }
     }
     return { trainer, summary: await train(trainer, dir, prep.opts, resumedFrom) };
   } catch (err) {

@@ -9,6 +9,7 @@ import { METHODS, METHOD_NAMES } from '../methods/registry.ts';
 import { WEIGHT_GRADS } from '../models/quant.ts';
 import type { WeightGrad } from '../models/quant.ts';
 import type { PretrainOptions } from './pretrain-node.ts';
+import { methodSettingOptions, methodSettingsFromArgs } from './method-settings.ts';
 
 /** Weight bit-widths below 2 leave the symmetric grid one level; activations may go to 1 bit. */
 export const WBITS_RANGE = [2, 8] as const;
@@ -43,12 +44,14 @@ export const TRAIN_OPTIONS: Record<string, OptionSpec> = {
   resume: { type: 'boolean', help: 'continue from OUT/checkpoint.safetensors (same options, except: --epochs may grow; --lr, --weight-decay, --momentum may change)' },
   'log-every': { type: 'number', default: 20, help: 'read the loss back (and check it is finite) every N steps' },
   'max-steps': { type: 'number', help: 'stop after N steps in this run (default: no limit)' },
+  ...methodSettingOptions(),
   json: { type: 'boolean', help: 'print the final summary as JSON' },
   help: { type: 'boolean', help: 'show this help' },
 };
 
 /** Options only `pretrain` has (how a run keeps its progress). */
 export const RUN_OPTIONS: Record<string, OptionSpec> = {
+  init: { type: 'string', help: 'start from the backbone (and heads of matching shape) of a checkpoint: .safetensors or PyTorch .pth/.pth.tar (ignored with --resume)' },
   force: { type: 'boolean', help: 'start over in an --out that holds a checkpoint, replacing it' },
   'checkpoint-every': { type: 'number', default: 0, help: 'also write the checkpoint every N steps (0: off); it is always written at each epoch end and on stopping' },
   'checkpoint-minutes': { type: 'number', default: 10, help: 'also write the checkpoint when this many minutes passed since the last (0: off)' },
@@ -65,6 +68,7 @@ export function trainConfigFromArgs(a: ParsedArgs): TrainConfig {
     wbits: bitRangeOption(a, 'wbits', ...WBITS_RANGE), abits: bitRangeOption(a, 'abits', ...ABITS_RANGE),
     subset: integerOption(a, 'subset', 0), cropSize: integerOption(a, 'crop', 0),
     weightGrad: a['weight-grad'] as WeightGrad,
+    ...methodSettingsFromArgs(a, a.method as string),
   };
 }
 
@@ -72,7 +76,7 @@ export function trainConfigFromArgs(a: ParsedArgs): TrainConfig {
 export function pretrainOptionsFromArgs(a: ParsedArgs): PretrainOptions {
   if (a.resume && a.force) throw new UsageError('--resume and --force contradict each other: --resume continues the checkpoint in --out, --force replaces it');
   return {
-    resume: Boolean(a.resume), force: Boolean(a.force), quiet: Boolean(a.json),
+    resume: Boolean(a.resume), force: Boolean(a.force), quiet: Boolean(a.json), init: a.init as string | undefined,
     logEvery: integerOption(a, 'log-every', 1),
     maxSteps: a['max-steps'] === undefined ? undefined : integerOption(a, 'max-steps', 1),
     checkpointEvery: a['checkpoint-every'] === undefined ? undefined : integerOption(a, 'checkpoint-every', 0),
