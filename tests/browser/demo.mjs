@@ -8,7 +8,7 @@
 // tests/browser/artifacts/demo.png. Ends with the line CI reads: `N passed, N failed`.
 //
 // Usage: node tests/browser/demo.mjs [--steps N] [--no-eval]
-// Environment: CHROMIUM (browser binary), SSQL_DEMO_TIMEOUT_S (whole run, default 120).
+// Environment: CHROMIUM (browser binary), SSQL_DEMO_TIMEOUT_S (whole run, default 180: the page trains, evaluates, exports ONNX and round-trips a checkpoint, ~100 s on a loaded 2-core machine).
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -26,7 +26,7 @@ const args = process.argv.slice(2);
 const stepsAt = args.indexOf('--steps');
 const steps = stepsAt >= 0 ? Number(args[stepsAt + 1]) : 3;
 const withEval = !args.includes('--no-eval');
-const timeoutS = Number(process.env.SSQL_DEMO_TIMEOUT_S ?? 120);
+const timeoutS = Number(process.env.SSQL_DEMO_TIMEOUT_S ?? 180);
 const artifact = join(root, 'tests/browser/artifacts/demo.png');
 const t0 = performance.now();
 const seconds = () => ((performance.now() - t0) / 1000).toFixed(1);
