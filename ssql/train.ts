@@ -129,7 +129,8 @@ export class Trainer {
   epoch = 0;
   stepInEpoch = 0;
   globalStep = 0;
-  private readonly bound: BoundMethod;
+  /** The method bound to its network: losses, after-step hook, the trainable parameters. */
+  readonly bound: BoundMethod;
   private readonly bitRng: Rng;
   private readonly orderRng: Rng;
   /** State of `orderRng` when the current epoch's order was drawn (to rebuild it on resume). */
