@@ -182,17 +182,20 @@ test('ssql export: ONNX and packed weights calibrated on the batch eval uses, eq
 
 test('pretrain --init: a torchvision .pth gives the backbone (heads fresh), a momentum encoder restarts from it; a checkpoint of the same shapes gives the heads too', () => {
   const pth = readCheckpoint(TINY);
-  const common = ['--model', 'tiny', '--proj-dim', '16', '--pred-hidden', '8', '--batch', '16', '--subset', '32', '--max-steps', '1', '--lr', '0', '--weight-decay', '0'];
+  const common = ['--model', 'tiny', '--proj-dim', '16', '--pred-hidden', '8', '--batch', '16', '--subset', '32', '--max-steps', '1', '--lr', '1e-30', '--weight-decay', '0'];
+  // lr 1e-30 (0 is refused): one step moves no weight by as much as one float32 ulp, except
+  // weights at 0, which move by ~1e-30; so `same` allows 1e-20 absolute.
+  const same = (a: Float32Array | number[], b: Float32Array | number[], name: string) => assertClose(a, b, { rtol: 0, atol: 1e-20 }, name);
   const first = join(work, 'init1');
   const r = ssql('pretrain', ...common, '--method', 'ssql-byol', '--init', TINY, '--out', first);
   assert.is(r.code, 0, r.stderr);
   assert.match(r.stderr, /tiny_torchvision\.pth: torchvision layout/);
   assert.match(r.stderr, /initialized from .*tiny_torchvision\.pth: backbone \(\d+ tensors\), projector initialized fresh \(not in the checkpoint\), predictor initialized fresh \(not in the checkpoint\); momentum encoder restarted as a copy/);
   const ckpt = loadSafetensors(join(first, 'checkpoint.safetensors')).tensors;
-  // lr 0: the parameters are the imported ones after the step; the target is their copy (after
+  // lr ~0: the parameters are the imported ones after the step; the target is their copy (after
   // one EMA of the copy with itself: m x + (1 - m) x, equal up to rounding).
   for (const name of ['conv1.weight', 'layer2.0.conv1.weight', 'layer3.0.downsample.0.weight', 'layer4.0.bn2.weight', 'bn1.bias']) {
-    assert.equal(floats(ckpt[`encoder.${name}`]), floats(pth.tensors[`encoder.${name}`]), name);
+    same(floats(ckpt[`encoder.${name}`]), floats(pth.tensors[`encoder.${name}`]), name);
     assertClose(floats(ckpt[`target.${name}`]), floats(pth.tensors[`encoder.${name}`]), { rtol: 1e-6, atol: 1e-9 }, `target.${name}`);
   }
 
@@ -201,7 +204,7 @@ test('pretrain --init: a torchvision .pth gives the backbone (heads fresh), a mo
   assert.is(again.code, 0, again.stderr);
   assert.match(again.stderr, /backbone \(\d+ tensors\), projector loaded, predictor loaded\n/);
   const ck2 = loadSafetensors(join(second, 'checkpoint.safetensors')).tensors;
-  for (const name of ['encoder.fc.0.weight', 'encoder.fc.6.bias', 'predictor.3.weight']) assert.equal(floats(ck2[name]), floats(ckpt[name]), name);
+  for (const name of ['encoder.fc.0.weight', 'encoder.fc.6.bias', 'predictor.3.weight']) same(floats(ck2[name]), floats(ckpt[name]), name);
 
   const wrong = ssql('pretrain', ...common, '--model', 'small', '--init', TINY, '--out', join(work, 'init3'));
   assert.ok(wrong.code !== 0);

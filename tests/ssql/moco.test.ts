@@ -14,6 +14,7 @@ import type { LabeledImages } from '../../ssql/data/cifar.ts';
 import type { BoundMethod, StepLosses } from '../../ssql/methods/method.ts';
 import { MOCO_DEFAULTS, MOCO_V2, SSQL_MOCO, infoNce, normalizeRows } from '../../ssql/methods/moco.ts';
 import { MocoNet } from '../../ssql/models/moco.ts';
+import type { WeightGrad } from '../../ssql/models/quant.ts';
 import type { ResNetConfig } from '../../ssql/models/resnet.ts';
 import { TINY_RESNET } from '../../ssql/models/resnet.ts';
 import { DEFAULT_CONFIG, Trainer } from '../../ssql/train.ts';
@@ -44,6 +45,7 @@ interface Fixture {
   x2: number[];
   state: Record<string, number[]>;
   'ssql-moco': StepFixture & { quant: number };
+  'ssql-moco-ste': StepFixture & { quant: number };
   mocov2: StepFixture;
 }
 
@@ -77,9 +79,11 @@ function fixtureNet(method: typeof MOCO_V2 | typeof SSQL_MOCO): BoundMethod & { 
   return bound as BoundMethod & { net: MocoNet };
 }
 
-async function oneStep(method: typeof MOCO_V2 | typeof SSQL_MOCO, want: StepFixture): Promise<void> {
+async function oneStep(method: typeof MOCO_V2 | typeof SSQL_MOCO, want: StepFixture, weightGrad: WeightGrad = 'reference'): Promise<void> {
   const bound = fixtureNet(method);
   const net = bound.net;
+  assert.is(net.ctx.weightGrad, 'reference', 'the reference gradient is the default');
+  net.ctx.weightGrad = weightGrad;
   const x1 = Tensor.fromArray(fx.x1, fx.input_shape);
   const x2 = Tensor.fromArray(fx.x2, fx.input_shape);
   const opt = new SGD(bound.trainable, { lr: fx.lr, momentum: fx.sgd_momentum, weightDecay: fx.weight_decay });
@@ -133,7 +137,10 @@ async function oneStep(method: typeof MOCO_V2 | typeof SSQL_MOCO, want: StepFixt
   disposeNet(net);
 }
 
-test('fidelity: one SSQL-on-MoCo step matches PyTorch: both InfoNCE terms, gradients, BN, SGD, EMA, queue', () => noLeaks(() => oneStep(SSQL_MOCO, fx['ssql-moco'])));
+for (const weightGrad of ['reference', 'ste'] as const) {
+  test(`fidelity: one SSQL-on-MoCo step with weightGrad '${weightGrad}' matches PyTorch: both InfoNCE terms, gradients, BN, SGD, EMA, queue`, () =>
+    noLeaks(() => oneStep(SSQL_MOCO, weightGrad === 'reference' ? fx['ssql-moco'] : fx['ssql-moco-ste'], weightGrad)));
+}
 
 test('fidelity: one MoCo v2 step matches PyTorch: InfoNCE, gradients, BN, SGD, EMA, queue', () => noLeaks(() => oneStep(MOCO_V2, fx.mocov2)));
 

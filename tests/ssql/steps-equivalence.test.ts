@@ -34,7 +34,7 @@ async function step(trainer: Trainer, reference: boolean): Promise<StepResult> {
     const loss = await r.loss.item();
     for (const t of [r.loss, r.fp, r.quant]) t?.dispose();
     const grads: Float32Array[] = [];
-    for (const p of trainer.bound.trainable) grads.push(await p.grad!.toArray());
+    for (const p of trainer.bound.trainable) grads.push(Float32Array.from(await p.grad!.toArray()));
     return { loss, grads };
   } finally {
     setReferenceKernels(false);
