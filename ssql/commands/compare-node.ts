@@ -21,6 +21,7 @@ import { UsageError, formatHelp, integerOption, parseArgs } from '../cli-args.ts
 import type { OptionSpec, ParsedArgs } from '../cli-args.ts';
 import { initNodeDevice } from '../../engine/device-node.ts';
 import { TRAIN_OPTIONS, trainConfigFromArgs } from './train-options.ts';
+import { methodSettingFlags, methodSettingOptions } from './method-settings.ts';
 import { canonicalDataSpec, pretrain, signalExitStatus } from './pretrain-node.ts';
 import { resumeDifferences, readConfig } from '../checkpoint/state.ts';
 import { loadSafetensors, writeFileAtomic } from '../checkpoint/files-node.ts';
@@ -46,6 +47,9 @@ export function compareOptions(): Record<string, OptionSpec> {
     out: { type: 'string', default: 'runs/compare', help: 'output directory (report.md, accuracy.svg, report.json, one folder per seed); rerun the same command to continue an interrupted run' },
   };
   for (const name of ['method', 'seed', 'resume', 'max-steps', 'knn']) delete spec[name];
+  // The methods' own settings only where a compared method reads them.
+  const read = new Set(methodSettingFlags(COMPARED));
+  for (const flag of Object.keys(methodSettingOptions())) if (!read.has(flag)) delete spec[flag];
   return spec;
 }
 

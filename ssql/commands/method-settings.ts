@@ -24,6 +24,12 @@ export function methodSettingOptions(): Record<string, OptionSpec> {
   return Object.fromEntries(Object.entries(FLAGS).map(([key, f]) => [f.flag, { type: 'number', help: `${f.help} (default per method: ${readers(key as SettingKey)})` } satisfies OptionSpec]));
 }
 
+/** The flags of the settings that at least one of `methods` reads (a command that runs only
+ * these methods offers only these). */
+export function methodSettingFlags(methods: readonly string[]): string[] {
+  return Object.entries(FLAGS).filter(([key]) => methods.some((m) => methodByName(m).settings[key as SettingKey] !== undefined)).map(([, f]) => f.flag);
+}
+
 /** The settings given on the command line for `method`; a flag its method does not read is an
  * error. */
 export function methodSettingsFromArgs(a: ParsedArgs, method: string): MethodSettings {

@@ -66,7 +66,13 @@ test('compare validates every option before any work: nothing is written, nothin
     [['--weight-grad', 'exact'], /--weight-grad must be one of reference, ste; got 'exact'/],
     [['--batch', '0'], /--batch must be an integer of at least 2, got 0/],
     [['--log-every', '0'], /--log-every must be a positive integer, got 0/],
+    // SimSiam and SSQL read none of the methods' own settings: compare neither offers nor takes them.
+    [['--ema-momentum', '0.9'], /unknown option --ema-momentum/],
+    [['--moco-queue', '64'], /unknown option --moco-queue/],
   ];
+  for (const flag of ['--ema-momentum', '--moco-dim', '--moco-queue', '--moco-temperature']) {
+    assert.not.ok(Object.keys(compareOptions()).includes(flag.slice(2)), `compare --help lists ${flag}`);
+  }
   for (const [extra, pattern] of cases) {
     const out = join(tmp('invalid'), 'out');
     const error = await runCompare(args(out, extra), 'summary').then(() => null, (e: Error) => e);
