@@ -6,6 +6,7 @@ import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Tensor, engine, scope } from '../engine/index.ts';
+import { streamCopy } from './stream-kernel.ts';
 import { sample, stats } from './timing.ts';
 
 export interface Baseline {
@@ -36,6 +37,9 @@ export interface BenchRecord {
   gbps?: number;
   images_per_s?: number;
   baseline?: Baseline;
+  /** Memory-bound cases: the streaming kernel moving the same bytes (shaders/stream.wgsl), the
+   * most a compute shader reaches on this adapter; `ratio` is our fraction of its bandwidth. */
+  ceiling?: Baseline;
   /** GPU milliseconds per kernel family (training benchmarks). */
   breakdown_ms?: Record<string, number>;
   /** Calls made back to back in each timed sample (times are per call). */
@@ -75,10 +79,12 @@ function baselineCell(b: Baseline | undefined): string {
 }
 
 export function printTable(name: string, records: BenchRecord[]): void {
+  const ceiling = records.some((r) => r.ceiling);
   const rows = records.map((r) => [
     r.case, r.median_ms.toFixed(2), `${r.min_ms.toFixed(2)}-${r.max_ms.toFixed(2)}`, rate(r), baselineCell(r.baseline),
+    ...(ceiling ? [baselineCell(r.ceiling)] : []),
   ]);
-  const header = ['case', 'median ms', 'min-max ms', 'rate', 'baseline'];
+  const header = ['case', 'median ms', 'min-max ms', 'rate', 'baseline', ...(ceiling ? ['ceiling'] : [])];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i])).join(' | ')} |`;
   console.log(`\n${name}`);
@@ -126,15 +132,18 @@ const MAX_CALLS_PER_SAMPLE = 32;
 const MAX_COPY_FLOATS = 16 << 20;
 
 /**
- * Times `c.fn` and a copyBufferToBuffer moving the same bytes (a copy of bytes / 2: read plus
- * write = bytes), alternating, after a warm-up of each; records GB/s for both, and as `ratio` our
- * fraction of the copy's bandwidth. On lavapipe the copy is a memcpy: the ceiling for a kernel
- * that reads and writes each byte once.
+ * Times `c.fn`, a copyBufferToBuffer moving the same bytes (a copy of bytes / 2: read plus
+ * write = bytes) and the streaming kernel moving them (shaders/stream.wgsl), in turn, after a
+ * warm-up of each; records GB/s for all three. `baseline` is the copy, with our fraction of its
+ * bandwidth as `ratio`: on lavapipe a memcpy, the ceiling for a kernel that reads and writes each
+ * byte once. `ceiling` is the streaming kernel, with our fraction of its bandwidth: what a
+ * compute shader reaches on this adapter (on lavapipe well below the memcpy).
  */
 export async function versusCopy(c: BandwidthCase, runs: number): Promise<BenchRecord> {
   if (!(c.bytes > 0)) throw new RangeError(`versusCopy: case '${c.name}' moves ${c.bytes} bytes`);
   const calls = Math.min(MAX_CALLS_PER_SAMPLE, Math.max(1, Math.ceil(MIN_SAMPLE_BYTES / c.bytes)));
-  const floats = Math.ceil(c.bytes / 8);
+  // Whole vec4s, so that the streaming kernel moves the same floats as the copy.
+  const floats = Math.ceil(c.bytes / 32) * 4;
   // Past the largest buffer a tensor may have, the copy goes through one buffer in pieces.
   const chunk = Math.min(floats, MAX_COPY_FLOATS);
   const src = Tensor.zeros([chunk]);
@@ -143,30 +152,32 @@ export async function versusCopy(c: BandwidthCase, runs: number): Promise<BenchR
   const copyOnce = () => {
     for (let done = 0; done < floats; done += chunk) e.copy(src.buffer, 0, dst.buffer, 0, 4 * Math.min(chunk, floats - done));
   };
+  const streamOnce = () => {
+    for (let done = 0; done < floats; done += chunk) streamCopy(src, dst, Math.min(chunk, floats - done));
+  };
   const repeat = (f: () => void) => () => { for (let i = 0; i < calls; i++) f(); };
-  const ours = repeat(c.fn);
-  const copy = repeat(copyOnce);
-  await sample(ours);
-  await sample(copy);
-  const oursMs: number[] = [];
-  const copyMs: number[] = [];
-  // Each timed sample follows an untimed call of the same work, so that neither side is timed
-  // in the cache state the other left (a copy right after a kernel ran up to 2x slower).
+  const sides = [c.fn, copyOnce, streamOnce];
+  const repeated = sides.map(repeat);
+  for (const f of repeated) await sample(f);
+  const ms: number[][] = sides.map(() => []);
+  // Each timed sample follows an untimed call of the same work, so that no side is timed in the
+  // cache state another left (a copy right after a kernel ran up to 2x slower).
   for (let i = 0; i < runs; i++) {
-    await sample(c.fn);
-    oursMs.push((await sample(ours)) / calls);
-    await sample(copyOnce);
-    copyMs.push((await sample(copy)) / calls);
+    for (let k = 0; k < sides.length; k++) {
+      await sample(sides[k]);
+      ms[k].push((await sample(repeated[k])) / calls);
+    }
   }
   src.dispose();
   dst.dispose();
-  const t = stats(oursMs);
-  const b = stats(copyMs);
+  const [t, b, s] = ms.map(stats);
   const gbps = c.bytes / (t.median_ms * 1e6);
   const copyGbps = (8 * floats) / (b.median_ms * 1e6);
+  const streamGbps = (8 * floats) / (s.median_ms * 1e6);
   return {
     case: c.name, op: c.op, ...t, gbps, calls_per_sample: calls,
     baseline: { system: 'copy', ...b, gbps: copyGbps, ratio: gbps / copyGbps },
+    ceiling: { system: 'stream', ...s, gbps: streamGbps, ratio: gbps / streamGbps },
   };
 }
 
