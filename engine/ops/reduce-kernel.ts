@@ -74,6 +74,9 @@ const TARGET_INVOCATIONS = 512;
 /** The shortest chunk a split leaves an invocation (elements of a row, rows of a column). */
 const MIN_ROW_CHUNK = 256;
 const MIN_COL_CHUNK = 16;
+/** A pass over fewer elements than this is not split: another dispatch costs more than one
+ * invocation folding a longer run (the second pass of a split sum, a [64, 512] bias gradient). */
+const MIN_SPLIT_ELEMENTS = 1 << 16;
 
 /** Reduce `x` over `axes` (normalized), times `scale`, into a new tensor of `outShape`. */
 export function reduceKernel(kind: ReduceKind, x: Tensor, axes: number[], scale: number, outShape: Shape): Tensor {
@@ -99,7 +102,8 @@ export function reduceKernel(kind: ReduceKind, x: Tensor, axes: number[], scale:
     const vec4 = inner ? n % 4 === 0 : K % 4 === 0;
     const lanes = inner ? outer : outer * (vec4 ? K / 4 : K);
     const minChunk = inner ? MIN_ROW_CHUNK : MIN_COL_CHUNK;
-    let chunks = Math.max(1, Math.min(Math.ceil(TARGET_INVOCATIONS / lanes), Math.floor(n / minChunk)));
+    const split = outer * n * K >= MIN_SPLIT_ELEMENTS;
+    let chunks = split ? Math.max(1, Math.min(Math.ceil(TARGET_INVOCATIONS / lanes), Math.floor(n / minChunk))) : 1;
     let chunkLen = Math.ceil(n / chunks);
     if (inner && vec4) chunkLen = Math.ceil(chunkLen / 4) * 4;
     chunks = Math.ceil(n / chunkLen);

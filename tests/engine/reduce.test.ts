@@ -1,6 +1,7 @@
 // Reductions: sum, mean, max, min over single, several (non-adjacent), all and negative axes,
 // with and without keepDims, through the fast passes (one per reduced dim: rows or columns,
-// vec4 or scalar, split into chunks when there are few outputs; engine/ops/reduce-kernel.ts)
+// vec4 or scalar, split into chunks when there are few outputs and enough elements;
+// engine/ops/reduce-kernel.ts)
 // and through the reference path's general kernel (an invocation per output for short
 // reductions, a workgroup per output when the reduction has >= 256 elements).
 import { test } from 'uvu';
@@ -44,10 +45,10 @@ const CASES: Case[] = [
   { shape: [1000, 3], axes: -1 },
   { shape: [3, 300], axes: 1, tol: { rtol: 1e-4, atol: 1e-4 } }, // workgroup per output, 3 outputs
   { shape: [16, 3, 20], axes: [0, 2], tol: { rtol: 1e-4, atol: 1e-4 } }, // workgroup per output, two reduced runs
-  { shape: [3000], tol: { rtol: 1e-4, atol: 1e-4 } }, // long reduction to a scalar: vec4 rows in chunks, then rows
+  { shape: [3000], tol: { rtol: 1e-4, atol: 1e-4 } }, // long reduction to a scalar, too small to split: one vec4 row
   { shape: [3001], tol: { rtol: 1e-4, atol: 1e-4 } }, // the same with scalar loads
   { shape: [17, 64], axes: 0 }, // columns, four at a time (vec4)
-  { shape: [2000, 8], axes: 0, tol: { rtol: 1e-4, atol: 1e-4 } }, // columns split into chunks, then folded again
+  { shape: [2000, 8], axes: 0, tol: { rtol: 1e-4, atol: 1e-4 } }, // long columns, not split
   { shape: [5, 64, 7], axes: [0, 2] }, // scalar rows, then vec4 columns
   { shape: [6, 12, 20], axes: [0, 2], keepDims: true }, // vec4 rows, then columns (per-channel sums)
   { shape: [3, 4, 5, 6], axes: [0, 2] }, // two column passes
@@ -91,15 +92,40 @@ async function allCases(kind: Kind, seed: number): Promise<void> {
   }
 }
 
-test('sum and mean of 3000 values against float64 (chunked passes)', async () => {
-  const data = randomArray([3000], 77, 0, 1); // all positive: a meaningful relative error
-  const x = tensor(data, [3000]);
+// Passes over at least 65536 elements (MIN_SPLIT_ELEMENTS) with few outputs are split into
+// chunks and folded again by later passes; forward only (the backward does not depend on it).
+const SPLIT_CASES: { shape: Shape; axes?: number[] }[] = [
+  { shape: [70000] }, // vec4 rows in chunks, then a row
+  { shape: [70001] }, // the same with scalar loads
+  { shape: [9001, 8], axes: [0] }, // vec4 columns in chunks, then folded again
+  { shape: [9001, 9], axes: [0] }, // scalar columns in chunks
+  { shape: [3, 30000, 4], axes: [0, 1] }, // two reduced dims merged into one: vec4 columns in chunks
+];
+
+for (const kind of ['sum', 'max', 'min'] as const) {
+  test(`${kind}: passes split into chunks (>= 65536 elements, few outputs) against float64`, async () => {
+    let seed = 900;
+    for (const c of SPLIT_CASES) {
+      const axes = ref.axesOf(c.axes, c.shape.length);
+      const data = kind === 'sum' ? randomArray(c.shape, seed++, 0, 1) : ref.distinct(c.shape, seed++);
+      const x = tensor(data, c.shape);
+      const y = OPS[kind](x, c.axes);
+      assertClose(await y.toArray(), ref.reducer(kind, c.shape, axes)(data), { rtol: 1e-5, atol: 0 }, `${kind} [${c.shape}] axes ${JSON.stringify(c.axes)}`);
+      x.dispose();
+      y.dispose();
+    }
+  });
+}
+
+test('sum and mean of 70000 values against float64 (chunked passes)', async () => {
+  const data = randomArray([70000], 77, 0, 1); // all positive: a meaningful relative error
+  const x = tensor(data, [70000]);
   const s = E.sum(x);
   const m = E.mean(x);
   assert.equal([...s.shape], []);
   const exact = data.reduce((a, v) => a + v, 0);
   assertClose([await s.item()], [exact], { rtol: 1e-5, atol: 0 }, 'sum');
-  assertClose([await m.item()], [exact / 3000], { rtol: 1e-5, atol: 0 }, 'mean');
+  assertClose([await m.item()], [exact / 70000], { rtol: 1e-5, atol: 0 }, 'mean');
   for (const t of [x, s, m]) t.dispose();
 });
 
