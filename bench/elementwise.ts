@@ -59,8 +59,8 @@ async function projectorSum(m: StepSizes, runs: number, only?: string): Promise<
   return records;
 }
 
-/** SGD (momentum 0.9, weight decay 5e-4: docs/method.md#training-recipe) and an EMA over every parameter of the
- * model, one dispatch per parameter as in the step. */
+/** SGD (momentum 0.9, weight decay 5e-4: docs/method.md#training-recipe) and an EMA over every
+ * parameter of the model, as the step makes them (several parameters a dispatch). */
 async function parameterCases(m: StepSizes, runs: number, only?: string): Promise<BenchRecord[]> {
   const net = buildNet(m);
   const params = net.parameters();
@@ -71,7 +71,7 @@ async function parameterCases(m: StepSizes, runs: number, only?: string): Promis
   const what = `${m.label}: ${params.length} parameters (${(elements / 1e6).toFixed(2)}M)`;
   const records = await versusCopyAll([
     { name: `SGD momentum step ${what}`, op: 'sgd', bytes: 20 * elements, fn: () => opt.step() },
-    { name: `EMA update ${what}`, op: 'ema', bytes: 12 * elements, fn: () => { params.forEach((p, i) => emaUpdate(targets[i], p, 0.99)); } },
+    { name: `EMA update ${what}`, op: 'ema', bytes: 12 * elements, fn: () => emaUpdate(targets, params, 0.99) },
   ], runs, only);
   opt.zeroGrad();
   opt.dispose();

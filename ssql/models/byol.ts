@@ -76,10 +76,10 @@ export class ByolNet extends Module {
     return [...this.encoder.parameters(), ...this.predictor.parameters()];
   }
 
-  /** target <- m * target + (1 - m) * online for every parameter, in place on the GPU (one
-   * dispatch each, no readback). BN running statistics are not averaged (see above). */
+  /** target <- m * target + (1 - m) * online for every parameter, in place on the GPU (four
+   * a dispatch, no readback). BN running statistics are not averaged (see above). */
   updateTarget(momentum: number): void {
-    for (const [t, o] of this.pairs) emaUpdate(t, o, momentum);
+    emaUpdate(this.pairs.map(([t]) => t), this.pairs.map(([, o]) => o), momentum);
   }
 
   /** The online encoder's projection. */

@@ -158,10 +158,10 @@ export class MocoNet extends Module {
     this.pendingKeys = keep(keys);
   }
 
-  /** After the optimizer step: k <- m k + (1 - m) q for every parameter (one dispatch each),
+  /** After the optimizer step: k <- m k + (1 - m) q for every parameter (four a dispatch),
    * then the step's keys into the queue at the pointer. On the GPU, no readback. */
   afterStep(momentum: number): void {
-    for (const [k, q] of this.pairs) emaUpdate(k, q, momentum);
+    emaUpdate(this.pairs.map(([k]) => k), this.pairs.map(([, q]) => q), momentum);
     if (this.pendingKeys) {
       enqueueColumns(this.queue, this.queuePtr, this.pendingKeys);
       this.pendingKeys.dispose();

@@ -2,7 +2,7 @@
 // alone, no recompiles when the learning rate changes, and the schedules.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { SGD, Tensor, cosineLR, cosineLRPerStep, engine, linearWarmup, stepLR } from '../../engine/index.ts';
+import { SGD, Tensor, cosineLR, cosineLRPerStep, engine, linearWarmup, setReferenceKernels, stepLR } from '../../engine/index.ts';
 import type { SGDOptions } from '../../engine/index.ts';
 import { assertClose, randomArray, tensor, noLeaks } from '../helpers.ts';
 
@@ -59,6 +59,56 @@ test('SGD matches PyTorch\'s update order over 5 steps (momentum, dampening, dec
       for (const t of [p, frozen, noGradYet]) t.dispose();
     }
   });
+});
+
+// Several parameters per dispatch (engine/optim.ts: 2 a dispatch with momentum, 4 without, the
+// rest one by one): odd sizes, sizes spanning several workgroups (8192 floats each), a
+// parameter whose first gradient comes a step later than the others' (its own first-step
+// flag inside a shared dispatch), an empty one and a frozen one, on the fast and reference paths.
+const MANY_SIZES = [1, 3, 5, 21, 0, 1073, 20001, 4, 7, 8192, 8193, 2];
+
+for (const reference of [false, true]) {
+  test(`SGD over ${MANY_SIZES.length} parameters of odd sizes in shared dispatches${reference ? ' (reference path: one each)' : ''}`, async () => {
+    setReferenceKernels(reference);
+    try {
+      await noLeaks(async () => {
+        for (const [k, o] of CASES.entries()) {
+          const ps0 = MANY_SIZES.map((n, i) => randomArray([n], 300 + 20 * k + i));
+          const ps = ps0.map((v, i) => tensor(v, [MANY_SIZES[i]], true));
+          const frozen = tensor([1, 2, 3], [3]);
+          const late = 4; // gets gradients from step 1 on
+          const opt = new SGD([...ps.slice(0, 6), frozen, ...ps.slice(6)], { lr: 0, ...o });
+          const lrs = [0.1, 0.05, 0.02];
+          const grads = ps.map((_, i) => lrs.map((__, t) => randomArray([MANY_SIZES[i]], 500 + 40 * k + 3 * i + t)));
+          for (let t = 0; t < lrs.length; t++) {
+            ps.forEach((p, i) => {
+              p.grad?.dispose();
+              p.grad = i === late && t === 0 ? null : tensor(grads[i][t], [MANY_SIZES[i]]);
+            });
+            opt.lr = lrs[t];
+            opt.step();
+          }
+          for (const [i, p] of ps.entries()) {
+            const steps = i === late ? [1, 2] : [0, 1, 2];
+            const want = refSGD(ps0[i], steps.map((t) => grads[i][t]), steps.map((t) => lrs[t]), o);
+            assertClose(await p.toArray(), want, { rtol: 1e-5, atol: 1e-6 }, `SGD case ${k}, parameter ${i} of ${MANY_SIZES[i]}`);
+          }
+          assertClose(await frozen.toArray(), [1, 2, 3], {}, 'frozen parameter');
+          opt.zeroGrad();
+          opt.dispose();
+          for (const t of [...ps, frozen]) t.dispose();
+        }
+      });
+    } finally {
+      setReferenceKernels(false);
+    }
+  });
+}
+
+test('SGD refuses a parameter given twice (a shared dispatch cannot update one storage as two)', () => {
+  const p = tensor([1, 2], [2], true);
+  assert.throws(() => new SGD([p, p], { lr: 0.1 }), /given twice/);
+  p.dispose();
 });
 
 test('changing the learning rate compiles nothing', async () => {

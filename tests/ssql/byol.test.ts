@@ -4,7 +4,7 @@
 // are finite, train only the online network, keep GPU memory flat, and resume bit-identically.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Rng, Tensor, engine, noGrad, scope } from '../../engine/index.ts';
+import { Rng, Tensor, engine, noGrad, scope, setReferenceKernels } from '../../engine/index.ts';
 import { emaUpdate } from '../../engine/ops/ema.ts';
 import { byolLosses, ssqlByolLosses } from '../../ssql/methods/byol.ts';
 import { ByolNet } from '../../ssql/models/byol.ts';
@@ -75,6 +75,32 @@ test('emaUpdate: t = m t + (1 - m) s in place, against float64, sizes not a mult
   assert.throws(() => emaUpdate(a, c, 1.5), /momentum/);
   for (const t of [a, b, c, alias]) t.dispose();
 }));
+
+// Lists of pairs: four a dispatch (engine/ops/ema.ts), the rest one by one; odd sizes, sizes
+// spanning several workgroups (8192 floats each) and an empty tensor; fast and reference paths.
+for (const reference of [false, true]) {
+  test(`emaUpdate over lists of tensors of odd sizes, against float64${reference ? ' (reference path: one a dispatch)' : ''}`, () => noLeaks(async () => {
+    const sizes = [1, 3, 0, 21, 1073, 20001, 4, 7, 8193, 2, 5];
+    setReferenceKernels(reference);
+    try {
+      const t0 = sizes.map((n, i) => randomArray([n], 40 + i));
+      const s0 = sizes.map((n, i) => randomArray([n], 60 + i, -3, 3));
+      const ts = t0.map((v) => Tensor.fromArray(v));
+      const ss = s0.map((v) => Tensor.fromArray(v));
+      emaUpdate(ts, ss, 0.99);
+      emaUpdate(ts, ss, 0.9);
+      for (const [i, t] of ts.entries()) {
+        const want = t0[i].map((v, j) => 0.9 * (0.99 * v + (1 - 0.99) * s0[i][j]) + (1 - 0.9) * s0[i][j]);
+        assertClose(await t.toArray(), want, { rtol: 1e-6, atol: 1e-7 }, `ema list, tensor ${i} of ${sizes[i]}`);
+      }
+      assert.throws(() => emaUpdate(ts.slice(0, 2), ss.slice(0, 3), 0.9), /2 targets but 3 sources/);
+      assert.throws(() => emaUpdate([ts[0], ts[0]], [ss[0], ss[0]], 0.9), /given twice/);
+      for (const t of [...ts, ...ss]) t.dispose();
+    } finally {
+      setReferenceKernels(false);
+    }
+  }));
+}
 
 test('ByolNet.updateTarget(0.99): every target parameter against float64, BN buffers untouched', () => noLeaks(async () => {
   const net = new ByolNet(CONFIG, new Rng(4).next);
