@@ -216,18 +216,24 @@ function weightGradCandidates(g: ConvGeometry): Candidate<Variant<WeightGradTile
 function inputGradCandidates(g: ConvGeometry): Candidate<InputGradVariant>[] {
   const list: Candidate<InputGradVariant>[] = [];
   if (hasSubgroupsOf8()) {
-    // Blocks of stride x stride input pixels: some 8 to 16 pixels an invocation.
-    const pixels = g.stride * g.stride;
-    const shapes = pixels >= 9 ? [[1, 1], [1, 2]] : pixels >= 4 ? [[1, 2], [2, 2], [1, 4]] : [[2, 4], [1, 4]];
-    for (const R of channelBlocks(g.Cin, g.kH * g.kW).slice(0, 2)) {
-      for (const [TR, TC] of shapes) list.push({ name: `subgroup ${R}x${TR}x${TC}`, config: { design: 'subgroup', tile: { R, TR, TC } } });
+    // Blocks of stride x stride input pixels, some 8 to 32 pixels an invocation, measured best
+    // first (8 channels x 2 x 4 blocks at stride 2); at most 64 vec4 accumulators (channel
+    // groups x pixels), beyond which the unrolled body only grows.
+    const s = g.stride;
+    const shapes = s === 1 ? [[2, 4], [1, 4]] : s === 2 ? [[2, 4], [1, 4], [2, 2]] : [[1, 2], [1, 1], [2, 2]];
+    const blocks = channelBlocks(g.Cin, g.kH * g.kW);
+    for (const R of [...blocks.filter((r) => r === 8), ...blocks.filter((r) => r !== 8)]) {
+      for (const [TR, TC] of shapes) {
+        if (Math.ceil(R / 4) * TR * TC * s * s > 64) continue;
+        list.push({ name: `subgroup ${R}x${TR}x${TC}`, config: { design: 'subgroup', tile: { R, TR, TC } } });
+      }
     }
   }
   list.push({ name: 'register', config: { design: 'register' } });
   return list;
 }
 
-/** Input-gradient rule: the widest channel block, the first block shape. */
+/** Input-gradient rule: the first subgroup tile (8 channels where there are more than 4). */
 function inputGradRule(c: Candidate<InputGradVariant>[]): number {
   return ruleDesign(c, 0);
 }
