@@ -13,6 +13,7 @@ const RESNET18: ConvCase[] = [
   { name: 'r18 128x16x16 k3', N: 32, Cin: 128, H: 16, Cout: 128, k: 3, stride: 1 },
   { name: 'r18 256x8x8 k3', N: 32, Cin: 256, H: 8, Cout: 256, k: 3, stride: 1 },
   { name: 'r18 512x4x4 k3', N: 32, Cin: 512, H: 4, Cout: 512, k: 3, stride: 1 },
+  { name: 'r18 64->128 k3 s2', N: 32, Cin: 64, H: 32, Cout: 128, k: 3, stride: 2 },
   { name: 'r18 64->128 1x1 s2', N: 32, Cin: 64, H: 32, Cout: 128, k: 1, stride: 2 },
   { name: 'r18 128x16x16 1x1', N: 32, Cin: 128, H: 16, Cout: 128, k: 1, stride: 1 },
 ];
@@ -20,10 +21,14 @@ const SMALL: ConvCase[] = [
   { name: 'small 1->16 28x28 k3 (stem)', N: 256, Cin: 1, H: 28, Cout: 16, k: 3, stride: 1 },
   { name: 'small 16x28x28 k3', N: 256, Cin: 16, H: 28, Cout: 16, k: 3, stride: 1 },
   { name: 'small 32x14x14 k3', N: 256, Cin: 32, H: 14, Cout: 32, k: 3, stride: 1 },
+  // The 3x3 stride-2 convs that open the small ResNet's stages 2 and 3.
+  { name: 'small 16->32 28x28 k3 s2', N: 256, Cin: 16, H: 28, Cout: 32, k: 3, stride: 2 },
+  { name: 'small 32->64 14x14 k3 s2', N: 256, Cin: 32, H: 14, Cout: 64, k: 3, stride: 2 },
 ];
 
 export async function run(opts: BenchOptions): Promise<BenchRecord[]> {
-  const cases = opts.quick ? [RESNET18[0], SMALL[1]] : [...RESNET18, ...SMALL];
+  const all = opts.quick ? [RESNET18[0], SMALL[1]] : [...RESNET18, ...SMALL];
+  const cases = all.filter((c) => opts.only === undefined || c.name.includes(opts.only));
   const runs = opts.quick ? 3 : 5;
   const records: BenchRecord[] = [];
   const tf = await tfjsConv();

@@ -1,10 +1,12 @@
 // The subgroup conv kernels (shaders/conv-subgroup-*.wgsl): the forward conv (and through a
-// flipped weight the stride-1 input gradient) and the weight gradient, for adapters whose
+// flipped weight the stride-1 input gradient), the input gradient of any stride (the
+// transposed conv) and the weight gradient, for adapters whose
 // subgroups are exactly 8 invocations wide (lavapipe). The shaders' inner steps are unrolled
 // here, per tile shape and window, into the code defines; the tile shapes come from
 // engine/tuning.ts.
 import forwardSource from '../../shaders/conv-subgroup-forward.wgsl';
 import weightGradSource from '../../shaders/conv-subgroup-weightgrad.wgsl';
+import inputGradSource from '../../shaders/conv-subgroup-inputgrad.wgsl';
 import packSource from '../../shaders/conv-pack.wgsl';
 import { engine } from '../device.ts';
 import { declareKernels } from '../kernels.ts';
@@ -41,6 +43,18 @@ const weightGradKernels = declareKernels({
   defines: { R: 'u32', PX: 'u32', KH: 'u32', KW: 'u32', STRIDE: 'u32', WG: 'u32', DYOFF: 'code', ACC: 'code', BODY: 'code', STORE: 'code' },
   entryPoints: { weightGrad: { inputs: { dY: 'f32', X: 'f32' }, outputs: { Out: 'f32' } } },
 });
+
+const inputGradKernels = declareKernels({
+  name: 'conv2d.subgroup',
+  source: inputGradSource,
+  params: { ...geometryParams, CP: 'u32' },
+  defines: { R: 'u32', TR: 'u32', TC: 'u32', STRIDE: 'u32', NR: 'u32', NS: 'u32', DH0: 'i32', DW0: 'i32', WOFF: 'code', ACC: 'code', BODY: 'code', STORE: 'code' },
+  entryPoints: { inputGrad: { inputs: { Wp: 'vec4<f32>', dY: 'f32' }, outputs: { Out: 'f32' } } },
+});
+
+/** Input-gradient tile: R input channels x (TR x TC) blocks of stride x stride input pixels
+ * per invocation; R a multiple of 4 or (one block of channels) at least Cin. */
+export interface InputGradTile { R: number; TR: number; TC: number }
 
 /** Forward tile: R output channels x (TR x TC) output pixels per invocation; TR * TC is a
  * multiple of 4, R a multiple of 4 or (one block of channels) at least Cout. */
@@ -113,6 +127,96 @@ function forwardCode(t: ForwardTile, KH: number, KW: number, S: number): { WOFF:
     store.push('  }');
   }
   return { WOFF: woff.join('\n'), ACC: acc.join('\n'), BODY: body.join('\n'), STORE: store.join('\n') };
+}
+
+/** Along one axis of a conv (window k, stride s, padding pad): for each input phase
+ * (index mod s), the taps that reach it and the dY offset each reads, relative to the block. */
+function phaseTaps(k: number, s: number, pad: number): { tap: number; d: number }[][] {
+  return Array.from({ length: s }, (_, ph) => {
+    const taps: { tap: number; d: number }[] = [];
+    for (let tap = 0; tap < k; tap++) {
+      if ((ph + pad - tap) % s === 0) taps.push({ tap, d: (ph + pad - tap) / s });
+    }
+    return taps;
+  });
+}
+
+/** The dY window of one block along an axis: its first offset and its width. */
+function windowOf(phases: { d: number }[][]): { first: number; width: number } {
+  const ds = phases.flat().map((t) => t.d);
+  const first = Math.min(...ds);
+  return { first, width: Math.max(...ds) - first + 1 };
+}
+
+/** The unrolled parts of conv-subgroup-inputgrad.wgsl for one tile and geometry, and the dY
+ * window (NR x NS from offset DH0, DW0) they read. */
+function inputGradCode(t: InputGradTile, g: ConvGeometry): { NR: number; NS: number; DH0: number; DW0: number; WOFF: string; ACC: string; BODY: string; STORE: string } {
+  const { R, TR, TC } = t;
+  const S = g.stride;
+  const KK = g.kH * g.kW;
+  const rows = phaseTaps(g.kH, S, g.pad);
+  const cols = phaseTaps(g.kW, S, g.pad);
+  const rowWindow = windowOf(rows);
+  const colWindow = windowOf(cols);
+  const NR = TR - 1 + rowWindow.width;
+  const NS = TC - 1 + colWindow.width;
+  const groups = Math.ceil(R / 4);
+  const WV = KK * groups;
+  const loads = Math.ceil(WV / 8);
+  const woff: string[] = [];
+  for (let i = 0; i < loads; i++) {
+    woff.push(`  let wIdx${i} = min(lane + ${8 * i}u, ${WV - 1}u);`);
+    woff.push(`  let wOff${i} = (wIdx${i} / ${groups}u) * (p.CP / 4u) + min(ci0 / 4u + wIdx${i} % ${groups}u, p.CP / 4u - 1u);`);
+  }
+  // One accumulator (4 channels) per channel group, block and phase.
+  const accName = (q: number, bt: number, bu: number, ph: number, pw: number) => `a${q}_${bt}_${bu}_${ph}_${pw}`;
+  const acc: string[] = [];
+  const body: string[] = [];
+  for (let i = 0; i < loads; i++) body.push(`    let wv${i} = Wp[wBase + wOff${i}];`);
+  for (let i = 0; i < NR; i++) {
+    for (let j = 0; j < NS; j++) body.push(`    let y${i}_${j} = select(0.0, dY[chan + rowOff[${i}] + colOff[${j}]], rowIn[${i}] && colIn[${j}]);`);
+  }
+  for (let q = 0; q < groups; q++) {
+    for (let bt = 0; bt < TR; bt++) for (let bu = 0; bu < TC; bu++) for (let ph = 0; ph < S; ph++) for (let pw = 0; pw < S; pw++) {
+      acc.push(`  var ${accName(q, bt, bu, ph, pw)} = vec4<f32>(0.0);`);
+    }
+  }
+  for (let ph = 0; ph < S; ph++) {
+    for (const rt of rows[ph]) {
+      for (let pw = 0; pw < S; pw++) {
+        for (const ct of cols[pw]) {
+          // The packed weight holds tap KK-1-tap (conv-pack.wgsl's FLIPPED order).
+          const packedTap = KK - 1 - (rt.tap * g.kW + ct.tap);
+          for (let q = 0; q < groups; q++) {
+            const idx = packedTap * groups + q;
+            const w = `w${rt.tap}_${ct.tap}_${q}`;
+            body.push(`    let ${w} = subgroupBroadcast(wv${Math.floor(idx / 8)}, ${idx % 8}u);`);
+            for (let bt = 0; bt < TR; bt++) for (let bu = 0; bu < TC; bu++) {
+              body.push(`    ${accName(q, bt, bu, ph, pw)} += ${w} * y${bt + rt.d - rowWindow.first}_${bu + ct.d - colWindow.first};`);
+            }
+          }
+        }
+      }
+    }
+  }
+  const store: string[] = [];
+  for (let bt = 0; bt < TR; bt++) for (let ph = 0; ph < S; ph++) {
+    store.push(`  let ih${bt}_${ph} = (a0 + ${bt}u) * ${S}u + ${ph}u;`);
+  }
+  for (let bu = 0; bu < TC; bu++) for (let pw = 0; pw < S; pw++) {
+    store.push(`  let iw${bu}_${pw} = (b0 + ${bu}u) * ${S}u + ${pw}u;`);
+  }
+  for (let r = 0; r < R; r++) {
+    store.push(`  if (ci0 + ${r}u < p.Cin) {`);
+    store.push(`    let o${r} = outBase + (ci0 + ${r}u) * plane;`);
+    for (let bt = 0; bt < TR; bt++) for (let ph = 0; ph < S; ph++) for (let bu = 0; bu < TC; bu++) for (let pw = 0; pw < S; pw++) {
+      const ih = `ih${bt}_${ph}`;
+      const iw = `iw${bu}_${pw}`;
+      store.push(`    if (${ih} < p.H && ${iw} < p.W) { Out[o${r} + ${ih} * p.W + ${iw}] = ${accName(r >> 2, bt, bu, ph, pw)}.${xyzw[r & 3]}; }`);
+    }
+    store.push('  }');
+  }
+  return { NR, NS, DH0: rowWindow.first, DW0: colWindow.first, WOFF: woff.join('\n'), ACC: acc.join('\n'), BODY: body.join('\n'), STORE: store.join('\n') };
 }
 
 /** The unrolled parts of conv-subgroup-weightgrad.wgsl for one tile and window. */
@@ -195,6 +299,24 @@ export function subgroupForward(x: Tensor, weight: Tensor, g: ConvGeometry, flip
     params: { ...g, CP },
     defines: { ...tile, KH: g.kH, KW: g.kW, STRIDE: g.stride, ...forwardCode(tile, g.kH, g.kW, g.stride) },
     workgroups: [Math.ceil(tiles / 64), Math.ceil(g.Cout / tile.R), 1],
+  });
+  packed.dispose();
+  return out;
+}
+
+/** dL/dX with the subgroup transposed-conv kernel (any stride, padding and window). */
+export function subgroupInputGrad(gradOut: Tensor, weight: Tensor, g: ConvGeometry, tile: InputGradTile): Tensor {
+  // Packed as the weight of the conv from dY (Cout channels) to dX (Cin channels).
+  const { packed, CP } = packWeights(weight, { ...g, Cin: g.Cout, Cout: g.Cin }, true);
+  const out = Tensor.empty([g.N, g.Cin, g.H, g.W]);
+  const blocks = g.N * Math.ceil(Math.ceil(g.H / g.stride) / tile.TR) * Math.ceil(Math.ceil(g.W / g.stride) / tile.TC);
+  launch(inputGradKernels.inputGrad, {
+    label: `conv2d.subgroup.inputGrad ${gradOut.describe()}, ${weight.describe()} k${g.kH}x${g.kW} s${g.stride} p${g.pad} tile ${tile.R}x${tile.TR}x${tile.TC}`,
+    inputs: { Wp: packed, dY: gradOut },
+    outputs: { Out: out },
+    params: { ...g, CP },
+    defines: { R: tile.R, TR: tile.TR, TC: tile.TC, STRIDE: g.stride, ...inputGradCode(tile, g) },
+    workgroups: [Math.ceil(blocks / 64), Math.ceil(g.Cin / tile.R), 1],
   });
   packed.dispose();
   return out;

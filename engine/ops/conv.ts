@@ -6,9 +6,11 @@
 //              for adapters with subgroups of exactly 8, i.e. lavapipe, where it is fastest
 //   register   register tiles, no workgroup memory (shaders/conv.wgsl): any adapter
 //   workgroup  tiles staged in workgroup memory (conv-workgroup.ts): the real-GPU design
-// The strided input gradient has one kernel (conv.wgsl inputGrad). Which design and tile runs
-// for a shape is engine/tuning.ts's choice among the candidates below: measured per adapter
-// when tuning is on, else the rule in `forwardRule` / `weightGradRule`.
+// The other input gradients (strided, or padding past the window) are transposed convs: the
+// subgroup design (conv-subgroup.ts) or the register kernel (conv.wgsl inputGrad). Which
+// design and tile runs for a shape is engine/tuning.ts's choice among the candidates below:
+// measured per adapter when tuning is on, else the rule in `forwardRule` / `inputGradRule` /
+// `weightGradRule`.
 import source from '../../shaders/conv.wgsl';
 import { noGrad, record } from '../autograd.ts';
 import { declareKernels } from '../kernels.ts';
@@ -18,8 +20,8 @@ import { Tensor, checkDtype } from '../tensor.ts';
 import { choose } from '../tuning.ts';
 import type { Candidate } from '../tuning.ts';
 import { engine } from '../device.ts';
-import { hasSubgroupsOf8, subgroupForward, subgroupWeightGrad } from './conv-subgroup.ts';
-import type { ForwardTile, WeightGradTile } from './conv-subgroup.ts';
+import { hasSubgroupsOf8, subgroupForward, subgroupInputGrad, subgroupWeightGrad } from './conv-subgroup.ts';
+import type { ForwardTile, InputGradTile, WeightGradTile } from './conv-subgroup.ts';
 import { workgroupForward, workgroupTileFits, workgroupWeightGrad } from './conv-workgroup.ts';
 import type { WorkgroupTile } from './conv-workgroup.ts';
 import { add } from './elementwise.ts';
@@ -97,6 +99,8 @@ function forwardTileWidth(OW: number): number {
 const isPointwise = (g: ConvGeometry) => g.kH === 1 && g.kW === 1 && g.stride === 1 && g.pad === 0;
 
 type Variant<T> = { design: 'register' } | { design: 'workgroup'; tile: WorkgroupTile } | { design: 'subgroup'; tile: T };
+/** The strided input gradient has no workgroup-memory design. */
+type InputGradVariant = { design: 'register' } | { design: 'subgroup'; tile: InputGradTile };
 
 /** The workgroup-memory tile every adapter that fits it is offered: 16 x 16 invocations of
  * 4 x 4 outputs, 16 values of the sum per step (256 invocations: SwiftShader's limit). */
@@ -207,9 +211,40 @@ function weightGradCandidates(g: ConvGeometry): Candidate<Variant<WeightGradTile
   return designCandidates(subgroup);
 }
 
-/** The names of the variants `op` may run at `g` on this adapter (tests run each). */
-export function conv2dVariants(op: 'forward' | 'weightGrad', g: ConvGeometry): string[] {
-  return (op === 'forward' ? forwardCandidates(g) : weightGradCandidates(g)).map((c) => c.name);
+/** Candidates for the input gradients that are not a flipped forward conv (strided ones):
+ * the subgroup transposed conv, and the register kernel. */
+function inputGradCandidates(g: ConvGeometry): Candidate<InputGradVariant>[] {
+  const list: Candidate<InputGradVariant>[] = [];
+  if (hasSubgroupsOf8()) {
+    // Blocks of stride x stride input pixels, some 8 to 32 pixels an invocation, measured best
+    // first (8 channels x 2 x 4 blocks at stride 2); at most 64 vec4 accumulators (channel
+    // groups x pixels), beyond which the unrolled body only grows.
+    const s = g.stride;
+    const shapes = s === 1 ? [[2, 4], [1, 4]] : s === 2 ? [[2, 4], [1, 4], [2, 2]] : [[1, 2], [1, 1], [2, 2]];
+    const blocks = channelBlocks(g.Cin, g.kH * g.kW);
+    for (const R of [...blocks.filter((r) => r === 8), ...blocks.filter((r) => r !== 8)]) {
+      for (const [TR, TC] of shapes) {
+        if (Math.ceil(R / 4) * TR * TC * s * s > 64) continue;
+        list.push({ name: `subgroup ${R}x${TR}x${TC}`, config: { design: 'subgroup', tile: { R, TR, TC } } });
+      }
+    }
+  }
+  list.push({ name: 'register', config: { design: 'register' } });
+  return list;
+}
+
+/** Input-gradient rule: the first subgroup tile (8 channels where there are more than 4). */
+function inputGradRule(c: Candidate<InputGradVariant>[]): number {
+  return ruleDesign(c, 0);
+}
+
+/** The names of the variants `op` may run at `g` on this adapter (tests run each). For
+ * 'inputGrad', none where the input gradient is a matmul or a flipped forward conv (whose
+ * variants are the forward's at the flipped geometry). */
+export function conv2dVariants(op: 'forward' | 'inputGrad' | 'weightGrad', g: ConvGeometry): string[] {
+  const transposed = !isPointwise(g) && !runsAsFlippedForward(g);
+  const list = op === 'forward' ? forwardCandidates(g) : op === 'weightGrad' ? weightGradCandidates(g) : transposed ? inputGradCandidates(g) : [];
+  return list.map((c) => c.name);
 }
 
 /** Weight-gradient rule: the widest channel block, split into some 32 workgroups (the first). */
@@ -223,6 +258,12 @@ function runWeightGrad(gradOut: Tensor, x: Tensor, g: ConvGeometry, v: Variant<W
   return convKernel('weightGrad', g, gradOut, x, [g.Cout, g.Cin, g.kH, g.kW], g.Cout, g.Cin * g.kH * g.kW);
 }
 
+/** Whether the input gradient at `g` is a forward conv with the flipped weight (stride 1 with
+ * a square window and at most k-1 padding); the rest, but 1x1, are transposed convs. */
+function runsAsFlippedForward(g: ConvGeometry): boolean {
+  return g.stride === 1 && g.pad <= g.kH - 1 && g.pad <= g.kW - 1 && g.kH === g.kW;
+}
+
 /** dL/dX from dL/dY. */
 export function conv2dInputGrad(gradOut: Tensor, weight: Tensor, g: ConvGeometry): Tensor {
   if (isPointwise(g)) {
@@ -233,12 +274,22 @@ export function conv2dInputGrad(gradOut: Tensor, weight: Tensor, g: ConvGeometry
     for (const t of [gv, wv, dx]) t.dispose();
     return out;
   }
-  if (g.stride === 1 && g.pad <= g.kH - 1 && g.pad <= g.kW - 1 && g.kH === g.kW) {
+  if (runsAsFlippedForward(g)) {
     // Stride 1: the input gradient is a forward conv of dY with the transposed, flipped weight
     // and padding k-1-pad; the forward kernel reads the weight that way itself (no copy).
     const gt: ConvGeometry = { ...g, Cin: g.Cout, Cout: g.Cin, H: g.OH, W: g.OW, OH: g.H, OW: g.W, pad: g.kH - 1 - g.pad };
     return conv2dForward(gradOut, weight, gt, true);
   }
+  const candidates = inputGradCandidates(g);
+  const pick = choose('conv2d.inputGrad', shapeKey(g), candidates, inputGradRule(candidates), () => {
+    const [gy, wb] = benchInputs([[g.N, g.Cout, g.OH, g.OW], [g.Cout, g.Cin, g.kH, g.kW]]);
+    return { run: (v) => { runInputGrad(gy, wb, g, v); }, dispose: () => { gy.dispose(); wb.dispose(); } };
+  });
+  return runInputGrad(gradOut, weight, g, pick.config);
+}
+
+function runInputGrad(gradOut: Tensor, weight: Tensor, g: ConvGeometry, v: InputGradVariant): Tensor {
+  if (v.design === 'subgroup') return subgroupInputGrad(gradOut, weight, g, v.tile);
   // Columns: per image row, `stride` phases of ceil(ceil(W/stride)/8) tiles of 8 pixels.
   const tilesPerRow = Math.ceil(Math.ceil(g.W / g.stride) / 8) * g.stride;
   return convKernel('inputGrad', g, gradOut, weight, [g.N, g.Cin, g.H, g.W], g.Cin, g.N * g.H * tilesPerRow * 8);

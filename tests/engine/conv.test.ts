@@ -101,6 +101,17 @@ const designCases: [string, number[], number[], number, number][] = [
   ['3x3 s1 p1 on a 1x1 map, 4->3', [3, 4, 1, 1], [3, 4, 3, 3], 1, 1],
   ['5x5 s1 p2, 3->2 on 7x6', [1, 3, 7, 6], [2, 3, 5, 5], 1, 2],
   ['1x1 s2 p0, 12->8 on 7x7', [2, 12, 7, 7], [8, 12, 1, 1], 2, 0],
+  // Strided input gradients (transposed convs): odd sizes, pads 0/1/2, strides 2 and 3,
+  // channel blocks past Cin, several workgroups, a window smaller than the stride.
+  ['3x3 s2 p0, 5->7 on 11x9', [2, 5, 11, 9], [7, 5, 3, 3], 2, 0],
+  ['3x3 s2 p1, 20->6 on 13x15, batch 3', [3, 20, 13, 15], [6, 20, 3, 3], 2, 1],
+  ['3x3 s2 p2, 3->4 on 7x10', [1, 3, 7, 10], [4, 3, 3, 3], 2, 2],
+  ['3x3 s3 p1, 6->5 on 11x13', [2, 6, 11, 13], [5, 6, 3, 3], 3, 1],
+  ['3x3 s3 p2, 9->3 on 10x8', [1, 9, 10, 8], [3, 9, 3, 3], 3, 2],
+  ['5x5 s3 p0, 2->4 on 13x11', [2, 2, 13, 11], [4, 2, 5, 5], 3, 0],
+  ['2x2 s3 p1 (window under the stride), 4->6 on 9x11', [1, 4, 9, 11], [6, 4, 2, 2], 3, 1],
+  ['3x3 s1 p2 (padding past the window), 5->3 on 6x7', [2, 5, 6, 7], [3, 5, 3, 3], 1, 2],
+  ['3x3 s2 p1, 16->32 on 28x28 (the small ResNet stage 2), batch 2', [2, 16, 28, 28], [32, 16, 3, 3], 2, 1],
 ];
 
 for (const [name, xs, ws, stride, padding] of designCases) {
@@ -128,6 +139,12 @@ for (const [name, xs, ws, stride, padding] of designCases) {
         y.dispose();
         dx.dispose();
       }
+      for (const variant of conv2dVariants('inputGrad', g)) {
+        forceVariant('conv2d.inputGrad', variant);
+        const dx = conv2dInputGrad(gy, w, g);
+        assertClose(await dx.toArray(), dxRef, tol, `${name} input grad (${variant})`);
+        dx.dispose();
+      }
       for (const variant of conv2dVariants('weightGrad', g)) {
         forceVariant('conv2d.weightGrad', variant);
         const dw = conv2dWeightGrad(gy, x, g);
@@ -136,6 +153,7 @@ for (const [name, xs, ws, stride, padding] of designCases) {
       }
     } finally {
       forceVariant('conv2d.forward', null);
+      forceVariant('conv2d.inputGrad', null);
       forceVariant('conv2d.weightGrad', null);
       for (const t of [x, w, gy]) t.dispose();
     }
@@ -149,6 +167,13 @@ test('conv2d variants: the designs this adapter offers, the real-GPU one among t
     assert.ok(designs.has('register'), `${op}: register design offered`);
     assert.ok(designs.has('workgroup'), `${op}: workgroup-memory design offered`);
   }
+  // Strided input gradients: the register kernel everywhere, the subgroup one where it runs.
+  const strided = conv2dGeometry(Tensor.empty([2, 8, 9, 9]), Tensor.empty([8, 8, 3, 3]), { stride: 2, padding: 1 });
+  const forward = new Set(conv2dVariants('forward', g).map((n) => n.split(' ')[0]));
+  const inputGrad = new Set(conv2dVariants('inputGrad', strided).map((n) => n.split(' ')[0]));
+  assert.ok(inputGrad.has('register'), 'inputGrad: register design offered');
+  assert.is(inputGrad.has('subgroup'), forward.has('subgroup'), 'inputGrad: subgroup design wherever the forward has it');
+  assert.equal(conv2dVariants('inputGrad', g), [], 'a stride-1 input gradient runs as a flipped forward conv');
 });
 
 test('conv2d tuning: off, a shape runs the rule; on, it is measured once and its choice kept', async () => {
