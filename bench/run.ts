@@ -1,7 +1,7 @@
 // `npm run bench [-- NAME ...] [--quick] [--only TEXT]`: runs bench/NAME.ts (all when none named), prints a
 // table per benchmark and writes bench/results/NAME.json (NAME.quick.json with --quick; nothing
 // with --only: harness.ts resultsFileName).
-import { initNodeDevice } from '../engine/device-node.ts';
+import { initNodeDevice, startNodeTuning } from '../engine/device-node.ts';
 import { printTable, resultsFileName, writeResults } from './harness.ts';
 import type { BenchOptions, BenchRecord } from './harness.ts';
 
@@ -23,7 +23,10 @@ for (const n of names) {
   }
 }
 const e = await initNodeDevice();
-console.log(`adapter: ${e.adapter.description}`);
+// Kernel variants as training picks them: measured once per adapter and shape, then cached
+// (engine/tuning-node.ts; SSQL_TUNING=off for the deterministic rules).
+const tuning = startNodeTuning();
+console.log(`adapter: ${e.adapter.description}; kernel tuning ${tuning.enabled ? `on (${tuning.file})` : 'off'}`);
 for (const name of names.length ? names : ALL) {
   const mod = (await import(`./${name}.ts`)) as { run: (o: BenchOptions) => Promise<BenchRecord[]> };
   const opts: BenchOptions = { quick, only };
@@ -32,4 +35,5 @@ for (const name of names.length ? names : ALL) {
   const file = resultsFileName(name, opts);
   console.log(file ? `wrote ${writeResults(name, file, records)}` : '(--only: a partial run, results not written)');
 }
+tuning.save();
 e.destroy();

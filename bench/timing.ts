@@ -1,5 +1,5 @@
 // Timing GPU work to completion (platform independent: the browser bench uses it too).
-import { engine } from '../engine/index.ts';
+import { engine, tunePending, tuningEnabled } from '../engine/index.ts';
 
 export interface Timing {
   median_ms: number;
@@ -21,9 +21,11 @@ export function stats(samples: number[]): Timing {
   return { median_ms: s[Math.floor(s.length / 2)], min_ms: s[0], max_ms: s[s.length - 1], runs: s.length };
 }
 
-/** One warm-up call (compiles pipelines), then `runs` timed calls. */
+/** One warm-up call (compiles pipelines; with tuning on, the kernel variants of new shapes are
+ * then measured and the fastest kept, as training does), then `runs` timed calls. */
 export async function time(fn: () => void, runs: number): Promise<Timing> {
   await sample(fn);
+  if (tuningEnabled() && (await tunePending()).length > 0) await sample(fn);
   const samples: number[] = [];
   for (let i = 0; i < runs; i++) samples.push(await sample(fn));
   return stats(samples);

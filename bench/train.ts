@@ -10,7 +10,7 @@ import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { engine } from '../engine/index.ts';
+import { engine, tunePending, tuningEnabled } from '../engine/index.ts';
 import { DEFAULT_CONFIG, Trainer } from '../ssql/train.ts';
 import type { MethodName } from '../ssql/train.ts';
 import { stats } from './harness.ts';
@@ -129,6 +129,8 @@ async function runCase(c: TrainCase, runs: number): Promise<BenchRecord> {
   };
 
   await ourStep(); // warm-up: compiles every pipeline
+  // With tuning on, the kernel variants of the step's shapes are measured now, as in training.
+  if (tuningEnabled()) await tunePending();
   await torchStep();
   torchMs.length = 0; // PyTorch's warm-up
   const ours: number[] = [];

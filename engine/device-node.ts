@@ -3,7 +3,8 @@
 import { create, globals } from 'webgpu';
 import { Engine, initFromGPU } from './device.ts';
 
-export { defaultTuningFile, loadTuningFile, saveTuningFile } from './tuning-node.ts';
+export { defaultTuningFile, loadTuningFile, saveTuningFile, startNodeTuning } from './tuning-node.ts';
+export type { NodeTuning } from './tuning-node.ts';
 
 Object.assign(globalThis, globals);
 // Dawn crashes the process if the object `create()` returns is garbage-collected while a device

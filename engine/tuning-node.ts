@@ -4,7 +4,7 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { loadTuningTable, tuningTable } from './tuning.ts';
+import { loadTuningTable, setTuning, tunePending, tuningTable } from './tuning.ts';
 import type { TuningTable } from './tuning.ts';
 
 /** $SSQL_TUNING_FILE, else ~/.cache/ssql-webgpu/tuning.json. */
@@ -52,4 +52,52 @@ export function saveTuningFile(file = defaultTuningFile()): string {
   writeFileSync(tmp, `${JSON.stringify(tuningTable(), null, 2)}\n`);
   renameSync(tmp, file);
   return file;
+}
+
+/** A Node program's kernel tuning: `startNodeTuning()` loads the choices saved for this
+ * adapter and turns measuring of new shapes on, unless $SSQL_TUNING is 'off' (the rules then
+ * pick, as in the tests). The program calls `measure()` between steps (it measures what the last
+ * step queued, then saves; nothing to do costs nothing) and `save()` before it ends (code that
+ * calls the engine's `tunePending` itself, as feature extraction does, is saved then). Saving
+ * never throws: a read-only home only costs the next run a re-measure, so it is reported once. */
+export interface NodeTuning {
+  readonly enabled: boolean;
+  readonly file: string;
+  /** Measure queued shapes; returns how many were measured (and saves when any were). */
+  measure(): Promise<number>;
+  save(): void;
+}
+
+export function startNodeTuning(file = defaultTuningFile(), warn: (message: string) => void = (m) => process.stderr.write(`${m}\n`)): NodeTuning {
+  const enabled = process.env.SSQL_TUNING !== 'off';
+  let warned = false;
+  if (enabled) {
+    try {
+      loadTuningFile(file);
+    } catch (e) {
+      warn(`kernel tuning: ignoring ${file}: ${(e as Error).message}`);
+      warned = true;
+    }
+  }
+  setTuning(enabled);
+  const save = () => {
+    if (!enabled) return;
+    try {
+      saveTuningFile(file);
+    } catch (e) {
+      if (!warned) warn(`kernel tuning: could not save the measured choices to ${file}: ${(e as Error).message}`);
+      warned = true;
+    }
+  };
+  return {
+    enabled,
+    file,
+    async measure() {
+      if (!enabled) return 0;
+      const measured = await tunePending();
+      if (measured.length > 0) save();
+      return measured.length;
+    },
+    save,
+  };
 }

@@ -1,7 +1,7 @@
 // Node only: what the `ssql` commands share (ssql/cli.ts and ssql/commands/*): a device for the
 // length of a command, and checkpoints opened with a report of what a PyTorch import did.
 import { existsSync } from 'node:fs';
-import { initNodeDevice } from '../engine/device-node.ts';
+import { initNodeDevice, startNodeTuning } from '../engine/device-node.ts';
 import type { Engine } from '../engine/index.ts';
 import { UsageError } from './cli-args.ts';
 import { formatImportReport } from './checkpoint/import.ts';
@@ -10,11 +10,15 @@ import type { CheckpointContents } from './checkpoint/load.ts';
 import { readCheckpoint } from './checkpoint/read-node.ts';
 import type { ResNet } from './models/resnet.ts';
 
+/** A device for the length of a command, with kernel tuning (engine/tuning-node.ts: saved
+ * choices loaded, new shapes measured, saved at the end; $SSQL_TUNING=off: the rules only). */
 export async function withDevice(fn: (e: Engine) => Promise<void>): Promise<void> {
   const e = await initNodeDevice();
+  const tuning = startNodeTuning();
   try {
     await fn(e);
   } finally {
+    tuning.save();
     e.destroy();
   }
 }

@@ -6,6 +6,10 @@ import { join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { initNodeDevice } from '../engine/device-node.ts';
 
+// Kernel variants by the deterministic rules (engine/tuning.ts), also in the commands the tests
+// spawn: measured choices would depend on timing. tests/ssql/tuning-cli.test.ts turns it on.
+process.env.SSQL_TUNING = 'off';
+
 type Outcome = [errors: string | true, ran: number, skipped: number, total: number];
 type Queue = (string | null | (() => Promise<Outcome>))[][];
 const g = globalThis as unknown as { UVU_DEFER: number; UVU_QUEUE: Queue; UVU_INDEX: number };

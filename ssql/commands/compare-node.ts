@@ -19,7 +19,8 @@ import { join } from 'node:path';
 import type { Engine } from '../../engine/index.ts';
 import { UsageError, formatHelp, integerOption, parseArgs } from '../cli-args.ts';
 import type { OptionSpec, ParsedArgs } from '../cli-args.ts';
-import { initNodeDevice } from '../../engine/device-node.ts';
+import { initNodeDevice, startNodeTuning } from '../../engine/device-node.ts';
+import type { NodeTuning } from '../../engine/device-node.ts';
 import { TRAIN_OPTIONS, trainConfigFromArgs } from './train-options.ts';
 import { methodSettingFlags, methodSettingOptions } from './method-settings.ts';
 import { canonicalDataSpec, pretrain, signalExitStatus } from './pretrain-node.ts';
@@ -64,6 +65,8 @@ export interface ComparePlan {
   logEvery: number;
   quiet: boolean;
   command?: string;
+  /** Kernel tuning for the pretrainings (feature extraction measures through the engine). */
+  tuning?: NodeTuning;
 }
 
 function parseSeeds(text: string): number[] {
@@ -94,8 +97,9 @@ export async function runCompare(argv: string[], summary: string): Promise<numbe
   }
   const plan = comparePlanFromArgs(a, `ssql compare ${argv.join(' ')}`.trim());
   const e = await initNodeDevice();
+  const tuning = startNodeTuning();
   try {
-    const report = await compare(plan, e);
+    const report = await compare({ ...plan, tuning }, e);
     if (a.json) process.stdout.write(JSON.stringify(report) + '\n');
   } catch (err) {
     if (err instanceof CompareInterrupted) {
@@ -104,6 +108,7 @@ export async function runCompare(argv: string[], summary: string): Promise<numbe
     }
     throw err;
   } finally {
+    tuning.save();
     e.destroy();
   }
   return 0;
@@ -233,7 +238,7 @@ async function pretrained(plan: ComparePlan, method: string, seed: number, train
     return { trainer, stats: null };
   }
   say(`== seed ${seed} ${method}: pretraining${existsSync(ckptPath) ? ' (resuming)' : ''} ==`);
-  const { trainer, summary } = await pretrain(config, plan.data, dir, { resume: 'if-present', logEvery: plan.logEvery, quiet: plan.quiet });
+  const { trainer, summary } = await pretrain(config, plan.data, dir, { resume: 'if-present', logEvery: plan.logEvery, quiet: plan.quiet, tuning: plan.tuning });
   if (summary.signal) {
     trainer.dispose();
     throw new CompareInterrupted(summary.signal, plan.out);

@@ -8,7 +8,8 @@
 // every --checkpoint-minutes, and on SIGINT or SIGTERM before exiting with 128 + the signal.
 import { constants } from 'node:os';
 import { resolve } from 'node:path';
-import { initNodeDevice } from '../../engine/device-node.ts';
+import { initNodeDevice, startNodeTuning } from '../../engine/device-node.ts';
+import type { NodeTuning } from '../../engine/device-node.ts';
 import { engine } from '../../engine/index.ts';
 import type { Engine } from '../../engine/index.ts';
 import { UsageError, formatHelp, parseArgs } from '../cli-args.ts';
@@ -45,6 +46,8 @@ export interface PretrainOptions {
   checkpointMinutes?: number;
   /** No progress bar (warnings still go to stderr). */
   quiet?: boolean;
+  /** Kernel tuning (engine/tuning-node.ts): new shapes are measured after the step that met them. */
+  tuning?: NodeTuning;
 }
 
 export const DEFAULT_CHECKPOINT_MINUTES = 10;
@@ -245,6 +248,7 @@ async function train(trainer: Trainer, dir: RunDirectory, opts: PretrainOptions,
       } finally {
         for (const t of [r.loss, r.fp, r.quant]) t?.dispose();
       }
+      if (opts.tuning) await opts.tuning.measure();
       const epochEnded = trainer.stepInEpoch === 0;
       const due = epochEnded || (every > 0 && trainer.globalStep % every === 0) || (minutes > 0 && performance.now() - saved.at >= minutes * 60_000);
       if (due) await save();
@@ -292,11 +296,13 @@ export async function pretrainCommand(argv: string[], summaryLine: string): Prom
   let summary: PretrainSummary;
   try {
     const e = await initNodeDevice();
+    prep.opts.tuning = startNodeTuning();
     try {
       const r = await runPretrain(prep, e);
       r.trainer.dispose();
       summary = r.summary;
     } finally {
+      prep.opts.tuning.save();
       e.destroy();
     }
   } finally {

@@ -5,7 +5,7 @@
 // images) run in 'calibrate' mode; the weight ranges are per output channel from the frozen
 // weights (the quantizers compute them). Then 'quantize' mode at the setting's wbit/abit; the
 // stem stays 8w8a and the projector 8-bit by role (docs/method.md#placement). 'fp' skips all of this.
-import { Rng, noGrad, scope } from '../../engine/index.ts';
+import { Rng, noGrad, scope, tunePending, tuningEnabled } from '../../engine/index.ts';
 import type { Augmenter } from '../data/augment.ts';
 import type { ResNet } from '../models/resnet.ts';
 import { checkSet, gatherImages, makeAugmenter } from './images.ts';
@@ -109,6 +109,9 @@ export async function computeFeatures(encoder: ResNet, set: ImageSet, opts: { ba
     } finally {
       f.dispose();
     }
+    // The first batch queued its shapes for measuring (when tuning is on): the rest use the
+    // fastest kernels (engine/tuning.ts).
+    if (from === 0 && tuningEnabled()) await tunePending();
   }
   return { data, count: set.count, dim };
 }
