@@ -36,8 +36,10 @@ function convCase(N: number, C: number, H: number): KernelCase {
   };
 }
 
-export function kernelCases(quick: boolean): KernelCase[] {
-  return quick ? [matmulCase(256), convCase(8, 64, 32)] : [matmulCase(256), matmulCase(512), convCase(8, 64, 32), convCase(32, 16, 28)];
+/** The cases (with `only`, those whose name contains it). */
+export function kernelCases(quick: boolean, only?: string): KernelCase[] {
+  const all = quick ? [matmulCase(256), convCase(8, 64, 32)] : [matmulCase(256), matmulCase(512), convCase(8, 64, 32), convCase(32, 16, 28)];
+  return all.filter((c) => only === undefined || c.name.includes(only));
 }
 
 /** Median, min and max milliseconds of `runs` timed runs after one warm-up, to GPU completion. */
