@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { kernelCases, timeCase } from './kernel-cases.ts';
+import type { KernelCase } from './kernel-cases.ts';
 import type { BenchOptions, BenchRecord } from './harness.ts';
 
 interface PageResult { adapter?: string; error?: string; records?: { name: string; median_ms: number }[] }
@@ -46,13 +47,18 @@ async function browserFigures(quick: boolean, runs: number, only: string | undef
   return { adapter: r.adapter ?? 'unknown', ms: new Map(r.records.map((x) => [x.name, x.median_ms])) };
 }
 
+/** GFLOP/s, or images/s for a training step. */
+function rateOf(c: KernelCase, ms: number): { gflops: number } | { images_per_s: number } {
+  return c.images ? { images_per_s: c.images / (ms / 1000) } : { gflops: c.flops / (ms * 1e6) };
+}
+
 export async function run(opts: BenchOptions): Promise<BenchRecord[]> {
   const runs = opts.quick ? 3 : 5;
   const cases = kernelCases(opts.quick, opts.only);
   const records: BenchRecord[] = [];
   for (const c of cases) {
     const t = await timeCase(c, runs);
-    records.push({ case: `${c.name} (node)`, op: c.op, ...t, gflops: c.flops / (t.median_ms * 1e6) });
+    records.push({ case: `${c.name} (node)`, op: c.op, ...t, ...rateOf(c, t.median_ms) });
   }
   const b = await browserFigures(opts.quick, runs, opts.only);
   for (const [i, c] of cases.entries()) {
@@ -60,7 +66,7 @@ export async function run(opts: BenchOptions): Promise<BenchRecord[]> {
     if ('skipped' in b) r.baseline = { system: 'browser', skipped: b.skipped };
     else {
       const ms = b.ms.get(c.name)!;
-      r.baseline = { system: `browser (${b.adapter})`, median_ms: ms, gflops: c.flops / (ms * 1e6), ratio: ms / r.median_ms };
+      r.baseline = { system: `browser (${b.adapter})`, median_ms: ms, ...rateOf(c, ms), ratio: ms / r.median_ms };
     }
   }
   return records;
