@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { kernelCases, timeCase } from './kernel-cases.ts';
+import type { KernelCase } from './kernel-cases.ts';
 import type { BenchOptions, BenchRecord } from './harness.ts';
 
 interface PageResult { adapter?: string; error?: string; records?: { name: string; median_ms: number }[] }
@@ -13,7 +14,7 @@ interface Chrome { stop(): Promise<void>; exited: string | null; log(): string }
 interface ChromiumModule { findChromium(): string | null; launchChromium(binary: string, url: string): Chrome; MISSING_CHROMIUM: string }
 interface BuildModule { root: string; buildBrowserBundle(o: { entry: string; outfile: string }): Promise<{ outputFiles: { path: string; contents: Uint8Array }[] }> }
 
-async function browserFigures(quick: boolean, runs: number): Promise<{ adapter: string; ms: Map<string, number> } | { skipped: string }> {
+async function browserFigures(quick: boolean, runs: number, only: string | undefined): Promise<{ adapter: string; ms: Map<string, number> } | { skipped: string }> {
   const chromium = (await import('../tests/browser/chromium.mjs' as string)) as ChromiumModule;
   const build = (await import('../tools/build-web.mjs' as string)) as BuildModule;
   const binary = chromium.findChromium();
@@ -37,7 +38,7 @@ async function browserFigures(quick: boolean, runs: number): Promise<{ adapter: 
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as AddressInfo).port;
-  const chrome = chromium.launchChromium(binary, `http://127.0.0.1:${port}/?quick=${quick ? 1 : 0}&runs=${runs}`);
+  const chrome = chromium.launchChromium(binary, `http://127.0.0.1:${port}/?quick=${quick ? 1 : 0}&runs=${runs}${only === undefined ? '' : `&only=${encodeURIComponent(only)}`}`);
   const timeout = new Promise<PageResult>((r) => setTimeout(() => r({ error: `no result within 600 s (${chrome.exited ?? 'running'}): ${chrome.log()}` }), 600_000));
   const r = await Promise.race([result, timeout]);
   await chrome.stop();
@@ -46,21 +47,26 @@ async function browserFigures(quick: boolean, runs: number): Promise<{ adapter: 
   return { adapter: r.adapter ?? 'unknown', ms: new Map(r.records.map((x) => [x.name, x.median_ms])) };
 }
 
+/** GFLOP/s, or images/s for a training step. */
+function rateOf(c: KernelCase, ms: number): { gflops: number } | { images_per_s: number } {
+  return c.images ? { images_per_s: c.images / (ms / 1000) } : { gflops: c.flops / (ms * 1e6) };
+}
+
 export async function run(opts: BenchOptions): Promise<BenchRecord[]> {
   const runs = opts.quick ? 3 : 5;
-  const cases = kernelCases(opts.quick);
+  const cases = kernelCases(opts.quick, opts.only);
   const records: BenchRecord[] = [];
   for (const c of cases) {
     const t = await timeCase(c, runs);
-    records.push({ case: `${c.name} (node)`, op: c.op, ...t, gflops: c.flops / (t.median_ms * 1e6) });
+    records.push({ case: `${c.name} (node)`, op: c.op, ...t, ...rateOf(c, t.median_ms) });
   }
-  const b = await browserFigures(opts.quick, runs);
+  const b = await browserFigures(opts.quick, runs, opts.only);
   for (const [i, c] of cases.entries()) {
     const r = records[i];
     if ('skipped' in b) r.baseline = { system: 'browser', skipped: b.skipped };
     else {
       const ms = b.ms.get(c.name)!;
-      r.baseline = { system: `browser (${b.adapter})`, median_ms: ms, gflops: c.flops / (ms * 1e6), ratio: ms / r.median_ms };
+      r.baseline = { system: `browser (${b.adapter})`, median_ms: ms, ...rateOf(c, ms), ratio: ms / r.median_ms };
     }
   }
   return records;

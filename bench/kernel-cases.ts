@@ -4,12 +4,16 @@ import { matmul, scope } from '../engine/index.ts';
 import { filled } from './fill.ts';
 import { time } from './timing.ts';
 import type { Timing } from './timing.ts';
-import { conv2d } from '../engine/index.ts';
+import { conv2d, conv2dGeometry, conv2dUnrolledForward } from '../engine/index.ts';
+import { DEFAULT_CONFIG, Trainer } from '../ssql/train.ts';
+import type { ModelName } from '../ssql/train.ts';
 
 export interface KernelCase {
   name: string;
   op: string;
   flops: number;
+  /** Images a run processes (training steps: the rate is images/s, not FLOP/s). */
+  images?: number;
   /** Allocates inputs; returns the function to time and a disposer. */
   setup(): { run: () => void; dispose: () => void };
 }
@@ -25,19 +29,51 @@ function matmulCase(n: number): KernelCase {
   };
 }
 
-function convCase(N: number, C: number, H: number): KernelCase {
+/** `unrolled`: engine/ops/conv-unrolled.ts's kernel called directly (conv2d does not offer it
+ * yet), to compare with the design conv2d picks. */
+function convCase(N: number, C: number, H: number, unrolled = false): KernelCase {
   return {
-    name: `conv2d_fwd ${N}x${C}x${H}x${H} k3 -> ${C}`, op: 'conv2d_fwd', flops: 2 * N * C * H * H * C * 9,
+    name: `conv2d_fwd ${N}x${C}x${H}x${H} k3 -> ${C}${unrolled ? ' (unrolled kernel)' : ''}`, op: 'conv2d_fwd', flops: 2 * N * C * H * H * C * 9,
     setup() {
       const x = filled([N, C, H, H], 1);
       const w = filled([C, C, 3, 3], 2);
-      return { run: () => scope(() => { conv2d(x, w, null, { padding: 1 }); }), dispose: () => { x.dispose(); w.dispose(); } };
+      const g = conv2dGeometry(x, w, { padding: 1 });
+      const run = unrolled ? () => scope(() => { conv2dUnrolledForward(x, w, g, false); }) : () => scope(() => { conv2d(x, w, null, { padding: 1 }); });
+      return { run, dispose: () => { x.dispose(); w.dispose(); } };
     },
   };
 }
 
-export function kernelCases(quick: boolean): KernelCase[] {
-  return quick ? [matmulCase(256), convCase(8, 64, 32)] : [matmulCase(256), matmulCase(512), convCase(8, 64, 32), convCase(32, 16, 28)];
+/** Synthetic 28x28 grey images, seeded. */
+function syntheticImages(count: number) {
+  const images = new Uint8Array(count * 28 * 28);
+  let s = 12345;
+  for (let i = 0; i < images.length; i++) images[i] = (s = (s * 1103515245 + 12345) >>> 0) >>> 24;
+  return { images, labels: new Int32Array(count), count, channels: 1, height: 28, width: 28 };
+}
+
+/** One whole SSQL training step (ssql/train.ts Trainer.step: augmentation of two views, both
+ * passes at a fresh bit pair, backward, SGD) of a ResNet on 28x28x1. */
+function trainStepCase(model: ModelName, batch: number): KernelCase {
+  return {
+    name: `ssql step ${model} 1x28x28 batch ${batch}`, op: 'ssql_step', flops: 0, images: batch,
+    setup() {
+      const trainer = new Trainer({ ...DEFAULT_CONFIG, method: 'ssql', model, batchSize: batch, projDim: 128, predHidden: 32, epochs: 1000 }, syntheticImages(4 * batch));
+      return {
+        run: () => { const r = trainer.step(); for (const t of [r.loss, r.fp, r.quant]) t?.dispose(); },
+        dispose: () => trainer.dispose(),
+      };
+    },
+  };
+}
+
+/** The cases (with `only`, those whose name contains it). */
+export function kernelCases(quick: boolean, only?: string): KernelCase[] {
+  const all = quick
+    ? [matmulCase(256), convCase(8, 64, 32), convCase(8, 64, 32, true), trainStepCase('tiny', 16)]
+    : [matmulCase(256), matmulCase(512), convCase(8, 64, 32), convCase(8, 64, 32, true), convCase(32, 16, 28), convCase(32, 16, 28, true),
+      trainStepCase('tiny', 16), trainStepCase('small', 16)];
+  return all.filter((c) => only === undefined || c.name.includes(only));
 }
 
 /** Median, min and max milliseconds of `runs` timed runs after one warm-up, to GPU completion. */

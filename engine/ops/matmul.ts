@@ -16,9 +16,75 @@ const kernels = declareKernels({
   name: 'matmul',
   source,
   params: { M: 'u32', N: 'u32', K: 'u32', batchStrideA: 'u32', batchStrideB: 'u32', batchStrideC: 'u32' },
-  defines: { TRANS_A: 'bool', TRANS_B: 'bool', B_VEC4: 'bool', BElem: 'type' },
+  defines: { TM: 'u32', TN: 'u32', WG_X: 'u32', WG_Y: 'u32', BElem: 'type', SETUP: 'code', ACC: 'code', BODY: 'code', STORE: 'code' },
   entryPoints: { main: { inputs: { A: 'f32', B: 'BElem' }, outputs: { C: 'f32' } } },
 });
+
+/** Each invocation computes TM x TN outputs (TN a multiple of 4); a workgroup is WG_X x WG_Y
+ * invocations (at most 256, SwiftShader's limit). */
+export interface MatmulTile { TM: number; TN: number; WG_X: number; WG_Y: number }
+
+/** The tile every adapter runs: 8 x 8 outputs, 16 x 4 invocations (measured best on lavapipe
+ * and on SwiftShader, bench/browser.ts). */
+export const MATMUL_TILE: MatmulTile = { TM: 8, TN: 8, WG_X: 16, WG_Y: 4 };
+
+const XYZW = 'xyzw';
+const codeCache = new Map<string, ReturnType<typeof matmulCode>>();
+
+function cachedCode(t: MatmulTile, transA: boolean, transB: boolean, bVec4: boolean): ReturnType<typeof matmulCode> {
+  const key = `${t.TM} ${t.TN} ${transA} ${transB} ${bVec4}`;
+  let c = codeCache.get(key);
+  if (!c) codeCache.set(key, (c = matmulCode(t, transA, transB, bVec4)));
+  return c;
+}
+
+/** The unrolled parts of shaders/matmul.wgsl for one tile and operand layout. `bVec4`: B is
+ * read as aligned vec4 rows (not transposed, N % 4 == 0). */
+export function matmulCode(t: MatmulTile, transA: boolean, transB: boolean, bVec4: boolean): { SETUP: string; ACC: string; BODY: string; STORE: string } {
+  const { TM, TN } = t;
+  if (TN % 4 !== 0 || TN < 4 || TM < 1) throw new RangeError(`matmul: tile ${TM}x${TN} needs TN a positive multiple of 4`);
+  const Q = TN / 4;
+  const setup: string[] = [];
+  const acc: string[] = [];
+  const body: string[] = [];
+  const store: string[] = [];
+  for (let r = 0; r < TM; r++) {
+    const row = `min(row0 + ${r}u, p.M - 1u)`;
+    setup.push(transA ? `  let a${r} = baseA + ${row};` : `  let a${r} = baseA + ${row} * p.K;`);
+  }
+  if (bVec4) {
+    for (let q = 0; q < Q; q++) setup.push(`  let b${q} = (baseB + min(col0 + ${4 * q}u, p.N - 4u)) / 4u;`);
+  } else {
+    for (let c = 0; c < TN; c++) {
+      const col = `min(col0 + ${c}u, p.N - 1u)`;
+      setup.push(transB ? `  let b${c} = baseB + ${col} * p.K;` : `  let b${c} = baseB + ${col};`);
+    }
+  }
+  for (let r = 0; r < TM; r++) for (let q = 0; q < Q; q++) acc.push(`  var c${r}_${q} = vec4<f32>(0.0);`);
+  if (bVec4) body.push('    let rowB = k * (p.N / 4u);');
+  else if (!transB) body.push('    let rowB = k * p.N;');
+  for (let q = 0; q < Q; q++) {
+    if (bVec4) body.push(`    let vb${q} = B[b${q} + rowB];`);
+    else {
+      const at = (c: number) => (transB ? `B[b${c} + k]` : `B[b${c} + rowB]`);
+      body.push(`    let vb${q} = vec4<f32>(${[0, 1, 2, 3].map((i) => at(4 * q + i)).join(', ')});`);
+    }
+  }
+  if (transA) body.push('    let colA = k * p.M;');
+  for (let r = 0; r < TM; r++) {
+    body.push(`    let va${r} = A[a${r} + ${transA ? 'colA' : 'k'}];`);
+    for (let q = 0; q < Q; q++) body.push(`    c${r}_${q} += va${r} * vb${q};`);
+  }
+  for (let r = 0; r < TM; r++) {
+    store.push(`  if (row0 + ${r}u < p.M) {`);
+    store.push(`    let o${r} = baseC + (row0 + ${r}u) * p.N + col0;`);
+    for (let c = 0; c < TN; c++) {
+      store.push(`    if (col0 + ${c}u < p.N) { C[o${r} + ${c}u] = c${r}_${c >> 2}.${XYZW[c & 3]}; }`);
+    }
+    store.push('  }');
+  }
+  return { SETUP: setup.join('\n'), ACC: acc.join('\n'), BODY: body.join('\n'), STORE: store.join('\n') };
+}
 
 /**
  * `a` is [..., M, K] (or [..., K, M] with transA), `b` is [..., K, N] (or [..., N, K] with
@@ -47,13 +113,14 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const batch = batchShape.reduce((n, d) => n * d, 1);
   const out = Tensor.empty([...batchShape, M, N]);
   const bVec4 = !transB && N % 4 === 0;
+  const t = MATMUL_TILE;
   launch(kernels.main, {
     label: `matmul ${a.describe()}${transA ? 'ᵀ' : ''} x ${b.describe()}${transB ? 'ᵀ' : ''}`,
     inputs: { A: a, B: b },
     outputs: { C: out },
     params: { M, N, K, batchStrideA: batchA.length ? M * K : 0, batchStrideB: batchB.length ? K * N : 0, batchStrideC: M * N },
-    defines: { TRANS_A: transA, TRANS_B: transB, B_VEC4: bVec4, BElem: bVec4 ? 'vec4<f32>' : 'f32' },
-    workgroups: [Math.ceil(N / 128), Math.ceil(M / 32), batch],
+    defines: { ...t, BElem: bVec4 ? 'vec4<f32>' : 'f32', ...cachedCode(t, transA, transB, bVec4) },
+    workgroups: [Math.ceil(N / (t.TN * t.WG_X)), Math.ceil(M / (t.TM * t.WG_Y)), batch],
   });
   return record(out, 'matmul', [a, b], (g) => {
     // C = op(A) op(B): dop(A) = G op(B)ᵀ, dop(B) = op(A)ᵀ G, then undo each op.

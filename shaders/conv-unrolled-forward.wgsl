@@ -1,0 +1,53 @@
+// Direct convolution with every step unrolled into named variables (engine/ops/conv-unrolled.ts
+// generates SETUP, ACC, BODY and STORE): the forward conv, and through a flipped weight the
+// stride-1 input gradient, for adapters without subgroups of 8.
+//
+// Why this shape: SwiftShader (Chromium's software adapter) keeps a private array that a loop
+// indexes in memory and gathers it lane by lane, which made the register design
+// (shaders/conv.wgsl) about 10x slower there than on lavapipe. Here no array is indexed by a
+// loop variable: the window offsets, the input values under the tile's windows, the weights and
+// the accumulators are all named values.
+//
+// Each invocation owns R output channels x (TR x TC) output pixels. A workgroup is 64
+// invocations along the pixels, all on the same R channels (workgroup row wid.y), so every
+// weight load is the same address in all lanes. Weights come packed (shaders/conv-pack.wgsl)
+// as Wp[ci][tap][co] with co padded to CP (a multiple of 4), read as vec4s of 4 channels.
+// Channels past Cout compute garbage from clamped addresses and are never stored; pixels past
+// the map likewise.
+//
+// Params: the geometry (N, Cin, H, W, Cout, OH, OW, kH, kW, stride, pad) and CP. Bindings: Wp
+// (vec4), X -> Out. Defines: R, TR, TC; code: SETUP, ACC, BODY (one input channel), STORE.
+
+// The interface generated from the declaration goes here:
+#interface
+
+@compute @workgroup_size(64)
+fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+  let tilesW = (p.OW + TC - 1u) / TC;
+  let tilesH = (p.OH + TR - 1u) / TR;
+  let tiles = p.N * tilesH * tilesW;
+  // Invocations past the last tile compute a copy of it and store nothing.
+  let tile = min(gid.x, tiles - 1u);
+  let n = tile / (tilesH * tilesW);
+  let oh0 = ((tile / tilesW) % tilesH) * TR;
+  let ow0 = (tile % tilesW) * TC;
+  let co0 = wid.y * R;
+  let ih0 = i32(oh0 * p.stride) - i32(p.pad);
+  let iw0 = i32(ow0 * p.stride) - i32(p.pad);
+  let plane = p.H * p.W;
+  let image = n * p.Cin * plane;
+  let cp4 = p.CP / 4u;
+  let wStride = p.kH * p.kW * cp4;  // vec4s per input channel
+{{SETUP}}
+{{ACC}}
+  for (var ci = 0u; ci < p.Cin; ci++) {
+    let chan = image + ci * plane;
+    let wBase = ci * wStride;
+{{BODY}}
+  }
+
+  if (gid.x >= tiles) { return; }
+  let oplane = p.OH * p.OW;
+  let outBase = n * p.Cout * oplane;
+{{STORE}}
+}
