@@ -20,6 +20,7 @@ import { Tensor, checkDtype } from '../tensor.ts';
 import { choose } from '../tuning.ts';
 import type { Candidate } from '../tuning.ts';
 import { engine } from '../device.ts';
+import { unrolledForward } from './conv-unrolled.ts';
 import { hasSubgroupsOf8, subgroupForward, subgroupInputGrad, subgroupWeightGrad } from './conv-subgroup.ts';
 import type { ForwardTile, InputGradTile, WeightGradTile } from './conv-subgroup.ts';
 import { workgroupForward, workgroupTileFits, workgroupWeightGrad } from './conv-workgroup.ts';
@@ -98,7 +99,7 @@ function forwardTileWidth(OW: number): number {
 
 const isPointwise = (g: ConvGeometry) => g.kH === 1 && g.kW === 1 && g.stride === 1 && g.pad === 0;
 
-type Variant<T> = { design: 'register' } | { design: 'workgroup'; tile: WorkgroupTile } | { design: 'subgroup'; tile: T };
+type Variant<T> = { design: 'register' } | { design: 'unrolled' } | { design: 'workgroup'; tile: WorkgroupTile } | { design: 'subgroup'; tile: T };
 /** The strided input gradient has no workgroup-memory design. */
 type InputGradVariant = { design: 'register' } | { design: 'subgroup'; tile: InputGradTile };
 
@@ -131,12 +132,18 @@ function designCandidates<T>(subgroup: Candidate<Variant<T>>[]): Candidate<Varia
   return list;
 }
 
-/** The design the rules pick when nothing was measured: subgroup where it exists, register on
- * other software adapters, workgroup memory on real GPUs. */
+/** The design the rules pick when nothing was measured: subgroup where it exists; on other
+ * software adapters the unrolled kernel where the op has one (SwiftShader keeps the register
+ * design's loop-indexed arrays in memory: 5-7x slower there), else register; workgroup memory
+ * on real GPUs. */
 function ruleDesign<T>(candidates: Candidate<Variant<T>>[], subgroupPick: number): number {
   if (candidates[0].config.design === 'subgroup') return subgroupPick;
-  const want = softwareAdapter() ? 'register' : 'workgroup';
-  return Math.max(0, candidates.findIndex((c) => c.config.design === want));
+  const wants = softwareAdapter() ? ['unrolled', 'register'] : ['workgroup'];
+  for (const want of wants) {
+    const i = candidates.findIndex((c) => c.config.design === want);
+    if (i >= 0) return i;
+  }
+  return 0;
 }
 
 function forwardCandidates(g: ConvGeometry): Candidate<Variant<ForwardTile>>[] {
@@ -148,7 +155,9 @@ function forwardCandidates(g: ConvGeometry): Candidate<Variant<ForwardTile>>[] {
       for (const [TR, TC] of shapes) subgroup.push({ name: `subgroup ${R}x${TR}x${TC}`, config: { design: 'subgroup', tile: { R, TR, TC } } });
     }
   }
-  return designCandidates(subgroup);
+  // The unrolled kernel (every accumulator a named variable) on any adapter: the fast one
+  // where subgroups are not 8 wide and loops are not unrolled by the compiler (SwiftShader).
+  return designCandidates([...subgroup, { name: 'unrolled', config: { design: 'unrolled' } }]);
 }
 
 /** Forward rule: the subgroup tile of the widest channel block and 8 pixels (the first). */
@@ -159,6 +168,7 @@ function forwardRule(c: Candidate<Variant<ForwardTile>>[]): number {
 function runForward(x: Tensor, weight: Tensor, g: ConvGeometry, flipped: boolean, v: Variant<ForwardTile>): Tensor {
   if (v.design === 'subgroup') return subgroupForward(x, weight, g, flipped, v.tile);
   if (v.design === 'workgroup') return workgroupForward(x, weight, g, flipped, v.tile);
+  if (v.design === 'unrolled') return unrolledForward(x, weight, g, flipped);
   // Columns of the forward GEMM are tiles of TR x TC output pixels (8 in all).
   const tc = forwardTileWidth(g.OW);
   const tiles = g.N * Math.ceil(g.OH / (8 / tc)) * Math.ceil(g.OW / tc);
