@@ -1,9 +1,11 @@
 // conv2d over NCHW tensors with PyTorch's weight layout [Cout, Cin, kH, kW] (so checkpoints
 // interoperate). 1x1 stride-1 unpadded convs are plain batched matmuls. The others run one of
-// three kernel designs, each of forward (which, through a flipped weight, also serves the
+// four kernel designs, each of forward (which, through a flipped weight, also serves the
 // stride-1 input gradient) and weight gradient:
 //   subgroup   register tiles, weights shared through subgroup broadcasts (conv-subgroup.ts):
 //              for adapters with subgroups of exactly 8, i.e. lavapipe, where it is fastest
+//   unrolled   register tiles with every step a named variable (conv-unrolled.ts,
+//              conv-unrolled-weightgrad.ts): software adapters without them (SwiftShader)
 //   register   register tiles, no workgroup memory (shaders/conv.wgsl): any adapter
 //   workgroup  tiles staged in workgroup memory (conv-workgroup.ts): the real-GPU design
 // The other input gradients (strided, or padding past the window) are transposed convs: the
@@ -21,6 +23,7 @@ import { choose } from '../tuning.ts';
 import type { Candidate } from '../tuning.ts';
 import { engine } from '../device.ts';
 import { unrolledForward } from './conv-unrolled.ts';
+import { unrolledWeightGrad } from './conv-unrolled-weightgrad.ts';
 import { hasSubgroupsOf8, subgroupForward, subgroupInputGrad, subgroupWeightGrad } from './conv-subgroup.ts';
 import type { ForwardTile, InputGradTile, WeightGradTile } from './conv-subgroup.ts';
 import { workgroupForward, workgroupTileFits, workgroupWeightGrad } from './conv-workgroup.ts';
@@ -218,7 +221,8 @@ function weightGradCandidates(g: ConvGeometry): Candidate<Variant<WeightGradTile
       }
     }
   }
-  return designCandidates(subgroup);
+  // As for the forward: the unrolled kernel on any adapter, the fast one on SwiftShader.
+  return designCandidates([...subgroup, { name: 'unrolled', config: { design: 'unrolled' } }]);
 }
 
 /** Candidates for the input gradients that are not a flipped forward conv (strided ones):
@@ -265,6 +269,7 @@ function weightGradRule(c: Candidate<Variant<WeightGradTile>>[]): number {
 function runWeightGrad(gradOut: Tensor, x: Tensor, g: ConvGeometry, v: Variant<WeightGradTile>): Tensor {
   if (v.design === 'subgroup') return subgroupWeightGrad(gradOut, x, g, v.tile);
   if (v.design === 'workgroup') return workgroupWeightGrad(gradOut, x, g, v.tile);
+  if (v.design === 'unrolled') return unrolledWeightGrad(gradOut, x, g);
   return convKernel('weightGrad', g, gradOut, x, [g.Cout, g.Cin, g.kH, g.kW], g.Cout, g.Cin * g.kH * g.kW);
 }
 

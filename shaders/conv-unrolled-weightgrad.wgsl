@@ -1,0 +1,56 @@
+// The conv weight gradient with every step unrolled into named variables
+// (engine/ops/conv-unrolled-weightgrad.ts generates SETUP, ACC, ROW, BODY and STORE):
+// dW[co, ci, kh, kw] = sum over (n, oh, ow) of dY[n, co, oh, ow] * X[n, ci, oh*s + kh - pad, ow*s + kw - pad],
+// for adapters without subgroups of 8.
+//
+// Why this shape: SwiftShader (Chromium's software adapter) keeps a private array that a loop
+// indexes in memory and gathers it lane by lane, which made the register design
+// (shaders/conv.wgsl weightGrad) several times slower there than on lavapipe. Here no array is
+// indexed by a loop variable: the channel offsets, the window offsets, the gradient and input
+// values of a step and the accumulators are all named values.
+//
+// Each invocation owns one input channel ci (its lane) and R output channels x every tap of the
+// window, one vec4 accumulator per tap and group of 4 output channels. A step takes PX output
+// pixels of one row: the R x PX values of dY (the same addresses in every lane of a workgroup,
+// which shares its channels and rows) and the input values under their windows. The sum over the
+// (n, oh) rows is split into chunks of `rowsPerChunk` rows (workgroup wid.z), each writing its own
+// partial [Cout, Cin, kH, kW] slab; the caller sums the slabs. Output channels past Cout read a
+// clamped channel and are never stored; pixels past the row read as zero.
+//
+// Params: the geometry (N, Cin, H, W, Cout, OH, OW, kH, kW, stride, pad) and rowsPerChunk.
+// Bindings: dY, X -> Out. Defines: R, PX, WG; code: SETUP, ACC, ROW (one row of the sum), BODY
+// (one step of PX pixels), STORE.
+
+// The interface generated from the declaration goes here:
+#interface
+
+@compute @workgroup_size(WG)
+fn weightGrad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+  let ci = gid.x;
+  // No barriers below, so lanes past the last channel may leave at once.
+  if (ci >= p.Cin) { return; }
+  let co0 = wid.y * R;
+  let rows = p.N * p.OH;
+  let row0 = wid.z * p.rowsPerChunk;
+  let row1 = min(row0 + p.rowsPerChunk, rows);
+  let plane = p.H * p.W;
+  let oplane = p.OH * p.OW;
+{{SETUP}}
+{{ACC}}
+  for (var row = row0; row < row1; row++) {
+    let n = row / p.OH;
+    let oh = row % p.OH;
+    let xChan = (n * p.Cin + ci) * plane;
+    let gRow = n * p.Cout * oplane + oh * p.OW;
+    let ih0 = i32(oh * p.stride) - i32(p.pad);
+{{ROW}}
+    for (var ow0 = 0u; ow0 < p.OW; ow0 += PX) {
+      let iw0 = i32(ow0 * p.stride) - i32(p.pad);
+{{BODY}}
+    }
+  }
+
+  let taps = p.kH * p.kW;
+  let outBase = wid.z * p.Cout * p.Cin * taps + ci * taps;
+{{STORE}}
+}
