@@ -1,6 +1,6 @@
 // A conv weight repacked as Wp[ci][tap][co], co padded to CP (a multiple of 4), so that the
 // weights of 4 output channels at one (ci, tap) are one vec4 (conv-subgroup.wgsl reads it so).
-// Declared in engine/ops/conv.ts. Params: Cin, Cout, KK (taps), CP. Binding: W -> Wp. With
+// Declared in engine/ops/conv-pack.ts. Params: Cin, Cout, KK (taps), CP. Binding: W -> Wp. With
 // FLIPPED, W is the [Cout'=Cin, Cin'=Cout, kH, kW] weight of the conv whose stride-1 input
 // gradient the packed conv computes, read transposed and rotated by 180 degrees. Padding
 // channels get 0.

@@ -7,26 +7,18 @@
 import forwardSource from '../../shaders/conv-subgroup-forward.wgsl';
 import weightGradSource from '../../shaders/conv-subgroup-weightgrad.wgsl';
 import inputGradSource from '../../shaders/conv-subgroup-inputgrad.wgsl';
-import packSource from '../../shaders/conv-pack.wgsl';
 import { engine } from '../device.ts';
 import { declareKernels } from '../kernels.ts';
-import { grid1d, launch } from '../launch.ts';
+import { launch } from '../launch.ts';
 import { Tensor } from '../tensor.ts';
 import type { ConvGeometry } from './conv.ts';
+import { packWeights } from './conv-pack.ts';
 import { sum } from './reduce.ts';
 
 const geometryParams = {
   N: 'u32', Cin: 'u32', H: 'u32', W: 'u32', Cout: 'u32', OH: 'u32', OW: 'u32',
   kH: 'u32', kW: 'u32', stride: 'u32', pad: 'u32',
 } as const;
-
-const packKernels = declareKernels({
-  name: 'conv2d.pack',
-  source: packSource,
-  params: { Cin: 'u32', Cout: 'u32', KK: 'u32', CP: 'u32' },
-  defines: { FLIPPED: 'bool' },
-  entryPoints: { main: { inputs: { W: 'f32' }, outputs: { Wp: 'f32' } } },
-});
 
 const forwardKernels = declareKernels({
   name: 'conv2d.subgroup',
@@ -271,21 +263,6 @@ function weightGradCode(t: WeightGradTile, KH: number, KW: number, S: number): {
 }
 
 /** The weight repacked as [Cin][kH*kW][CP], CP = Cout rounded up to 4 (conv-pack.wgsl). */
-function packWeights(weight: Tensor, g: ConvGeometry, flipped: boolean): { packed: Tensor; CP: number } {
-  const KK = g.kH * g.kW;
-  const CP = Math.ceil(g.Cout / 4) * 4;
-  const packed = Tensor.empty([g.Cin * KK * CP]);
-  launch(packKernels.main, {
-    label: `conv2d.pack ${weight.describe()}${flipped ? ' flipped' : ''}`,
-    inputs: { W: weight },
-    outputs: { Wp: packed },
-    params: { Cin: g.Cin, Cout: g.Cout, KK, CP },
-    defines: { FLIPPED: flipped },
-    workgroups: grid1d(packed.size, 256),
-  });
-  return { packed, CP };
-}
-
 /** Forward conv with the subgroup kernel. `flipped`: `weight` is the [Cin, Cout, kH, kW] weight
  * of the conv whose stride-1 input gradient this computes (read transposed and rotated). */
 export function subgroupForward(x: Tensor, weight: Tensor, g: ConvGeometry, flipped: boolean, tile: ForwardTile): Tensor {

@@ -3,19 +3,11 @@
 // here into named variables. For adapters without subgroups of 8, SwiftShader above all (see the
 // shader for why).
 import source from '../../shaders/conv-unrolled-forward.wgsl';
-import packSource from '../../shaders/conv-pack.wgsl';
 import { declareKernels } from '../kernels.ts';
-import { grid1d, launch } from '../launch.ts';
+import { launch } from '../launch.ts';
 import { Tensor } from '../tensor.ts';
 import type { ConvGeometry } from './conv.ts';
-
-const packKernels = declareKernels({
-  name: 'conv2d.pack',
-  source: packSource,
-  params: { Cin: 'u32', Cout: 'u32', KK: 'u32', CP: 'u32' },
-  defines: { FLIPPED: 'bool' },
-  entryPoints: { main: { inputs: { W: 'f32' }, outputs: { Wp: 'f32' } } },
-});
+import { packWeights } from './conv-pack.ts';
 
 const kernels = declareKernels({
   name: 'conv2d.unrolled',
@@ -101,17 +93,7 @@ export function unrolledCode(t: UnrolledTile, KH: number, KW: number, S: number)
 /** Forward conv (`flipped`: the stride-1 input gradient, `weight` being the [Cin, Cout, kH, kW]
  * weight of the conv whose gradient this is). */
 export function unrolledForward(x: Tensor, weight: Tensor, g: ConvGeometry, flipped: boolean, tile: UnrolledTile = unrolledTile(g)): Tensor {
-  const KK = g.kH * g.kW;
-  const CP = Math.ceil(g.Cout / 4) * 4;
-  const packed = Tensor.empty([g.Cin * KK * CP]);
-  launch(packKernels.main, {
-    label: `conv2d.pack ${weight.describe()}${flipped ? ' flipped' : ''}`,
-    inputs: { W: weight },
-    outputs: { Wp: packed },
-    params: { Cin: g.Cin, Cout: g.Cout, KK, CP },
-    defines: { FLIPPED: flipped },
-    workgroups: grid1d(g.Cin * KK * CP, 256),
-  });
+  const { packed, CP } = packWeights(weight, g, flipped);
   const out = Tensor.empty([g.N, g.Cout, g.OH, g.OW]);
   const tiles = g.N * Math.ceil(g.OH / tile.TR) * Math.ceil(g.OW / tile.TC);
   launch(kernels.forward, {
