@@ -37,6 +37,7 @@ export interface MetricStats {
 export interface CompareReport {
   config: Record<string, unknown>;
   adapter: string;
+  /** Seconds the run that wrote this report took (a resumed run: only its own part). */
   wall_s: number;
   command?: string;
   /** Bit settings in evaluation order (FP first). */
@@ -181,7 +182,9 @@ export function reportMarkdown(r: CompareReport): string {
     ...reading(r),
   ];
   if (r.stats.knn) lines.push('', '## kNN top-1 (%, k=200, cosine)', '', ...table(r, r.stats.knn));
-  lines.push('', `Adapter: ${r.adapter}. Wall time: ${(r.wall_s / 60).toFixed(1)} min.`);
+  // A resumed comparison keeps what earlier runs measured: its own wall time is only a part.
+  const pretrainS = r.runs.reduce((t, run) => t + Object.values(run.pretrain).reduce((u, p) => u + p.wall_s, 0), 0);
+  lines.push('', `Adapter: ${r.adapter}. Wall time of the run that wrote this report: ${(r.wall_s / 60).toFixed(1)} min (a resumed run counts only its own part; pretraining below took ${(pretrainS / 60).toFixed(1)} min in all).`);
   for (const run of r.runs) {
     for (const [m, p] of Object.entries(run.pretrain)) lines.push(`Seed ${run.seed}, pretraining ${m}: ${p.images_per_s.toFixed(1)} images/s, ${p.wall_s.toFixed(0)} s, final loss ${p.final_loss?.toFixed(4) ?? '-'}.`);
   }

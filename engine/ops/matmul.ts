@@ -16,8 +16,8 @@ const kernels = declareKernels({
   name: 'matmul',
   source,
   params: { M: 'u32', N: 'u32', K: 'u32', batchStrideA: 'u32', batchStrideB: 'u32', batchStrideC: 'u32' },
-  defines: { TM: 'u32', TN: 'u32', WG_X: 'u32', WG_Y: 'u32', BElem: 'type', SETUP: 'code', ACC: 'code', BODY: 'code', STORE: 'code' },
-  entryPoints: { main: { inputs: { A: 'f32', B: 'BElem' }, outputs: { C: 'f32' } } },
+  defines: { TM: 'u32', TN: 'u32', WG_X: 'u32', WG_Y: 'u32', AElem: 'type', BElem: 'type', SETUP: 'code', ACC: 'code', BODY: 'code', STORE: 'code' },
+  entryPoints: { main: { inputs: { A: 'AElem', B: 'BElem' }, outputs: { C: 'f32' } } },
 });
 
 /** Each invocation computes TM x TN outputs (TN a multiple of 4); a workgroup is WG_X x WG_Y
@@ -29,30 +29,53 @@ export interface MatmulTile { TM: number; TN: number; WG_X: number; WG_Y: number
 export const MATMUL_TILE: MatmulTile = { TM: 8, TN: 8, WG_X: 16, WG_Y: 4 };
 
 const XYZW = 'xyzw';
+
+/** How the kernel reads an operand: as vec4s of consecutive elements wherever the layout allows,
+ * because on software adapters each load is a loop over the SIMD lanes (lavapipe) and a vec4
+ * costs about what a scalar does:
+ *   A 'm4': four rows of op(A) at one k (A transposed, M % 4 == 0)
+ *   B 'n4': four columns of op(B) at one k (B not transposed, N % 4 == 0)
+ * else one f32 each. (Reading four k at a time of A and of a transposed B, as dot products, was
+ * measured no faster on lavapipe, and copying a transposed B to rows first costs more than it
+ * saves: that strided copy runs at a fraction of the matmul's speed.) */
+export interface MatmulLayout { a: 'f32' | 'm4'; b: 'f32' | 'n4' }
+
+/** The vector loads a product of this shape and operand order allows (see MatmulLayout). */
+export function matmulLayout(t: MatmulTile, M: number, N: number, transA: boolean, transB: boolean): MatmulLayout {
+  return { a: transA && M % 4 === 0 && t.TM % 4 === 0 ? 'm4' : 'f32', b: !transB && N % 4 === 0 ? 'n4' : 'f32' };
+}
+
 const codeCache = new Map<string, ReturnType<typeof matmulCode>>();
 
-function cachedCode(t: MatmulTile, transA: boolean, transB: boolean, bVec4: boolean): ReturnType<typeof matmulCode> {
-  const key = `${t.TM} ${t.TN} ${transA} ${transB} ${bVec4}`;
+function cachedCode(t: MatmulTile, transA: boolean, transB: boolean, layout: MatmulLayout): ReturnType<typeof matmulCode> {
+  const key = `${t.TM} ${t.TN} ${transA} ${transB} ${layout.a} ${layout.b}`;
   let c = codeCache.get(key);
-  if (!c) codeCache.set(key, (c = matmulCode(t, transA, transB, bVec4)));
+  if (!c) codeCache.set(key, (c = matmulCode(t, transA, transB, layout)));
   return c;
 }
 
-/** The unrolled parts of shaders/matmul.wgsl for one tile and operand layout. `bVec4`: B is
- * read as aligned vec4 rows (not transposed, N % 4 == 0). */
-export function matmulCode(t: MatmulTile, transA: boolean, transB: boolean, bVec4: boolean): { SETUP: string; ACC: string; BODY: string; STORE: string } {
+/** The unrolled parts of shaders/matmul.wgsl for one tile, operand order and layout. */
+export function matmulCode(t: MatmulTile, transA: boolean, transB: boolean, layout: MatmulLayout): { SETUP: string; ACC: string; BODY: string; STORE: string } {
   const { TM, TN } = t;
   if (TN % 4 !== 0 || TN < 4 || TM < 1) throw new RangeError(`matmul: tile ${TM}x${TN} needs TN a positive multiple of 4`);
+  if (layout.a === 'm4' && (!transA || TM % 4 !== 0)) throw new RangeError('matmul: A read four rows at a time needs A transposed and TM a multiple of 4');
+  if (layout.b === 'n4' && transB) throw new RangeError('matmul: B read four columns at a time needs B not transposed');
   const Q = TN / 4;
   const setup: string[] = [];
   const acc: string[] = [];
   const body: string[] = [];
   const store: string[] = [];
-  for (let r = 0; r < TM; r++) {
-    const row = `min(row0 + ${r}u, p.M - 1u)`;
-    setup.push(transA ? `  let a${r} = baseA + ${row};` : `  let a${r} = baseA + ${row} * p.K;`);
+  // Base indices of the tile's rows of op(A) and columns of op(B), clamped into the matrix (edge
+  // tiles compute garbage there and do not store it).
+  if (layout.a === 'm4') {
+    for (let q = 0; q < TM / 4; q++) setup.push(`  let a${q} = (baseA + min(row0 + ${4 * q}u, p.M - 4u)) / 4u;`);
+  } else {
+    for (let r = 0; r < TM; r++) {
+      const row = `min(row0 + ${r}u, p.M - 1u)`;
+      setup.push(transA ? `  let a${r} = baseA + ${row};` : `  let a${r} = baseA + ${row} * p.K;`);
+    }
   }
-  if (bVec4) {
+  if (layout.b === 'n4') {
     for (let q = 0; q < Q; q++) setup.push(`  let b${q} = (baseB + min(col0 + ${4 * q}u, p.N - 4u)) / 4u;`);
   } else {
     for (let c = 0; c < TN; c++) {
@@ -61,19 +84,24 @@ export function matmulCode(t: MatmulTile, transA: boolean, transB: boolean, bVec
     }
   }
   for (let r = 0; r < TM; r++) for (let q = 0; q < Q; q++) acc.push(`  var c${r}_${q} = vec4<f32>(0.0);`);
-  if (bVec4) body.push('    let rowB = k * (p.N / 4u);');
+  if (layout.b === 'n4') body.push('    let rowB = k * (p.N / 4u);');
   else if (!transB) body.push('    let rowB = k * p.N;');
   for (let q = 0; q < Q; q++) {
-    if (bVec4) body.push(`    let vb${q} = B[b${q} + rowB];`);
+    if (layout.b === 'n4') body.push(`    let vb${q} = B[b${q} + rowB];`);
     else {
       const at = (c: number) => (transB ? `B[b${c} + k]` : `B[b${c} + rowB]`);
       body.push(`    let vb${q} = vec4<f32>(${[0, 1, 2, 3].map((i) => at(4 * q + i)).join(', ')});`);
     }
   }
-  if (transA) body.push('    let colA = k * p.M;');
+  if (layout.a === 'm4') {
+    body.push('    let colA = k * (p.M / 4u);');
+    for (let q = 0; q < TM / 4; q++) body.push(`    let va${q} = A[a${q} + colA];`);
+  } else if (transA) body.push('    let colA = k * p.M;');
   for (let r = 0; r < TM; r++) {
-    body.push(`    let va${r} = A[a${r} + ${transA ? 'colA' : 'k'}];`);
-    for (let q = 0; q < Q; q++) body.push(`    c${r}_${q} += va${r} * vb${q};`);
+    let va = `va${r}`;
+    if (layout.a === 'm4') va = `va${r >> 2}.${XYZW[r & 3]}`;
+    else body.push(`    let va${r} = A[a${r} + ${transA ? 'colA' : 'k'}];`);
+    for (let q = 0; q < Q; q++) body.push(`    c${r}_${q} += ${va} * vb${q};`);
   }
   for (let r = 0; r < TM; r++) {
     store.push(`  if (row0 + ${r}u < p.M) {`);
@@ -112,14 +140,15 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   else throw new RangeError(`matmul: batch dimensions ${shapeString(batchA)} and ${shapeString(batchB)} differ (they must match, or one operand must be a plain matrix)`);
   const batch = batchShape.reduce((n, d) => n * d, 1);
   const out = Tensor.empty([...batchShape, M, N]);
-  const bVec4 = !transB && N % 4 === 0;
   const t = MATMUL_TILE;
+  const layout = matmulLayout(t, M, N, transA, transB);
+  const vec = (v: boolean) => (v ? 'vec4<f32>' : 'f32');
   launch(kernels.main, {
     label: `matmul ${a.describe()}${transA ? 'ᵀ' : ''} x ${b.describe()}${transB ? 'ᵀ' : ''}`,
     inputs: { A: a, B: b },
     outputs: { C: out },
     params: { M, N, K, batchStrideA: batchA.length ? M * K : 0, batchStrideB: batchB.length ? K * N : 0, batchStrideC: M * N },
-    defines: { ...t, BElem: bVec4 ? 'vec4<f32>' : 'f32', ...cachedCode(t, transA, transB, bVec4) },
+    defines: { ...t, AElem: vec(layout.a !== 'f32'), BElem: vec(layout.b !== 'f32'), ...cachedCode(t, transA, transB, layout) },
     workgroups: [Math.ceil(N / (t.TN * t.WG_X)), Math.ceil(M / (t.TM * t.WG_Y)), batch],
   });
   return record(out, 'matmul', [a, b], (g) => {

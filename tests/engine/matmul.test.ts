@@ -4,6 +4,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as E from '../../engine/index.ts';
+import { MATMUL_TILE, matmulLayout } from '../../engine/ops/matmul.ts';
 import type { Shape, Tensor } from '../../engine/index.ts';
 import { assertClose, gradCheck, randomArray, tensor } from '../helpers.ts';
 import * as ref from '../reference.ts';
@@ -17,7 +18,9 @@ function shapesFor(batchA: Shape, batchB: Shape, M: number, K: number, N: number
 }
 
 // (M, K, N): every size in {1, 3, 17, 65, 130} appears in each role; N = 4, 8, 68, 128 take
-// the vec4 path of B (when B is not transposed).
+// the vec4 path of B (when B is not transposed), those with M % 4 == 0 (4, 12, 36, 68) read a
+// transposed A four rows at a time (engine/ops/matmul.ts matmulLayout;
+// the test below checks that every layout occurs here).
 const FORWARD: [number, number, number][] = [
   [1, 1, 1],
   [3, 17, 4],
@@ -28,7 +31,25 @@ const FORWARD: [number, number, number][] = [
   [1, 65, 130],
   [130, 1, 8],
   [65, 130, 128],
+  [17, 68, 65],
+  [36, 20, 12],
+  [12, 132, 13],
+  [68, 4, 9],
+  [4, 260, 4],
 ];
+
+test('the forward shapes exercise every operand layout of the matmul kernel', () => {
+  const seen = new Set<string>();
+  for (const [ta, tb] of COMBOS) {
+    for (const [M, , N] of FORWARD) {
+      const l = matmulLayout(MATMUL_TILE, M, N, ta, tb);
+      seen.add(`${tname(ta, tb)} ${l.a} ${l.b}`);
+    }
+  }
+  for (const want of ['AB f32 n4', 'AB f32 f32', 'ABᵀ f32 f32', 'AᵀB m4 n4', 'AᵀB m4 f32', 'AᵀB f32 n4', 'AᵀB f32 f32', 'AᵀBᵀ m4 f32', 'AᵀBᵀ f32 f32']) {
+    assert.ok(seen.has(want), `no forward shape runs the layout ${want}`);
+  }
+});
 
 for (const [ta, tb] of COMBOS) {
   test(`matmul ${tname(ta, tb)} forward against float64, ${FORWARD.length} shapes`, async () => {

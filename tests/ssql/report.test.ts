@@ -89,6 +89,8 @@ test('report.md: the table reads back; the reading states what is resolved and w
   assert.match(md, /- fp: ssql - simsiam: \+2\.00 points, not resolved \(95% CI \[-0\.48, \+4\.48\] includes 0\)/);
   assert.match(md, /3 seeds \(0, 1, 2\); 10000 test images: one accuracy near 80\.00% carries ±0\.8 points of test-set noise/);
   assert.match(md, /Seed 2, pretraining ssql: 15\.0 images\/s, 200 s, final loss -0\.4000\./);
+  // 600 s of this run; pretraining 3 x (100 + 200) s = 15 min, summed from the per-seed records.
+  assert.match(md, 'Wall time of the run that wrote this report: 10.0 min (a resumed run counts only its own part; pretraining below took 15.0 min in all).');
 
   const one = reportMarkdown(buildReport({ ...input, runs: madeUp().slice(0, 1) }));
   assert.match(one, '| fp | 79.00 | 82.00 | 83.00 | +1.00 | n=1 |');
