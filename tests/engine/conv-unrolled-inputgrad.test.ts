@@ -41,9 +41,14 @@ const cases: [string, number[], number[], number, number][] = [
   ['3x3 s2 p1, 16->32 on 28x28, batch 2 (small ResNet stage 2, several workgroups)', [2, 16, 28, 28], [32, 16, 3, 3], 2, 1],
 ];
 
+/** The rule's tile and others: one block, channel blocks past Cin (8 and 12 of 10), several
+ * block rows and columns; smaller at stride 3 (9 accumulators a block: the big bodies compile
+ * slowly on SwiftShader). */
 function tilesFor(g: ConvGeometry): UnrolledInputGradTile[] {
   const rule = unrolledInputGradTile(g);
-  const others: UnrolledInputGradTile[] = [{ R: 4, TR: 1, TC: 1 }, { R: 8, TR: 2, TC: 3 }, { R: 12, TR: 3, TC: 1 }];
+  const others: UnrolledInputGradTile[] = g.stride >= 3
+    ? [{ R: 4, TR: 1, TC: 1 }, { R: 8, TR: 2, TC: 1 }, { R: 12, TR: 1, TC: 2 }]
+    : [{ R: 4, TR: 1, TC: 1 }, { R: 8, TR: 2, TC: 3 }, { R: 12, TR: 3, TC: 1 }];
   return [rule, ...others.map((t) => (g.Cin <= 4 ? { ...t, R: g.Cin } : t))];
 }
 
