@@ -4,7 +4,7 @@ import { matmul, scope } from '../engine/index.ts';
 import { filled } from './fill.ts';
 import { time } from './timing.ts';
 import type { Timing } from './timing.ts';
-import { conv2d, conv2dGeometry, conv2dUnrolledForward } from '../engine/index.ts';
+import { conv2d, conv2dGeometry, conv2dInputGrad, conv2dUnrolledForward, forceVariant } from '../engine/index.ts';
 import { DEFAULT_CONFIG, Trainer } from '../ssql/train.ts';
 import type { ModelName } from '../ssql/train.ts';
 
@@ -44,6 +44,27 @@ function convCase(N: number, C: number, H: number, unrolled = false): KernelCase
   };
 }
 
+/** The input gradient of a k3 s2 p1 conv from [N, Cin, H, H] to Cout channels (a transposed
+ * conv: the ResNet downsampling blocks' backward) with one design forced, to compare them. */
+function convInputGradCase(N: number, Cin: number, H: number, Cout: number, design: 'register' | 'unrolled'): KernelCase {
+  const OH = Math.floor((H - 1) / 2) + 1;
+  return {
+    name: `conv2d_dx ${N}x${Cout}x${OH}x${OH} k3 s2 -> ${N}x${Cin}x${H}x${H} (${design} kernel)`, op: 'conv2d_dx', flops: 2 * N * Cout * OH * OH * Cin * 9,
+    setup() {
+      const gy = filled([N, Cout, OH, OH], 1);
+      const w = filled([Cout, Cin, 3, 3], 2);
+      const x = filled([N, Cin, H, H], 3);
+      const g = conv2dGeometry(x, w, { stride: 2, padding: 1 });
+      x.dispose();
+      const run = () => {
+        forceVariant('conv2d.inputGrad', design);
+        try { scope(() => { conv2dInputGrad(gy, w, g); }); } finally { forceVariant('conv2d.inputGrad', null); }
+      };
+      return { run, dispose: () => { gy.dispose(); w.dispose(); } };
+    },
+  };
+}
+
 /** Synthetic 28x28 grey images, seeded. */
 function syntheticImages(count: number) {
   const images = new Uint8Array(count * 28 * 28);
@@ -70,8 +91,11 @@ function trainStepCase(model: ModelName, batch: number): KernelCase {
 /** The cases (with `only`, those whose name contains it). */
 export function kernelCases(quick: boolean, only?: string): KernelCase[] {
   const all = quick
-    ? [matmulCase(256), convCase(8, 64, 32), convCase(8, 64, 32, true), trainStepCase('tiny', 16)]
+    ? [matmulCase(256), convCase(8, 64, 32), convCase(8, 64, 32, true),
+      convInputGradCase(8, 64, 32, 128, 'register'), convInputGradCase(8, 64, 32, 128, 'unrolled'), trainStepCase('tiny', 16)]
     : [matmulCase(256), matmulCase(512), convCase(8, 64, 32), convCase(8, 64, 32, true), convCase(32, 16, 28), convCase(32, 16, 28, true),
+      convInputGradCase(8, 64, 32, 128, 'register'), convInputGradCase(8, 64, 32, 128, 'unrolled'),
+      convInputGradCase(32, 16, 28, 32, 'register'), convInputGradCase(32, 16, 28, 32, 'unrolled'),
       trainStepCase('tiny', 16), trainStepCase('small', 16)];
   return all.filter((c) => only === undefined || c.name.includes(only));
 }

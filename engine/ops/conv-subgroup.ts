@@ -123,7 +123,7 @@ function forwardCode(t: ForwardTile, KH: number, KW: number, S: number): { WOFF:
 
 /** Along one axis of a conv (window k, stride s, padding pad): for each input phase
  * (index mod s), the taps that reach it and the dY offset each reads, relative to the block. */
-function phaseTaps(k: number, s: number, pad: number): { tap: number; d: number }[][] {
+export function phaseTaps(k: number, s: number, pad: number): { tap: number; d: number }[][] {
   return Array.from({ length: s }, (_, ph) => {
     const taps: { tap: number; d: number }[] = [];
     for (let tap = 0; tap < k; tap++) {
@@ -134,7 +134,7 @@ function phaseTaps(k: number, s: number, pad: number): { tap: number; d: number 
 }
 
 /** The dY window of one block along an axis: its first offset and its width. */
-function windowOf(phases: { d: number }[][]): { first: number; width: number } {
+export function windowOf(phases: { d: number }[][]): { first: number; width: number } {
   const ds = phases.flat().map((t) => t.d);
   const first = Math.min(...ds);
   return { first, width: Math.max(...ds) - first + 1 };

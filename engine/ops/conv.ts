@@ -5,11 +5,13 @@
 //   subgroup   register tiles, weights shared through subgroup broadcasts (conv-subgroup.ts):
 //              for adapters with subgroups of exactly 8, i.e. lavapipe, where it is fastest
 //   unrolled   register tiles with every step a named variable (conv-unrolled.ts,
-//              conv-unrolled-weightgrad.ts): software adapters without them (SwiftShader)
+//              conv-unrolled-weightgrad.ts, conv-unrolled-inputgrad.ts): software adapters
+//              without them (SwiftShader)
 //   register   register tiles, no workgroup memory (shaders/conv.wgsl): any adapter
 //   workgroup  tiles staged in workgroup memory (conv-workgroup.ts): the real-GPU design
 // The other input gradients (strided, or padding past the window) are transposed convs: the
-// subgroup design (conv-subgroup.ts) or the register kernel (conv.wgsl inputGrad). Which
+// subgroup design (conv-subgroup.ts), the unrolled one (conv-unrolled-inputgrad.ts) or the
+// register kernel (conv.wgsl inputGrad). Which
 // design and tile runs for a shape is engine/tuning.ts's choice among the candidates below:
 // measured per adapter when tuning is on, else the rule in `forwardRule` / `inputGradRule` /
 // `weightGradRule`.
@@ -23,6 +25,7 @@ import { choose } from '../tuning.ts';
 import type { Candidate } from '../tuning.ts';
 import { engine } from '../device.ts';
 import { unrolledForward } from './conv-unrolled.ts';
+import { unrolledInputGrad } from './conv-unrolled-inputgrad.ts';
 import { unrolledWeightGrad } from './conv-unrolled-weightgrad.ts';
 import { hasSubgroupsOf8, subgroupForward, subgroupInputGrad, subgroupWeightGrad } from './conv-subgroup.ts';
 import type { ForwardTile, InputGradTile, WeightGradTile } from './conv-subgroup.ts';
@@ -104,7 +107,7 @@ const isPointwise = (g: ConvGeometry) => g.kH === 1 && g.kW === 1 && g.stride ==
 
 type Variant<T> = { design: 'register' } | { design: 'unrolled' } | { design: 'workgroup'; tile: WorkgroupTile } | { design: 'subgroup'; tile: T };
 /** The strided input gradient has no workgroup-memory design. */
-type InputGradVariant = { design: 'register' } | { design: 'subgroup'; tile: InputGradTile };
+type InputGradVariant = { design: 'register' } | { design: 'unrolled' } | { design: 'subgroup'; tile: InputGradTile };
 
 /** The workgroup-memory tile every adapter that fits it is offered: 16 x 16 invocations of
  * 4 x 4 outputs, 16 values of the sum per step (256 invocations: SwiftShader's limit). */
@@ -226,7 +229,8 @@ function weightGradCandidates(g: ConvGeometry): Candidate<Variant<WeightGradTile
 }
 
 /** Candidates for the input gradients that are not a flipped forward conv (strided ones):
- * the subgroup transposed conv, and the register kernel. */
+ * the subgroup transposed conv, the register kernel, and the unrolled one (any adapter; the
+ * fast one on SwiftShader). */
 function inputGradCandidates(g: ConvGeometry): Candidate<InputGradVariant>[] {
   const list: Candidate<InputGradVariant>[] = [];
   if (hasSubgroupsOf8()) {
@@ -243,11 +247,13 @@ function inputGradCandidates(g: ConvGeometry): Candidate<InputGradVariant>[] {
       }
     }
   }
-  list.push({ name: 'register', config: { design: 'register' } });
+  // Register first: the rule's fallback where it finds neither (real GPUs without subgroups of 8).
+  list.push({ name: 'register', config: { design: 'register' } }, { name: 'unrolled', config: { design: 'unrolled' } });
   return list;
 }
 
-/** Input-gradient rule: the first subgroup tile (8 channels where there are more than 4). */
+/** Input-gradient rule: the first subgroup tile (8 channels where there are more than 4);
+ * without subgroups of 8, unrolled on software adapters and register elsewhere. */
 function inputGradRule(c: Candidate<InputGradVariant>[]): number {
   return ruleDesign(c, 0);
 }
@@ -305,6 +311,7 @@ export function conv2dInputGrad(gradOut: Tensor, weight: Tensor, g: ConvGeometry
 
 function runInputGrad(gradOut: Tensor, weight: Tensor, g: ConvGeometry, v: InputGradVariant): Tensor {
   if (v.design === 'subgroup') return subgroupInputGrad(gradOut, weight, g, v.tile);
+  if (v.design === 'unrolled') return unrolledInputGrad(gradOut, weight, g);
   // Columns: per image row, `stride` phases of ceil(ceil(W/stride)/8) tiles of 8 pixels.
   const tilesPerRow = Math.ceil(Math.ceil(g.W / g.stride) / 8) * g.stride;
   return convKernel('inputGrad', g, gradOut, weight, [g.N, g.Cin, g.H, g.W], g.Cin, g.N * g.H * tilesPerRow * 8);

@@ -167,11 +167,13 @@ test('conv2d variants: the designs this adapter offers, the real-GPU one among t
     assert.ok(designs.has('register'), `${op}: register design offered`);
     assert.ok(designs.has('workgroup'), `${op}: workgroup-memory design offered`);
   }
-  // Strided input gradients: the register kernel everywhere, the subgroup one where it runs.
+  // Strided input gradients: the register and unrolled kernels everywhere, the subgroup one
+  // where it runs.
   const strided = conv2dGeometry(Tensor.empty([2, 8, 9, 9]), Tensor.empty([8, 8, 3, 3]), { stride: 2, padding: 1 });
   const forward = new Set(conv2dVariants('forward', g).map((n) => n.split(' ')[0]));
   const inputGrad = new Set(conv2dVariants('inputGrad', strided).map((n) => n.split(' ')[0]));
   assert.ok(inputGrad.has('register'), 'inputGrad: register design offered');
+  assert.ok(inputGrad.has('unrolled'), 'inputGrad: unrolled design offered');
   assert.is(inputGrad.has('subgroup'), forward.has('subgroup'), 'inputGrad: subgroup design wherever the forward has it');
   assert.equal(conv2dVariants('inputGrad', g), [], 'a stride-1 input gradient runs as a flipped forward conv');
 });

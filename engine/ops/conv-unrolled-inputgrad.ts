@@ -1,0 +1,130 @@
+// The unrolled transposed-conv input-gradient kernel (shaders/conv-unrolled-inputgrad.wgsl), with
+// every per-tap, per-phase and per-channel step generated here into named variables: the input
+// gradients that are not a flipped forward conv (strided ones), for adapters without subgroups
+// of 8, SwiftShader above all (see the shader for why).
+import source from '../../shaders/conv-unrolled-inputgrad.wgsl';
+import { declareKernels } from '../kernels.ts';
+import { launch } from '../launch.ts';
+import { Tensor } from '../tensor.ts';
+import type { ConvGeometry } from './conv.ts';
+import { packWeights } from './conv-pack.ts';
+import { phaseTaps, windowOf } from './conv-subgroup.ts';
+
+const kernels = declareKernels({
+  name: 'conv2d.unrolled.inputGrad',
+  source,
+  params: {
+    N: 'u32', Cin: 'u32', H: 'u32', W: 'u32', Cout: 'u32', OH: 'u32', OW: 'u32',
+    kH: 'u32', kW: 'u32', stride: 'u32', pad: 'u32', CP: 'u32',
+  },
+  defines: { R: 'u32', TR: 'u32', TC: 'u32', STRIDE: 'u32', DH0: 'i32', DW0: 'i32', SETUP: 'code', ACC: 'code', BODY: 'code', STORE: 'code' },
+  entryPoints: { inputGrad: { inputs: { Wp: 'vec4<f32>', dY: 'f32' }, outputs: { Out: 'f32' } } },
+});
+
+/** R input channels (a multiple of 4, or every channel when there are at most 4) x (TR x TC)
+ * blocks of stride x stride input pixels per invocation. */
+export interface UnrolledInputGradTile { R: number; TR: number; TC: number }
+
+/** The tile for a shape: 4 channels x 8 blocks (32 pixels at stride 2), each weight vec4 used
+ * once per block; fewer blocks at stride 3 (9 pixels a block) and where the map is narrow. */
+export function unrolledInputGradTile(g: ConvGeometry): UnrolledInputGradTile {
+  const R = Math.min(g.Cin, 4);
+  const blocksW = Math.ceil(g.W / g.stride);
+  const [TR, TC] = g.stride >= 3 ? [1, 2] : [2, 4];
+  return { R, TR, TC: Math.min(TC, blocksW) };
+}
+
+const XYZW = 'xyzw';
+
+/** The unrolled parts of the shader for one tile and geometry, and the dY offsets DH0, DW0 of
+ * the window they read (relative to the tile's first block). */
+export function unrolledInputGradCode(t: UnrolledInputGradTile, g: ConvGeometry): { DH0: number; DW0: number; SETUP: string; ACC: string; BODY: string; STORE: string } {
+  const { R, TR, TC } = t;
+  const S = g.stride;
+  const KK = g.kH * g.kW;
+  const rows = phaseTaps(g.kH, S, g.pad);
+  const cols = phaseTaps(g.kW, S, g.pad);
+  const rowWindow = windowOf(rows);
+  const colWindow = windowOf(cols);
+  const NR = TR - 1 + rowWindow.width;
+  const NS = TC - 1 + colWindow.width;
+  const groups = Math.ceil(R / 4);
+  const setup: string[] = [];
+  for (let i = 0; i < NR; i++) {
+    setup.push(`  let rIn${i} = oh0 + ${i} >= 0 && oh0 + ${i} < i32(p.OH);`);
+    setup.push(`  let rOff${i} = select(0u, u32(oh0 + ${i}) * p.OW, rIn${i});`);
+  }
+  for (let j = 0; j < NS; j++) {
+    setup.push(`  let cIn${j} = ow0 + ${j} >= 0 && ow0 + ${j} < i32(p.OW);`);
+    setup.push(`  let cOff${j} = select(0u, u32(ow0 + ${j}), cIn${j});`);
+  }
+  for (let q = 0; q < groups; q++) setup.push(`  let wc${q} = min(ci0 / 4u + ${q}u, cp4 - 1u);`);
+  // One accumulator (4 channels) per channel group, block and phase.
+  const accName = (q: number, bt: number, bu: number, ph: number, pw: number) => `a${q}_${bt}_${bu}_${ph}_${pw}`;
+  const acc: string[] = [];
+  for (let q = 0; q < groups; q++) {
+    for (let bt = 0; bt < TR; bt++) for (let bu = 0; bu < TC; bu++) for (let ph = 0; ph < S; ph++) for (let pw = 0; pw < S; pw++) {
+      acc.push(`  var ${accName(q, bt, bu, ph, pw)} = vec4<f32>(0.0);`);
+    }
+  }
+  const body: string[] = [];
+  for (let i = 0; i < NR; i++) {
+    for (let j = 0; j < NS; j++) body.push(`    let y${i}_${j} = select(0.0, dY[chan + rOff${i} + cOff${j}], rIn${i} && cIn${j});`);
+  }
+  for (let ph = 0; ph < S; ph++) {
+    for (const rt of rows[ph]) {
+      for (let pw = 0; pw < S; pw++) {
+        for (const ct of cols[pw]) {
+          // The packed weight holds tap KK-1-tap (conv-pack.wgsl's FLIPPED order).
+          const packedTap = KK - 1 - (rt.tap * g.kW + ct.tap);
+          for (let q = 0; q < groups; q++) {
+            const w = `w${rt.tap}_${ct.tap}_${q}`;
+            body.push(`    let ${w} = Wp[wBase + ${packedTap}u * cp4 + wc${q}];`);
+            for (let bt = 0; bt < TR; bt++) for (let bu = 0; bu < TC; bu++) {
+              body.push(`    ${accName(q, bt, bu, ph, pw)} += ${w} * y${bt + rt.d - rowWindow.first}_${bu + ct.d - colWindow.first};`);
+            }
+          }
+        }
+      }
+    }
+  }
+  const store: string[] = [];
+  for (let bt = 0; bt < TR; bt++) for (let ph = 0; ph < S; ph++) {
+    store.push(`  let ih${bt}_${ph} = (a0 + ${bt}u) * ${S}u + ${ph}u;`);
+  }
+  for (let bu = 0; bu < TC; bu++) for (let pw = 0; pw < S; pw++) {
+    store.push(`  let iw${bu}_${pw} = (b0 + ${bu}u) * ${S}u + ${pw}u;`);
+  }
+  for (let r = 0; r < R; r++) {
+    store.push(`  if (ci0 + ${r}u < p.Cin) {`);
+    store.push(`    let o${r} = outBase + (ci0 + ${r}u) * plane;`);
+    for (let bt = 0; bt < TR; bt++) for (let ph = 0; ph < S; ph++) for (let bu = 0; bu < TC; bu++) for (let pw = 0; pw < S; pw++) {
+      const ih = `ih${bt}_${ph}`;
+      const iw = `iw${bu}_${pw}`;
+      store.push(`    if (${ih} < p.H && ${iw} < p.W) { Out[o${r} + ${ih} * p.W + ${iw}] = ${accName(r >> 2, bt, bu, ph, pw)}.${XYZW[r & 3]}; }`);
+    }
+    store.push('  }');
+  }
+  return { DH0: rowWindow.first, DW0: colWindow.first, SETUP: setup.join('\n'), ACC: acc.join('\n'), BODY: body.join('\n'), STORE: store.join('\n') };
+}
+
+/** dL/dX with the unrolled transposed-conv kernel (any stride, padding and window). */
+export function unrolledInputGrad(gradOut: Tensor, weight: Tensor, g: ConvGeometry, tile: UnrolledInputGradTile = unrolledInputGradTile(g)): Tensor {
+  if (tile.R % 4 !== 0 && tile.R < g.Cin) {
+    throw new RangeError(`conv2d.unrolled.inputGrad: a tile of ${tile.R} channels must be a multiple of 4 or hold all ${g.Cin} input channels`);
+  }
+  // Packed as the weight of the conv from dY (Cout channels) to dX (Cin channels).
+  const { packed, CP } = packWeights(weight, { ...g, Cin: g.Cout, Cout: g.Cin }, true);
+  const out = Tensor.empty([g.N, g.Cin, g.H, g.W]);
+  const tiles = g.N * Math.ceil(Math.ceil(g.H / g.stride) / tile.TR) * Math.ceil(Math.ceil(g.W / g.stride) / tile.TC);
+  launch(kernels.inputGrad, {
+    label: `conv2d.unrolled.inputGrad ${gradOut.describe()}, ${weight.describe()} k${g.kH}x${g.kW} s${g.stride} p${g.pad} tile ${tile.R}x${tile.TR}x${tile.TC}`,
+    inputs: { Wp: packed, dY: gradOut },
+    outputs: { Out: out },
+    params: { ...g, CP },
+    defines: { R: tile.R, TR: tile.TR, TC: tile.TC, STRIDE: g.stride, ...unrolledInputGradCode(tile, g) },
+    workgroups: [Math.ceil(tiles / 64), Math.ceil(g.Cin / tile.R), 1],
+  });
+  packed.dispose();
+  return out;
+}
