@@ -64,13 +64,26 @@ fn chanStart(u: u32) -> ChanPos {
 fn chanNext(q: ChanPos) -> ChanPos {
   var r = q;
   r.s += 4u;
-  while (r.s >= p.HW) { r.s -= p.HW; r.n += 1u; }
+  if (p.HW >= 4u) {
+    // A unit crosses at most one row boundary: a branch, not a loop (cheaper in SIMD lanes).
+    if (r.s >= p.HW) { r.s -= p.HW; r.n += 1u; }
+  } else {
+    while (r.s >= p.HW) { r.s -= p.HW; r.n += 1u; }
+  }
   return r;
 }
+
+const LANE = vec4<u32>(0u, 1u, 2u, 3u);
 
 // Element addresses of the unit's four lanes in channel c (VEC4: lane 0's, the others follow).
 fn chanAddr4(q: ChanPos, c: u32) -> vec4<u32> {
   if (VEC4) { return vec4<u32>((q.n * p.C + c) * p.HW + q.s); }
+  if (p.HW >= 4u) {
+    // Lanes past the row's end continue in the next row n + 1 of the same channel.
+    let s = vec4<u32>(q.s) + LANE;
+    let base = vec4<u32>((q.n * p.C + c) * p.HW) + s;
+    return select(base, base + vec4<u32>((p.C - 1u) * p.HW), s >= vec4<u32>(p.HW));
+  }
   var out: vec4<u32>;
   for (var k = 0u; k < 4u; k++) {
     var s = q.s + k;
@@ -304,7 +317,11 @@ fn nextChannel(c: u32) -> u32 {
 fn flatNext(f: FlatPos) -> FlatPos {
   var g = f;
   g.r += 4u;
-  while (g.r >= p.HW) { g.r -= p.HW; g.c = nextChannel(g.c); }
+  if (p.HW >= 4u) {
+    if (g.r >= p.HW) { g.r -= p.HW; g.c = nextChannel(g.c); }
+  } else {
+    while (g.r >= p.HW) { g.r -= p.HW; g.c = nextChannel(g.c); }
+  }
   return g;
 }
 
@@ -328,9 +345,49 @@ fn stat4(row: u32, ch: vec4<u32>) -> vec4<f32> {
   return vec4<f32>(Stats[base + ch.x], Stats[base + ch.y], Stats[base + ch.z], Stats[base + ch.w]);
 }
 
-// v for unit j: the affine transform, residual, ReLU.
-fn activation(j: u32, ch: vec4<u32>) -> vec4<f32> {
-  var v = X[j] * stat4(2u, ch) + stat4(3u, ch);
+// The statistics (mean, invstd, scale, shift) of the channel c a flat walk is in and of the
+// next one, read when the walk enters a channel instead of every unit: on llvmpipe every
+// storage load is a loop over the SIMD lanes, and these stay the same for HW elements.
+struct ChanPair {
+  c: u32,
+  here: vec4<f32>,
+  next: vec4<f32>,
+}
+
+fn statsOf(c: u32) -> vec4<f32> {
+  return vec4<f32>(Stats[c], Stats[p.C + c], Stats[2u * p.C + c], Stats[3u * p.C + c]);
+}
+
+fn noChannel() -> ChanPair {
+  return ChanPair(0xffffffffu, vec4<f32>(0.0), vec4<f32>(0.0));
+}
+
+fn enterChannel(pair: ChanPair, c: u32) -> ChanPair {
+  if (pair.c == c) { return pair; }
+  var here: vec4<f32>;
+  if (!VEC4 && pair.c != 0xffffffffu && nextChannel(pair.c) == c) { here = pair.next; } else { here = statsOf(c); }
+  // With VEC4 a unit never leaves its channel: the next one's statistics are not needed.
+  var next = vec4<f32>(0.0);
+  if (!VEC4) { next = statsOf(nextChannel(c)); }
+  return ChanPair(c, here, next);
+}
+
+// Lanes of the unit at f that lie in the channel after f.c (HW >= 4: at most one boundary).
+fn crossing(f: FlatPos) -> vec4<bool> {
+  if (VEC4) { return vec4<bool>(false); }
+  return vec4<u32>(f.r) + LANE >= vec4<u32>(p.HW);
+}
+
+// Row `row` of Stats (0 mean, 1 invstd, 2 scale, 3 shift) for each lane of the unit at f; `pair`
+// is f.c's (enterChannel). With HW < 4 a unit spans up to four channels: read lane by lane.
+fn laneStat(row: u32, f: FlatPos, pair: ChanPair) -> vec4<f32> {
+  if (!VEC4 && p.HW < 4u) { return stat4(row, lanesOf(f)); }
+  return select(vec4<f32>(pair.here[row]), vec4<f32>(pair.next[row]), crossing(f));
+}
+
+// v for unit j at f: the affine transform, residual, ReLU.
+fn activation(j: u32, f: FlatPos, pair: ChanPair) -> vec4<f32> {
+  var v = X[j] * laneStat(2u, f, pair) + laneStat(3u, f, pair);
   if (RESIDUAL) { v += R[j]; }
   if (RELU) { v = max(v, vec4<f32>(0.0)); }
   return v;
@@ -355,8 +412,10 @@ fn normalize(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
   let n4 = unitCount();
   if (first >= n4) { return; }
   var f = flatStart(first);
+  var pair = noChannel();
   for (var j = first; j < min(first + PER, n4); j++) {
-    let v = activation(j, lanesOf(f));
+    pair = enterChannel(pair, f.c);
+    let v = activation(j, f, pair);
     if (4u * j + 4u <= p.size) { Y[j] = v; } else { Y[j] = select(Y[j], v, liveFlat(j)); }
     f = flatNext(f);
   }
@@ -369,8 +428,10 @@ fn normalizeQuant(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
   if (first >= n4) { return; }
   let a = actOf();
   var f = flatStart(first);
+  var pair = noChannel();
   for (var j = first; j < min(first + PER, n4); j++) {
-    var v = activation(j, lanesOf(f));
+    pair = enterChannel(pair, f.c);
+    var v = activation(j, f, pair);
     if (!a.through) { v = fqAsym4(v, a, p.bits); }
     if (4u * j + 4u <= p.size) { QY[j] = v; } else { QY[j] = select(QY[j], v, liveFlat(j)); }
     f = flatNext(f);
@@ -388,8 +449,10 @@ fn normalizeObserve(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(globa
   var mx = vec4<f32>(negInf());
   if (first < n4) {
     var f = flatStart(first);
+    var pair = noChannel();
     for (var j = first; j < min(first + PER, n4); j++) {
-      let v = activation(j, lanesOf(f));
+      pair = enterChannel(pair, f.c);
+      let v = activation(j, f, pair);
       let live = liveFlat(j);
       if (4u * j + 4u <= p.size) { Y[j] = v; } else { Y[j] = select(Y[j], v, live); }
       mn = min(mn, select(vec4<f32>(posInf()), v, live));
@@ -421,26 +484,35 @@ fn backwardInput(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
   let a = actOf();
   let training = (p.flags & TRAINING) != 0u;
   var f = flatStart(first);
+  var pair = noChannel();
+  // dgamma, dbeta of pair's channel and of the next one, read on entering a channel as well.
+  var grads = vec4<f32>(0.0);
   for (var j = first; j < min(first + PER, n4); j++) {
-    let ch = lanesOf(f);
+    if (training && pair.c != f.c) {
+      let nc = nextChannel(f.c);
+      grads = vec4<f32>(DGamma[f.c], DBeta[f.c], DGamma[nc], DBeta[nc]);
+    }
+    pair = enterChannel(pair, f.c);
     let x = X[j];
-    let scale = stat4(2u, ch);
+    let scale = laneStat(2u, f, pair);
     var g = DY[j];
     if (!MASKED) {
-      var pre = x * scale + stat4(3u, ch);
+      var pre = x * scale + laneStat(3u, f, pair);
       if (RESIDUAL) { pre += R[j]; }
       g = maskedGrad(g, pre, a);
     }
     if (training) {
-      let xhat = (x - stat4(0u, ch)) * stat4(1u, ch);
+      let xhat = (x - laneStat(0u, f, pair)) * laneStat(1u, f, pair);
       var dgamma: vec4<f32>;
       var dbeta: vec4<f32>;
-      if (VEC4) {
-        dgamma = vec4<f32>(DGamma[ch.x]);
-        dbeta = vec4<f32>(DBeta[ch.x]);
-      } else {
+      if (!VEC4 && p.HW < 4u) {
+        let ch = lanesOf(f);
         dgamma = vec4<f32>(DGamma[ch.x], DGamma[ch.y], DGamma[ch.z], DGamma[ch.w]);
         dbeta = vec4<f32>(DBeta[ch.x], DBeta[ch.y], DBeta[ch.z], DBeta[ch.w]);
+      } else {
+        let wrap = crossing(f);
+        dgamma = select(vec4<f32>(grads.x), vec4<f32>(grads.z), wrap);
+        dbeta = select(vec4<f32>(grads.y), vec4<f32>(grads.w), wrap);
       }
       g = g - (dbeta + xhat * dgamma) * p.invM;
     }
