@@ -37,7 +37,7 @@
 
 // The interface generated from the declaration in engine/ops/batchnorm.ts (struct Params: the
 // sizes, flags, hyper-parameters and the part split; each entry point's bindings; the defines
-// VEC4, RELU, RESIDUAL, ACT, MASKED) goes here:
+// VEC4, ROWS, RELU, RESIDUAL, ACT, MASKED) goes here:
 #interface
 
 const WG: u32 = 256u;
@@ -125,10 +125,28 @@ struct Part {
   end: u32,
 }
 
+// Part i of channel i % C: a range of vec4 units of the channel, or with ROWS of rows n.
 fn partOf(i: u32) -> Part {
   let c = i % p.C;
   let begin = (i / p.C) * p.L;
-  return Part(c, begin, min(begin + p.L, (p.M + 3u) / 4u));
+  let span = select((p.M + 3u) / 4u, p.N, ROWS);
+  return Part(c, begin, min(begin + p.L, span));
+}
+
+// ROWS (H*W >= 4, not a multiple of 4): a channel's row n is HW contiguous elements from e0,
+// walked as the aligned vec4 units that cover it, the lanes outside it masked. One vec4 load a
+// unit instead of four scalar ones; the row's first and last units are shared with neighbours.
+fn rowFirstUnit(e0: u32) -> u32 {
+  return e0 / 4u;
+}
+
+fn rowEndUnit(e0: u32) -> u32 {
+  return (e0 + p.HW + 3u) / 4u;
+}
+
+fn rowLanes(j: u32, e0: u32) -> vec4<bool> {
+  let e = vec4<u32>(4u * j) + LANE;
+  return (e >= vec4<u32>(e0)) & (e < vec4<u32>(e0 + p.HW));
 }
 
 @compute @workgroup_size(WG_PART)
@@ -139,12 +157,23 @@ fn statsPartial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
   let k = X[part.c * p.HW / 4u][part.c * p.HW % 4u];
   var a1 = vec4<f32>(0.0);
   var a2 = vec4<f32>(0.0);
-  var q = chanStart(part.begin);
-  for (var u = part.begin; u < part.end; u++) {
-    let d = select(vec4<f32>(0.0), loadX4(chanAddr4(q, part.c)) - k, liveLanes(u));
-    a1 += d;
-    a2 += d * d;
-    q = chanNext(q);
+  if (ROWS) {
+    for (var n = part.begin; n < part.end; n++) {
+      let e0 = (n * p.C + part.c) * p.HW;
+      for (var j = rowFirstUnit(e0); j < rowEndUnit(e0); j++) {
+        let d = select(vec4<f32>(0.0), X[j] - k, rowLanes(j, e0));
+        a1 += d;
+        a2 += d * d;
+      }
+    }
+  } else {
+    var q = chanStart(part.begin);
+    for (var u = part.begin; u < part.end; u++) {
+      let d = select(vec4<f32>(0.0), loadX4(chanAddr4(q, part.c)) - k, liveLanes(u));
+      a1 += d;
+      a2 += d * d;
+      q = chanNext(q);
+    }
   }
   SPart[i] = vec2<f32>(hsum(a1), hsum(a2));
 }
@@ -222,9 +251,22 @@ fn chanStats(c: u32) -> ChanStats {
 
 // g' of one unit of a channel (zero in lanes past it).
 fn unitGrad(at: vec4<u32>, live: vec4<bool>, cs: ChanStats, a: ActParams) -> vec4<f32> {
-  var pre = loadX4(at) * cs.scale + cs.shift;
-  if (RESIDUAL) { pre += loadR4(at); }
-  return select(vec4<f32>(0.0), maskedGrad(loadDY4(at), pre, a), live);
+  var r = vec4<f32>(0.0);
+  if (RESIDUAL) { r = loadR4(at); }
+  return gradOf(loadX4(at), loadDY4(at), r, live, cs, a);
+}
+
+fn gradOf(x: vec4<f32>, dy: vec4<f32>, r: vec4<f32>, live: vec4<bool>, cs: ChanStats, a: ActParams) -> vec4<f32> {
+  var pre = x * cs.scale + cs.shift;
+  if (RESIDUAL) { pre += r; }
+  return select(vec4<f32>(0.0), maskedGrad(dy, pre, a), live);
+}
+
+// Unit j of a row (ROWS): g' in the live lanes, and the sums' terms.
+fn rowGrad(j: u32, live: vec4<bool>, cs: ChanStats, a: ActParams) -> vec4<f32> {
+  var r = vec4<f32>(0.0);
+  if (RESIDUAL) { r = R[j]; }
+  return gradOf(X[j], DY[j], r, live, cs, a);
 }
 
 fn xhat4(at: vec4<u32>, cs: ChanStats) -> vec4<f32> {
@@ -241,13 +283,24 @@ fn backwardPartial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
   let a = actOf();
   var a1 = vec4<f32>(0.0);
   var a2 = vec4<f32>(0.0);
-  var q = chanStart(part.begin);
-  for (var u = part.begin; u < part.end; u++) {
-    let at = chanAddr4(q, part.c);
-    let gm = unitGrad(at, liveLanes(u), cs, a);
-    a1 += gm;
-    a2 += gm * xhat4(at, cs);
-    q = chanNext(q);
+  if (ROWS) {
+    for (var n = part.begin; n < part.end; n++) {
+      let e0 = (n * p.C + part.c) * p.HW;
+      for (var j = rowFirstUnit(e0); j < rowEndUnit(e0); j++) {
+        let gm = rowGrad(j, rowLanes(j, e0), cs, a);
+        a1 += gm;
+        a2 += gm * (X[j] - cs.mean) * cs.invstd;
+      }
+    }
+  } else {
+    var q = chanStart(part.begin);
+    for (var u = part.begin; u < part.end; u++) {
+      let at = chanAddr4(q, part.c);
+      let gm = unitGrad(at, liveLanes(u), cs, a);
+      a1 += gm;
+      a2 += gm * xhat4(at, cs);
+      q = chanNext(q);
+    }
   }
   BPart[i] = vec2<f32>(hsum(a1), hsum(a2));
 }
@@ -262,6 +315,28 @@ fn backwardPartialResidual(@builtin(global_invocation_id) gid: vec3<u32>, @built
   let a = actOf();
   var a1 = vec4<f32>(0.0);
   var a2 = vec4<f32>(0.0);
+  if (ROWS) {
+    for (var n = part.begin; n < part.end; n++) {
+      let e0 = (n * p.C + part.c) * p.HW;
+      for (var j = rowFirstUnit(e0); j < rowEndUnit(e0); j++) {
+        let live = rowLanes(j, e0);
+        let gm = rowGrad(j, live, cs, a);
+        a1 += gm;
+        a2 += gm * (X[j] - cs.mean) * cs.invstd;
+        // The other lanes of a row's first and last units belong to parts other invocations
+        // write: store this part's lanes one by one there.
+        if (all(live)) {
+          DR[j] = gm;
+        } else {
+          for (var k = 0u; k < 4u; k++) {
+            if (live[k]) { DR[j][k] = gm[k]; }
+          }
+        }
+      }
+    }
+    BPart[i] = vec2<f32>(hsum(a1), hsum(a2));
+    return;
+  }
   var q = chanStart(part.begin);
   for (var u = part.begin; u < part.end; u++) {
     let at = chanAddr4(q, part.c);
