@@ -37,7 +37,7 @@
 
 // The interface generated from the declaration in engine/ops/batchnorm.ts (struct Params: the
 // sizes, flags, hyper-parameters and the part split; each entry point's bindings; the defines
-// VEC4, ROWS, RELU, RESIDUAL, ACT, MASKED) goes here:
+// VEC4, ROWS, COLS, RELU, RESIDUAL, ACT, MASKED) goes here:
 #interface
 
 const WG: u32 = 256u;
@@ -152,6 +152,20 @@ fn rowLanes(j: u32, e0: u32) -> vec4<bool> {
 @compute @workgroup_size(WG_PART)
 fn statsPartial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = gid.x + gid.y * nwg.x * WG_PART;
+  if (COLS) {
+    if (i >= p.C / 4u * p.P) { return; }
+    let cp = colPartOf(i);
+    let k = X[cp.c4]; // row 0: each channel's shift
+    var s1 = vec4<f32>(0.0);
+    var s2 = vec4<f32>(0.0);
+    for (var n = cp.begin; n < cp.end; n++) {
+      let d = X[n * (p.C / 4u) + cp.c4] - k;
+      s1 += d;
+      s2 += d * d;
+    }
+    for (var q = 0u; q < 4u; q++) { SPart[cp.part * p.C + 4u * cp.c4 + q] = vec2<f32>(s1[q], s2[q]); }
+    return;
+  }
   if (i >= p.C * p.P) { return; }
   let part = partOf(i);
   let k = X[part.c * p.HW / 4u][part.c * p.HW % 4u];
@@ -238,15 +252,42 @@ fn actOf() -> ActParams {
 }
 
 // Per-channel values of a part's channel, read once.
+// (vec4s: the same channel in every lane, or with COLS four channels, one a lane.)
 struct ChanStats {
-  mean: f32,
-  invstd: f32,
-  scale: f32,
-  shift: f32,
+  mean: vec4<f32>,
+  invstd: vec4<f32>,
+  scale: vec4<f32>,
+  shift: vec4<f32>,
 }
 
 fn chanStats(c: u32) -> ChanStats {
-  return ChanStats(Stats[c], Stats[p.C + c], Stats[2u * p.C + c], Stats[3u * p.C + c]);
+  return ChanStats(vec4<f32>(Stats[c]), vec4<f32>(Stats[p.C + c]), vec4<f32>(Stats[2u * p.C + c]), vec4<f32>(Stats[3u * p.C + c]));
+}
+
+// Channels 4*c4 .. 4*c4 + 3, one a lane (COLS).
+fn stats4At(row: u32, c4: u32) -> vec4<f32> {
+  let b = row * p.C + 4u * c4;
+  return vec4<f32>(Stats[b], Stats[b + 1u], Stats[b + 2u], Stats[b + 3u]);
+}
+
+fn colStats(c4: u32) -> ChanStats {
+  return ChanStats(stats4At(0u, c4), stats4At(1u, c4), stats4At(2u, c4), stats4At(3u, c4));
+}
+
+// COLS ([N, C] with C % 4 == 0, the projector's batch norm): an invocation takes four channels
+// (one a lane, a vec4 of a row) over a part of the rows n; i = part * C/4 + c4.
+struct ColPart {
+  c4: u32,
+  part: u32,
+  begin: u32, // rows
+  end: u32,
+}
+
+fn colPartOf(i: u32) -> ColPart {
+  let quads = p.C / 4u;
+  let part = i / quads;
+  let begin = part * p.L;
+  return ColPart(i % quads, part, begin, min(begin + p.L, p.N));
 }
 
 // g' of one unit of a channel (zero in lanes past it).
@@ -277,6 +318,22 @@ fn xhat4(at: vec4<u32>, cs: ChanStats) -> vec4<f32> {
 @compute @workgroup_size(WG_PART)
 fn backwardPartial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = gid.x + gid.y * nwg.x * WG_PART;
+  if (COLS) {
+    if (i >= p.C / 4u * p.P) { return; }
+    let cp = colPartOf(i);
+    let cs = colStats(cp.c4);
+    let a = actOf();
+    var s1 = vec4<f32>(0.0);
+    var s2 = vec4<f32>(0.0);
+    for (var n = cp.begin; n < cp.end; n++) {
+      let j = n * (p.C / 4u) + cp.c4;
+      let gm = rowGrad(j, vec4<bool>(true), cs, a);
+      s1 += gm;
+      s2 += gm * (X[j] - cs.mean) * cs.invstd;
+    }
+    for (var q = 0u; q < 4u; q++) { BPart[cp.part * p.C + 4u * cp.c4 + q] = vec2<f32>(s1[q], s2[q]); }
+    return;
+  }
   if (i >= p.C * p.P) { return; }
   let part = partOf(i);
   let cs = chanStats(part.c);
@@ -309,6 +366,23 @@ fn backwardPartial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
 @compute @workgroup_size(WG_PART)
 fn backwardPartialResidual(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = gid.x + gid.y * nwg.x * WG_PART;
+  if (COLS) {
+    if (i >= p.C / 4u * p.P) { return; }
+    let cp = colPartOf(i);
+    let cs = colStats(cp.c4);
+    let a = actOf();
+    var s1 = vec4<f32>(0.0);
+    var s2 = vec4<f32>(0.0);
+    for (var n = cp.begin; n < cp.end; n++) {
+      let j = n * (p.C / 4u) + cp.c4;
+      let gm = rowGrad(j, vec4<bool>(true), cs, a);
+      s1 += gm;
+      s2 += gm * (X[j] - cs.mean) * cs.invstd;
+      DR[j] = gm;
+    }
+    for (var q = 0u; q < 4u; q++) { BPart[cp.part * p.C + 4u * cp.c4 + q] = vec2<f32>(s1[q], s2[q]); }
+    return;
+  }
   if (i >= p.C * p.P) { return; }
   let part = partOf(i);
   let cs = chanStats(part.c);
@@ -438,7 +512,8 @@ fn noChannel() -> ChanPair {
 }
 
 fn enterChannel(pair: ChanPair, c: u32) -> ChanPair {
-  if (pair.c == c) { return pair; }
+  // COLS reads four channels a unit (laneStat): nothing to keep.
+  if (COLS || pair.c == c) { return pair; }
   var here: vec4<f32>;
   if (!VEC4 && pair.c != 0xffffffffu && nextChannel(pair.c) == c) { here = pair.next; } else { here = statsOf(c); }
   // With VEC4 a unit never leaves its channel: the next one's statistics are not needed.
@@ -456,6 +531,7 @@ fn crossing(f: FlatPos) -> vec4<bool> {
 // Row `row` of Stats (0 mean, 1 invstd, 2 scale, 3 shift) for each lane of the unit at f; `pair`
 // is f.c's (enterChannel). With HW < 4 a unit spans up to four channels: read lane by lane.
 fn laneStat(row: u32, f: FlatPos, pair: ChanPair) -> vec4<f32> {
+  if (COLS) { return stats4At(row, f.c / 4u); }
   if (!VEC4 && p.HW < 4u) { return stat4(row, lanesOf(f)); }
   return select(vec4<f32>(pair.here[row]), vec4<f32>(pair.next[row]), crossing(f));
 }
@@ -563,7 +639,7 @@ fn backwardInput(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
   // dgamma, dbeta of pair's channel and of the next one, read on entering a channel as well.
   var grads = vec4<f32>(0.0);
   for (var j = first; j < min(first + PER, n4); j++) {
-    if (training && pair.c != f.c) {
+    if (training && !COLS && pair.c != f.c) {
       let nc = nextChannel(f.c);
       grads = vec4<f32>(DGamma[f.c], DBeta[f.c], DGamma[nc], DBeta[nc]);
     }
@@ -580,7 +656,10 @@ fn backwardInput(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
       let xhat = (x - laneStat(0u, f, pair)) * laneStat(1u, f, pair);
       var dgamma: vec4<f32>;
       var dbeta: vec4<f32>;
-      if (!VEC4 && p.HW < 4u) {
+      if (COLS) {
+        dgamma = vec4<f32>(DGamma[f.c], DGamma[f.c + 1u], DGamma[f.c + 2u], DGamma[f.c + 3u]);
+        dbeta = vec4<f32>(DBeta[f.c], DBeta[f.c + 1u], DBeta[f.c + 2u], DBeta[f.c + 3u]);
+      } else if (!VEC4 && p.HW < 4u) {
         let ch = lanesOf(f);
         dgamma = vec4<f32>(DGamma[ch.x], DGamma[ch.y], DGamma[ch.z], DGamma[ch.w]);
         dbeta = vec4<f32>(DBeta[ch.x], DBeta[ch.y], DBeta[ch.z], DBeta[ch.w]);
