@@ -37,7 +37,7 @@
 
 // The interface generated from the declaration in engine/ops/batchnorm.ts (struct Params: the
 // sizes, flags, hyper-parameters and the part split; each entry point's bindings; the defines
-// VEC4, RELU, RESIDUAL, ACT, MASKED) goes here:
+// VEC4, ROWS, COLS, RELU, RESIDUAL, ACT, MASKED) goes here:
 #interface
 
 const WG: u32 = 256u;
@@ -64,13 +64,26 @@ fn chanStart(u: u32) -> ChanPos {
 fn chanNext(q: ChanPos) -> ChanPos {
   var r = q;
   r.s += 4u;
-  while (r.s >= p.HW) { r.s -= p.HW; r.n += 1u; }
+  if (p.HW >= 4u) {
+    // A unit crosses at most one row boundary: a branch, not a loop (cheaper in SIMD lanes).
+    if (r.s >= p.HW) { r.s -= p.HW; r.n += 1u; }
+  } else {
+    while (r.s >= p.HW) { r.s -= p.HW; r.n += 1u; }
+  }
   return r;
 }
+
+const LANE = vec4<u32>(0u, 1u, 2u, 3u);
 
 // Element addresses of the unit's four lanes in channel c (VEC4: lane 0's, the others follow).
 fn chanAddr4(q: ChanPos, c: u32) -> vec4<u32> {
   if (VEC4) { return vec4<u32>((q.n * p.C + c) * p.HW + q.s); }
+  if (p.HW >= 4u) {
+    // Lanes past the row's end continue in the next row n + 1 of the same channel.
+    let s = vec4<u32>(q.s) + LANE;
+    let base = vec4<u32>((q.n * p.C + c) * p.HW) + s;
+    return select(base, base + vec4<u32>((p.C - 1u) * p.HW), s >= vec4<u32>(p.HW));
+  }
   var out: vec4<u32>;
   for (var k = 0u; k < 4u; k++) {
     var s = q.s + k;
@@ -112,26 +125,69 @@ struct Part {
   end: u32,
 }
 
+// Part i of channel i % C: a range of vec4 units of the channel, or with ROWS of rows n.
 fn partOf(i: u32) -> Part {
   let c = i % p.C;
   let begin = (i / p.C) * p.L;
-  return Part(c, begin, min(begin + p.L, (p.M + 3u) / 4u));
+  let span = select((p.M + 3u) / 4u, p.N, ROWS);
+  return Part(c, begin, min(begin + p.L, span));
+}
+
+// ROWS (H*W >= 4, not a multiple of 4): a channel's row n is HW contiguous elements from e0,
+// walked as the aligned vec4 units that cover it, the lanes outside it masked. One vec4 load a
+// unit instead of four scalar ones; the row's first and last units are shared with neighbours.
+fn rowFirstUnit(e0: u32) -> u32 {
+  return e0 / 4u;
+}
+
+fn rowEndUnit(e0: u32) -> u32 {
+  return (e0 + p.HW + 3u) / 4u;
+}
+
+fn rowLanes(j: u32, e0: u32) -> vec4<bool> {
+  let e = vec4<u32>(4u * j) + LANE;
+  return (e >= vec4<u32>(e0)) & (e < vec4<u32>(e0 + p.HW));
 }
 
 @compute @workgroup_size(WG_PART)
 fn statsPartial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = gid.x + gid.y * nwg.x * WG_PART;
+  if (COLS) {
+    if (i >= p.C / 4u * p.P) { return; }
+    let cp = colPartOf(i);
+    let k = X[cp.c4]; // row 0: each channel's shift
+    var s1 = vec4<f32>(0.0);
+    var s2 = vec4<f32>(0.0);
+    for (var n = cp.begin; n < cp.end; n++) {
+      let d = X[n * (p.C / 4u) + cp.c4] - k;
+      s1 += d;
+      s2 += d * d;
+    }
+    for (var q = 0u; q < 4u; q++) { SPart[cp.part * p.C + 4u * cp.c4 + q] = vec2<f32>(s1[q], s2[q]); }
+    return;
+  }
   if (i >= p.C * p.P) { return; }
   let part = partOf(i);
   let k = X[part.c * p.HW / 4u][part.c * p.HW % 4u];
   var a1 = vec4<f32>(0.0);
   var a2 = vec4<f32>(0.0);
-  var q = chanStart(part.begin);
-  for (var u = part.begin; u < part.end; u++) {
-    let d = select(vec4<f32>(0.0), loadX4(chanAddr4(q, part.c)) - k, liveLanes(u));
-    a1 += d;
-    a2 += d * d;
-    q = chanNext(q);
+  if (ROWS) {
+    for (var n = part.begin; n < part.end; n++) {
+      let e0 = (n * p.C + part.c) * p.HW;
+      for (var j = rowFirstUnit(e0); j < rowEndUnit(e0); j++) {
+        let d = select(vec4<f32>(0.0), X[j] - k, rowLanes(j, e0));
+        a1 += d;
+        a2 += d * d;
+      }
+    }
+  } else {
+    var q = chanStart(part.begin);
+    for (var u = part.begin; u < part.end; u++) {
+      let d = select(vec4<f32>(0.0), loadX4(chanAddr4(q, part.c)) - k, liveLanes(u));
+      a1 += d;
+      a2 += d * d;
+      q = chanNext(q);
+    }
   }
   SPart[i] = vec2<f32>(hsum(a1), hsum(a2));
 }
@@ -196,22 +252,62 @@ fn actOf() -> ActParams {
 }
 
 // Per-channel values of a part's channel, read once.
+// (vec4s: the same channel in every lane, or with COLS four channels, one a lane.)
 struct ChanStats {
-  mean: f32,
-  invstd: f32,
-  scale: f32,
-  shift: f32,
+  mean: vec4<f32>,
+  invstd: vec4<f32>,
+  scale: vec4<f32>,
+  shift: vec4<f32>,
 }
 
 fn chanStats(c: u32) -> ChanStats {
-  return ChanStats(Stats[c], Stats[p.C + c], Stats[2u * p.C + c], Stats[3u * p.C + c]);
+  return ChanStats(vec4<f32>(Stats[c]), vec4<f32>(Stats[p.C + c]), vec4<f32>(Stats[2u * p.C + c]), vec4<f32>(Stats[3u * p.C + c]));
+}
+
+// Channels 4*c4 .. 4*c4 + 3, one a lane (COLS).
+fn stats4At(row: u32, c4: u32) -> vec4<f32> {
+  let b = row * p.C + 4u * c4;
+  return vec4<f32>(Stats[b], Stats[b + 1u], Stats[b + 2u], Stats[b + 3u]);
+}
+
+fn colStats(c4: u32) -> ChanStats {
+  return ChanStats(stats4At(0u, c4), stats4At(1u, c4), stats4At(2u, c4), stats4At(3u, c4));
+}
+
+// COLS ([N, C] with C % 4 == 0, the projector's batch norm): an invocation takes four channels
+// (one a lane, a vec4 of a row) over a part of the rows n; i = part * C/4 + c4.
+struct ColPart {
+  c4: u32,
+  part: u32,
+  begin: u32, // rows
+  end: u32,
+}
+
+fn colPartOf(i: u32) -> ColPart {
+  let quads = p.C / 4u;
+  let part = i / quads;
+  let begin = part * p.L;
+  return ColPart(i % quads, part, begin, min(begin + p.L, p.N));
 }
 
 // g' of one unit of a channel (zero in lanes past it).
 fn unitGrad(at: vec4<u32>, live: vec4<bool>, cs: ChanStats, a: ActParams) -> vec4<f32> {
-  var pre = loadX4(at) * cs.scale + cs.shift;
-  if (RESIDUAL) { pre += loadR4(at); }
-  return select(vec4<f32>(0.0), maskedGrad(loadDY4(at), pre, a), live);
+  var r = vec4<f32>(0.0);
+  if (RESIDUAL) { r = loadR4(at); }
+  return gradOf(loadX4(at), loadDY4(at), r, live, cs, a);
+}
+
+fn gradOf(x: vec4<f32>, dy: vec4<f32>, r: vec4<f32>, live: vec4<bool>, cs: ChanStats, a: ActParams) -> vec4<f32> {
+  var pre = x * cs.scale + cs.shift;
+  if (RESIDUAL) { pre += r; }
+  return select(vec4<f32>(0.0), maskedGrad(dy, pre, a), live);
+}
+
+// Unit j of a row (ROWS): g' in the live lanes, and the sums' terms.
+fn rowGrad(j: u32, live: vec4<bool>, cs: ChanStats, a: ActParams) -> vec4<f32> {
+  var r = vec4<f32>(0.0);
+  if (RESIDUAL) { r = R[j]; }
+  return gradOf(X[j], DY[j], r, live, cs, a);
 }
 
 fn xhat4(at: vec4<u32>, cs: ChanStats) -> vec4<f32> {
@@ -222,19 +318,46 @@ fn xhat4(at: vec4<u32>, cs: ChanStats) -> vec4<f32> {
 @compute @workgroup_size(WG_PART)
 fn backwardPartial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = gid.x + gid.y * nwg.x * WG_PART;
+  if (COLS) {
+    if (i >= p.C / 4u * p.P) { return; }
+    let cp = colPartOf(i);
+    let cs = colStats(cp.c4);
+    let a = actOf();
+    var s1 = vec4<f32>(0.0);
+    var s2 = vec4<f32>(0.0);
+    for (var n = cp.begin; n < cp.end; n++) {
+      let j = n * (p.C / 4u) + cp.c4;
+      let gm = rowGrad(j, vec4<bool>(true), cs, a);
+      s1 += gm;
+      s2 += gm * (X[j] - cs.mean) * cs.invstd;
+    }
+    for (var q = 0u; q < 4u; q++) { BPart[cp.part * p.C + 4u * cp.c4 + q] = vec2<f32>(s1[q], s2[q]); }
+    return;
+  }
   if (i >= p.C * p.P) { return; }
   let part = partOf(i);
   let cs = chanStats(part.c);
   let a = actOf();
   var a1 = vec4<f32>(0.0);
   var a2 = vec4<f32>(0.0);
-  var q = chanStart(part.begin);
-  for (var u = part.begin; u < part.end; u++) {
-    let at = chanAddr4(q, part.c);
-    let gm = unitGrad(at, liveLanes(u), cs, a);
-    a1 += gm;
-    a2 += gm * xhat4(at, cs);
-    q = chanNext(q);
+  if (ROWS) {
+    for (var n = part.begin; n < part.end; n++) {
+      let e0 = (n * p.C + part.c) * p.HW;
+      for (var j = rowFirstUnit(e0); j < rowEndUnit(e0); j++) {
+        let gm = rowGrad(j, rowLanes(j, e0), cs, a);
+        a1 += gm;
+        a2 += gm * (X[j] - cs.mean) * cs.invstd;
+      }
+    }
+  } else {
+    var q = chanStart(part.begin);
+    for (var u = part.begin; u < part.end; u++) {
+      let at = chanAddr4(q, part.c);
+      let gm = unitGrad(at, liveLanes(u), cs, a);
+      a1 += gm;
+      a2 += gm * xhat4(at, cs);
+      q = chanNext(q);
+    }
   }
   BPart[i] = vec2<f32>(hsum(a1), hsum(a2));
 }
@@ -243,12 +366,51 @@ fn backwardPartial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
 @compute @workgroup_size(WG_PART)
 fn backwardPartialResidual(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = gid.x + gid.y * nwg.x * WG_PART;
+  if (COLS) {
+    if (i >= p.C / 4u * p.P) { return; }
+    let cp = colPartOf(i);
+    let cs = colStats(cp.c4);
+    let a = actOf();
+    var s1 = vec4<f32>(0.0);
+    var s2 = vec4<f32>(0.0);
+    for (var n = cp.begin; n < cp.end; n++) {
+      let j = n * (p.C / 4u) + cp.c4;
+      let gm = rowGrad(j, vec4<bool>(true), cs, a);
+      s1 += gm;
+      s2 += gm * (X[j] - cs.mean) * cs.invstd;
+      DR[j] = gm;
+    }
+    for (var q = 0u; q < 4u; q++) { BPart[cp.part * p.C + 4u * cp.c4 + q] = vec2<f32>(s1[q], s2[q]); }
+    return;
+  }
   if (i >= p.C * p.P) { return; }
   let part = partOf(i);
   let cs = chanStats(part.c);
   let a = actOf();
   var a1 = vec4<f32>(0.0);
   var a2 = vec4<f32>(0.0);
+  if (ROWS) {
+    for (var n = part.begin; n < part.end; n++) {
+      let e0 = (n * p.C + part.c) * p.HW;
+      for (var j = rowFirstUnit(e0); j < rowEndUnit(e0); j++) {
+        let live = rowLanes(j, e0);
+        let gm = rowGrad(j, live, cs, a);
+        a1 += gm;
+        a2 += gm * (X[j] - cs.mean) * cs.invstd;
+        // The other lanes of a row's first and last units belong to parts other invocations
+        // write: store this part's lanes one by one there.
+        if (all(live)) {
+          DR[j] = gm;
+        } else {
+          for (var k = 0u; k < 4u; k++) {
+            if (live[k]) { DR[j][k] = gm[k]; }
+          }
+        }
+      }
+    }
+    BPart[i] = vec2<f32>(hsum(a1), hsum(a2));
+    return;
+  }
   var q = chanStart(part.begin);
   for (var u = part.begin; u < part.end; u++) {
     let at = chanAddr4(q, part.c);
@@ -304,7 +466,11 @@ fn nextChannel(c: u32) -> u32 {
 fn flatNext(f: FlatPos) -> FlatPos {
   var g = f;
   g.r += 4u;
-  while (g.r >= p.HW) { g.r -= p.HW; g.c = nextChannel(g.c); }
+  if (p.HW >= 4u) {
+    if (g.r >= p.HW) { g.r -= p.HW; g.c = nextChannel(g.c); }
+  } else {
+    while (g.r >= p.HW) { g.r -= p.HW; g.c = nextChannel(g.c); }
+  }
   return g;
 }
 
@@ -328,9 +494,51 @@ fn stat4(row: u32, ch: vec4<u32>) -> vec4<f32> {
   return vec4<f32>(Stats[base + ch.x], Stats[base + ch.y], Stats[base + ch.z], Stats[base + ch.w]);
 }
 
-// v for unit j: the affine transform, residual, ReLU.
-fn activation(j: u32, ch: vec4<u32>) -> vec4<f32> {
-  var v = X[j] * stat4(2u, ch) + stat4(3u, ch);
+// The statistics (mean, invstd, scale, shift) of the channel c a flat walk is in and of the
+// next one, read when the walk enters a channel instead of every unit: on llvmpipe every
+// storage load is a loop over the SIMD lanes, and these stay the same for HW elements.
+struct ChanPair {
+  c: u32,
+  here: vec4<f32>,
+  next: vec4<f32>,
+}
+
+fn statsOf(c: u32) -> vec4<f32> {
+  return vec4<f32>(Stats[c], Stats[p.C + c], Stats[2u * p.C + c], Stats[3u * p.C + c]);
+}
+
+fn noChannel() -> ChanPair {
+  return ChanPair(0xffffffffu, vec4<f32>(0.0), vec4<f32>(0.0));
+}
+
+fn enterChannel(pair: ChanPair, c: u32) -> ChanPair {
+  // COLS reads four channels a unit (laneStat): nothing to keep.
+  if (COLS || pair.c == c) { return pair; }
+  var here: vec4<f32>;
+  if (!VEC4 && pair.c != 0xffffffffu && nextChannel(pair.c) == c) { here = pair.next; } else { here = statsOf(c); }
+  // With VEC4 a unit never leaves its channel: the next one's statistics are not needed.
+  var next = vec4<f32>(0.0);
+  if (!VEC4) { next = statsOf(nextChannel(c)); }
+  return ChanPair(c, here, next);
+}
+
+// Lanes of the unit at f that lie in the channel after f.c (HW >= 4: at most one boundary).
+fn crossing(f: FlatPos) -> vec4<bool> {
+  if (VEC4) { return vec4<bool>(false); }
+  return vec4<u32>(f.r) + LANE >= vec4<u32>(p.HW);
+}
+
+// Row `row` of Stats (0 mean, 1 invstd, 2 scale, 3 shift) for each lane of the unit at f; `pair`
+// is f.c's (enterChannel). With HW < 4 a unit spans up to four channels: read lane by lane.
+fn laneStat(row: u32, f: FlatPos, pair: ChanPair) -> vec4<f32> {
+  if (COLS) { return stats4At(row, f.c / 4u); }
+  if (!VEC4 && p.HW < 4u) { return stat4(row, lanesOf(f)); }
+  return select(vec4<f32>(pair.here[row]), vec4<f32>(pair.next[row]), crossing(f));
+}
+
+// v for unit j at f: the affine transform, residual, ReLU.
+fn activation(j: u32, f: FlatPos, pair: ChanPair) -> vec4<f32> {
+  var v = X[j] * laneStat(2u, f, pair) + laneStat(3u, f, pair);
   if (RESIDUAL) { v += R[j]; }
   if (RELU) { v = max(v, vec4<f32>(0.0)); }
   return v;
@@ -355,8 +563,10 @@ fn normalize(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
   let n4 = unitCount();
   if (first >= n4) { return; }
   var f = flatStart(first);
+  var pair = noChannel();
   for (var j = first; j < min(first + PER, n4); j++) {
-    let v = activation(j, lanesOf(f));
+    pair = enterChannel(pair, f.c);
+    let v = activation(j, f, pair);
     if (4u * j + 4u <= p.size) { Y[j] = v; } else { Y[j] = select(Y[j], v, liveFlat(j)); }
     f = flatNext(f);
   }
@@ -369,8 +579,10 @@ fn normalizeQuant(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
   if (first >= n4) { return; }
   let a = actOf();
   var f = flatStart(first);
+  var pair = noChannel();
   for (var j = first; j < min(first + PER, n4); j++) {
-    var v = activation(j, lanesOf(f));
+    pair = enterChannel(pair, f.c);
+    var v = activation(j, f, pair);
     if (!a.through) { v = fqAsym4(v, a, p.bits); }
     if (4u * j + 4u <= p.size) { QY[j] = v; } else { QY[j] = select(QY[j], v, liveFlat(j)); }
     f = flatNext(f);
@@ -388,8 +600,10 @@ fn normalizeObserve(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(globa
   var mx = vec4<f32>(negInf());
   if (first < n4) {
     var f = flatStart(first);
+    var pair = noChannel();
     for (var j = first; j < min(first + PER, n4); j++) {
-      let v = activation(j, lanesOf(f));
+      pair = enterChannel(pair, f.c);
+      let v = activation(j, f, pair);
       let live = liveFlat(j);
       if (4u * j + 4u <= p.size) { Y[j] = v; } else { Y[j] = select(Y[j], v, live); }
       mn = min(mn, select(vec4<f32>(posInf()), v, live));
@@ -421,26 +635,38 @@ fn backwardInput(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
   let a = actOf();
   let training = (p.flags & TRAINING) != 0u;
   var f = flatStart(first);
+  var pair = noChannel();
+  // dgamma, dbeta of pair's channel and of the next one, read on entering a channel as well.
+  var grads = vec4<f32>(0.0);
   for (var j = first; j < min(first + PER, n4); j++) {
-    let ch = lanesOf(f);
+    if (training && !COLS && pair.c != f.c) {
+      let nc = nextChannel(f.c);
+      grads = vec4<f32>(DGamma[f.c], DBeta[f.c], DGamma[nc], DBeta[nc]);
+    }
+    pair = enterChannel(pair, f.c);
     let x = X[j];
-    let scale = stat4(2u, ch);
+    let scale = laneStat(2u, f, pair);
     var g = DY[j];
     if (!MASKED) {
-      var pre = x * scale + stat4(3u, ch);
+      var pre = x * scale + laneStat(3u, f, pair);
       if (RESIDUAL) { pre += R[j]; }
       g = maskedGrad(g, pre, a);
     }
     if (training) {
-      let xhat = (x - stat4(0u, ch)) * stat4(1u, ch);
+      let xhat = (x - laneStat(0u, f, pair)) * laneStat(1u, f, pair);
       var dgamma: vec4<f32>;
       var dbeta: vec4<f32>;
-      if (VEC4) {
-        dgamma = vec4<f32>(DGamma[ch.x]);
-        dbeta = vec4<f32>(DBeta[ch.x]);
-      } else {
+      if (COLS) {
+        dgamma = vec4<f32>(DGamma[f.c], DGamma[f.c + 1u], DGamma[f.c + 2u], DGamma[f.c + 3u]);
+        dbeta = vec4<f32>(DBeta[f.c], DBeta[f.c + 1u], DBeta[f.c + 2u], DBeta[f.c + 3u]);
+      } else if (!VEC4 && p.HW < 4u) {
+        let ch = lanesOf(f);
         dgamma = vec4<f32>(DGamma[ch.x], DGamma[ch.y], DGamma[ch.z], DGamma[ch.w]);
         dbeta = vec4<f32>(DBeta[ch.x], DBeta[ch.y], DBeta[ch.z], DBeta[ch.w]);
+      } else {
+        let wrap = crossing(f);
+        dgamma = select(vec4<f32>(grads.x), vec4<f32>(grads.z), wrap);
+        dbeta = select(vec4<f32>(grads.y), vec4<f32>(grads.w), wrap);
       }
       g = g - (dbeta + xhat * dgamma) * p.invM;
     }

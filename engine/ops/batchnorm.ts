@@ -70,13 +70,13 @@ const kernels = declareKernels({
     N: 'u32', C: 'u32', HW: 'u32',
     M: 'u32', // elements per channel: N*HW
     size: 'u32', // N*C*HW
-    P: 'u32', L: 'u32', // parts per channel, vec4 units per part
+    P: 'u32', L: 'u32', // parts per channel, vec4 units (ROWS: rows n) per part
     flags: 'u32', // TRAINING | UPDATE
     bits: 'u32', // act quantize
     eps: 'f32', momentum: 'f32', invM: 'f32',
     unbias: 'f32', // M / (M - 1)
   },
-  defines: { VEC4: 'bool', RELU: 'bool', RESIDUAL: 'bool', ACT: 'u32', MASKED: 'bool' },
+  defines: { VEC4: 'bool', ROWS: 'bool', COLS: 'bool', RELU: 'bool', RESIDUAL: 'bool', ACT: 'u32', MASKED: 'bool' },
   entryPoints: {
     statsPartial: { inputs: { X: 'vec4<f32>' }, outputs: { SPart: 'vec2<f32>' } },
     statsFinal: { inputs: { X: 'vec4<f32>', FPart: 'vec2<f32>', Gamma: 'f32', Beta: 'f32' }, outputs: { OutStats: 'f32', RunMean: 'f32', RunVar: 'f32', NumBatches: 'i32' } },
@@ -135,10 +135,19 @@ export function batchNorm(x: Tensor, gamma: Tensor | null, beta: Tensor | null, 
 
   const update = training && !!opts.runningMean;
   const vec4 = HW % 4 === 0;
+  // Per-channel passes walk a channel's rows as the aligned vec4 units that cover them where
+  // H*W is not a multiple of 4 but at least 4 (7x7 maps): parts are then whole rows n.
+  const rows = !vec4 && HW >= 4;
+  // [N, C] with C % 4 == 0 (the projector's batch norm): an invocation takes four channels, one
+  // a lane, over a part of the rows (a vec4 load a row instead of four strided scalars).
+  const cols = HW === 1 && C % 4 === 0;
   const units = Math.ceil(M / 4);
-  let P = Math.max(1, Math.min(Math.ceil(TARGET_PART_INVOCATIONS / C), Math.floor(units / MIN_PART_UNITS)));
-  const L = Math.ceil(units / P);
-  P = Math.ceil(units / L);
+  const span = rows || cols ? N : units;
+  const unitsPerSpan = rows ? Math.ceil(HW / 4) : 1;
+  const channelGroups = cols ? C / 4 : C;
+  let P = Math.max(1, Math.min(Math.ceil(TARGET_PART_INVOCATIONS / channelGroups), Math.floor((span * unitsPerSpan) / MIN_PART_UNITS)));
+  const L = Math.ceil(span / P);
+  P = Math.ceil(span / L);
   const actKind = act === null ? ACT_NONE : act.kind === 'observe' ? ACT_OBSERVE : ACT_QUANTIZE;
   const params = {
     N, C, HW, M, size: x.size, P, L,
@@ -146,12 +155,12 @@ export function batchNorm(x: Tensor, gamma: Tensor | null, beta: Tensor | null, 
     bits: act?.kind === 'quantize' ? act.bits : 0,
     eps, momentum, invM: 1 / M, unbias: M > 1 ? M / (M - 1) : 0,
   };
-  const plain = { VEC4: vec4, RELU: false, RESIDUAL: false, ACT: ACT_NONE, MASKED: false };
-  const fused = { VEC4: vec4, RELU: relu, RESIDUAL: residual !== null, ACT: actKind, MASKED: false };
+  const plain = { VEC4: vec4, ROWS: rows, COLS: cols, RELU: false, RESIDUAL: false, ACT: ACT_NONE, MASKED: false };
+  const fused = { VEC4: vec4, ROWS: rows, COLS: cols, RELU: relu, RESIDUAL: residual !== null, ACT: actKind, MASKED: false };
   const r = residual ?? x; // bound but unread without a residual
   const fusedName = `batchNorm${residual ? '+add' : ''}${relu ? '+relu' : ''}${act ? `+${act.kind}` : ''}`;
   const desc = `${fusedName} ${x.describe()}${training ? '' : ' eval'}`;
-  const partGrid = grid1d(C * P, WG_PART);
+  const partGrid = grid1d(channelGroups * P, WG_PART);
   const elementGrid = grid1d(Math.ceil(x.size / 4), UNITS_PER_GROUP);
 
   // Per-channel parameters the kernels need even without affine/running statistics.

@@ -58,6 +58,8 @@ const cases: { shape: Shape; relu: boolean }[] = [
   { shape: [1, 2, 17, 19], relu: false },
   { shape: [6, 7], relu: false },
   { shape: [5, 3], relu: true },
+  { shape: [6, 8], relu: true }, // [N, C], C % 4 == 0: four channels an invocation
+  { shape: [70, 12], relu: false }, // the same over two parts of the rows
 ];
 
 for (const { shape, relu } of cases) {
@@ -236,7 +238,7 @@ async function runFused(shape: Shape, relu: boolean, withResidual: boolean, act:
 }
 
 test('fused batchNorm (+ residual, ReLU, observer or fake quantization) equals the unfused chain', async () => {
-  const shapes: Shape[] = [[2, 3, 4, 4], [3, 2, 3, 5], [4, 3, 16, 16], [6, 5]];
+  const shapes: Shape[] = [[2, 3, 4, 4], [3, 2, 3, 5], [4, 3, 16, 16], [6, 5], [5, 8]];
   // Eval mode once per shape kind is enough: the element-wise passes are the training ones.
   let seed = 300;
   let cases = 0;
