@@ -4,7 +4,7 @@ import { matmul, scope } from '../engine/index.ts';
 import { filled } from './fill.ts';
 import { time } from './timing.ts';
 import type { Timing } from './timing.ts';
-import { conv2d, conv2dGeometry, conv2dInputGrad, conv2dUnrolledForward, forceVariant } from '../engine/index.ts';
+import { conv2d, conv2dGeometry, conv2dInputGrad, forceVariant } from '../engine/index.ts';
 import { DEFAULT_CONFIG, Trainer } from '../ssql/train.ts';
 import type { ModelName } from '../ssql/train.ts';
 
@@ -29,16 +29,21 @@ function matmulCase(n: number): KernelCase {
   };
 }
 
-/** `unrolled`: engine/ops/conv-unrolled.ts's kernel called directly (conv2d does not offer it
- * yet), to compare with the design conv2d picks. */
+/** `unrolled`: conv2d with its 'unrolled' design forced (the rule's pick on SwiftShader), to
+ * compare with the design conv2d picks on the adapter. */
 function convCase(N: number, C: number, H: number, unrolled = false): KernelCase {
   return {
     name: `conv2d_fwd ${N}x${C}x${H}x${H} k3 -> ${C}${unrolled ? ' (unrolled kernel)' : ''}`, op: 'conv2d_fwd', flops: 2 * N * C * H * H * C * 9,
     setup() {
       const x = filled([N, C, H, H], 1);
       const w = filled([C, C, 3, 3], 2);
-      const g = conv2dGeometry(x, w, { padding: 1 });
-      const run = unrolled ? () => scope(() => { conv2dUnrolledForward(x, w, g, false); }) : () => scope(() => { conv2d(x, w, null, { padding: 1 }); });
+      const conv = () => scope(() => { conv2d(x, w, null, { padding: 1 }); });
+      const run = unrolled
+        ? () => {
+          forceVariant('conv2d.forward', 'unrolled');
+          try { conv(); } finally { forceVariant('conv2d.forward', null); }
+        }
+        : conv;
       return { run, dispose: () => { x.dispose(); w.dispose(); } };
     },
   };

@@ -32,8 +32,6 @@ export { matmul } from './ops/matmul.ts';
 export type { MatmulOptions } from './ops/matmul.ts';
 export { conv2d, conv2dGeometry, conv2dInputGrad, conv2dWeightGrad } from './ops/conv.ts';
 export type { Conv2dOptions as Conv2dOpOptions, ConvGeometry } from './ops/conv.ts';
-// The unrolled forward conv kernel (for SwiftShader), not yet among conv2d's designs.
-export { unrolledForward as conv2dUnrolledForward } from './ops/conv-unrolled.ts';
 export { zerosLike, onesLike } from './ops/fill.ts';
 export { batchNorm } from './ops/batchnorm.ts';
 export type { BatchNormAct, BatchNormOptions } from './ops/batchnorm.ts';
