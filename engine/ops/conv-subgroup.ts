@@ -140,6 +140,33 @@ export function windowOf(phases: { d: number }[][]): { first: number; width: num
   return { first, width: Math.max(...ds) - first + 1 };
 }
 
+/** The accumulator of a transposed-conv tile (subgroup and unrolled kernels alike): channel
+ * group q, block (bt, bu), phase (ph, pw). */
+export const transposedAccName = (q: number, bt: number, bu: number, ph: number, pw: number): string => `a${q}_${bt}_${bu}_${ph}_${pw}`;
+
+/** STORE of a transposed-conv tile: R channels x (TR x TC) blocks of S x S input pixels from
+ * block (a0, b0), those inside the map. */
+export function transposedConvStore(R: number, TR: number, TC: number, S: number): string {
+  const store: string[] = [];
+  for (let bt = 0; bt < TR; bt++) for (let ph = 0; ph < S; ph++) {
+    store.push(`  let ih${bt}_${ph} = (a0 + ${bt}u) * ${S}u + ${ph}u;`);
+  }
+  for (let bu = 0; bu < TC; bu++) for (let pw = 0; pw < S; pw++) {
+    store.push(`  let iw${bu}_${pw} = (b0 + ${bu}u) * ${S}u + ${pw}u;`);
+  }
+  for (let r = 0; r < R; r++) {
+    store.push(`  if (ci0 + ${r}u < p.Cin) {`);
+    store.push(`    let o${r} = outBase + (ci0 + ${r}u) * plane;`);
+    for (let bt = 0; bt < TR; bt++) for (let ph = 0; ph < S; ph++) for (let bu = 0; bu < TC; bu++) for (let pw = 0; pw < S; pw++) {
+      const ih = `ih${bt}_${ph}`;
+      const iw = `iw${bu}_${pw}`;
+      store.push(`    if (${ih} < p.H && ${iw} < p.W) { Out[o${r} + ${ih} * p.W + ${iw}] = ${transposedAccName(r >> 2, bt, bu, ph, pw)}.${xyzw[r & 3]}; }`);
+    }
+    store.push('  }');
+  }
+  return store.join('\n');
+}
+
 /** The unrolled parts of conv-subgroup-inputgrad.wgsl for one tile and geometry, and the dY
  * window (NR x NS from offset DH0, DW0) they read. */
 function inputGradCode(t: InputGradTile, g: ConvGeometry): { NR: number; NS: number; DH0: number; DW0: number; WOFF: string; ACC: string; BODY: string; STORE: string } {
@@ -161,7 +188,6 @@ function inputGradCode(t: InputGradTile, g: ConvGeometry): { NR: number; NS: num
     woff.push(`  let wOff${i} = (wIdx${i} / ${groups}u) * (p.CP / 4u) + min(ci0 / 4u + wIdx${i} % ${groups}u, p.CP / 4u - 1u);`);
   }
   // One accumulator (4 channels) per channel group, block and phase.
-  const accName = (q: number, bt: number, bu: number, ph: number, pw: number) => `a${q}_${bt}_${bu}_${ph}_${pw}`;
   const acc: string[] = [];
   const body: string[] = [];
   for (let i = 0; i < loads; i++) body.push(`    let wv${i} = Wp[wBase + wOff${i}];`);
@@ -170,7 +196,7 @@ function inputGradCode(t: InputGradTile, g: ConvGeometry): { NR: number; NS: num
   }
   for (let q = 0; q < groups; q++) {
     for (let bt = 0; bt < TR; bt++) for (let bu = 0; bu < TC; bu++) for (let ph = 0; ph < S; ph++) for (let pw = 0; pw < S; pw++) {
-      acc.push(`  var ${accName(q, bt, bu, ph, pw)} = vec4<f32>(0.0);`);
+      acc.push(`  var ${transposedAccName(q, bt, bu, ph, pw)} = vec4<f32>(0.0);`);
     }
   }
   for (let ph = 0; ph < S; ph++) {
@@ -184,31 +210,14 @@ function inputGradCode(t: InputGradTile, g: ConvGeometry): { NR: number; NS: num
             const w = `w${rt.tap}_${ct.tap}_${q}`;
             body.push(`    let ${w} = subgroupBroadcast(wv${Math.floor(idx / 8)}, ${idx % 8}u);`);
             for (let bt = 0; bt < TR; bt++) for (let bu = 0; bu < TC; bu++) {
-              body.push(`    ${accName(q, bt, bu, ph, pw)} += ${w} * y${bt + rt.d - rowWindow.first}_${bu + ct.d - colWindow.first};`);
+              body.push(`    ${transposedAccName(q, bt, bu, ph, pw)} += ${w} * y${bt + rt.d - rowWindow.first}_${bu + ct.d - colWindow.first};`);
             }
           }
         }
       }
     }
   }
-  const store: string[] = [];
-  for (let bt = 0; bt < TR; bt++) for (let ph = 0; ph < S; ph++) {
-    store.push(`  let ih${bt}_${ph} = (a0 + ${bt}u) * ${S}u + ${ph}u;`);
-  }
-  for (let bu = 0; bu < TC; bu++) for (let pw = 0; pw < S; pw++) {
-    store.push(`  let iw${bu}_${pw} = (b0 + ${bu}u) * ${S}u + ${pw}u;`);
-  }
-  for (let r = 0; r < R; r++) {
-    store.push(`  if (ci0 + ${r}u < p.Cin) {`);
-    store.push(`    let o${r} = outBase + (ci0 + ${r}u) * plane;`);
-    for (let bt = 0; bt < TR; bt++) for (let ph = 0; ph < S; ph++) for (let bu = 0; bu < TC; bu++) for (let pw = 0; pw < S; pw++) {
-      const ih = `ih${bt}_${ph}`;
-      const iw = `iw${bu}_${pw}`;
-      store.push(`    if (${ih} < p.H && ${iw} < p.W) { Out[o${r} + ${ih} * p.W + ${iw}] = ${accName(r >> 2, bt, bu, ph, pw)}.${xyzw[r & 3]}; }`);
-    }
-    store.push('  }');
-  }
-  return { NR, NS, DH0: rowWindow.first, DW0: colWindow.first, WOFF: woff.join('\n'), ACC: acc.join('\n'), BODY: body.join('\n'), STORE: store.join('\n') };
+  return { NR, NS, DH0: rowWindow.first, DW0: colWindow.first, WOFF: woff.join('\n'), ACC: acc.join('\n'), BODY: body.join('\n'), STORE: transposedConvStore(R, TR, TC, S) };
 }
 
 /** The unrolled parts of conv-subgroup-weightgrad.wgsl for one tile and window. */

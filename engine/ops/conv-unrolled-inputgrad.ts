@@ -8,7 +8,7 @@ import { launch } from '../launch.ts';
 import { Tensor } from '../tensor.ts';
 import type { ConvGeometry } from './conv.ts';
 import { packWeights } from './conv-pack.ts';
-import { phaseTaps, windowOf } from './conv-subgroup.ts';
+import { phaseTaps, transposedAccName, transposedConvStore, windowOf } from './conv-subgroup.ts';
 
 const kernels = declareKernels({
   name: 'conv2d.unrolled.inputGrad',
@@ -34,8 +34,6 @@ export function unrolledInputGradTile(g: ConvGeometry): UnrolledInputGradTile {
   return { R, TR, TC: Math.min(TC, blocksW) };
 }
 
-const XYZW = 'xyzw';
-
 /** The unrolled parts of the shader for one tile and geometry, and the dY offsets DH0, DW0 of
  * the window they read (relative to the tile's first block). */
 export function unrolledInputGradCode(t: UnrolledInputGradTile, g: ConvGeometry): { DH0: number; DW0: number; SETUP: string; ACC: string; BODY: string; STORE: string } {
@@ -60,11 +58,10 @@ export function unrolledInputGradCode(t: UnrolledInputGradTile, g: ConvGeometry)
   }
   for (let q = 0; q < groups; q++) setup.push(`  let wc${q} = min(ci0 / 4u + ${q}u, cp4 - 1u);`);
   // One accumulator (4 channels) per channel group, block and phase.
-  const accName = (q: number, bt: number, bu: number, ph: number, pw: number) => `a${q}_${bt}_${bu}_${ph}_${pw}`;
   const acc: string[] = [];
   for (let q = 0; q < groups; q++) {
     for (let bt = 0; bt < TR; bt++) for (let bu = 0; bu < TC; bu++) for (let ph = 0; ph < S; ph++) for (let pw = 0; pw < S; pw++) {
-      acc.push(`  var ${accName(q, bt, bu, ph, pw)} = vec4<f32>(0.0);`);
+      acc.push(`  var ${transposedAccName(q, bt, bu, ph, pw)} = vec4<f32>(0.0);`);
     }
   }
   const body: string[] = [];
@@ -81,31 +78,14 @@ export function unrolledInputGradCode(t: UnrolledInputGradTile, g: ConvGeometry)
             const w = `w${rt.tap}_${ct.tap}_${q}`;
             body.push(`    let ${w} = Wp[wBase + ${packedTap}u * cp4 + wc${q}];`);
             for (let bt = 0; bt < TR; bt++) for (let bu = 0; bu < TC; bu++) {
-              body.push(`    ${accName(q, bt, bu, ph, pw)} += ${w} * y${bt + rt.d - rowWindow.first}_${bu + ct.d - colWindow.first};`);
+              body.push(`    ${transposedAccName(q, bt, bu, ph, pw)} += ${w} * y${bt + rt.d - rowWindow.first}_${bu + ct.d - colWindow.first};`);
             }
           }
         }
       }
     }
   }
-  const store: string[] = [];
-  for (let bt = 0; bt < TR; bt++) for (let ph = 0; ph < S; ph++) {
-    store.push(`  let ih${bt}_${ph} = (a0 + ${bt}u) * ${S}u + ${ph}u;`);
-  }
-  for (let bu = 0; bu < TC; bu++) for (let pw = 0; pw < S; pw++) {
-    store.push(`  let iw${bu}_${pw} = (b0 + ${bu}u) * ${S}u + ${pw}u;`);
-  }
-  for (let r = 0; r < R; r++) {
-    store.push(`  if (ci0 + ${r}u < p.Cin) {`);
-    store.push(`    let o${r} = outBase + (ci0 + ${r}u) * plane;`);
-    for (let bt = 0; bt < TR; bt++) for (let ph = 0; ph < S; ph++) for (let bu = 0; bu < TC; bu++) for (let pw = 0; pw < S; pw++) {
-      const ih = `ih${bt}_${ph}`;
-      const iw = `iw${bu}_${pw}`;
-      store.push(`    if (${ih} < p.H && ${iw} < p.W) { Out[o${r} + ${ih} * p.W + ${iw}] = ${accName(r >> 2, bt, bu, ph, pw)}.${XYZW[r & 3]}; }`);
-    }
-    store.push('  }');
-  }
-  return { DH0: rowWindow.first, DW0: colWindow.first, SETUP: setup.join('\n'), ACC: acc.join('\n'), BODY: body.join('\n'), STORE: store.join('\n') };
+  return { DH0: rowWindow.first, DW0: colWindow.first, SETUP: setup.join('\n'), ACC: acc.join('\n'), BODY: body.join('\n'), STORE: transposedConvStore(R, TR, TC, S) };
 }
 
 /** dL/dX with the unrolled transposed-conv kernel (any stride, padding and window). */
