@@ -1,7 +1,9 @@
 // Fake quantization, the range observer and the losses in GB/s at the training step's real sizes
 // (bench/shapes.ts), each against a copy moving the same bytes, alternating (harness.ts
 // versusCopy). Bytes are counted once whatever the kernels' passes:
-//   weight fake-quant      read w, write w_hat (8 bytes per element), per layer of the model
+//   weight fake-quant      read w, write w_hat (8 bytes per element), per layer of the model;
+//                          backward (with the gradient through the scale, as training runs it)
+//                          read dy and w, write dw (12)
 //   activation fake-quant  forward read x, write y (8); backward read dy and x, write dx (12)
 //   min/max observer       read x (4)
 //   cosine forward         read a and b (8 per element of one input); the [N] output is counted
@@ -25,6 +27,10 @@ async function weightCases(m: StepSizes, runs: number, only?: string): Promise<B
   const weights = quantizedWeights(net);
   const elements = weights.reduce((n, w) => n + w.size, 0);
   const largest = weights.reduce((a, b) => (b.size > a.size ? b : a));
+  const dy = filled(largest.shape, 4);
+  largest.requiresGrad = true;
+  const y = fakeQuantWeight(largest, BITS, { scaleGrad: true });
+  largest.requiresGrad = false;
   const records = await versusCopyAll([
     {
       name: `fakeQuantWeight ${m.label}: all ${weights.length} quantized weights (${(elements / 1e6).toFixed(2)}M), ${BITS} bit`,
@@ -36,7 +42,12 @@ async function weightCases(m: StepSizes, runs: number, only?: string): Promise<B
       op: 'fake_quant_weight', bytes: 8 * largest.size,
       fn: () => scope(() => { fakeQuantWeight(largest, BITS); }),
     },
+    {
+      name: `fakeQuantWeight bwd ${m.label}: largest ${shapeName(largest.shape)}, ${BITS} bit, scale gradient`,
+      op: 'fake_quant_weight_bwd', bytes: 12 * largest.size, fn: backwardOf(y, dy),
+    },
   ], runs, only);
+  for (const t of [y, dy]) t.dispose();
   disposeNet(net);
   return records;
 }

@@ -17,25 +17,22 @@
 // observers update them with atomicMax on the bits.
 //
 // Entry points and their bindings (inputs, then outputs):
-//   observeAbsMax   W, R(atomic)             per-channel max|w| into R, accumulating
-//   observeMinMax   X, S(atomic)             per-tensor min/max into S, accumulating: each
-//                                            invocation folds OBS_UNITS vec4s, a workgroup tree,
-//                                            then one atomicMax per bound and workgroup
-//   weightFused     W, Y, R                  per channel: R = max|w|, Y = fake-quant(W)
-//   weightQuant     W, R, Y                  per channel: Y = fake-quant(W) with given R
-//   weightFixup     W, R, Y                  one workgroup: the tensor-wide pass-through rule
-//                                            after weightFused or weightQuant (copies W to Y when
-//                                            bits = 0 or any channel's range is 0; reads only R
-//                                            otherwise)
-//   rangeFlag       R, Flag                  one workgroup: Flag[0] = 1 when the tensor passes
-//                                            through, read by weightBackward
-//   weightBackward  W, R, G, Flag, GW        straight-through, optional gradient through the scale
-//   actQuant        X, S, Y                  per element, PER vec4s per invocation
-//   actBackward     X, G, S, GX              per element, PER vec4s per invocation
+//   observeAbsMax        W, R(atomic)           per-channel max|w| into R, accumulating
+//   observeMinMax        X, S(atomic)           per-tensor min/max into S, accumulating: each
+//                                               invocation folds OBS_UNITS vec4s, a workgroup
+//                                               tree, then one atomicMax per bound and workgroup
+//   rangeFlag            R, Flag                one workgroup: Flag[0] = 1 when the tensor passes
+//                                               through (bits 0 or any zero range)
+//   weightQuant          W, R, Flag, Y          Y = fake-quant(W), per segment (below)
+//   weightBackward       W, R, Flag, G, GW      straight-through
+//   weightBackwardScale  W, R, Flag, G, GW, P, A  the same, and each segment's part of the
+//                                               gradient through the scale
+//   weightScaleFinal     W, Flag, P, A, GW      per channel: adds that gradient at max|w_c|
+//   actQuant             X, S, Y                per element, PER vec4s per invocation
+//   actBackward          X, G, S, GX            per element, PER vec4s per invocation
 
 // The interface generated from the declaration in engine/ops/quant.ts (struct Params: n elements,
-// C channels and L elements per channel (weights), bits, scaleGrad (weightBackward: 1 adds the
-// reference's gradient through the scale); each entry point's bindings) goes here:
+// C channels and L elements per channel (weights), bits; each entry point's bindings) goes here:
 #interface
 
 const WG: u32 = 64u;
@@ -52,20 +49,8 @@ fn symDenominator(bits: u32) -> f32 {
 
 var<workgroup> redF: array<f32, 256>;
 var<workgroup> redF2: array<f32, 256>;
-var<workgroup> redU: array<u32, 64>;
 
-// Tree reductions over a workgroup of WG invocations (called in uniform control flow).
-fn wgMax(lid: u32, v: f32) -> f32 {
-  redF[lid] = v;
-  workgroupBarrier();
-  for (var half = WG / 2u; half > 0u; half = half / 2u) {
-    if (lid < half) { redF[lid] = max(redF[lid], redF[lid + half]); }
-    workgroupBarrier();
-  }
-  let r = workgroupUniformLoad(&redF[0]);
-  return r;
-}
-
+// A tree reduction over a workgroup of WG invocations (called in uniform control flow).
 fn wgMin(lid: u32, v: f32) -> f32 {
   redF[lid] = v;
   workgroupBarrier();
@@ -77,44 +62,63 @@ fn wgMin(lid: u32, v: f32) -> f32 {
   return r;
 }
 
-fn wgSum(lid: u32, v: f32) -> f32 {
-  redF[lid] = v;
-  workgroupBarrier();
-  for (var half = WG / 2u; half > 0u; half = half / 2u) {
-    if (lid < half) { redF[lid] = redF[lid] + redF[lid + half]; }
-    workgroupBarrier();
-  }
-  let r = workgroupUniformLoad(&redF[0]);
-  return r;
+// ---- weights: one invocation per segment --------------------------------------------------
+//
+// A channel's L elements are cut into segments of SEG consecutive elements (the last one
+// shorter), and every weight kernel gives one invocation a segment: no workgroup barriers (each
+// costs a great deal on llvmpipe, where the per-channel workgroup trees these kernels had were
+// most of their time), a contiguous run of vec4s per invocation (the streaming layout), and an
+// invocation never straddles two channels, so it reads its channel's range once. The vec4 units
+// covering a segment are read whole; where L % 4 != 0 a segment's first or last unit is shared
+// with a neighbour's, so lanes outside the segment are masked out of sums and written one
+// component at a time (only those units: the rest are stored as vec4s).
+
+const SEG: u32 = 32u;  // a multiple of 4
+
+struct Segment {
+  id: u32,     // the segment's index in [C][segs] order (partials are stored at it)
+  c: u32,      // its channel
+  begin: u32,  // its elements: [begin, end) of the whole tensor
+  end: u32,
+  valid: bool,
 }
 
-fn wgMinU(lid: u32, v: u32) -> u32 {
-  redU[lid] = v;
-  workgroupBarrier();
-  for (var half = WG / 2u; half > 0u; half = half / 2u) {
-    if (lid < half) { redU[lid] = min(redU[lid], redU[lid + half]); }
-    workgroupBarrier();
-  }
-  let r = workgroupUniformLoad(&redU[0]);
-  return r;
+fn segmentsPerChannel() -> u32 {
+  return (p.L + SEG - 1u) / SEG;
 }
 
-fn channelOf(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-  return wid.x + wid.y * nwg.x;
+fn segmentOf(gid: vec3<u32>, nwg: vec3<u32>) -> Segment {
+  let segs = segmentsPerChannel();
+  let id = gid.x + gid.y * nwg.x * WG;
+  let c = id / segs;
+  let begin = c * p.L + (id - c * segs) * SEG;
+  return Segment(id, c, begin, min(begin + SEG, (c + 1u) * p.L), c < p.C);
 }
 
-// ---- observers -------------------------------------------------------------------------------
+// Which lanes of vec4 unit u hold elements of the segment.
+fn lanesIn(sg: Segment, u: u32) -> vec4<bool> {
+  let e = vec4<u32>(4u * u) + vec4<u32>(0u, 1u, 2u, 3u);
+  return (e >= vec4<u32>(sg.begin)) & (e < vec4<u32>(sg.end));
+}
 
-// One workgroup per output channel.
+fn wholeUnit(sg: Segment, u: u32) -> bool {
+  return 4u * u >= sg.begin && 4u * u + 4u <= sg.end;
+}
+
+fn fqSym4(x: vec4<f32>, s: f32, bits: u32) -> vec4<f32> {
+  return vec4<f32>(fqSym(x.x, s, bits).v, fqSym(x.y, s, bits).v, fqSym(x.z, s, bits).v, fqSym(x.w, s, bits).v);
+}
+
+// Per-channel max|w| folded into R with atomicMax (accumulating; R starts at zero).
 @compute @workgroup_size(64)
-fn observeAbsMax(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let c = channelOf(wid, nwg);
-  if (c >= p.C) { return; }
-  let base = c * p.L;
-  var m = 0.0;
-  for (var i = lid.x; i < p.L; i += WG) { m = max(m, abs(W[base + i])); }
-  m = wgMax(lid.x, m);
-  if (lid.x == 0u) { atomicMax(&oaR[c], bitcast<u32>(m)); }
+fn observeAbsMax(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let sg = segmentOf(gid, nwg);
+  if (!sg.valid) { return; }
+  var m = vec4<f32>(0.0);
+  for (var u = sg.begin / 4u; 4u * u < sg.end; u++) {
+    m = max(m, select(vec4<f32>(0.0), abs(W[u]), lanesIn(sg, u)));
+  }
+  atomicMax(&oaR[sg.c], bitcast<u32>(max(max(m.x, m.y), max(m.z, m.w))));
 }
 
 @compute @workgroup_size(64)
@@ -149,98 +153,110 @@ fn observeMinMax(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(global_i
   }
 }
 
-// ---- weights ---------------------------------------------------------------------------------
-
-// The fused step: one workgroup per output channel reduces max|w| and quantizes the channel
-// (its second read comes from cache). A zero channel passes through by itself here; the
-// tensor-wide rule (any zero scale: the whole tensor passes through) is weightFixup's.
-@compute @workgroup_size(64)
-fn weightFused(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let c = channelOf(wid, nwg);
-  if (c >= p.C) { return; }
-  let base = c * p.L;
-  var m = 0.0;
-  for (var i = lid.x; i < p.L; i += WG) { m = max(m, abs(W[base + i])); }
-  m = wgMax(lid.x, m);
-  if (lid.x == 0u) { wfR[c] = m; }
-  let bits = p.bits;
-  let s = m / symDenominator(bits);
-  let through = bits == 0u || s == 0.0;
-  for (var i = lid.x; i < p.L; i += WG) {
-    let x = W[base + i];
-    wfY[base + i] = select(fqSym(x, s, bits).v, x, through);
-  }
-}
-
-@compute @workgroup_size(64)
-fn weightQuant(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let c = channelOf(wid, nwg);
-  if (c >= p.C) { return; }
-  let bits = p.bits;
-  let s = R[c] / symDenominator(bits);
-  let through = bits == 0u || s == 0.0;
-  let base = c * p.L;
-  for (var i = lid.x; i < p.L; i += WG) {
-    let x = W[base + i];
-    wqY[base + i] = select(fqSym(x, s, bits).v, x, through);
-  }
-}
-
-// Whether the whole tensor passes through: bit-width 0, or a zero scale in any channel.
-fn passesThrough(lid: u32) -> bool {
-  var m = posInf();
-  for (var c = lid; c < p.C; c += WG) { m = min(m, R[c]); }
-  return p.bits == 0u || wgMin(lid, m) == 0.0;
-}
-
-@compute @workgroup_size(64)
-fn weightFixup(@builtin(local_invocation_id) lid: vec3<u32>) {
-  if (passesThrough(lid.x)) {
-    for (var i = lid.x; i < p.n; i += WG) { wqY[i] = W[i]; }
-  }
-}
-
+// Whether the whole tensor passes through: bit-width 0, or a zero scale in any channel. One
+// workgroup; runs before the kernels that read Flag.
 @compute @workgroup_size(64)
 fn rangeFlag(@builtin(local_invocation_id) lid: vec3<u32>) {
-  let through = passesThrough(lid.x);
+  var m = posInf();
+  for (var c = lid.x; c < p.C; c += WG) { m = min(m, rfR[c]); }
+  let through = p.bits == 0u || wgMin(lid.x, m) == 0.0;
   if (lid.x == 0u) { FlagOut[0] = select(0u, 1u, through); }
 }
 
-// Straight-through: gw = g where round(w / s) was inside the clamp range, else 0.
-// With scaleGrad (the reference code, where s = max|w_c| / D stays attached to the graph):
-//   dL/ds_c = sum_i g_i * (q_i - inside_i * w_i / s_c), and it reaches the element holding
-//   max|w_c| (the first one, on ties) as sign(w) * dL/ds_c / D.
 @compute @workgroup_size(64)
-fn weightBackward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let c = channelOf(wid, nwg);
-  if (c >= p.C) { return; }
+fn weightQuant(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let sg = segmentOf(gid, nwg);
+  if (!sg.valid) { return; }
+  let bits = p.bits;
+  let s = R[sg.c] / symDenominator(bits);
+  let through = Flag[0] != 0u;
+  for (var u = sg.begin / 4u; 4u * u < sg.end; u++) {
+    let x = W[u];
+    let y = select(fqSym4(x, s, bits), x, through);
+    if (wholeUnit(sg, u)) {
+      wqY[u] = y;
+    } else {
+      let inSeg = lanesIn(sg, u);
+      for (var k = 0u; k < 4u; k++) { if (inSeg[k]) { wqY[u][k] = y[k]; } }
+    }
+  }
+}
+
+// Straight-through: gw = g where round(w / s) was inside the clamp range, else 0.
+fn steGrad4(x: vec4<f32>, g: vec4<f32>, s: f32, bits: u32, through: bool) -> vec4<f32> {
+  let inside = vec4<bool>(fqSym(x.x, s, bits).inside, fqSym(x.y, s, bits).inside,
+                          fqSym(x.z, s, bits).inside, fqSym(x.w, s, bits).inside);
+  return select(select(vec4<f32>(0.0), g, inside), g, through);
+}
+
+@compute @workgroup_size(64)
+fn weightBackward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let sg = segmentOf(gid, nwg);
+  if (!sg.valid) { return; }
   let bits = p.bits;
   let through = Flag[0] != 0u;
-  let base = c * p.L;
-  let m = R[c];
-  let D = symDenominator(bits);
-  let s = m / D;
-  var extra = 0.0;
-  var at = 0xffffffffu;
-  if (p.scaleGrad == 1u && !through) {
-    var acc = 0.0;
-    var first = 0xffffffffu;
-    for (var i = lid.x; i < p.L; i += WG) {
-      let x = W[base + i];
-      let f = fqSym(x, s, bits);
-      acc += wbG[base + i] * (f.q - select(0.0, x / s, f.inside));
-      if (abs(x) == m) { first = min(first, i); }
+  let s = R[sg.c] / symDenominator(bits);
+  for (var u = sg.begin / 4u; 4u * u < sg.end; u++) {
+    let gw = steGrad4(W[u], wbG[u], s, bits, through);
+    if (wholeUnit(sg, u)) {
+      wbGW[u] = gw;
+    } else {
+      let inSeg = lanesIn(sg, u);
+      for (var k = 0u; k < 4u; k++) { if (inSeg[k]) { wbGW[u][k] = gw[k]; } }
     }
-    extra = wgSum(lid.x, acc) / D;
-    at = wgMinU(lid.x, first);
   }
-  for (var i = lid.x; i < p.L; i += WG) {
-    let x = W[base + i];
-    let g = wbG[base + i];
-    var gw = select(select(0.0, g, fqSym(x, s, bits).inside), g, through);
-    if (i == at) { gw += sign(x) * extra; }
-    wbGW[base + i] = gw;
+}
+
+// The reference code's gradient through the scale (s = max|w_c| / D stays attached to the graph
+// there): dL/ds_c = sum_i g_i * (q_i - inside_i * w_i / s_c), which reaches the element holding
+// max|w_c| (the first one, on ties) as sign(w) * dL/ds_c / D. This kernel writes the
+// straight-through gradient as weightBackward does and, per segment, its part of the sum (wsP)
+// and the first index in it holding max|w_c| (wsA; none: 0xffffffff); weightScaleFinal adds the
+// term, one invocation per channel.
+@compute @workgroup_size(64)
+fn weightBackwardScale(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let sg = segmentOf(gid, nwg);
+  if (!sg.valid) { return; }
+  let bits = p.bits;
+  let through = Flag[0] != 0u;
+  let m = R[sg.c];
+  let s = m / symDenominator(bits);
+  var acc = 0.0;
+  var first = 0xffffffffu;
+  for (var u = sg.begin / 4u; 4u * u < sg.end; u++) {
+    let x = W[u];
+    let g = wsG[u];
+    let inSeg = lanesIn(sg, u);
+    for (var k = 0u; k < 4u; k++) {
+      let f = fqSym(x[k], s, bits);
+      if (inSeg[k]) {
+        acc += g[k] * (f.q - select(0.0, x[k] / s, f.inside));
+        if (abs(x[k]) == m) { first = min(first, 4u * u + k); }
+      }
+    }
+    let gw = steGrad4(x, g, s, bits, through);
+    if (wholeUnit(sg, u)) {
+      wsGW[u] = gw;
+    } else {
+      for (var k = 0u; k < 4u; k++) { if (inSeg[k]) { wsGW[u][k] = gw[k]; } }
+    }
   }
+  wsP[sg.id] = acc;
+  wsA[sg.id] = first;
+}
+
+@compute @workgroup_size(64)
+fn weightScaleFinal(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let c = gid.x + gid.y * nwg.x * WG;
+  if (c >= p.C || sfFlag[0] != 0u) { return; }
+  let segs = segmentsPerChannel();
+  var total = 0.0;
+  var at = 0xffffffffu;
+  for (var k = c * segs; k < (c + 1u) * segs; k++) {
+    total += sfP[k];
+    at = min(at, sfA[k]);
+  }
+  if (at != 0xffffffffu) { sfGW[at] += sign(W[at / 4u][at % 4u]) * total / symDenominator(p.bits); }
 }
 
 // ---- activations ----------------------------------------------------------------------------

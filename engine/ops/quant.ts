@@ -1,9 +1,9 @@
 // Fake quantization and range observers (shaders/quant.wgsl; docs/method.md#quantizer-arithmetic).
 //
 // - `fakeQuantWeight(w, bits)`: symmetric, per output channel (axis 0). Without a `range` the
-//   per-channel max|w| is reduced and applied in one fused dispatch per layer (plus a
-//   one-workgroup fix-up dispatch for the tensor-wide pass-through rule, which reads only the
-//   ranges unless it applies); with `range` (an AbsMaxObserver's) it quantizes with those ranges.
+//   per-channel max|w| is reduced first (atomicMax per segment of a channel), then a
+//   one-workgroup dispatch applies the tensor-wide pass-through rule to a flag, then every
+//   segment is quantized; with `range` (an AbsMaxObserver's) it quantizes with those ranges.
 // - `fakeQuantAct(x, bits, observer)`: asymmetric, per tensor, with a MinMaxObserver's range.
 // - Backward: straight-through (gradient where the rounded value fell inside the clamp range).
 //   `scaleGrad: true` adds the reference code's gradient through the weight scale (the scale
@@ -35,23 +35,46 @@ const kernels = declareKernels({
     C: 'u32', // channels (weights)
     L: 'u32', // elements per channel (weights)
     bits: 'u32',
-    scaleGrad: 'u32', // weightBackward: 1 adds the reference's gradient through the scale
   },
   entryPoints: {
-    observeAbsMax: { inputs: { W: 'f32' }, outputs: { oaR: 'atomic<u32>' } },
+    observeAbsMax: { inputs: { W: 'vec4<f32>' }, outputs: { oaR: 'atomic<u32>' } },
     observeMinMax: { inputs: { omX: 'vec4<f32>' }, outputs: { omS: 'atomic<u32>' } },
-    weightFused: { inputs: { W: 'f32' }, outputs: { wfY: 'f32', wfR: 'f32' } },
-    weightQuant: { inputs: { W: 'f32', R: 'f32' }, outputs: { wqY: 'f32' } },
-    weightFixup: { inputs: { W: 'f32', R: 'f32' }, outputs: { wqY: 'f32' } },
-    rangeFlag: { inputs: { W: 'f32', R: 'f32' }, outputs: { FlagOut: 'u32' } },
-    weightBackward: { inputs: { W: 'f32', R: 'f32', wbG: 'f32', Flag: 'u32' }, outputs: { wbGW: 'f32' } },
+    rangeFlag: { inputs: { rfR: 'f32' }, outputs: { FlagOut: 'u32' } },
+    weightQuant: { inputs: { W: 'vec4<f32>', R: 'f32', Flag: 'u32' }, outputs: { wqY: 'vec4<f32>' } },
+    weightBackward: { inputs: { W: 'vec4<f32>', R: 'f32', Flag: 'u32', wbG: 'vec4<f32>' }, outputs: { wbGW: 'vec4<f32>' } },
+    weightBackwardScale: { inputs: { W: 'vec4<f32>', R: 'f32', Flag: 'u32', wsG: 'vec4<f32>' }, outputs: { wsGW: 'vec4<f32>', wsP: 'f32', wsA: 'u32' } },
+    weightScaleFinal: { inputs: { W: 'vec4<f32>', sfFlag: 'u32', sfP: 'f32', sfA: 'u32' }, outputs: { sfGW: 'f32' } },
     actQuant: { inputs: { aqX: 'vec4<f32>', aqS: 'u32' }, outputs: { aqY: 'vec4<f32>' } },
     actBackward: { inputs: { abX: 'vec4<f32>', abG: 'vec4<f32>', abS: 'u32' }, outputs: { abGX: 'vec4<f32>' } },
   },
 });
 
-function params(n: number, C: number, L: number, bits: number, scaleGrad = 0) {
-  return { n, C, L, bits, scaleGrad };
+function params(n: number, C: number, L: number, bits: number) {
+  return { n, C, L, bits };
+}
+
+/** Elements of a channel per invocation of the weight kernels (SEG in shaders/quant.wgsl). */
+const SEGMENT = 32;
+const WEIGHT_GROUP = 64;
+
+/** Segments per channel, and the grid that gives each of a weight's segments an invocation. */
+function segments(C: number, L: number): { segs: number; grid: [number, number, number] } {
+  const segs = Math.ceil(L / SEGMENT);
+  return { segs, grid: grid1d(C * segs, WEIGHT_GROUP) };
+}
+
+/** Per-channel max|w| of `w` folded into `range` (atomicMax; starts from its contents). */
+function observeAbsMax(w: Tensor, C: number, L: number, range: Tensor, label: string): void {
+  launch(kernels.observeAbsMax, {
+    label, inputs: { W: w }, outputs: { oaR: range }, params: params(w.size, C, L, 0), workgroups: segments(C, L).grid,
+  });
+}
+
+/** A u32 [1] flag: 1 when the tensor passes through (bits 0, or a zero range anywhere). */
+function passThroughFlag(range: Tensor, C: number, bits: number, label: string): Tensor {
+  const flag = Tensor.empty([1], 'u32');
+  launch(kernels.rangeFlag, { label, inputs: { rfR: range }, outputs: { FlagOut: flag }, params: params(0, C, 0, bits), workgroups: [1, 1, 1] });
+  return flag;
 }
 
 /** vec4s per invocation of actQuant/actBackward (PER) and observeMinMax (OBS_UNITS). */
@@ -83,10 +106,7 @@ export class AbsMaxObserver {
     checkDtype('AbsMaxObserver.observe', 'f32', w);
     const { C, L } = channels('AbsMaxObserver.observe', w);
     if (C !== this.channels) throw new RangeError(`AbsMaxObserver.observe: ${w.describe()} has ${C} output channels, the observer ${this.channels}`);
-    launch(kernels.observeAbsMax, {
-      label: `observeAbsMax ${w.describe()}`,
-      inputs: { W: w }, outputs: { oaR: this.range }, params: params(w.size, C, L, 0), workgroups: grid1d(C, 1),
-    });
+    observeAbsMax(w, C, L, this.range, `observeAbsMax ${w.describe()}`);
   }
 
   reset(): void {
@@ -154,52 +174,51 @@ export function fakeQuantWeight(w: Tensor, bits: number, opts: FakeQuantWeightOp
   checkDtype('fakeQuantWeight', 'f32', w);
   checkBits('fakeQuantWeight', bits);
   const { C, L } = channels('fakeQuantWeight', w);
-  const y = Tensor.empty(w.shape);
-  const grid = grid1d(C, 1);
-  let range: Tensor;
-  if (opts.range) {
-    checkDtype('fakeQuantWeight range', 'f32', opts.range);
-    if (opts.range.size !== C) throw new RangeError(`fakeQuantWeight: range ${opts.range.describe()} does not have one value per output channel of ${w.describe()}`);
-    launch(kernels.weightQuant, {
-      label: `fakeQuantWeight ${w.describe()} bits ${bits}`,
-      inputs: { W: w, R: opts.range }, outputs: { wqY: y }, params: params(w.size, C, L, bits), workgroups: grid,
-    });
-    range = opts.range;
-  } else {
-    range = Tensor.empty([C]);
-    launch(kernels.weightFused, {
-      label: `fakeQuantWeight ${w.describe()} bits ${bits}`,
-      inputs: { W: w }, outputs: { wfY: y, wfR: range }, params: params(w.size, C, L, bits), workgroups: grid,
-    });
-  }
-  launch(kernels.weightFixup, {
-    label: `fakeQuantWeight pass-through check ${w.describe()}`,
-    inputs: { W: w, R: range }, outputs: { wqY: y }, params: params(w.size, C, L, bits), workgroups: [1, 1, 1],
-  });
-  if (!opts.range) range.dispose();
   const given = opts.range;
-  const scaleGrad = opts.scaleGrad ? 1 : 0;
+  if (given) {
+    checkDtype('fakeQuantWeight range', 'f32', given);
+    if (given.size !== C) throw new RangeError(`fakeQuantWeight: range ${given.describe()} does not have one value per output channel of ${w.describe()}`);
+  }
+  const { segs, grid } = segments(C, L);
+  /** The ranges to quantize with: the given ones, or max|w| per channel reduced now. */
+  const rangesOf = (what: string): Tensor => {
+    if (given) return given;
+    const r = Tensor.zeros([C]);
+    observeAbsMax(w, C, L, r, `fakeQuantWeight${what} ranges ${w.describe()}`);
+    return r;
+  };
+  const range = rangesOf('');
+  const flag = passThroughFlag(range, C, bits, `fakeQuantWeight pass-through check ${w.describe()}`);
+  const y = Tensor.empty(w.shape);
+  launch(kernels.weightQuant, {
+    label: `fakeQuantWeight ${w.describe()} bits ${bits}`,
+    inputs: { W: w, R: range, Flag: flag }, outputs: { wqY: y }, params: params(w.size, C, L, bits), workgroups: grid,
+  });
+  flag.dispose();
+  if (!given) range.dispose();
   return record(y, 'fakeQuantWeight', [w], (g) => {
-    // The fused path keeps no saved tensor: backward reduces the ranges again (one more read
-    // of w), so a forward whose backward never runs leaves nothing behind.
-    let r = given;
-    if (!r) {
-      r = Tensor.zeros([C]);
-      launch(kernels.observeAbsMax, {
-        label: `fakeQuantWeight backward ranges ${w.describe()}`,
-        inputs: { W: w }, outputs: { oaR: r }, params: params(w.size, C, L, 0), workgroups: grid,
-      });
-    }
-    const flag = Tensor.empty([1], 'u32');
-    launch(kernels.rangeFlag, {
-      label: `fakeQuantWeight backward pass-through check ${w.describe()}`,
-      inputs: { W: w, R: r }, outputs: { FlagOut: flag }, params: params(w.size, C, L, bits), workgroups: [1, 1, 1],
-    });
+    // Nothing is saved: backward reduces the ranges again (one more read of w), so a forward
+    // whose backward never runs leaves nothing behind.
+    const r = rangesOf(' backward');
+    const flag = passThroughFlag(r, C, bits, `fakeQuantWeight backward pass-through check ${w.describe()}`);
     const gw = Tensor.empty(w.shape);
-    launch(kernels.weightBackward, {
-      label: `fakeQuantWeight backward ${w.describe()} bits ${bits}`,
-      inputs: { W: w, R: r, wbG: g, Flag: flag }, outputs: { wbGW: gw }, params: params(w.size, C, L, bits, scaleGrad), workgroups: grid,
-    });
+    const label = `fakeQuantWeight backward ${w.describe()} bits ${bits}`;
+    const p = params(w.size, C, L, bits);
+    if (opts.scaleGrad) {
+      const partial = Tensor.empty([C * segs]);
+      const first = Tensor.empty([C * segs], 'u32');
+      launch(kernels.weightBackwardScale, {
+        label, inputs: { W: w, R: r, wsG: g, Flag: flag }, outputs: { wsGW: gw, wsP: partial, wsA: first }, params: p, workgroups: grid,
+      });
+      launch(kernels.weightScaleFinal, {
+        label: `fakeQuantWeight backward scale gradient ${w.describe()}`,
+        inputs: { W: w, sfFlag: flag, sfP: partial, sfA: first }, outputs: { sfGW: gw }, params: p, workgroups: grid1d(C, WEIGHT_GROUP),
+      });
+      partial.dispose();
+      first.dispose();
+    } else {
+      launch(kernels.weightBackward, { label, inputs: { W: w, R: r, wbG: g, Flag: flag }, outputs: { wbGW: gw }, params: p, workgroups: grid });
+    }
     flag.dispose();
     if (!given) r.dispose();
     return [gw];

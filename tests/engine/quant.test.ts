@@ -297,6 +297,68 @@ test('scaleGrad: gradient through the weight scale reaches each channel\'s max-|
   w.dispose();
 });
 
+/** The gradient of the reference code's weight quantizer: the straight-through mask, plus the
+ * gradient through each channel's scale at its first max-|w| element (float64 sums). */
+function refScaleGrad(w: ArrayLike<number>, g: ArrayLike<number>, C: number, bits: number): Float64Array {
+  const L = w.length / C;
+  const { inside, range } = refWeight(w, C, bits);
+  const D = (2 ** bits - 1) / 2;
+  const lo = -(2 ** (bits - 1));
+  const hi = 2 ** (bits - 1) - 1;
+  const out = Float64Array.from(g, (v, i) => (inside[i] ? v : 0));
+  for (let c = 0; c < C; c++) {
+    const s = f(range[c] / D);
+    let ds = 0;
+    let at = -1;
+    for (let i = c * L; i < (c + 1) * L; i++) {
+      const r = roundEven(f(w[i] / s));
+      const q = Math.min(Math.max(r, lo), hi);
+      ds += g[i] * (q - (inside[i] ? w[i] / s : 0));
+      if (at < 0 && Math.abs(w[i]) === range[c]) at = i;
+    }
+    out[at] += Math.sign(w[at]) * ds / D;
+  }
+  return out;
+}
+
+test('weights of many shapes: channels of 1..130 elements, across segments and workgroups; ranges, forward, STE and scale gradients', async () => {
+  await noLeaks(async () => {
+    // L = 1, 3, 9 (3x3, one input channel), 45, 101: not multiples of 4, so channels begin
+    // inside a vec4; 64 and 130: several 32-element segments; 70 channels: several workgroups.
+    const shapes = [[5, 1], [6, 3], [70, 9], [7, 5, 3, 3], [3, 101], [9, 64], [4, 130]];
+    let seed = 70;
+    for (const shape of shapes) {
+      const C = shape[0];
+      const L = shape.slice(1).reduce((a, b) => a * b, 1);
+      const wData = randomArray(shape, seed++);
+      // Ties for the channel max in one segment and in a later one (the first takes the scale
+      // gradient), and a negative max elsewhere.
+      if (L > 40) { wData[L + 1] = 1.5; wData[L + 2] = -1.5; wData[L + 37] = -1.5; wData[2 * L - 1] = -1.25; }
+      const gData = randomArray(shape, seed++);
+      for (const bits of [2, 4, 8]) {
+        const w = tensor(wData, shape, true);
+        const obs = new AbsMaxObserver(C);
+        obs.observe(w);
+        const ref = refWeight(wData, C, bits);
+        assertExact(await obs.range.toArray(), ref.range, `observer range ${shape}`);
+        const y = fakeQuantWeight(w, bits);
+        assertExact(await y.toArray(), ref.y, `forward ${shape} bits ${bits}`);
+        scope(() => y.backward(tensor(gData, shape)));
+        assertExact(await w.grad!.toArray(), Array.from(gData, (v, i) => (ref.inside[i] ? v : 0)), `STE ${shape} bits ${bits}`);
+        w.grad!.dispose();
+        w.grad = null;
+        scope(() => fakeQuantWeight(w, bits, { scaleGrad: true }).backward(tensor(gData, shape)));
+        assertClose(await w.grad!.toArray(), refScaleGrad(wData, gData, C, bits), { rtol: 1e-5, atol: 1e-6 }, `scale gradient ${shape} bits ${bits}`);
+        // The observer's range gives the same result as the weight's own.
+        const y2 = fakeQuantWeight(w, bits, { range: obs.range });
+        assertExact(await y2.toArray(), ref.y, `forward with the observer's range ${shape} bits ${bits}`);
+        for (const t of [w.grad!, w, y, y2]) t.dispose();
+        obs.dispose();
+      }
+    }
+  });
+});
+
 test('changing the bit-width compiles nothing', async () => {
   const w = tensor(randomArray([4, 9], 41), [4, 9]);
   const x = tensor(randomArray([33], 42), [33]);
