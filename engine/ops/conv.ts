@@ -281,16 +281,17 @@ export function conv2dVariants(op: 'forward' | 'inputGrad' | 'weightGrad', g: Co
 }
 
 /** Weight-gradient rule, where the subgroup kernels run: with fewer than 8 input channels the
- * lanes along rows and the narrower channel block (the first such); at stride 2 and above,
- * where a step's scalar loads of X (2 PX + 1 a row) dominate, the packed copies with the widest
- * channel block, split into some 32 workgroups; else that tile on the unpacked inputs (the
- * first). Measured on lavapipe (batch 64): stem 1->16 28x28 4.9 -> 2.2 ms, 32->64 14x14 s2
- * 12.5 -> 10 ms. */
-function weightGradRule(c: Candidate<Variant<WeightGradTile>>[], g: ConvGeometry): number {
+ * lanes along rows with the narrower channel block (the first such), else the packed copies
+ * with the widest channel block split into some 32 workgroups (the first packed). Measured on
+ * lavapipe at the small ResNet's batch-64 shapes (bench/wg, GPU ms of one call): the stem 1->16
+ * 28x28 8-9 -> 2-3 ms; packed at or below the unpacked kernel everywhere (128->128 4x4 41 -> 28,
+ * 64->128 7x7 s2 16-18 -> 14), and in the training step chosen by tuning for every 3x3 shape
+ * but 16->16 28x28. */
+function weightGradRule(c: Candidate<Variant<WeightGradTile>>[]): number {
   const packed = (kind: 'channels' | 'rows') => c.findIndex((v) => v.config.design === 'subgroup' && v.config.tile.packed === kind);
   const rows = packed('rows');
   const channels = packed('channels');
-  return ruleDesign(c, rows >= 0 ? rows : g.stride >= 2 && channels >= 0 ? channels : 0);
+  return ruleDesign(c, rows >= 0 ? rows : Math.max(channels, 0));
 }
 
 function runWeightGrad(gradOut: Tensor, x: Tensor, g: ConvGeometry, v: Variant<WeightGradTile>): Tensor {
@@ -349,7 +350,7 @@ export function conv2dWeightGrad(gradOut: Tensor, x: Tensor, g: ConvGeometry): T
     return out;
   }
   const candidates = weightGradCandidates(g);
-  const pick = choose('conv2d.weightGrad', shapeKey(g), candidates, weightGradRule(candidates, g), () => {
+  const pick = choose('conv2d.weightGrad', shapeKey(g), candidates, weightGradRule(candidates), () => {
     const [gy, xb] = benchInputs([[g.N, g.Cout, g.OH, g.OW], [g.N, g.Cin, g.H, g.W]]);
     return { run: (v) => { runWeightGrad(gy, xb, g, v); }, dispose: () => { gy.dispose(); xb.dispose(); } };
   });
