@@ -1,24 +1,24 @@
 enable subgroups;
 // Weight gradient of a conv for adapters with subgroups of 8 (lavapipe), reading zero-padded,
 // vec4-aligned copies of X and dY; declared in engine/ops/conv-subgroup.ts, which generates the
-// unrolled parts (code defines) and makes the copies with `pad` below.
+// unrolled parts (code defines) and makes the copies (shaders/conv-weightgrad-pad.wgsl).
 //
 //   dW[co, ci, kh, kw] = sum over (n, oh, ow) of dY[n, co, oh, ow] * X[n, ci, oh*s + kh - pad, ow*s + kw - pad]
 //
 // Why: the lane mapping is conv-subgroup-weightgrad.wgsl's (lanes along input channels, the R x
 // PX values of dY a step needs loaded once per subgroup and handed around with
-// subgroupBroadcast), but there every value is a separate load, and llvmpipe runs each load
-// whose address differs per lane as a scalar loop over the lanes, whose cost hardly depends on
-// the width of the value loaded. At stride 2 a step of PX pixels reads 2 PX + 1 input columns
-// per window row, so those loops were most of the time. Here the copies make every row start
-// on a vec4 and hold zeros where the map does not reach (the padding, pixels past the row), so
-// a step's input row is ceil(NS / 4) vec4 loads with no bounds selects, and dY's R x PX values
-// R x PX / 4 vec4 loads shared by the lanes. PX is a multiple of 4 and PX * STRIDE too, so
-// every step starts on a vec4.
+// subgroupBroadcast), but there every input value is a separate load with bounds selects, and
+// llvmpipe runs each load whose address differs per lane as a scalar loop over the lanes (a
+// vec4 load is one loop for four values). At stride 2 a step of PX pixels reads 2 PX + 1 input
+// columns per window row; leaving those loads out halved that kernel's time. Here the copies
+// make every row start on a vec4 and hold zeros where the map does not reach (the padding,
+// pixels past the row), so a step's input row is ceil(NS / 4) vec4 loads with no bounds
+// selects, and dY's R x PX values R x PX / 4 vec4 loads shared by the lanes. PX is a multiple
+// of 4 and PX * STRIDE too, so every step starts on a vec4.
 //
 // Copies (shaders/conv-weightgrad-pad.wgsl): Xp [N * Cin][Hp][Wp], X shifted down and right by
-// pad; dYp [N * Cout][OH][OWp]. Hp and Wp cover every row and column a step reads; Wp and OWp
-// are multiples of 4.
+// pad; dYp [N * Cout][OH][OWp] (dY itself when OW is a whole number of steps). Hp and Wp cover
+// every row and column a step reads; Wp and OWp are multiples of 4.
 //
 // The sum over (n, oh) rows is split into chunks of `rowsPerChunk` rows (workgroup wid.z), each
 // written to its own slice of Out ([chunks][Cout][Cin][kH][kW]); the caller adds the slices.

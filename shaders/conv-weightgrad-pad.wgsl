@@ -3,9 +3,10 @@
 // inside In's [planes][inH][inW], else 0, for Out [planes][outH][4 OUTV].
 //
 // One output row per invocation. Loads whose address differs per lane are scalar loops over
-// the lanes on llvmpipe, whatever the width of the value, so the source row is read as the
-// OUTV + 1 vec4s that hold it, whatever its alignment, and each value picked from them with
-// three selects (b & 3, the row start's offset in its vec4, differs per lane). vec4s wholly
+// the lanes on llvmpipe (a vec4 load is one loop for four values), so the source row is read as
+// the OUTV + 1 vec4s that hold it, whatever its alignment, and each value picked from them with
+// three selects (b & 3, the row start's offset in its vec4, differs per lane). One scalar load
+// per output value took 5.9 ms for the [64, 32, 14, 14] input; this 0.8 ms. vec4s wholly
 // before In are clamped to the first one and those past it read what the buffer holds there:
 // both only feed values outside the source row, which are masked.
 //

@@ -283,10 +283,10 @@ export function conv2dVariants(op: 'forward' | 'inputGrad' | 'weightGrad', g: Co
 /** Weight-gradient rule, where the subgroup kernels run: with fewer than 8 input channels the
  * lanes along rows with the narrower channel block (the first such), else the packed copies
  * with the widest channel block split into some 32 workgroups (the first packed). Measured on
- * lavapipe at the small ResNet's batch-64 shapes (bench/wg, GPU ms of one call): the stem 1->16
- * 28x28 8-9 -> 2-3 ms; packed at or below the unpacked kernel everywhere (128->128 4x4 41 -> 28,
- * 64->128 7x7 s2 16-18 -> 14), and in the training step chosen by tuning for every 3x3 shape
- * but 16->16 28x28. */
+ * lavapipe at the small ResNet's batch-64 shapes (GPU ms of one call, a loaded machine): the
+ * stem 1->16 28x28 4.5 -> 1.9; packed about equal (16->32 s2, 64->64 7x7) or faster (32->64 s2
+ * 17 -> 14, 128->128 4x4 29 -> 22, 16->16 28x28 13.6 -> 8.9); in the training step, tuning
+ * chose packed for every 3x3 shape but 16->16 28x28. */
 function weightGradRule(c: Candidate<Variant<WeightGradTile>>[]): number {
   const packed = (kind: 'channels' | 'rows') => c.findIndex((v) => v.config.design === 'subgroup' && v.config.tile.packed === kind);
   const rows = packed('rows');
