@@ -7,9 +7,12 @@
 import forwardSource from '../../shaders/conv-subgroup-forward.wgsl';
 import weightGradSource from '../../shaders/conv-subgroup-weightgrad.wgsl';
 import inputGradSource from '../../shaders/conv-subgroup-inputgrad.wgsl';
+import weightGradPackedSource from '../../shaders/conv-subgroup-weightgrad-packed.wgsl';
+import weightGradRowsSource from '../../shaders/conv-subgroup-weightgrad-rows.wgsl';
+import padSource from '../../shaders/conv-weightgrad-pad.wgsl';
 import { engine } from '../device.ts';
 import { declareKernels } from '../kernels.ts';
-import { launch } from '../launch.ts';
+import { grid1d, launch } from '../launch.ts';
 import { Tensor } from '../tensor.ts';
 import type { ConvGeometry } from './conv.ts';
 import { packWeights } from './conv-pack.ts';
@@ -36,6 +39,30 @@ const weightGradKernels = declareKernels({
   entryPoints: { weightGrad: { inputs: { dY: 'f32', X: 'f32' }, outputs: { Out: 'f32' } } },
 });
 
+const weightGradPackedKernels = declareKernels({
+  name: 'conv2d.subgroup',
+  source: weightGradPackedSource,
+  params: { ...geometryParams, rowsPerChunk: 'u32', Hp: 'u32', Wp: 'u32', OWp: 'u32' },
+  defines: { R: 'u32', PX: 'u32', KH: 'u32', KW: 'u32', STRIDE: 'u32', WG: 'u32', DYOFF: 'code', ACC: 'code', BODY: 'code', STORE: 'code' },
+  entryPoints: { weightGrad: { inputs: { dYp: 'vec4<f32>', Xp: 'vec4<f32>' }, outputs: { Out: 'f32' } } },
+});
+
+const weightGradRowsKernels = declareKernels({
+  name: 'conv2d.subgroup',
+  source: weightGradRowsSource,
+  params: { ...geometryParams, rowsPerChunk: 'u32', Hp: 'u32', Wp: 'u32', OWp: 'u32' },
+  defines: { R: 'u32', PX: 'u32', KH: 'u32', KW: 'u32', STRIDE: 'u32', DYOFF: 'code', ACC: 'code', BODY: 'code', STORE: 'code' },
+  entryPoints: { weightGrad: { inputs: { dYp: 'vec4<f32>', Xp: 'vec4<f32>' }, outputs: { Out: 'f32' } } },
+});
+
+const padKernels = declareKernels({
+  name: 'conv2d.weightGradPad',
+  source: padSource,
+  params: { planes: 'u32', inH: 'u32', inW: 'u32', outH: 'u32', top: 'u32', left: 'u32' },
+  defines: { OUTV: 'u32', BODY: 'code' },
+  entryPoints: { pad: { inputs: { In: 'vec4<f32>' }, outputs: { Out: 'vec4<f32>' } } },
+});
+
 const inputGradKernels = declareKernels({
   name: 'conv2d.subgroup',
   source: inputGradSource,
@@ -53,8 +80,12 @@ export interface InputGradTile { R: number; TR: number; TC: number }
 export interface ForwardTile { R: number; TR: number; TC: number }
 
 /** Weight-gradient tile: R output channels x all taps per invocation (one input channel), PX
- * output pixels a step, `chunks` slices of the (n, oh) rows, WG invocations a workgroup. */
-export interface WeightGradTile { R: number; PX: number; chunks: number; WG: number }
+ * output pixels a step, `chunks` slices of the (n, oh) rows, WG invocations a workgroup.
+ * `packed`: read padded vec4-aligned copies of X and dY, lanes along input channels
+ * (conv-subgroup-weightgrad-packed.wgsl) or, `rows`, along the rows of the sum for few input
+ * channels (conv-subgroup-weightgrad-rows.wgsl, WG 8); PX and PX * stride are then multiples
+ * of 4. */
+export interface WeightGradTile { R: number; PX: number; chunks: number; WG: number; packed?: 'channels' | 'rows' }
 
 /** Whether this device has the subgroups these kernels assume (exactly 8 invocations). */
 export function hasSubgroupsOf8(): boolean {
@@ -271,6 +302,114 @@ function weightGradCode(t: WeightGradTile, KH: number, KW: number, S: number): {
   return { DYOFF: dyoff.join('\n'), ACC: acc.join('\n'), BODY: body.join('\n'), STORE: store.join('\n') };
 }
 
+/** The unrolled parts of conv-subgroup-weightgrad-packed.wgsl for one tile and window. */
+function weightGradPackedCode(t: WeightGradTile, KH: number, KW: number, S: number): { DYOFF: string; ACC: string; BODY: string; STORE: string } {
+  const { R, PX } = t;
+  const KK = KH * KW;
+  const NS = (PX - 1) * S + KW;
+  const NV = Math.ceil(NS / 4);
+  const quarters = PX / 4;
+  const vecs = R * quarters;
+  const loads = Math.ceil(vecs / 8);
+  const dyoff: string[] = [];
+  for (let i = 0; i < loads; i++) {
+    // Lane `lane` loads dY vec4 e = lane + 8i of the step: channel e / quarters (clamped: the
+    // accumulators of channels past Cout are never stored), pixels 4 (e % quarters) on.
+    dyoff.push(`  let dyE${i} = min(lane + ${8 * i}u, ${vecs - 1}u);`);
+    dyoff.push(`  let dyOff${i} = min(co0 + dyE${i} / ${quarters}u, p.Cout - 1u) * dyPlane + dyE${i} % ${quarters}u;`);
+  }
+  const acc: string[] = [];
+  for (let r = 0; r < R; r++) for (let tap = 0; tap < KK; tap++) acc.push(`  var a${r}_${tap} = 0.0;`);
+  const body: string[] = [];
+  for (let i = 0; i < loads; i++) body.push(`      let d${i} = dYp[dyStep + dyOff${i}];`);
+  for (let kh = 0; kh < KH; kh++) {
+    for (let j = 0; j < NV; j++) body.push(`      let v${kh}_${j} = Xp[xStep + ${kh}u * xRowStride + ${j}u];`);
+  }
+  const x = (kh: number, s: number) => `v${kh}_${s >> 2}.${xyzw[s & 3]}`;
+  for (let r = 0; r < R; r++) {
+    for (let px = 0; px < PX; px++) {
+      const e = r * quarters + (px >> 2);
+      body.push(`      let y${r}_${px} = subgroupBroadcast(d${Math.floor(e / 8)}.${xyzw[px & 3]}, ${e % 8}u);`);
+    }
+    for (let kh = 0; kh < KH; kh++) {
+      for (let kw = 0; kw < KW; kw++) {
+        const terms = Array.from({ length: PX }, (_, px) => `y${r}_${px} * ${x(kh, px * S + kw)}`);
+        body.push(`      a${r}_${kh * KW + kw} += ${terms.join(' + ')};`);
+      }
+    }
+  }
+  const store: string[] = [];
+  for (let r = 0; r < R; r++) {
+    store.push(`  if (co0 + ${r}u < p.Cout) {`);
+    store.push(`    let o${r} = slice + ((co0 + ${r}u) * p.Cin + ci) * KK;`);
+    for (let tap = 0; tap < KK; tap++) store.push(`    Out[o${r} + ${tap}u] = a${r}_${tap};`);
+    store.push('  }');
+  }
+  return { DYOFF: dyoff.join('\n'), ACC: acc.join('\n'), BODY: body.join('\n'), STORE: store.join('\n') };
+}
+
+/** The unrolled parts of conv-subgroup-weightgrad-rows.wgsl for one tile and window. */
+function weightGradRowsCode(t: WeightGradTile, KH: number, KW: number, S: number): { DYOFF: string; ACC: string; BODY: string; STORE: string } {
+  const { R, PX } = t;
+  const KK = KH * KW;
+  const NV = Math.ceil(((PX - 1) * S + KW) / 4);
+  const dyoff: string[] = [];
+  // Channels past Cout read the last one: their sums are never stored.
+  for (let r = 0; r < R; r++) dyoff.push(`  let dyc${r} = min(co0 + ${r}u, p.Cout - 1u) * dyPlane;`);
+  const acc: string[] = [];
+  for (let r = 0; r < R; r++) for (let tap = 0; tap < KK; tap++) acc.push(`  var a${r}_${tap} = 0.0;`);
+  const body: string[] = [];
+  for (let r = 0; r < R; r++) {
+    for (let q = 0; q < PX / 4; q++) body.push(`      let d${r}_${q} = select(vec4<f32>(0.0), dYp[dyStep + dyc${r} + ${q}u], live);`);
+  }
+  for (let kh = 0; kh < KH; kh++) {
+    for (let j = 0; j < NV; j++) body.push(`      let v${kh}_${j} = Xp[xStep + ${kh}u * xRowStride + ${j}u];`);
+  }
+  const x = (kh: number, s: number) => `v${kh}_${s >> 2}.${xyzw[s & 3]}`;
+  for (let r = 0; r < R; r++) {
+    for (let kh = 0; kh < KH; kh++) {
+      for (let kw = 0; kw < KW; kw++) {
+        const terms = Array.from({ length: PX }, (_, px) => `d${r}_${px >> 2}.${xyzw[px & 3]} * ${x(kh, px * S + kw)}`);
+        body.push(`      a${r}_${kh * KW + kw} += ${terms.join(' + ')};`);
+      }
+    }
+  }
+  const store: string[] = [];
+  for (let r = 0; r < R; r++) for (let tap = 0; tap < KK; tap++) store.push(`  let s${r}_${tap} = subgroupAdd(a${r}_${tap});`);
+  store.push('  if (lane != 0u) { return; }');
+  for (let r = 0; r < R; r++) {
+    store.push(`  if (co0 + ${r}u < p.Cout) {`);
+    store.push(`    let o${r} = slice + ((co0 + ${r}u) * p.Cin + ci) * KK;`);
+    for (let tap = 0; tap < KK; tap++) store.push(`    Out[o${r} + ${tap}u] = s${r}_${tap};`);
+    store.push('  }');
+  }
+  return { DYOFF: dyoff.join('\n'), ACC: acc.join('\n'), BODY: body.join('\n'), STORE: store.join('\n') };
+}
+
+/** A zero-padded copy of `t` ([planes, inH, inW]) as [planes, outH, outW], shifted by (top,
+ * left); outW a multiple of 4. */
+function padPlanes(t: Tensor, planes: number, inH: number, inW: number, outH: number, outW: number, top: number, left: number): Tensor {
+  const OUTV = outW / 4;
+  const body: string[] = [];
+  for (let j = 0; j <= OUTV; j++) body.push(`  let v${j} = In[u32(max(q + ${j}, 0))];`);
+  const f = (k: number) => `v${k >> 2}.${xyzw[k & 3]}`;
+  for (let c = 0; c < outW; c++) {
+    body.push(`  let ok${c} = rowIn && c0 + ${c} >= 0 && c0 + ${c} < i32(p.inW);`);
+    body.push(`  let o${c} = select(0.0, select(select(${f(c)}, ${f(c + 1)}, odd), select(${f(c + 2)}, ${f(c + 3)}, odd), high), ok${c});`);
+  }
+  for (let j = 0; j < OUTV; j++) body.push(`  Out[out0 + ${j}u] = vec4<f32>(o${4 * j}, o${4 * j + 1}, o${4 * j + 2}, o${4 * j + 3});`);
+  const out = Tensor.empty([planes, outH, outW]);
+  launch(padKernels.pad, {
+    label: `conv2d.weightGradPad ${t.describe()} to ${outH}x${outW}`,
+    inputs: { In: t },
+    outputs: { Out: out },
+    params: { planes, inH, inW, outH, top, left },
+    defines: { OUTV, BODY: body.join('\n') },
+    workgroups: grid1d(planes * outH, 64),
+  });
+  return out;
+}
+
 /** The weight repacked as [Cin][kH*kW][CP], CP = Cout rounded up to 4 (conv-pack.wgsl). */
 /** Forward conv with the subgroup kernel. `flipped`: `weight` is the [Cin, Cout, kH, kW] weight
  * of the conv whose stride-1 input gradient this computes (read transposed and rotated). */
@@ -310,6 +449,7 @@ export function subgroupInputGrad(gradOut: Tensor, weight: Tensor, g: ConvGeomet
 
 /** dL/dW with the subgroup kernel. */
 export function subgroupWeightGrad(gradOut: Tensor, x: Tensor, g: ConvGeometry, tile: WeightGradTile): Tensor {
+  if (tile.packed) return subgroupWeightGradPacked(gradOut, x, g, tile);
   const rows = g.N * g.OH;
   const rowsPerChunk = Math.ceil(rows / tile.chunks);
   const chunks = Math.ceil(rows / rowsPerChunk);
@@ -323,6 +463,49 @@ export function subgroupWeightGrad(gradOut: Tensor, x: Tensor, g: ConvGeometry, 
     defines: { R: tile.R, PX: tile.PX, WG: tile.WG, KH: g.kH, KW: g.kW, STRIDE: g.stride, ...weightGradCode(tile, g.kH, g.kW, g.stride) },
     workgroups: [Math.ceil(g.Cin / tile.WG), Math.ceil(g.Cout / tile.R), chunks],
   });
+  if (chunks === 1) return out;
+  const total = sum(out, [0]);
+  out.dispose();
+  return total;
+}
+
+/** dL/dW with the subgroup kernel that reads padded vec4-aligned copies of X and dY. */
+function subgroupWeightGradPacked(gradOut: Tensor, x: Tensor, g: ConvGeometry, tile: WeightGradTile): Tensor {
+  const S = g.stride;
+  if (tile.PX % 4 !== 0 || (tile.PX * S) % 4 !== 0) throw new RangeError(`conv2d weight gradient: packed tile needs PX and PX * stride multiples of 4 (PX ${tile.PX}, stride ${S})`);
+  const rows = g.N * g.OH;
+  const rowsPerChunk = Math.ceil(rows / tile.chunks);
+  const chunks = Math.ceil(rows / rowsPerChunk);
+  const steps = Math.ceil(g.OW / tile.PX);
+  const OWp = steps * tile.PX;
+  // The last step reads NV vec4s per row from column (steps - 1) PX S; the rows run to
+  // (OH - 1) S + kH - 1. Both at least cover the padded map.
+  const NV = Math.ceil(((tile.PX - 1) * S + g.kW) / 4);
+  const Wp = Math.max(Math.ceil((g.W + g.pad) / 4) * 4, (steps - 1) * tile.PX * S + 4 * NV);
+  const Hp = Math.max(g.H + g.pad, (g.OH - 1) * S + g.kH);
+  const xp = padPlanes(x, g.N * g.Cin, g.H, g.W, Hp, Wp, g.pad, g.pad);
+  // Rows a whole number of steps wide are already vec4-aligned: dY serves as it is.
+  const dyp = OWp === g.OW ? gradOut : padPlanes(gradOut, g.N * g.Cout, g.OH, g.OW, g.OH, OWp, 0, 0);
+  const shape = [g.Cout, g.Cin, g.kH, g.kW];
+  const out = Tensor.empty(chunks === 1 ? shape : [chunks, ...shape]);
+  const label = `conv2d.subgroup.weightGrad ${gradOut.describe()}, ${x.describe()} k${g.kH}x${g.kW} s${g.stride} p${g.pad} tile ${tile.R}x${tile.PX}/${chunks} packed ${tile.packed}`;
+  const params = { ...g, rowsPerChunk, Hp, Wp, OWp };
+  const window = { R: tile.R, PX: tile.PX, KH: g.kH, KW: g.kW, STRIDE: S };
+  if (tile.packed === 'rows') {
+    launch(weightGradRowsKernels.weightGrad, {
+      label, inputs: { dYp: dyp, Xp: xp }, outputs: { Out: out }, params,
+      defines: { ...window, ...weightGradRowsCode(tile, g.kH, g.kW, S) },
+      workgroups: [g.Cin, Math.ceil(g.Cout / tile.R), chunks],
+    });
+  } else {
+    launch(weightGradPackedKernels.weightGrad, {
+      label, inputs: { dYp: dyp, Xp: xp }, outputs: { Out: out }, params,
+      defines: { ...window, WG: tile.WG, ...weightGradPackedCode(tile, g.kH, g.kW, S) },
+      workgroups: [Math.ceil(g.Cin / tile.WG), Math.ceil(g.Cout / tile.R), chunks],
+    });
+  }
+  xp.dispose();
+  if (dyp !== gradOut) dyp.dispose();
   if (chunks === 1) return out;
   const total = sum(out, [0]);
   out.dispose();

@@ -112,6 +112,11 @@ const designCases: [string, number[], number[], number, number][] = [
   ['2x2 s3 p1 (window under the stride), 4->6 on 9x11', [1, 4, 9, 11], [6, 4, 2, 2], 3, 1],
   ['3x3 s1 p2 (padding past the window), 5->3 on 6x7', [2, 5, 6, 7], [3, 5, 3, 3], 1, 2],
   ['3x3 s2 p1, 16->32 on 28x28 (the small ResNet stage 2), batch 2', [2, 16, 28, 28], [32, 16, 3, 3], 2, 1],
+  // Weight gradients on padded copies: few input channels (lanes along the rows of the sum, 3 x 6
+  // rows: not a multiple of 8) with a partial channel block, and an odd map whose planes and rows
+  // start off the vec4 grid, at stride 2 without padding.
+  ['3x3 s2 p1, 3->17 on 11x13, batch 3', [3, 3, 11, 13], [17, 3, 3, 3], 2, 1],
+  ['3x3 s2 p0, 9->12 on 7x9', [2, 9, 7, 9], [12, 9, 3, 3], 2, 0],
 ];
 
 for (const [name, xs, ws, stride, padding] of designCases) {
