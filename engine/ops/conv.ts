@@ -27,7 +27,7 @@ import { engine } from '../device.ts';
 import { unrolledForward } from './conv-unrolled.ts';
 import { unrolledInputGrad } from './conv-unrolled-inputgrad.ts';
 import { unrolledWeightGrad } from './conv-unrolled-weightgrad.ts';
-import { hasSubgroupsOf8, subgroupForward, subgroupInputGrad, subgroupWeightGrad } from './conv-subgroup.ts';
+import { hasSubgroupsOf8, subgroupForward, subgroupInputGrad, subgroupWeightGrad, vec4RowsFit } from './conv-subgroup.ts';
 import type { ForwardTile, InputGradTile, WeightGradTile } from './conv-subgroup.ts';
 import { workgroupForward, workgroupTileFits, workgroupWeightGrad } from './conv-workgroup.ts';
 import type { WorkgroupTile } from './conv-workgroup.ts';
@@ -159,6 +159,9 @@ function forwardCandidates(g: ConvGeometry): Candidate<Variant<ForwardTile>>[] {
     const shapes = g.OW >= 4 ? [[2, 4], [1, 4]] : g.OW >= 2 ? [[2, 2], [4, 2]] : [[4, 1], [8, 1]];
     for (const R of channelBlocks(g.Cout, g.kH * g.kW).slice(0, 2)) {
       for (const [TR, TC] of shapes) subgroup.push({ name: `subgroup ${R}x${TR}x${TC}`, config: { design: 'subgroup', tile: { R, TR, TC } } });
+      for (const [TR, TC] of shapes) {
+        if (vec4RowsFit(TC, g)) subgroup.push({ name: `subgroup ${R}x${TR}x${TC} vec4`, config: { design: 'subgroup', tile: { R, TR, TC, vec4Rows: true } } });
+      }
     }
   }
   // The unrolled kernel (every accumulator a named variable) on any adapter: the fast one
@@ -166,9 +169,11 @@ function forwardCandidates(g: ConvGeometry): Candidate<Variant<ForwardTile>>[] {
   return designCandidates([...subgroup, { name: 'unrolled', config: { design: 'unrolled' } }]);
 }
 
-/** Forward rule: the subgroup tile of the widest channel block and 8 pixels (the first). */
+/** Forward rule: the subgroup tile of the widest channel block and 8 pixels, reading its input
+ * rows as vec4s where they are aligned (the first such candidate, else the first). */
 function forwardRule(c: Candidate<Variant<ForwardTile>>[]): number {
-  return ruleDesign(c, 0);
+  const vec4 = c.findIndex((v) => v.config.design === 'subgroup' && v.config.tile.vec4Rows === true);
+  return ruleDesign(c, Math.max(vec4, 0));
 }
 
 function runForward(x: Tensor, weight: Tensor, g: ConvGeometry, flipped: boolean, v: Variant<ForwardTile>): Tensor {
