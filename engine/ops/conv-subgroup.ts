@@ -5,7 +5,7 @@
 // here, per tile shape and window, into the code defines; the tile shapes come from
 // engine/tuning.ts.
 import forwardSource from '../../shaders/conv-subgroup-forward.wgsl';
-import forwardVec4Source from '../../shaders/conv-subgroup-forward-vec4.wgsl';
+import forwardRowsSource from '../../shaders/conv-subgroup-forward-rows.wgsl';
 import weightGradSource from '../../shaders/conv-subgroup-weightgrad.wgsl';
 import inputGradSource from '../../shaders/conv-subgroup-inputgrad.wgsl';
 import { engine } from '../device.ts';
@@ -29,15 +29,14 @@ const forwardKernels = declareKernels({
   entryPoints: { forward: { inputs: { Wp: 'vec4<f32>', X: 'f32' }, outputs: { Out: 'f32' } } },
 });
 
-// The vec4-row forward, storing scalars or (output rows a multiple of 4 wide) vec4s.
-const forwardVec4Decl = {
+// The vector-row forward: input rows read as XV (vec2 or vec4), outputs stored as OV.
+const forwardRowsKernels = declareKernels({
   name: 'conv2d.subgroup',
-  source: forwardVec4Source,
+  source: forwardRowsSource,
   params: { ...geometryParams, CP: 'u32' },
-  defines: { R: 'u32', TR: 'u32', TC: 'u32', KH: 'u32', KW: 'u32', STRIDE: 'u32', LEAD: 'u32', NV: 'u32', WOFF: 'code', ACC: 'code', BODY: 'code', STORE: 'code' },
-} as const;
-const forwardVec4Kernels = declareKernels({ ...forwardVec4Decl, entryPoints: { forward: { inputs: { Wp: 'vec4<f32>', X: 'vec4<f32>' }, outputs: { Out: 'f32' } } } });
-const forwardVec4OutKernels = declareKernels({ ...forwardVec4Decl, entryPoints: { forward: { inputs: { Wp: 'vec4<f32>', X: 'vec4<f32>' }, outputs: { Out: 'vec4<f32>' } } } });
+  defines: { R: 'u32', TR: 'u32', TC: 'u32', KH: 'u32', KW: 'u32', STRIDE: 'u32', VX: 'u32', LEAD: 'u32', NV: 'u32', XV: 'type', OV: 'type', WOFF: 'code', ACC: 'code', BODY: 'code', STORE: 'code' },
+  entryPoints: { forward: { inputs: { Wp: 'vec4<f32>', X: 'XV' }, outputs: { Out: 'OV' } } },
+});
 
 const weightGradKernels = declareKernels({
   name: 'conv2d.subgroup',
@@ -60,13 +59,14 @@ const inputGradKernels = declareKernels({
 export interface InputGradTile { R: number; TR: number; TC: number }
 
 /** Forward tile: R output channels x (TR x TC) output pixels per invocation; TR * TC is a
- * multiple of 4, R a multiple of 4 or (one block of channels) at least Cout. `vec4Rows`: the
- * input rows are read as vec4s (conv-subgroup-forward-vec4.wgsl, where `vec4RowsFit`). */
-export interface ForwardTile { R: number; TR: number; TC: number; vec4Rows?: boolean }
+ * multiple of 4, R a multiple of 4 or (one block of channels) at least Cout. `rowVector`: the
+ * input rows are read as vectors of 2 or 4 (conv-subgroup-forward-rows.wgsl, where
+ * `rowVectorFits`). */
+export interface ForwardTile { R: number; TR: number; TC: number; rowVector?: 2 | 4 }
 
-/** Whether a tile of TC output columns can read the input rows of `g` as aligned vec4s. */
-export function vec4RowsFit(TC: number, g: ConvGeometry): boolean {
-  return g.W % 4 === 0 && (TC * g.stride) % 4 === 0;
+/** Whether a tile of TC output columns can read the input rows of `g` as aligned vectors of `v`. */
+export function rowVectorFits(v: 2 | 4, TC: number, g: ConvGeometry): boolean {
+  return g.W % v === 0 && (TC * g.stride) % v === 0;
 }
 
 /** Weight-gradient tile: R output channels x all taps per invocation (one input channel), PX
@@ -82,9 +82,9 @@ export function hasSubgroupsOf8(): boolean {
 
 const xyzw = 'xyzw';
 
-/** The unrolled parts of conv-subgroup-forward.wgsl (or its vec4-row twin, whose input loads
- * and store `vec4` supplies) for one tile and window. */
-function forwardCode(t: ForwardTile, KH: number, KW: number, S: number, vec4?: { loads: string[]; store: string | null }): { WOFF: string; ACC: string; BODY: string; STORE: string } {
+/** The unrolled parts of conv-subgroup-forward.wgsl (or its vector-row twin, whose input loads
+ * and store `rows` supplies) for one tile and window. */
+function forwardCode(t: ForwardTile, KH: number, KW: number, S: number, rows?: { loads: string[]; store: string | null }): { WOFF: string; ACC: string; BODY: string; STORE: string } {
   const { R, TR, TC } = t;
   const C = TR * TC;
   const groups = Math.ceil(R / 4);
@@ -101,7 +101,7 @@ function forwardCode(t: ForwardTile, KH: number, KW: number, S: number, vec4?: {
   for (let r = 0; r < R; r++) for (let q = 0; q < C / 4; q++) acc.push(`  var a${r}_${q} = vec4<f32>(0.0);`);
   const body: string[] = [];
   for (let i = 0; i < loads; i++) body.push(`    let wv${i} = Wp[wBase + wOff${i}];`);
-  if (vec4) body.push(...vec4.loads);
+  if (rows) body.push(...rows.loads);
   else {
     for (let i = 0; i < NR; i++) {
       for (let s = 0; s < NS; s++) {
@@ -139,48 +139,52 @@ function forwardCode(t: ForwardTile, KH: number, KW: number, S: number, vec4?: {
     }
     store.push('  }');
   }
-  return { WOFF: woff.join('\n'), ACC: acc.join('\n'), BODY: body.join('\n'), STORE: vec4?.store ?? store.join('\n') };
+  return { WOFF: woff.join('\n'), ACC: acc.join('\n'), BODY: body.join('\n'), STORE: rows?.store ?? store.join('\n') };
 }
 
-/** The vec4-row kernel's input loads and store for one tile at `g` (W a multiple of 4): the
- * window's NS columns from lane LEAD of NV aligned vec4s; vec4s that lie outside the map for
- * every tile (a map one tile wide) are zeros without a load. Outputs are stored as vec4s when
- * every 4 columns of a tile row are inside or outside the map together (else `store` is null:
- * the scalar kernel's). */
-function forwardVec4Code(t: ForwardTile, g: ConvGeometry): { LEAD: number; NV: number; vec4Out: boolean; loads: string[]; store: string | null } {
+/** The vector-row kernel's input loads and store for one tile at `g` (W a multiple of VX): the
+ * window's NS columns from lane LEAD of NV aligned vectors; vectors that lie outside the map for
+ * every tile (a map one tile wide) are zeros without a load. Outputs are stored as vectors of
+ * VO = 4 or 2 when every VO columns of a tile row are inside or outside the map together (else
+ * VO = 1 and `store` is null: the scalar kernel's). */
+function forwardRowsCode(t: ForwardTile, g: ConvGeometry): { VX: number; LEAD: number; NV: number; VO: number; loads: string[]; store: string | null } {
   const { R, TR, TC } = t;
+  const VX = t.rowVector ?? 4;
   const S = g.stride;
   const NR = (TR - 1) * S + g.kH;
   const NS = (TC - 1) * S + g.kW;
-  const LEAD = (4 - (g.pad % 4)) % 4;
-  const NV = Math.ceil((LEAD + NS) / 4);
-  const W4 = g.W / 4;
-  // With one tile across, v0 is the same for every tile: -(pad + LEAD) / 4.
+  const LEAD = (VX - (g.pad % VX)) % VX;
+  const NV = Math.ceil((LEAD + NS) / VX);
+  const WV = g.W / VX;
+  // With one tile across, v0 is the same for every tile: -(pad + LEAD) / VX.
   const oneTileAcross = Math.ceil(g.OW / TC) === 1;
-  const v0 = -(g.pad + LEAD) / 4;
+  const v0 = -(g.pad + LEAD) / VX;
+  const zero = `vec${VX}<f32>(0.0)`;
   const loads: string[] = [];
   for (let i = 0; i < NR; i++) {
     for (let v = 0; v < NV; v++) {
-      const outside = oneTileAcross && (v0 + v < 0 || v0 + v >= W4);
-      loads.push(outside ? `    let xv${i}_${v} = vec4<f32>(0.0);` : `    let xv${i}_${v} = select(vec4<f32>(0.0), X[chan + rowOff[${i}] + vecOff[${v}]], rowIn[${i}] && vecIn[${v}]);`);
+      const outside = oneTileAcross && (v0 + v < 0 || v0 + v >= WV);
+      loads.push(outside ? `    let xv${i}_${v} = ${zero};` : `    let xv${i}_${v} = select(${zero}, X[chan + rowOff[${i}] + vecOff[${v}]], rowIn[${i}] && vecIn[${v}]);`);
     }
-    for (let s = 0; s < NS; s++) loads.push(`    let x${i}_${s} = xv${i}_${(LEAD + s) >> 2}.${xyzw[(LEAD + s) & 3]};`);
+    for (let s = 0; s < NS; s++) loads.push(`    let x${i}_${s} = xv${i}_${Math.floor((LEAD + s) / VX)}.${xyzw[(LEAD + s) % VX]};`);
   }
-  const vec4Out = TC % 4 === 0 && g.OW % 4 === 0;
+  const VO = [4, 2].find((v) => TC % v === 0 && g.OW % v === 0) ?? 1;
+  if (VO === 1) return { VX, LEAD, NV, VO, loads, store: null };
   const store: string[] = [];
-  if (vec4Out) {
-    for (let r = 0; r < R; r++) {
-      store.push(`  if (co0 + ${r}u < p.Cout) {`);
-      store.push(`    let o${r} = (outBase + (co0 + ${r}u) * oplane) / 4u;`);
-      for (let rt = 0; rt < TR; rt++) {
-        for (let k = 0; k < TC / 4; k++) {
-          store.push(`    if (oh0 + ${rt}u < p.OH && ow0 + ${4 * k}u < p.OW) { Out[o${r} + ((oh0 + ${rt}u) * p.OW + ow0) / 4u + ${k}u] = a${r}_${(rt * TC) / 4 + k}; }`);
-        }
+  for (let r = 0; r < R; r++) {
+    store.push(`  if (co0 + ${r}u < p.Cout) {`);
+    store.push(`    let o${r} = (outBase + (co0 + ${r}u) * oplane) / ${VO}u;`);
+    for (let rt = 0; rt < TR; rt++) {
+      for (let k = 0; k < TC / VO; k++) {
+        // Pixel j of the tile starts the vector: accumulator j / 4 from component j % 4.
+        const j = rt * TC + k * VO;
+        const value = VO === 4 ? `a${r}_${j >> 2}` : `a${r}_${j >> 2}.${xyzw.slice(j & 3, (j & 3) + 2)}`;
+        store.push(`    if (oh0 + ${rt}u < p.OH && ow0 + ${k * VO}u < p.OW) { Out[o${r} + ((oh0 + ${rt}u) * p.OW + ow0) / ${VO}u + ${k}u] = ${value}; }`);
       }
-      store.push('  }');
     }
+    store.push('  }');
   }
-  return { LEAD, NV, vec4Out, loads, store: vec4Out ? store.join('\n') : null };
+  return { VX, LEAD, NV, VO, loads, store: store.join('\n') };
 }
 
 /** Along one axis of a conv (window k, stride s, padding pad): for each input phase
@@ -337,7 +341,7 @@ function weightGradCode(t: WeightGradTile, KH: number, KW: number, S: number): {
 /** Forward conv with the subgroup kernel. `flipped`: `weight` is the [Cin, Cout, kH, kW] weight
  * of the conv whose stride-1 input gradient this computes (read transposed and rotated). */
 export function subgroupForward(x: Tensor, weight: Tensor, g: ConvGeometry, flipped: boolean, tile: ForwardTile): Tensor {
-  if (tile.vec4Rows) return subgroupForwardVec4(x, weight, g, flipped, tile);
+  if (tile.rowVector) return subgroupForwardRows(x, weight, g, flipped, tile);
   const { packed, CP } = packWeights(weight, g, flipped);
   const out = Tensor.empty([g.N, g.Cout, g.OH, g.OW]);
   const tiles = g.N * Math.ceil(g.OH / tile.TR) * Math.ceil(g.OW / tile.TC);
@@ -353,21 +357,25 @@ export function subgroupForward(x: Tensor, weight: Tensor, g: ConvGeometry, flip
   return out;
 }
 
-/** subgroupForward with the input rows read as vec4s (conv-subgroup-forward-vec4.wgsl). */
-function subgroupForwardVec4(x: Tensor, weight: Tensor, g: ConvGeometry, flipped: boolean, tile: ForwardTile): Tensor {
-  if (!vec4RowsFit(tile.TC, g)) {
-    throw new RangeError(`conv2d: the vec4-row forward needs W and TC * stride to be multiples of 4 (W ${g.W}, tile ${tile.R}x${tile.TR}x${tile.TC}, stride ${g.stride})`);
+/** subgroupForward with the input rows read as vectors (conv-subgroup-forward-rows.wgsl). */
+function subgroupForwardRows(x: Tensor, weight: Tensor, g: ConvGeometry, flipped: boolean, tile: ForwardTile): Tensor {
+  const v = tile.rowVector ?? 4;
+  if (!rowVectorFits(v, tile.TC, g)) {
+    throw new RangeError(`conv2d: reading input rows as vec${v}s needs W and TC * stride to be multiples of ${v} (W ${g.W}, tile ${tile.R}x${tile.TR}x${tile.TC}, stride ${g.stride})`);
   }
   const { packed, CP } = packWeights(weight, g, flipped);
   const out = Tensor.empty([g.N, g.Cout, g.OH, g.OW]);
   const tiles = g.N * Math.ceil(g.OH / tile.TR) * Math.ceil(g.OW / tile.TC);
-  const { LEAD, NV, vec4Out, loads, store } = forwardVec4Code(tile, g);
-  launch((vec4Out ? forwardVec4OutKernels : forwardVec4Kernels).forward, {
-    label: `conv2d.subgroup.forward ${x.describe()}, ${weight.describe()} k${g.kH}x${g.kW} s${g.stride} p${g.pad}${flipped ? ' flipped' : ''} tile ${tile.R}x${tile.TR}x${tile.TC} vec4`,
+  const { VX, LEAD, NV, VO, loads, store } = forwardRowsCode(tile, g);
+  launch(forwardRowsKernels.forward, {
+    label: `conv2d.subgroup.forward ${x.describe()}, ${weight.describe()} k${g.kH}x${g.kW} s${g.stride} p${g.pad}${flipped ? ' flipped' : ''} tile ${tile.R}x${tile.TR}x${tile.TC} vec${VX}`,
     inputs: { Wp: packed, X: x },
     outputs: { Out: out },
     params: { ...g, CP },
-    defines: { R: tile.R, TR: tile.TR, TC: tile.TC, KH: g.kH, KW: g.kW, STRIDE: g.stride, LEAD, NV, ...forwardCode(tile, g.kH, g.kW, g.stride, { loads, store }) },
+    defines: {
+      R: tile.R, TR: tile.TR, TC: tile.TC, KH: g.kH, KW: g.kW, STRIDE: g.stride, VX, LEAD, NV,
+      XV: `vec${VX}<f32>`, OV: VO === 1 ? 'f32' : `vec${VO}<f32>`, ...forwardCode(tile, g.kH, g.kW, g.stride, { loads, store }),
+    },
     workgroups: [Math.ceil(tiles / 64), Math.ceil(g.Cout / tile.R), 1],
   });
   packed.dispose();

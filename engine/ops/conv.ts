@@ -27,7 +27,7 @@ import { engine } from '../device.ts';
 import { unrolledForward } from './conv-unrolled.ts';
 import { unrolledInputGrad } from './conv-unrolled-inputgrad.ts';
 import { unrolledWeightGrad } from './conv-unrolled-weightgrad.ts';
-import { hasSubgroupsOf8, subgroupForward, subgroupInputGrad, subgroupWeightGrad, vec4RowsFit } from './conv-subgroup.ts';
+import { hasSubgroupsOf8, subgroupForward, subgroupInputGrad, subgroupWeightGrad, rowVectorFits } from './conv-subgroup.ts';
 import type { ForwardTile, InputGradTile, WeightGradTile } from './conv-subgroup.ts';
 import { workgroupForward, workgroupTileFits, workgroupWeightGrad } from './conv-workgroup.ts';
 import type { WorkgroupTile } from './conv-workgroup.ts';
@@ -159,8 +159,10 @@ function forwardCandidates(g: ConvGeometry): Candidate<Variant<ForwardTile>>[] {
     const shapes = g.OW >= 4 ? [[2, 4], [1, 4]] : g.OW >= 2 ? [[2, 2], [4, 2]] : [[4, 1], [8, 1]];
     for (const R of channelBlocks(g.Cout, g.kH * g.kW).slice(0, 2)) {
       for (const [TR, TC] of shapes) subgroup.push({ name: `subgroup ${R}x${TR}x${TC}`, config: { design: 'subgroup', tile: { R, TR, TC } } });
+      // The same tiles reading input rows as vectors, the widest that fits.
       for (const [TR, TC] of shapes) {
-        if (vec4RowsFit(TC, g)) subgroup.push({ name: `subgroup ${R}x${TR}x${TC} vec4`, config: { design: 'subgroup', tile: { R, TR, TC, vec4Rows: true } } });
+        const v = ([4, 2] as const).find((w) => rowVectorFits(w, TC, g));
+        if (v) subgroup.push({ name: `subgroup ${R}x${TR}x${TC} vec${v}`, config: { design: 'subgroup', tile: { R, TR, TC, rowVector: v } } });
       }
     }
   }
@@ -170,10 +172,10 @@ function forwardCandidates(g: ConvGeometry): Candidate<Variant<ForwardTile>>[] {
 }
 
 /** Forward rule: the subgroup tile of the widest channel block and 8 pixels, reading its input
- * rows as vec4s where they are aligned (the first such candidate, else the first). */
+ * rows as vectors where they are aligned (the first such candidate, else the first). */
 function forwardRule(c: Candidate<Variant<ForwardTile>>[]): number {
-  const vec4 = c.findIndex((v) => v.config.design === 'subgroup' && v.config.tile.vec4Rows === true);
-  return ruleDesign(c, Math.max(vec4, 0));
+  const rows = c.findIndex((v) => v.config.design === 'subgroup' && v.config.tile.rowVector !== undefined);
+  return ruleDesign(c, Math.max(rows, 0));
 }
 
 function runForward(x: Tensor, weight: Tensor, g: ConvGeometry, flipped: boolean, v: Variant<ForwardTile>): Tensor {

@@ -103,6 +103,8 @@ const designCases: [string, number[], number[], number, number][] = [
   ['3x3 s1 p0, 3->5 on 6x12', [1, 3, 6, 12], [5, 3, 3, 3], 1, 0],
   // Its input gradient, a flipped forward with padding 2, reads an 8-wide map.
   ['3x3 s1 p0, 4->6 on 5x10', [2, 4, 5, 10], [6, 4, 3, 3], 1, 0],
+  // A 14-wide map read as vec2s at stride 2 (an odd-width output stored as scalars).
+  ['3x3 s2 p1, 6->5 on 5x14', [2, 6, 5, 14], [5, 6, 3, 3], 2, 1],
   ['3x3 s1 p1 on a 3x2 map, 9->5', [2, 9, 3, 2], [5, 9, 3, 3], 1, 1],
   ['3x3 s1 p1 on a 1x1 map, 4->3', [3, 4, 1, 1], [3, 4, 3, 3], 1, 1],
   ['5x5 s1 p2, 3->2 on 7x6', [1, 3, 7, 6], [2, 3, 5, 5], 1, 2],

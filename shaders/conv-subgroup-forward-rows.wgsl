@@ -1,19 +1,19 @@
 enable subgroups;
 // The subgroup forward conv (conv-subgroup-forward.wgsl: read its header first) with the input
-// rows read as vec4s, and where the output rows allow it, stored as vec4s. Declared in
-// engine/ops/conv-subgroup.ts.
+// rows read as vectors XV of VX = 2 or 4 floats, and where the output rows allow it, stored as
+// vectors OV. Declared in engine/ops/conv-subgroup.ts.
 //
 // Why: on llvmpipe every storage-buffer access of a lane is a scalar loop over the lanes, about
 // as dear for a vec4 as for one float, and the per-lane input loads and output stores are much of
 // what the scalar kernel spends beyond its FMAs (a 2x4 tile at stride 2 reads 45 input values a
-// channel, 15 vec4s here). The rows must be vec4-aligned: W % 4 == 0 and TC * STRIDE % 4 == 0
-// (vec4RowsFit), so that every tile's first window column sits at the same lane LEAD of an
-// aligned vec4, and a vec4 is either inside its row or wholly outside it (padding).
+// channel, 15 vec4s here). The rows must be aligned: W % VX == 0 and TC * STRIDE % VX == 0
+// (rowVectorFits), so that every tile's first window column sits at the same lane LEAD of an
+// aligned vector, and a vector is either inside its row or wholly outside it (padding).
 //
-// Params: the geometry (W a multiple of 4) and CP. Bindings: Wp (vec4), X (vec4) -> Out (f32,
-// or vec4 when OW % 4 == 0 and TC % 4 == 0: the STORE code decides). Defines: R, TR, TC, KH,
-// KW, STRIDE, LEAD, NV (vec4s under a window row); code: WOFF, ACC, BODY (one input channel),
-// STORE.
+// Params: the geometry (W a multiple of VX) and CP. Bindings: Wp (vec4), X (XV) -> Out (OV: f32,
+// or a vector of 2 or 4 where TC and OW are multiples of it). Defines: R, TR, TC, KH, KW,
+// STRIDE, VX, LEAD, NV (vectors under a window row), XV, OV; code: WOFF, ACC, BODY (one input
+// channel), STORE.
 
 // The interface generated from the declaration goes here:
 #interface
@@ -33,25 +33,25 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id)
   let ow0 = (tile % tilesW) * TC;
   let co0 = wid.y * R;
   let ih0 = i32(oh0 * STRIDE) - i32(p.pad);
-  // The aligned vec4 holding the first window column at lane LEAD.
-  let v0 = i32(ow0 * STRIDE / 4u) - i32((p.pad + LEAD) / 4u);
-  let W4 = p.W / 4u;
+  // The aligned vector holding the first window column at lane LEAD.
+  let v0 = i32(ow0 * STRIDE / VX) - i32((p.pad + LEAD) / VX);
+  let WV = p.W / VX;
 
   var rowOff: array<u32, NR>;
   var rowIn: array<bool, NR>;
   for (var i = 0u; i < NR; i++) {
     let ih = ih0 + i32(i);
     rowIn[i] = ih >= 0 && ih < i32(p.H);
-    rowOff[i] = select(0u, u32(ih) * W4, rowIn[i]);
+    rowOff[i] = select(0u, u32(ih) * WV, rowIn[i]);
   }
   var vecOff: array<u32, NV>;
   var vecIn: array<bool, NV>;
   for (var v = 0u; v < NV; v++) {
     let iv = v0 + i32(v);
-    vecIn[v] = iv >= 0 && iv < i32(W4);
+    vecIn[v] = iv >= 0 && iv < i32(WV);
     vecOff[v] = select(0u, u32(iv), vecIn[v]);
   }
-  let plane = p.H * W4;
+  let plane = p.H * WV;
   let image = n * p.Cin * plane;
   let wStride = KH * KW * p.CP / 4u;  // weight vec4s per input channel
 {{WOFF}}
