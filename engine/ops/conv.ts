@@ -3,7 +3,9 @@
 // four kernel designs, each of forward (which, through a flipped weight, also serves the
 // stride-1 input gradient) and weight gradient:
 //   subgroup   register tiles, weights shared through subgroup broadcasts (conv-subgroup.ts):
-//              for adapters with subgroups of exactly 8, i.e. lavapipe, where it is fastest
+//              for adapters with subgroups of exactly 8, i.e. lavapipe, where it is fastest;
+//              its forward tiles come twice where the map allows, the second reading the
+//              input rows as vec2s or vec4s
 //   unrolled   register tiles with every step a named variable (conv-unrolled.ts,
 //              conv-unrolled-weightgrad.ts, conv-unrolled-inputgrad.ts): software adapters
 //              without them (SwiftShader)
