@@ -50,13 +50,20 @@ const inputGradKernels = declareKernels({
   name: 'conv2d.subgroup',
   source: inputGradSource,
   params: { ...geometryParams, CP: 'u32' },
-  defines: { R: 'u32', TR: 'u32', TC: 'u32', STRIDE: 'u32', NR: 'u32', NS: 'u32', DH0: 'i32', DW0: 'i32', WOFF: 'code', ACC: 'code', BODY: 'code', STORE: 'code' },
-  entryPoints: { inputGrad: { inputs: { Wp: 'vec4<f32>', dY: 'f32' }, outputs: { Out: 'f32' } } },
+  defines: { R: 'u32', TR: 'u32', TC: 'u32', STRIDE: 'u32', NR: 'u32', DH0: 'i32', VX: 'u32', NV: 'u32', VFIRST: 'i32', YV: 'type', WOFF: 'code', ACC: 'code', BODY: 'code', STORE: 'code' },
+  entryPoints: { inputGrad: { inputs: { Wp: 'vec4<f32>', dY: 'YV' }, outputs: { Out: 'f32' } } },
 });
 
 /** Input-gradient tile: R input channels x (TR x TC) blocks of stride x stride input pixels
- * per invocation; R a multiple of 4 or (one block of channels) at least Cin. */
-export interface InputGradTile { R: number; TR: number; TC: number }
+ * per invocation; R a multiple of 4 or (one block of channels) at least Cin. `rowVector`: dY
+ * rows are read as vectors of 2 or 4 (where `dyRowVectorFits`). */
+export interface InputGradTile { R: number; TR: number; TC: number; rowVector?: 2 | 4 }
+
+/** Whether an input-gradient tile of TC blocks across can read the dY rows of `g` as aligned
+ * vectors of `v` (every tile's dY window then starts at the same lane of a vector). */
+export function dyRowVectorFits(v: 2 | 4, TC: number, g: ConvGeometry): boolean {
+  return g.OW % v === 0 && TC % v === 0;
+}
 
 /** Forward tile: R output channels x (TR x TC) output pixels per invocation; TR * TC is a
  * multiple of 4, R a multiple of 4 or (one block of channels) at least Cout. `rowVector`: the
@@ -234,8 +241,9 @@ export function transposedConvStore(R: number, TR: number, TC: number, S: number
 }
 
 /** The unrolled parts of conv-subgroup-inputgrad.wgsl for one tile and geometry, and the dY
- * window (NR x NS from offset DH0, DW0) they read. */
-function inputGradCode(t: InputGradTile, g: ConvGeometry): { NR: number; NS: number; DH0: number; DW0: number; WOFF: string; ACC: string; BODY: string; STORE: string } {
+ * window they read: NR rows from offset DH0; NS columns from offset DW0, which is lane LEAD of
+ * the vector VFIRST (relative to the tile's first block, in vectors of VX; NV of them). */
+function inputGradCode(t: InputGradTile, g: ConvGeometry): { NR: number; DH0: number; VX: number; NV: number; VFIRST: number; YV: string; WOFF: string; ACC: string; BODY: string; STORE: string } {
   const { R, TR, TC } = t;
   const S = g.stride;
   const KK = g.kH * g.kW;
@@ -257,8 +265,18 @@ function inputGradCode(t: InputGradTile, g: ConvGeometry): { NR: number; NS: num
   const acc: string[] = [];
   const body: string[] = [];
   for (let i = 0; i < loads; i++) body.push(`    let wv${i} = Wp[wBase + wOff${i}];`);
+  const VX = t.rowVector ?? 1;
+  const VFIRST = Math.floor(colWindow.first / VX);
+  const LEAD = colWindow.first - VFIRST * VX;
+  const NV = Math.ceil((LEAD + NS) / VX);
   for (let i = 0; i < NR; i++) {
-    for (let j = 0; j < NS; j++) body.push(`    let y${i}_${j} = select(0.0, dY[chan + rowOff[${i}] + colOff[${j}]], rowIn[${i}] && colIn[${j}]);`);
+    if (VX === 1) {
+      for (let j = 0; j < NS; j++) body.push(`    let y${i}_${j} = select(0.0, dY[chan + rowOff[${i}] + colOff[${j}]], rowIn[${i}] && colIn[${j}]);`);
+      continue;
+    }
+    const zero = `vec${VX}<f32>(0.0)`;
+    for (let v = 0; v < NV; v++) body.push(`    let yv${i}_${v} = select(${zero}, dY[chan + rowOff[${i}] + colOff[${v}]], rowIn[${i}] && colIn[${v}]);`);
+    for (let j = 0; j < NS; j++) body.push(`    let y${i}_${j} = yv${i}_${Math.floor((LEAD + j) / VX)}.${xyzw[(LEAD + j) % VX]};`);
   }
   for (let q = 0; q < groups; q++) {
     for (let bt = 0; bt < TR; bt++) for (let bu = 0; bu < TC; bu++) for (let ph = 0; ph < S; ph++) for (let pw = 0; pw < S; pw++) {
@@ -283,7 +301,8 @@ function inputGradCode(t: InputGradTile, g: ConvGeometry): { NR: number; NS: num
       }
     }
   }
-  return { NR, NS, DH0: rowWindow.first, DW0: colWindow.first, WOFF: woff.join('\n'), ACC: acc.join('\n'), BODY: body.join('\n'), STORE: transposedConvStore(R, TR, TC, S) };
+  const YV = VX === 1 ? 'f32' : `vec${VX}<f32>`;
+  return { NR, DH0: rowWindow.first, VX, NV, VFIRST, YV, WOFF: woff.join('\n'), ACC: acc.join('\n'), BODY: body.join('\n'), STORE: transposedConvStore(R, TR, TC, S) };
 }
 
 /** The unrolled parts of conv-subgroup-weightgrad.wgsl for one tile and window. */
@@ -384,12 +403,15 @@ function subgroupForwardRows(x: Tensor, weight: Tensor, g: ConvGeometry, flipped
 
 /** dL/dX with the subgroup transposed-conv kernel (any stride, padding and window). */
 export function subgroupInputGrad(gradOut: Tensor, weight: Tensor, g: ConvGeometry, tile: InputGradTile): Tensor {
+  if (tile.rowVector && !dyRowVectorFits(tile.rowVector, tile.TC, g)) {
+    throw new RangeError(`conv2d: reading dY rows as vec${tile.rowVector}s needs OW and TC to be multiples of ${tile.rowVector} (OW ${g.OW}, tile ${tile.R}x${tile.TR}x${tile.TC})`);
+  }
   // Packed as the weight of the conv from dY (Cout channels) to dX (Cin channels).
   const { packed, CP } = packWeights(weight, { ...g, Cin: g.Cout, Cout: g.Cin }, true);
   const out = Tensor.empty([g.N, g.Cin, g.H, g.W]);
   const blocks = g.N * Math.ceil(Math.ceil(g.H / g.stride) / tile.TR) * Math.ceil(Math.ceil(g.W / g.stride) / tile.TC);
   launch(inputGradKernels.inputGrad, {
-    label: `conv2d.subgroup.inputGrad ${gradOut.describe()}, ${weight.describe()} k${g.kH}x${g.kW} s${g.stride} p${g.pad} tile ${tile.R}x${tile.TR}x${tile.TC}`,
+    label: `conv2d.subgroup.inputGrad ${gradOut.describe()}, ${weight.describe()} k${g.kH}x${g.kW} s${g.stride} p${g.pad} tile ${tile.R}x${tile.TR}x${tile.TC}${tile.rowVector ? ` vec${tile.rowVector}` : ''}`,
     inputs: { Wp: packed, dY: gradOut },
     outputs: { Out: out },
     params: { ...g, CP },

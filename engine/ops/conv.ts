@@ -29,7 +29,7 @@ import { engine } from '../device.ts';
 import { unrolledForward } from './conv-unrolled.ts';
 import { unrolledInputGrad } from './conv-unrolled-inputgrad.ts';
 import { unrolledWeightGrad } from './conv-unrolled-weightgrad.ts';
-import { hasSubgroupsOf8, subgroupForward, subgroupInputGrad, subgroupWeightGrad, rowVectorFits } from './conv-subgroup.ts';
+import { hasSubgroupsOf8, subgroupForward, subgroupInputGrad, subgroupWeightGrad, rowVectorFits, dyRowVectorFits } from './conv-subgroup.ts';
 import type { ForwardTile, InputGradTile, WeightGradTile } from './conv-subgroup.ts';
 import { workgroupForward, workgroupTileFits, workgroupWeightGrad } from './conv-workgroup.ts';
 import type { WorkgroupTile } from './conv-workgroup.ts';
@@ -253,6 +253,9 @@ function inputGradCandidates(g: ConvGeometry): Candidate<InputGradVariant>[] {
       for (const [TR, TC] of shapes) {
         if (Math.ceil(R / 4) * TR * TC * s * s > 64) continue;
         list.push({ name: `subgroup ${R}x${TR}x${TC}`, config: { design: 'subgroup', tile: { R, TR, TC } } });
+        // The same tile reading dY rows as vectors, the widest that fits.
+        const v = ([4, 2] as const).find((w) => dyRowVectorFits(w, TC, g));
+        if (v) list.push({ name: `subgroup ${R}x${TR}x${TC} vec${v}`, config: { design: 'subgroup', tile: { R, TR, TC, rowVector: v } } });
       }
     }
   }
@@ -261,10 +264,12 @@ function inputGradCandidates(g: ConvGeometry): Candidate<InputGradVariant>[] {
   return list;
 }
 
-/** Input-gradient rule: the first subgroup tile (8 channels where there are more than 4);
- * without subgroups of 8, unrolled on software adapters and register elsewhere. */
+/** Input-gradient rule: the first subgroup tile (8 channels where there are more than 4),
+ * reading dY rows as vectors where they are aligned (the first such candidate); without
+ * subgroups of 8, unrolled on software adapters and register elsewhere. */
 function inputGradRule(c: Candidate<InputGradVariant>[]): number {
-  return ruleDesign(c, 0);
+  const rows = c.findIndex((v) => v.config.design === 'subgroup' && v.config.tile.rowVector !== undefined);
+  return ruleDesign(c, Math.max(rows, 0));
 }
 
 /** The names of the variants `op` may run at `g` on this adapter (tests run each). For
