@@ -21,9 +21,13 @@ enable subgroups;
 // Channels past Cin compute garbage from clamped addresses and are never stored; pixels past
 // the map likewise.
 //
+// dY rows are read as vectors YV of VX = 1, 2 or 4 floats: on llvmpipe a per-lane load costs
+// about the same for a vector as for one float (conv-subgroup-forward-rows.wgsl).
+//
 // Params: the geometry (N, Cin, H, W, Cout, OH, OW, kH, kW, stride, pad) and CP. Bindings: Wp
-// (vec4), dY -> Out. Defines: R, TR, TC, STRIDE, NR and NS (dY rows and columns under a tile),
-// DH0 and DW0 (the first of them relative to the tile's first block); code: WOFF (per-lane
+// (vec4), dY (YV) -> Out. Defines: R, TR, TC, STRIDE, NR (dY rows under a tile) and DH0 (the
+// first relative to the tile's first block), VX, YV, NV (dY vectors under a tile row) and
+// VFIRST (the first relative to the tile's first block, in vectors); code: WOFF (per-lane
 // weight offsets), ACC (accumulators), BODY (one output channel of the sum), STORE.
 
 // The interface generated from the declaration goes here:
@@ -45,7 +49,10 @@ fn inputGrad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_i
   let b0 = (tile % tilesW) * TC;
   let ci0 = wid.y * R;
   let oh0 = i32(a0) + DH0;
-  let ow0 = i32(b0) + DW0;
+  // dY rows are read as vectors of VX (TC and OW multiples of VX): the window's first column
+  // lies in vector v0 (at the lane the BODY code knows).
+  let v0 = i32(b0 / VX) + VFIRST;
+  let OWV = p.OW / VX;
 
   // dY rows and columns under the tile: offsets and whether they exist.
   var rowOff: array<u32, NR>;
@@ -53,16 +60,16 @@ fn inputGrad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_i
   for (var i = 0u; i < NR; i++) {
     let oh = oh0 + i32(i);
     rowIn[i] = oh >= 0 && oh < i32(p.OH);
-    rowOff[i] = select(0u, u32(oh) * p.OW, rowIn[i]);
+    rowOff[i] = select(0u, u32(oh) * OWV, rowIn[i]);
   }
-  var colOff: array<u32, NS>;
-  var colIn: array<bool, NS>;
-  for (var j = 0u; j < NS; j++) {
-    let ow = ow0 + i32(j);
-    colIn[j] = ow >= 0 && ow < i32(p.OW);
-    colOff[j] = select(0u, u32(ow), colIn[j]);
+  var colOff: array<u32, NV>;
+  var colIn: array<bool, NV>;
+  for (var j = 0u; j < NV; j++) {
+    let ov = v0 + i32(j);
+    colIn[j] = ov >= 0 && ov < i32(OWV);
+    colOff[j] = select(0u, u32(ov), colIn[j]);
   }
-  let oplane = p.OH * p.OW;
+  let oplane = p.OH * OWV;  // in vectors
   let image = n * p.Cout * oplane;
   let wStride = p.kH * p.kW * p.CP / 4u;  // vec4s per output channel
 {{WOFF}}

@@ -13,7 +13,7 @@ const packKernels = declareKernels({
   source: packSource,
   params: { Cin: 'u32', Cout: 'u32', KK: 'u32', CP: 'u32' },
   defines: { FLIPPED: 'bool' },
-  entryPoints: { main: { inputs: { W: 'f32' }, outputs: { Wp: 'f32' } } },
+  entryPoints: { main: { inputs: { W: 'f32' }, outputs: { Wp: 'vec4<f32>' } } },
 });
 
 /** The packed weight of `g` and its padded channel count CP (dispose the tensor). */
@@ -27,7 +27,7 @@ export function packWeights(weight: Tensor, g: ConvGeometry, flipped: boolean): 
     outputs: { Wp: packed },
     params: { Cin: g.Cin, Cout: g.Cout, KK, CP },
     defines: { FLIPPED: flipped },
-    workgroups: grid1d(packed.size, 256),
+    workgroups: grid1d(packed.size / 4, 256),
   });
   return { packed, CP };
 }

@@ -5,6 +5,7 @@
 // here, per tile shape and window, into the code defines; the tile shapes come from
 // engine/tuning.ts.
 import forwardSource from '../../shaders/conv-subgroup-forward.wgsl';
+import forwardRowsSource from '../../shaders/conv-subgroup-forward-rows.wgsl';
 import weightGradSource from '../../shaders/conv-subgroup-weightgrad.wgsl';
 import inputGradSource from '../../shaders/conv-subgroup-inputgrad.wgsl';
 import weightGradPackedSource from '../../shaders/conv-subgroup-weightgrad-packed.wgsl';
@@ -29,6 +30,15 @@ const forwardKernels = declareKernels({
   params: { ...geometryParams, CP: 'u32' },
   defines: { R: 'u32', TR: 'u32', TC: 'u32', KH: 'u32', KW: 'u32', STRIDE: 'u32', WOFF: 'code', ACC: 'code', BODY: 'code', STORE: 'code' },
   entryPoints: { forward: { inputs: { Wp: 'vec4<f32>', X: 'f32' }, outputs: { Out: 'f32' } } },
+});
+
+// The vector-row forward: input rows read as XV (vec2 or vec4), outputs stored as OV.
+const forwardRowsKernels = declareKernels({
+  name: 'conv2d.subgroup',
+  source: forwardRowsSource,
+  params: { ...geometryParams, CP: 'u32' },
+  defines: { R: 'u32', TR: 'u32', TC: 'u32', KH: 'u32', KW: 'u32', STRIDE: 'u32', VX: 'u32', LEAD: 'u32', NV: 'u32', XV: 'type', OV: 'type', WOFF: 'code', ACC: 'code', BODY: 'code', STORE: 'code' },
+  entryPoints: { forward: { inputs: { Wp: 'vec4<f32>', X: 'XV' }, outputs: { Out: 'OV' } } },
 });
 
 const weightGradKernels = declareKernels({
@@ -67,17 +77,31 @@ const inputGradKernels = declareKernels({
   name: 'conv2d.subgroup',
   source: inputGradSource,
   params: { ...geometryParams, CP: 'u32' },
-  defines: { R: 'u32', TR: 'u32', TC: 'u32', STRIDE: 'u32', NR: 'u32', NS: 'u32', DH0: 'i32', DW0: 'i32', WOFF: 'code', ACC: 'code', BODY: 'code', STORE: 'code' },
-  entryPoints: { inputGrad: { inputs: { Wp: 'vec4<f32>', dY: 'f32' }, outputs: { Out: 'f32' } } },
+  defines: { R: 'u32', TR: 'u32', TC: 'u32', STRIDE: 'u32', NR: 'u32', DH0: 'i32', VX: 'u32', NV: 'u32', VFIRST: 'i32', YV: 'type', WOFF: 'code', ACC: 'code', BODY: 'code', STORE: 'code' },
+  entryPoints: { inputGrad: { inputs: { Wp: 'vec4<f32>', dY: 'YV' }, outputs: { Out: 'f32' } } },
 });
 
 /** Input-gradient tile: R input channels x (TR x TC) blocks of stride x stride input pixels
- * per invocation; R a multiple of 4 or (one block of channels) at least Cin. */
-export interface InputGradTile { R: number; TR: number; TC: number }
+ * per invocation; R a multiple of 4 or (one block of channels) at least Cin. `rowVector`: dY
+ * rows are read as vectors of 2 or 4 (where `dyRowVectorFits`). */
+export interface InputGradTile { R: number; TR: number; TC: number; rowVector?: 2 | 4 }
+
+/** Whether an input-gradient tile of TC blocks across can read the dY rows of `g` as aligned
+ * vectors of `v` (every tile's dY window then starts at the same lane of a vector). */
+export function dyRowVectorFits(v: 2 | 4, TC: number, g: ConvGeometry): boolean {
+  return g.OW % v === 0 && TC % v === 0;
+}
 
 /** Forward tile: R output channels x (TR x TC) output pixels per invocation; TR * TC is a
- * multiple of 4, R a multiple of 4 or (one block of channels) at least Cout. */
-export interface ForwardTile { R: number; TR: number; TC: number }
+ * multiple of 4, R a multiple of 4 or (one block of channels) at least Cout. `rowVector`: the
+ * input rows are read as vectors of 2 or 4 (conv-subgroup-forward-rows.wgsl, where
+ * `rowVectorFits`). */
+export interface ForwardTile { R: number; TR: number; TC: number; rowVector?: 2 | 4 }
+
+/** Whether a tile of TC output columns can read the input rows of `g` as aligned vectors of `v`. */
+export function rowVectorFits(v: 2 | 4, TC: number, g: ConvGeometry): boolean {
+  return g.W % v === 0 && (TC * g.stride) % v === 0;
+}
 
 /** Weight-gradient tile: R output channels x all taps per invocation (one input channel), PX
  * output pixels a step, `chunks` slices of the (n, oh) rows, WG invocations a workgroup.
@@ -96,8 +120,9 @@ export function hasSubgroupsOf8(): boolean {
 
 const xyzw = 'xyzw';
 
-/** The unrolled parts of conv-subgroup-forward.wgsl for one tile and window. */
-function forwardCode(t: ForwardTile, KH: number, KW: number, S: number): { WOFF: string; ACC: string; BODY: string; STORE: string } {
+/** The unrolled parts of conv-subgroup-forward.wgsl (or its vector-row twin, whose input loads
+ * and store `rows` supplies) for one tile and window. */
+function forwardCode(t: ForwardTile, KH: number, KW: number, S: number, rows?: { loads: string[]; store: string | null }): { WOFF: string; ACC: string; BODY: string; STORE: string } {
   const { R, TR, TC } = t;
   const C = TR * TC;
   const groups = Math.ceil(R / 4);
@@ -114,9 +139,12 @@ function forwardCode(t: ForwardTile, KH: number, KW: number, S: number): { WOFF:
   for (let r = 0; r < R; r++) for (let q = 0; q < C / 4; q++) acc.push(`  var a${r}_${q} = vec4<f32>(0.0);`);
   const body: string[] = [];
   for (let i = 0; i < loads; i++) body.push(`    let wv${i} = Wp[wBase + wOff${i}];`);
-  for (let i = 0; i < NR; i++) {
-    for (let s = 0; s < NS; s++) {
-      body.push(`    let x${i}_${s} = select(0.0, X[chan + rowOff[${i}] + colOff[${s}]], rowIn[${i}] && colIn[${s}]);`);
+  if (rows) body.push(...rows.loads);
+  else {
+    for (let i = 0; i < NR; i++) {
+      for (let s = 0; s < NS; s++) {
+        body.push(`    let x${i}_${s} = select(0.0, X[chan + rowOff[${i}] + colOff[${s}]], rowIn[${i}] && colIn[${s}]);`);
+      }
     }
   }
   for (let kh = 0; kh < KH; kh++) {
@@ -149,7 +177,52 @@ function forwardCode(t: ForwardTile, KH: number, KW: number, S: number): { WOFF:
     }
     store.push('  }');
   }
-  return { WOFF: woff.join('\n'), ACC: acc.join('\n'), BODY: body.join('\n'), STORE: store.join('\n') };
+  return { WOFF: woff.join('\n'), ACC: acc.join('\n'), BODY: body.join('\n'), STORE: rows?.store ?? store.join('\n') };
+}
+
+/** The vector-row kernel's input loads and store for one tile at `g` (W a multiple of VX): the
+ * window's NS columns from lane LEAD of NV aligned vectors; vectors that lie outside the map for
+ * every tile (a map one tile wide) are zeros without a load. Outputs are stored as vectors of
+ * VO = 4 or 2 when every VO columns of a tile row are inside or outside the map together (else
+ * VO = 1 and `store` is null: the scalar kernel's). */
+function forwardRowsCode(t: ForwardTile, g: ConvGeometry): { VX: number; LEAD: number; NV: number; VO: number; loads: string[]; store: string | null } {
+  const { R, TR, TC } = t;
+  const VX = t.rowVector ?? 4;
+  const S = g.stride;
+  const NR = (TR - 1) * S + g.kH;
+  const NS = (TC - 1) * S + g.kW;
+  const LEAD = (VX - (g.pad % VX)) % VX;
+  const NV = Math.ceil((LEAD + NS) / VX);
+  const WV = g.W / VX;
+  // With one tile across, v0 is the same for every tile: -(pad + LEAD) / VX.
+  const oneTileAcross = Math.ceil(g.OW / TC) === 1;
+  const v0 = -(g.pad + LEAD) / VX;
+  const zero = `vec${VX}<f32>(0.0)`;
+  const loads: string[] = [];
+  for (let i = 0; i < NR; i++) {
+    for (let v = 0; v < NV; v++) {
+      const outside = oneTileAcross && (v0 + v < 0 || v0 + v >= WV);
+      loads.push(outside ? `    let xv${i}_${v} = ${zero};` : `    let xv${i}_${v} = select(${zero}, X[chan + rowOff[${i}] + vecOff[${v}]], rowIn[${i}] && vecIn[${v}]);`);
+    }
+    for (let s = 0; s < NS; s++) loads.push(`    let x${i}_${s} = xv${i}_${Math.floor((LEAD + s) / VX)}.${xyzw[(LEAD + s) % VX]};`);
+  }
+  const VO = [4, 2].find((v) => TC % v === 0 && g.OW % v === 0) ?? 1;
+  if (VO === 1) return { VX, LEAD, NV, VO, loads, store: null };
+  const store: string[] = [];
+  for (let r = 0; r < R; r++) {
+    store.push(`  if (co0 + ${r}u < p.Cout) {`);
+    store.push(`    let o${r} = (outBase + (co0 + ${r}u) * oplane) / ${VO}u;`);
+    for (let rt = 0; rt < TR; rt++) {
+      for (let k = 0; k < TC / VO; k++) {
+        // Pixel j of the tile starts the vector: accumulator j / 4 from component j % 4.
+        const j = rt * TC + k * VO;
+        const value = VO === 4 ? `a${r}_${j >> 2}` : `a${r}_${j >> 2}.${xyzw.slice(j & 3, (j & 3) + 2)}`;
+        store.push(`    if (oh0 + ${rt}u < p.OH && ow0 + ${k * VO}u < p.OW) { Out[o${r} + ((oh0 + ${rt}u) * p.OW + ow0) / ${VO}u + ${k}u] = ${value}; }`);
+      }
+    }
+    store.push('  }');
+  }
+  return { VX, LEAD, NV, VO, loads, store: store.join('\n') };
 }
 
 /** Along one axis of a conv (window k, stride s, padding pad): for each input phase
@@ -199,8 +272,9 @@ export function transposedConvStore(R: number, TR: number, TC: number, S: number
 }
 
 /** The unrolled parts of conv-subgroup-inputgrad.wgsl for one tile and geometry, and the dY
- * window (NR x NS from offset DH0, DW0) they read. */
-function inputGradCode(t: InputGradTile, g: ConvGeometry): { NR: number; NS: number; DH0: number; DW0: number; WOFF: string; ACC: string; BODY: string; STORE: string } {
+ * window they read: NR rows from offset DH0; NS columns from offset DW0, which is lane LEAD of
+ * the vector VFIRST (relative to the tile's first block, in vectors of VX; NV of them). */
+function inputGradCode(t: InputGradTile, g: ConvGeometry): { NR: number; DH0: number; VX: number; NV: number; VFIRST: number; YV: string; WOFF: string; ACC: string; BODY: string; STORE: string } {
   const { R, TR, TC } = t;
   const S = g.stride;
   const KK = g.kH * g.kW;
@@ -222,8 +296,18 @@ function inputGradCode(t: InputGradTile, g: ConvGeometry): { NR: number; NS: num
   const acc: string[] = [];
   const body: string[] = [];
   for (let i = 0; i < loads; i++) body.push(`    let wv${i} = Wp[wBase + wOff${i}];`);
+  const VX = t.rowVector ?? 1;
+  const VFIRST = Math.floor(colWindow.first / VX);
+  const LEAD = colWindow.first - VFIRST * VX;
+  const NV = Math.ceil((LEAD + NS) / VX);
   for (let i = 0; i < NR; i++) {
-    for (let j = 0; j < NS; j++) body.push(`    let y${i}_${j} = select(0.0, dY[chan + rowOff[${i}] + colOff[${j}]], rowIn[${i}] && colIn[${j}]);`);
+    if (VX === 1) {
+      for (let j = 0; j < NS; j++) body.push(`    let y${i}_${j} = select(0.0, dY[chan + rowOff[${i}] + colOff[${j}]], rowIn[${i}] && colIn[${j}]);`);
+      continue;
+    }
+    const zero = `vec${VX}<f32>(0.0)`;
+    for (let v = 0; v < NV; v++) body.push(`    let yv${i}_${v} = select(${zero}, dY[chan + rowOff[${i}] + colOff[${v}]], rowIn[${i}] && colIn[${v}]);`);
+    for (let j = 0; j < NS; j++) body.push(`    let y${i}_${j} = yv${i}_${Math.floor((LEAD + j) / VX)}.${xyzw[(LEAD + j) % VX]};`);
   }
   for (let q = 0; q < groups; q++) {
     for (let bt = 0; bt < TR; bt++) for (let bu = 0; bu < TC; bu++) for (let ph = 0; ph < S; ph++) for (let pw = 0; pw < S; pw++) {
@@ -248,7 +332,8 @@ function inputGradCode(t: InputGradTile, g: ConvGeometry): { NR: number; NS: num
       }
     }
   }
-  return { NR, NS, DH0: rowWindow.first, DW0: colWindow.first, WOFF: woff.join('\n'), ACC: acc.join('\n'), BODY: body.join('\n'), STORE: transposedConvStore(R, TR, TC, S) };
+  const YV = VX === 1 ? 'f32' : `vec${VX}<f32>`;
+  return { NR, DH0: rowWindow.first, VX, NV, VFIRST, YV, WOFF: woff.join('\n'), ACC: acc.join('\n'), BODY: body.join('\n'), STORE: transposedConvStore(R, TR, TC, S) };
 }
 
 /** The unrolled parts of conv-subgroup-weightgrad.wgsl for one tile and window. */
@@ -414,6 +499,7 @@ function padPlanes(t: Tensor, planes: number, inH: number, inW: number, outH: nu
 /** Forward conv with the subgroup kernel. `flipped`: `weight` is the [Cin, Cout, kH, kW] weight
  * of the conv whose stride-1 input gradient this computes (read transposed and rotated). */
 export function subgroupForward(x: Tensor, weight: Tensor, g: ConvGeometry, flipped: boolean, tile: ForwardTile): Tensor {
+  if (tile.rowVector) return subgroupForwardRows(x, weight, g, flipped, tile);
   const { packed, CP } = packWeights(weight, g, flipped);
   const out = Tensor.empty([g.N, g.Cout, g.OH, g.OW]);
   const tiles = g.N * Math.ceil(g.OH / tile.TR) * Math.ceil(g.OW / tile.TC);
@@ -422,7 +508,32 @@ export function subgroupForward(x: Tensor, weight: Tensor, g: ConvGeometry, flip
     inputs: { Wp: packed, X: x },
     outputs: { Out: out },
     params: { ...g, CP },
-    defines: { ...tile, KH: g.kH, KW: g.kW, STRIDE: g.stride, ...forwardCode(tile, g.kH, g.kW, g.stride) },
+    defines: { R: tile.R, TR: tile.TR, TC: tile.TC, KH: g.kH, KW: g.kW, STRIDE: g.stride, ...forwardCode(tile, g.kH, g.kW, g.stride) },
+    workgroups: [Math.ceil(tiles / 64), Math.ceil(g.Cout / tile.R), 1],
+  });
+  packed.dispose();
+  return out;
+}
+
+/** subgroupForward with the input rows read as vectors (conv-subgroup-forward-rows.wgsl). */
+function subgroupForwardRows(x: Tensor, weight: Tensor, g: ConvGeometry, flipped: boolean, tile: ForwardTile): Tensor {
+  const v = tile.rowVector ?? 4;
+  if (!rowVectorFits(v, tile.TC, g)) {
+    throw new RangeError(`conv2d: reading input rows as vec${v}s needs W and TC * stride to be multiples of ${v} (W ${g.W}, tile ${tile.R}x${tile.TR}x${tile.TC}, stride ${g.stride})`);
+  }
+  const { packed, CP } = packWeights(weight, g, flipped);
+  const out = Tensor.empty([g.N, g.Cout, g.OH, g.OW]);
+  const tiles = g.N * Math.ceil(g.OH / tile.TR) * Math.ceil(g.OW / tile.TC);
+  const { VX, LEAD, NV, VO, loads, store } = forwardRowsCode(tile, g);
+  launch(forwardRowsKernels.forward, {
+    label: `conv2d.subgroup.forward ${x.describe()}, ${weight.describe()} k${g.kH}x${g.kW} s${g.stride} p${g.pad}${flipped ? ' flipped' : ''} tile ${tile.R}x${tile.TR}x${tile.TC} vec${VX}`,
+    inputs: { Wp: packed, X: x },
+    outputs: { Out: out },
+    params: { ...g, CP },
+    defines: {
+      R: tile.R, TR: tile.TR, TC: tile.TC, KH: g.kH, KW: g.kW, STRIDE: g.stride, VX, LEAD, NV,
+      XV: `vec${VX}<f32>`, OV: VO === 1 ? 'f32' : `vec${VO}<f32>`, ...forwardCode(tile, g.kH, g.kW, g.stride, { loads, store }),
+    },
     workgroups: [Math.ceil(tiles / 64), Math.ceil(g.Cout / tile.R), 1],
   });
   packed.dispose();
@@ -431,12 +542,15 @@ export function subgroupForward(x: Tensor, weight: Tensor, g: ConvGeometry, flip
 
 /** dL/dX with the subgroup transposed-conv kernel (any stride, padding and window). */
 export function subgroupInputGrad(gradOut: Tensor, weight: Tensor, g: ConvGeometry, tile: InputGradTile): Tensor {
+  if (tile.rowVector && !dyRowVectorFits(tile.rowVector, tile.TC, g)) {
+    throw new RangeError(`conv2d: reading dY rows as vec${tile.rowVector}s needs OW and TC to be multiples of ${tile.rowVector} (OW ${g.OW}, tile ${tile.R}x${tile.TR}x${tile.TC})`);
+  }
   // Packed as the weight of the conv from dY (Cout channels) to dX (Cin channels).
   const { packed, CP } = packWeights(weight, { ...g, Cin: g.Cout, Cout: g.Cin }, true);
   const out = Tensor.empty([g.N, g.Cin, g.H, g.W]);
   const blocks = g.N * Math.ceil(Math.ceil(g.H / g.stride) / tile.TR) * Math.ceil(Math.ceil(g.W / g.stride) / tile.TC);
   launch(inputGradKernels.inputGrad, {
-    label: `conv2d.subgroup.inputGrad ${gradOut.describe()}, ${weight.describe()} k${g.kH}x${g.kW} s${g.stride} p${g.pad} tile ${tile.R}x${tile.TR}x${tile.TC}`,
+    label: `conv2d.subgroup.inputGrad ${gradOut.describe()}, ${weight.describe()} k${g.kH}x${g.kW} s${g.stride} p${g.pad} tile ${tile.R}x${tile.TR}x${tile.TC}${tile.rowVector ? ` vec${tile.rowVector}` : ''}`,
     inputs: { Wp: packed, dY: gradOut },
     outputs: { Out: out },
     params: { ...g, CP },

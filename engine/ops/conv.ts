@@ -3,7 +3,9 @@
 // four kernel designs, each of forward (which, through a flipped weight, also serves the
 // stride-1 input gradient) and weight gradient:
 //   subgroup   register tiles, weights shared through subgroup broadcasts (conv-subgroup.ts):
-//              for adapters with subgroups of exactly 8, i.e. lavapipe, where it is fastest
+//              for adapters with subgroups of exactly 8, i.e. lavapipe, where it is fastest;
+//              its forward tiles come twice where the map allows, the second reading the
+//              input rows as vec2s or vec4s
 //   unrolled   register tiles with every step a named variable (conv-unrolled.ts,
 //              conv-unrolled-weightgrad.ts, conv-unrolled-inputgrad.ts): software adapters
 //              without them (SwiftShader)
@@ -27,7 +29,7 @@ import { engine } from '../device.ts';
 import { unrolledForward } from './conv-unrolled.ts';
 import { unrolledInputGrad } from './conv-unrolled-inputgrad.ts';
 import { unrolledWeightGrad } from './conv-unrolled-weightgrad.ts';
-import { hasSubgroupsOf8, subgroupForward, subgroupInputGrad, subgroupWeightGrad } from './conv-subgroup.ts';
+import { hasSubgroupsOf8, subgroupForward, subgroupInputGrad, subgroupWeightGrad, rowVectorFits, dyRowVectorFits } from './conv-subgroup.ts';
 import type { ForwardTile, InputGradTile, WeightGradTile } from './conv-subgroup.ts';
 import { workgroupForward, workgroupTileFits, workgroupWeightGrad } from './conv-workgroup.ts';
 import type { WorkgroupTile } from './conv-workgroup.ts';
@@ -159,6 +161,11 @@ function forwardCandidates(g: ConvGeometry): Candidate<Variant<ForwardTile>>[] {
     const shapes = g.OW >= 4 ? [[2, 4], [1, 4]] : g.OW >= 2 ? [[2, 2], [4, 2]] : [[4, 1], [8, 1]];
     for (const R of channelBlocks(g.Cout, g.kH * g.kW).slice(0, 2)) {
       for (const [TR, TC] of shapes) subgroup.push({ name: `subgroup ${R}x${TR}x${TC}`, config: { design: 'subgroup', tile: { R, TR, TC } } });
+      // The same tiles reading input rows as vectors, the widest that fits.
+      for (const [TR, TC] of shapes) {
+        const v = ([4, 2] as const).find((w) => rowVectorFits(w, TC, g));
+        if (v) subgroup.push({ name: `subgroup ${R}x${TR}x${TC} vec${v}`, config: { design: 'subgroup', tile: { R, TR, TC, rowVector: v } } });
+      }
     }
   }
   // The unrolled kernel (every accumulator a named variable) on any adapter: the fast one
@@ -166,9 +173,11 @@ function forwardCandidates(g: ConvGeometry): Candidate<Variant<ForwardTile>>[] {
   return designCandidates([...subgroup, { name: 'unrolled', config: { design: 'unrolled' } }]);
 }
 
-/** Forward rule: the subgroup tile of the widest channel block and 8 pixels (the first). */
+/** Forward rule: the subgroup tile of the widest channel block and 8 pixels, reading its input
+ * rows as vectors where they are aligned (the first such candidate, else the first). */
 function forwardRule(c: Candidate<Variant<ForwardTile>>[]): number {
-  return ruleDesign(c, 0);
+  const rows = c.findIndex((v) => v.config.design === 'subgroup' && v.config.tile.rowVector !== undefined);
+  return ruleDesign(c, Math.max(rows, 0));
 }
 
 function runForward(x: Tensor, weight: Tensor, g: ConvGeometry, flipped: boolean, v: Variant<ForwardTile>): Tensor {
@@ -257,6 +266,9 @@ function inputGradCandidates(g: ConvGeometry): Candidate<InputGradVariant>[] {
       for (const [TR, TC] of shapes) {
         if (Math.ceil(R / 4) * TR * TC * s * s > 64) continue;
         list.push({ name: `subgroup ${R}x${TR}x${TC}`, config: { design: 'subgroup', tile: { R, TR, TC } } });
+        // The same tile reading dY rows as vectors, the widest that fits.
+        const v = ([4, 2] as const).find((w) => dyRowVectorFits(w, TC, g));
+        if (v) list.push({ name: `subgroup ${R}x${TR}x${TC} vec${v}`, config: { design: 'subgroup', tile: { R, TR, TC, rowVector: v } } });
       }
     }
   }
@@ -265,10 +277,12 @@ function inputGradCandidates(g: ConvGeometry): Candidate<InputGradVariant>[] {
   return list;
 }
 
-/** Input-gradient rule: the first subgroup tile (8 channels where there are more than 4);
- * without subgroups of 8, unrolled on software adapters and register elsewhere. */
+/** Input-gradient rule: the first subgroup tile (8 channels where there are more than 4),
+ * reading dY rows as vectors where they are aligned (the first such candidate); without
+ * subgroups of 8, unrolled on software adapters and register elsewhere. */
 function inputGradRule(c: Candidate<InputGradVariant>[]): number {
-  return ruleDesign(c, 0);
+  const rows = c.findIndex((v) => v.config.design === 'subgroup' && v.config.tile.rowVector !== undefined);
+  return ruleDesign(c, Math.max(rows, 0));
 }
 
 /** The names of the variants `op` may run at `g` on this adapter (tests run each). For

@@ -97,6 +97,14 @@ const designCases: [string, number[], number[], number, number][] = [
   // Over 64 pixel tiles (several workgroups along the pixels); 1 channel in.
   ['3x3 s1 p1, 1->16 on 14x14, batch 3 (stem)', [3, 1, 14, 14], [16, 1, 3, 3], 1, 1],
   ['3x3 s2 p1, 6->10 on 9x8', [2, 6, 9, 8], [10, 6, 3, 3], 2, 1],
+  // A map 12 wide: input rows read and outputs stored as vec4s, 3 tiles across, a partial row
+  // of tiles; padding 0 puts the window at the start of its vec4.
+  ['3x3 s1 p1, 5->6 on 5x12', [2, 5, 5, 12], [6, 5, 3, 3], 1, 1],
+  ['3x3 s1 p0, 3->5 on 6x12', [1, 3, 6, 12], [5, 3, 3, 3], 1, 0],
+  // Its input gradient, a flipped forward with padding 2, reads an 8-wide map.
+  ['3x3 s1 p0, 4->6 on 5x10', [2, 4, 5, 10], [6, 4, 3, 3], 1, 0],
+  // A 14-wide map read as vec2s at stride 2 (an odd-width output stored as scalars).
+  ['3x3 s2 p1, 6->5 on 5x14', [2, 6, 5, 14], [5, 6, 3, 3], 2, 1],
   ['3x3 s1 p1 on a 3x2 map, 9->5', [2, 9, 3, 2], [5, 9, 3, 3], 1, 1],
   ['3x3 s1 p1 on a 1x1 map, 4->3', [3, 4, 1, 1], [3, 4, 3, 3], 1, 1],
   ['5x5 s1 p2, 3->2 on 7x6', [1, 3, 7, 6], [2, 3, 5, 5], 1, 2],
