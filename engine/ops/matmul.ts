@@ -158,8 +158,9 @@ export const MATMUL_VARIANTS: readonly Candidate<MatmulVariant>[] = [
 
 /** The rule when nothing was measured: 'register 8x8' on every adapter. The 'k4' variants are
  * tuning candidates: on lavapipe 'k4 8x4' ran x Wᵀ at 64x512x(512 or 128) 12-20% faster and
- * A x B at 256-512 up to 2x slower; on SwiftShader no variant was reliably faster (runs on a
- * loaded 2-core machine varied 1.5-2x between repeats), so its rule stays 'register 8x8'. */
+ * A x B at 256-512 up to 2x slower; on SwiftShader (Chromium) 'k4 8x8' was within 10% of
+ * 'register 8x8' on A x B at 256 and 512 and 10-15% faster on x Wᵀ at 64x512x512: fewer loads
+ * are not what SwiftShader's matmul lacks, so its rule stays 'register 8x8'. */
 const MATMUL_RULE = 0;
 
 /** Zero inputs of the product's shapes, for measuring candidates (engine/tuning.ts). */
