@@ -13,11 +13,13 @@
 //
 // Declared in engine/ops/matmul.ts. Params: M, N, K and the batch strides of A, B and C (0
 // broadcasts one matrix over the batch). Bindings: A, B -> C; B's element type BElem is
-// vec4<f32> when B is read as aligned rows of vec4 (not transposed, N % 4 == 0), else f32.
-// Defines: TM, TN (the tile), WG_X, WG_Y (the workgroup), and the unrolled code:
-//   SETUP  clamped base indices of the tile's rows of A and columns of B
+// vec4<f32> when B is read as vec4s (see MatmulLayout in engine/ops/matmul.ts), else f32; A's
+// AElem likewise.
+// Defines: TM, TN (the tile), WG_X, WG_Y (the workgroup), KSTEP (k per loop step: 1, or 4 when
+// K % 4 == 0, for the 'k4' design), and the unrolled code:
+//   SETUP  clamped base indices of the tile's rows of A and columns of B, loop-invariant strides
 //   ACC    the accumulators
-//   BODY   one step k: loads of op(A) and op(B), TM * TN / 4 vec4 multiply-adds
+//   BODY   one loop step: loads of op(A) and op(B), KSTEP * TM * TN / 4 vec4 multiply-adds
 //   STORE  the in-range outputs
 
 // The interface generated from that declaration (struct Params, bindings, the defines) goes here:
@@ -33,7 +35,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let baseC = gid.z * p.batchStrideC;
 {{SETUP}}
 {{ACC}}
-  for (var k = 0u; k < p.K; k++) {
+  for (var k = 0u; k < p.K; k += KSTEP) {
 {{BODY}}
   }
 {{STORE}}

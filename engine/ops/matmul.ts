@@ -1,6 +1,8 @@
 // Batched matmul with optional transposed operands (shaders/matmul.wgsl).
 import source from '../../shaders/matmul.wgsl';
 import { record } from '../autograd.ts';
+import { choose } from '../tuning.ts';
+import type { Bench, Candidate } from '../tuning.ts';
 import { declareKernels } from '../kernels.ts';
 import { launch } from '../launch.ts';
 import { shapeString } from '../shapes.ts';
@@ -16,7 +18,7 @@ const kernels = declareKernels({
   name: 'matmul',
   source,
   params: { M: 'u32', N: 'u32', K: 'u32', batchStrideA: 'u32', batchStrideB: 'u32', batchStrideC: 'u32' },
-  defines: { TM: 'u32', TN: 'u32', WG_X: 'u32', WG_Y: 'u32', AElem: 'type', BElem: 'type', SETUP: 'code', ACC: 'code', BODY: 'code', STORE: 'code' },
+  defines: { TM: 'u32', TN: 'u32', WG_X: 'u32', WG_Y: 'u32', KSTEP: 'u32', AElem: 'type', BElem: 'type', SETUP: 'code', ACC: 'code', BODY: 'code', STORE: 'code' },
   entryPoints: { main: { inputs: { A: 'AElem', B: 'BElem' }, outputs: { C: 'f32' } } },
 });
 
@@ -24,8 +26,8 @@ const kernels = declareKernels({
  * invocations (at most 256, SwiftShader's limit). */
 export interface MatmulTile { TM: number; TN: number; WG_X: number; WG_Y: number }
 
-/** The tile every adapter runs: 8 x 8 outputs, 16 x 4 invocations (measured best on lavapipe
- * and on SwiftShader, bench/browser.ts). */
+/** The rule's tile: 8 x 8 outputs, 16 x 4 invocations (measured best on lavapipe and on
+ * SwiftShader, bench/browser.ts). */
 export const MATMUL_TILE: MatmulTile = { TM: 8, TN: 8, WG_X: 16, WG_Y: 4 };
 
 const XYZW = 'xyzw';
@@ -35,44 +37,61 @@ const XYZW = 'xyzw';
  * costs about what a scalar does:
  *   A 'm4': four rows of op(A) at one k (A transposed, M % 4 == 0)
  *   B 'n4': four columns of op(B) at one k (B not transposed, N % 4 == 0)
- * else one f32 each. (Reading four k at a time of A and of a transposed B, as dot products, was
- * measured no faster on lavapipe, and copying a transposed B to rows first costs more than it
- * saves: that strided copy runs at a fraction of the matmul's speed.) */
-export interface MatmulLayout { a: 'f32' | 'm4'; b: 'f32' | 'n4' }
+ *   A 'k4': one row of op(A) at four k (A not transposed, K % 4 == 0; the 'k4' design only)
+ *   B 'k4': one column of op(B) at four k (B transposed, K % 4 == 0; the 'k4' design only)
+ * else one f32 each. (Reading four k at a time was measured no faster on lavapipe, and copying a
+ * transposed B to rows first costs more than it saves there: that strided copy runs at a
+ * fraction of the matmul's speed. On SwiftShader, where every load of a lane-varying index is a
+ * per-lane scalar load, four k per load of A saves most of A's loads.) */
+export interface MatmulLayout { a: 'f32' | 'm4' | 'k4'; b: 'f32' | 'n4' | 'k4' }
+
+/** The kernel designs: 'register' walks K one step at a time; 'k4' walks it four steps at a
+ * time, reading operands that run along K as vec4s (see MATMUL_RULE for which wins where). */
+export type MatmulDesign = 'register' | 'k4';
 
 /** The vector loads a product of this shape and operand order allows (see MatmulLayout). */
-export function matmulLayout(t: MatmulTile, M: number, N: number, transA: boolean, transB: boolean): MatmulLayout {
-  return { a: transA && M % 4 === 0 && t.TM % 4 === 0 ? 'm4' : 'f32', b: !transB && N % 4 === 0 ? 'n4' : 'f32' };
+export function matmulLayout(t: MatmulTile, M: number, N: number, transA: boolean, transB: boolean, K = 0, design: MatmulDesign = 'register'): MatmulLayout {
+  const k4 = design === 'k4' && K % 4 === 0 && K > 0;
+  const a = transA && M % 4 === 0 && t.TM % 4 === 0 ? 'm4' : !transA && k4 ? 'k4' : 'f32';
+  const b = !transB && N % 4 === 0 ? 'n4' : transB && k4 ? 'k4' : 'f32';
+  return { a, b };
 }
 
 const codeCache = new Map<string, ReturnType<typeof matmulCode>>();
 
-function cachedCode(t: MatmulTile, transA: boolean, transB: boolean, layout: MatmulLayout): ReturnType<typeof matmulCode> {
-  const key = `${t.TM} ${t.TN} ${transA} ${transB} ${layout.a} ${layout.b}`;
+function cachedCode(t: MatmulTile, transA: boolean, transB: boolean, layout: MatmulLayout, kStep: number): ReturnType<typeof matmulCode> {
+  const key = `${t.TM} ${t.TN} ${transA} ${transB} ${layout.a} ${layout.b} ${kStep}`;
   let c = codeCache.get(key);
-  if (!c) codeCache.set(key, (c = matmulCode(t, transA, transB, layout)));
+  if (!c) codeCache.set(key, (c = matmulCode(t, transA, transB, layout, kStep)));
   return c;
 }
 
-/** The unrolled parts of shaders/matmul.wgsl for one tile, operand order and layout. */
-export function matmulCode(t: MatmulTile, transA: boolean, transB: boolean, layout: MatmulLayout): { SETUP: string; ACC: string; BODY: string; STORE: string } {
+/** The unrolled parts of shaders/matmul.wgsl for one tile, operand order, layout and number of
+ * k per loop step (`kStep` 4 needs K % 4 == 0; a 'k4' layout needs it). */
+export function matmulCode(t: MatmulTile, transA: boolean, transB: boolean, layout: MatmulLayout, kStep = 1): { SETUP: string; ACC: string; BODY: string; STORE: string } {
   const { TM, TN } = t;
   if (TN % 4 !== 0 || TN < 4 || TM < 1) throw new RangeError(`matmul: tile ${TM}x${TN} needs TN a positive multiple of 4`);
   if (layout.a === 'm4' && (!transA || TM % 4 !== 0)) throw new RangeError('matmul: A read four rows at a time needs A transposed and TM a multiple of 4');
   if (layout.b === 'n4' && transB) throw new RangeError('matmul: B read four columns at a time needs B not transposed');
+  if (layout.a === 'k4' && transA) throw new RangeError('matmul: A read four k at a time needs A not transposed');
+  if (layout.b === 'k4' && !transB) throw new RangeError('matmul: B read four k at a time needs B transposed');
+  if (kStep !== 1 && kStep !== 4) throw new RangeError(`matmul: kStep ${kStep} must be 1 or 4`);
+  if ((layout.a === 'k4' || layout.b === 'k4') && kStep !== 4) throw new RangeError('matmul: a layout reading four k at a time needs kStep 4');
   const Q = TN / 4;
   const setup: string[] = [];
   const acc: string[] = [];
   const body: string[] = [];
   const store: string[] = [];
   // Base indices of the tile's rows of op(A) and columns of op(B), clamped into the matrix (edge
-  // tiles compute garbage there and do not store it).
+  // tiles compute garbage there and do not store it). 'k4' bases count vec4s (K % 4 == 0, so
+  // every row starts on one).
   if (layout.a === 'm4') {
     for (let q = 0; q < TM / 4; q++) setup.push(`  let a${q} = (baseA + min(row0 + ${4 * q}u, p.M - 4u)) / 4u;`);
   } else {
     for (let r = 0; r < TM; r++) {
       const row = `min(row0 + ${r}u, p.M - 1u)`;
-      setup.push(transA ? `  let a${r} = baseA + ${row};` : `  let a${r} = baseA + ${row} * p.K;`);
+      if (layout.a === 'k4') setup.push(`  let a${r} = (baseA + ${row} * p.K) / 4u;`);
+      else setup.push(transA ? `  let a${r} = baseA + ${row};` : `  let a${r} = baseA + ${row} * p.K;`);
     }
   }
   if (layout.b === 'n4') {
@@ -80,28 +99,40 @@ export function matmulCode(t: MatmulTile, transA: boolean, transB: boolean, layo
   } else {
     for (let c = 0; c < TN; c++) {
       const col = `min(col0 + ${c}u, p.N - 1u)`;
-      setup.push(transB ? `  let b${c} = baseB + ${col} * p.K;` : `  let b${c} = baseB + ${col};`);
+      if (layout.b === 'k4') setup.push(`  let b${c} = (baseB + ${col} * p.K) / 4u;`);
+      else setup.push(transB ? `  let b${c} = baseB + ${col} * p.K;` : `  let b${c} = baseB + ${col};`);
     }
   }
+  // Loop-invariant strides, hoisted (SwiftShader does not hoist them itself).
+  if (layout.b === 'n4') setup.push('  let strideB = p.N / 4u;');
+  if (layout.a === 'm4') setup.push('  let strideA = p.M / 4u;');
   for (let r = 0; r < TM; r++) for (let q = 0; q < Q; q++) acc.push(`  var c${r}_${q} = vec4<f32>(0.0);`);
-  if (layout.b === 'n4') body.push('    let rowB = k * (p.N / 4u);');
-  else if (!transB) body.push('    let rowB = k * p.N;');
-  for (let q = 0; q < Q; q++) {
-    if (layout.b === 'n4') body.push(`    let vb${q} = B[b${q} + rowB];`);
-    else {
-      const at = (c: number) => (transB ? `B[b${c} + k]` : `B[b${c} + rowB]`);
-      body.push(`    let vb${q} = vec4<f32>(${[0, 1, 2, 3].map((i) => at(4 * q + i)).join(', ')});`);
+  // Four-k loads once per loop step; the sub-steps j pick their component.
+  if (layout.a === 'k4') body.push('    let k4 = k / 4u;');
+  else if (layout.b === 'k4') body.push('    let k4 = k / 4u;');
+  if (layout.a === 'k4') for (let r = 0; r < TM; r++) body.push(`    let ak${r} = A[a${r} + k4];`);
+  if (layout.b === 'k4') for (let c = 0; c < TN; c++) body.push(`    let bk${c} = B[b${c} + k4];`);
+  for (let j = 0; j < kStep; j++) {
+    const kj = j === 0 ? 'k' : `(k + ${j}u)`;
+    for (let q = 0; q < Q; q++) {
+      if (layout.b === 'n4') body.push(`    let vb${j}_${q} = B[b${q} + ${kj} * strideB];`);
+      else if (layout.b === 'k4') body.push(`    let vb${j}_${q} = vec4<f32>(${[0, 1, 2, 3].map((i) => `bk${4 * q + i}.${XYZW[j]}`).join(', ')});`);
+      else {
+        const at = (c: number) => (transB ? `B[b${c} + ${kj}]` : `B[b${c} + ${kj} * p.N]`);
+        body.push(`    let vb${j}_${q} = vec4<f32>(${[0, 1, 2, 3].map((i) => at(4 * q + i)).join(', ')});`);
+      }
     }
-  }
-  if (layout.a === 'm4') {
-    body.push('    let colA = k * (p.M / 4u);');
-    for (let q = 0; q < TM / 4; q++) body.push(`    let va${q} = A[a${q} + colA];`);
-  } else if (transA) body.push('    let colA = k * p.M;');
-  for (let r = 0; r < TM; r++) {
-    let va = `va${r}`;
-    if (layout.a === 'm4') va = `va${r >> 2}.${XYZW[r & 3]}`;
-    else body.push(`    let va${r} = A[a${r} + ${transA ? 'colA' : 'k'}];`);
-    for (let q = 0; q < Q; q++) body.push(`    c${r}_${q} += ${va} * vb${q};`);
+    if (layout.a === 'm4') for (let q = 0; q < TM / 4; q++) body.push(`    let va${j}_${q} = A[a${q} + ${kj} * strideA];`);
+    for (let r = 0; r < TM; r++) {
+      let va: string;
+      if (layout.a === 'm4') va = `va${j}_${r >> 2}.${XYZW[r & 3]}`;
+      else if (layout.a === 'k4') va = `ak${r}.${XYZW[j]}`;
+      else {
+        va = `va${j}_${r}`;
+        body.push(`    let ${va} = A[a${r} + ${transA ? `${kj} * p.M` : kj}];`);
+      }
+      for (let q = 0; q < Q; q++) body.push(`    c${r}_${q} += ${va} * vb${j}_${q};`);
+    }
   }
   for (let r = 0; r < TM; r++) {
     store.push(`  if (row0 + ${r}u < p.M) {`);
@@ -112,6 +143,51 @@ export function matmulCode(t: MatmulTile, transA: boolean, transB: boolean, layo
     store.push('  }');
   }
   return { SETUP: setup.join('\n'), ACC: acc.join('\n'), BODY: body.join('\n'), STORE: store.join('\n') };
+}
+
+/** A kernel variant: a design and its tile. */
+export interface MatmulVariant { design: MatmulDesign; tile: MatmulTile }
+
+/** The candidates every adapter is offered (names as the tuning cache stores them). */
+export const MATMUL_VARIANTS: readonly Candidate<MatmulVariant>[] = [
+  { name: 'register 8x8', config: { design: 'register', tile: MATMUL_TILE } },
+  { name: 'k4 8x8', config: { design: 'k4', tile: MATMUL_TILE } },
+  { name: 'k4 4x8', config: { design: 'k4', tile: { TM: 4, TN: 8, WG_X: 16, WG_Y: 4 } } },
+  { name: 'k4 8x4', config: { design: 'k4', tile: { TM: 8, TN: 4, WG_X: 16, WG_Y: 4 } } },
+];
+
+/** The rule when nothing was measured: 'register 8x8' on every adapter. The 'k4' variants are
+ * tuning candidates: on lavapipe 'k4 8x4' ran x Wᵀ at 64x512x(512 or 128) 12-20% faster and
+ * A x B at 256-512 up to 2x slower; on SwiftShader (Chromium) 'k4 8x8' was within 10% of
+ * 'register 8x8' on A x B at 256 and 512 and 10-15% faster on x Wᵀ at 64x512x512: fewer loads
+ * are not what SwiftShader's matmul lacks, so its rule stays 'register 8x8'. */
+const MATMUL_RULE = 0;
+
+/** Zero inputs of the product's shapes, for measuring candidates (engine/tuning.ts). */
+function matmulBench(shapeA: readonly number[], shapeB: readonly number[], outShape: readonly number[], transA: boolean, transB: boolean, batch: number): Bench<MatmulVariant> {
+  const a = Tensor.zeros(shapeA);
+  const b = Tensor.zeros(shapeB);
+  return {
+    run: (v) => launchMatmul(a, b, Tensor.empty(outShape), transA, transB, batch, a.ndim > 2, b.ndim > 2, v),
+    dispose: () => { a.dispose(); b.dispose(); },
+  };
+}
+
+function launchMatmul(a: Tensor, b: Tensor, out: Tensor, transA: boolean, transB: boolean, batch: number, batchedA: boolean, batchedB: boolean, v: MatmulVariant): void {
+  const [M, N] = out.shape.slice(-2);
+  const K = transA ? a.shape[a.ndim - 2] : a.shape[a.ndim - 1];
+  const t = v.tile;
+  const layout = matmulLayout(t, M, N, transA, transB, K, v.design);
+  const kStep = v.design === 'k4' && K % 4 === 0 ? 4 : 1;
+  const vec = (x: boolean) => (x ? 'vec4<f32>' : 'f32');
+  launch(kernels.main, {
+    label: `matmul ${a.describe()}${transA ? 'ᵀ' : ''} x ${b.describe()}${transB ? 'ᵀ' : ''}${v.design === 'register' ? '' : ` ${v.design} ${t.TM}x${t.TN}`}`,
+    inputs: { A: a, B: b },
+    outputs: { C: out },
+    params: { M, N, K, batchStrideA: batchedA ? M * K : 0, batchStrideB: batchedB ? K * N : 0, batchStrideC: M * N },
+    defines: { ...t, KSTEP: kStep, AElem: vec(layout.a !== 'f32'), BElem: vec(layout.b !== 'f32'), ...cachedCode(t, transA, transB, layout, kStep) },
+    workgroups: [Math.ceil(N / (t.TN * t.WG_X)), Math.ceil(M / (t.TM * t.WG_Y)), batch],
+  });
 }
 
 /**
@@ -140,17 +216,9 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   else throw new RangeError(`matmul: batch dimensions ${shapeString(batchA)} and ${shapeString(batchB)} differ (they must match, or one operand must be a plain matrix)`);
   const batch = batchShape.reduce((n, d) => n * d, 1);
   const out = Tensor.empty([...batchShape, M, N]);
-  const t = MATMUL_TILE;
-  const layout = matmulLayout(t, M, N, transA, transB);
-  const vec = (v: boolean) => (v ? 'vec4<f32>' : 'f32');
-  launch(kernels.main, {
-    label: `matmul ${a.describe()}${transA ? 'ᵀ' : ''} x ${b.describe()}${transB ? 'ᵀ' : ''}`,
-    inputs: { A: a, B: b },
-    outputs: { C: out },
-    params: { M, N, K, batchStrideA: batchA.length ? M * K : 0, batchStrideB: batchB.length ? K * N : 0, batchStrideC: M * N },
-    defines: { ...t, AElem: vec(layout.a !== 'f32'), BElem: vec(layout.b !== 'f32'), ...cachedCode(t, transA, transB, layout) },
-    workgroups: [Math.ceil(N / (t.TN * t.WG_X)), Math.ceil(M / (t.TM * t.WG_Y)), batch],
-  });
+  const variant = choose('matmul', `M${M} K${K} N${N}${transA ? ' Aᵀ' : ''}${transB ? ' Bᵀ' : ''}`, MATMUL_VARIANTS, MATMUL_RULE,
+    () => matmulBench(a.shape, b.shape, out.shape, transA, transB, batch));
+  launchMatmul(a, b, out, transA, transB, batch, batchA.length > 0, batchB.length > 0, variant.config);
   return record(out, 'matmul', [a, b], (g) => {
     // C = op(A) op(B): dop(A) = G op(B)ᵀ, dop(B) = op(A)ᵀ G, then undo each op.
     let ga: Tensor | null = null;

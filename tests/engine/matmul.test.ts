@@ -4,7 +4,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as E from '../../engine/index.ts';
-import { MATMUL_TILE, matmulLayout } from '../../engine/ops/matmul.ts';
+import { MATMUL_TILE, MATMUL_VARIANTS, matmulLayout } from '../../engine/ops/matmul.ts';
 import type { Shape, Tensor } from '../../engine/index.ts';
 import { assertClose, gradCheck, randomArray, tensor } from '../helpers.ts';
 import * as ref from '../reference.ts';
@@ -19,8 +19,9 @@ function shapesFor(batchA: Shape, batchB: Shape, M: number, K: number, N: number
 
 // (M, K, N): every size in {1, 3, 17, 65, 130} appears in each role; N = 4, 8, 68, 128 take
 // the vec4 path of B (when B is not transposed), those with M % 4 == 0 (4, 12, 36, 68) read a
-// transposed A four rows at a time (engine/ops/matmul.ts matmulLayout;
-// the test below checks that every layout occurs here).
+// transposed A four rows at a time, those with K % 4 == 0 (68, 20, 132, 4, 260) read A (not
+// transposed) and a transposed B four k at a time in the 'k4' design (engine/ops/matmul.ts
+// matmulLayout; the test below checks that every layout occurs here).
 const FORWARD: [number, number, number][] = [
   [1, 1, 1],
   [3, 17, 4],
@@ -41,32 +42,44 @@ const FORWARD: [number, number, number][] = [
 test('the forward shapes exercise every operand layout of the matmul kernel', () => {
   const seen = new Set<string>();
   for (const [ta, tb] of COMBOS) {
-    for (const [M, , N] of FORWARD) {
-      const l = matmulLayout(MATMUL_TILE, M, N, ta, tb);
-      seen.add(`${tname(ta, tb)} ${l.a} ${l.b}`);
+    for (const [M, K, N] of FORWARD) {
+      for (const design of ['register', 'k4'] as const) {
+        const l = matmulLayout(MATMUL_TILE, M, N, ta, tb, K, design);
+        seen.add(`${design} ${tname(ta, tb)} ${l.a} ${l.b}`);
+      }
     }
   }
-  for (const want of ['AB f32 n4', 'AB f32 f32', 'ABᵀ f32 f32', 'AᵀB m4 n4', 'AᵀB m4 f32', 'AᵀB f32 n4', 'AᵀB f32 f32', 'AᵀBᵀ m4 f32', 'AᵀBᵀ f32 f32']) {
+  const register = ['AB f32 n4', 'AB f32 f32', 'ABᵀ f32 f32', 'AᵀB m4 n4', 'AᵀB m4 f32', 'AᵀB f32 n4', 'AᵀB f32 f32', 'AᵀBᵀ m4 f32', 'AᵀBᵀ f32 f32'];
+  const k4 = ['AB k4 n4', 'AB k4 f32', 'AB f32 n4', 'ABᵀ k4 k4', 'ABᵀ f32 f32', 'AᵀB m4 n4', 'AᵀB f32 f32', 'AᵀBᵀ m4 k4', 'AᵀBᵀ f32 k4', 'AᵀBᵀ f32 f32'];
+  for (const want of [...register.map((w) => `register ${w}`), ...k4.map((w) => `k4 ${w}`)]) {
     assert.ok(seen.has(want), `no forward shape runs the layout ${want}`);
   }
 });
 
-for (const [ta, tb] of COMBOS) {
-  test(`matmul ${tname(ta, tb)} forward against float64, ${FORWARD.length} shapes`, async () => {
-    let seed = 1;
-    for (const [M, K, N] of FORWARD) {
-      const [sa, sb] = shapesFor([], [], M, K, N, ta, tb);
-      const da = randomArray(sa, seed++);
-      const db = randomArray(sb, seed++);
-      const a = tensor(da, sa);
-      const b = tensor(db, sb);
-      const c = E.matmul(a, b, { transA: ta, transB: tb });
-      const expected = ref.matmul(da, sa, db, sb, ta, tb);
-      assert.equal([...c.shape], expected.shape, `M=${M} K=${K} N=${N}: shape`);
-      assertClose(await c.toArray(), expected.out, { rtol: 1e-4, atol: 1e-5 * Math.sqrt(K) }, `${tname(ta, tb)} M=${M} K=${K} N=${N}`);
-      for (const t of [a, b, c]) t.dispose();
-    }
-  });
+// Every kernel variant (forced), so each is checked on every adapter whatever the rule picks.
+for (const variant of MATMUL_VARIANTS) {
+  for (const [ta, tb] of COMBOS) {
+    test(`matmul ${variant.name} ${tname(ta, tb)} forward against float64, ${FORWARD.length} shapes`, async () => {
+      let seed = 1;
+      E.forceVariant('matmul', variant.name);
+      try {
+        for (const [M, K, N] of FORWARD) {
+          const [sa, sb] = shapesFor([], [], M, K, N, ta, tb);
+          const da = randomArray(sa, seed++);
+          const db = randomArray(sb, seed++);
+          const a = tensor(da, sa);
+          const b = tensor(db, sb);
+          const c = E.matmul(a, b, { transA: ta, transB: tb });
+          const expected = ref.matmul(da, sa, db, sb, ta, tb);
+          assert.equal([...c.shape], expected.shape, `M=${M} K=${K} N=${N}: shape`);
+          assertClose(await c.toArray(), expected.out, { rtol: 1e-4, atol: 1e-5 * Math.sqrt(K) }, `${variant.name} ${tname(ta, tb)} M=${M} K=${K} N=${N}`);
+          for (const t of [a, b, c]) t.dispose();
+        }
+      } finally {
+        E.forceVariant('matmul', null);
+      }
+    });
+  }
 }
 
 test('matmul forward: batched, a plain matrix on either side broadcast over the batch, rank-4 batch', async () => {
