@@ -45,7 +45,7 @@ interface Pending {
   makeBench: () => Bench<unknown>;
 }
 
-/** A saved set of choices: adapter description -> "op shape" -> candidate name. */
+/** A saved set of choices: adapter description -> "op shape #fingerprint" (choiceKey) -> candidate name. */
 export type TuningTable = Record<string, Record<string, string>>;
 
 let tuningOn = false;
@@ -70,6 +70,19 @@ export function forceVariant(op: string, variant: string | null): void {
   else forced.set(op, variant);
 }
 
+/** The table key of a choice: op, shape, and a fingerprint of the candidate names, so that a
+ * version that offers other variants for a shape measures it again instead of keeping a choice
+ * made among the old ones. */
+export function choiceKey(op: string, shape: string, candidates: readonly Candidate<unknown>[]): string {
+  // FNV-1a over the names in order.
+  let h = 0x811c9dc5;
+  for (const ch of candidates.map((c) => c.name).join('|')) {
+    h ^= ch.charCodeAt(0);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return `${op} ${shape} #${h.toString(16).padStart(8, '0')}`;
+}
+
 function adapterKey(): string {
   const a = engine().adapter;
   return `${a.vendor}|${a.architecture}|${a.description}`;
@@ -88,7 +101,7 @@ export function choose<T>(op: string, shape: string, candidates: readonly Candid
     const c = candidates.find((x) => x.name === force) ?? candidates.find((x) => x.name.split(' ')[0] === force);
     if (c) return c;
   }
-  const key = `${op} ${shape}`;
+  const key = choiceKey(op, shape, candidates);
   const table = chosen[adapterKey()];
   const name = table?.[key];
   const saved = name === undefined ? undefined : candidates.find((c) => c.name === name);
