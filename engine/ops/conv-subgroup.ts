@@ -336,6 +336,40 @@ function inputGradCode(t: InputGradTile, g: ConvGeometry): { NR: number; DH0: nu
   return { NR, DH0: rowWindow.first, VX, NV, VFIRST, YV, WOFF: woff.join('\n'), ACC: acc.join('\n'), BODY: body.join('\n'), STORE: transposedConvStore(R, TR, TC, S) };
 }
 
+/** The weight-gradient kernels' accumulators: a{r}_{tap}, one per output channel of the
+ * workgroup's block and tap. */
+function weightGradAccumulators(R: number, KK: number): string {
+  const acc: string[] = [];
+  for (let r = 0; r < R; r++) for (let tap = 0; tap < KK; tap++) acc.push(`  var a${r}_${tap} = 0.0;`);
+  return acc.join('\n');
+}
+
+/** The multiply-adds of output channel r in one step of PX output pixels: dY value `y(px)`
+ * times the input under tap (kh, kw) of that pixel, `x(kh, column)`. */
+function weightGradMultiplyAdds(r: number, PX: number, KH: number, KW: number, S: number,
+  y: (px: number) => string, x: (kh: number, column: number) => string): string[] {
+  const lines: string[] = [];
+  for (let kh = 0; kh < KH; kh++) {
+    for (let kw = 0; kw < KW; kw++) {
+      const terms = Array.from({ length: PX }, (_, px) => `${y(px)} * ${x(kh, px * S + kw)}`);
+      lines.push(`      a${r}_${kh * KW + kw} += ${terms.join(' + ')};`);
+    }
+  }
+  return lines;
+}
+
+/** Stores values `{prefix}{r}_{tap}` into this lane's input channel of slice Out[wid.z]. */
+function weightGradStore(R: number, KK: number, prefix: string): string {
+  const store: string[] = [];
+  for (let r = 0; r < R; r++) {
+    store.push(`  if (co0 + ${r}u < p.Cout) {`);
+    store.push(`    let o${r} = slice + ((co0 + ${r}u) * p.Cin + ci) * KK;`);
+    for (let tap = 0; tap < KK; tap++) store.push(`    Out[o${r} + ${tap}u] = ${prefix}${r}_${tap};`);
+    store.push('  }');
+  }
+  return store.join('\n');
+}
+
 /** The unrolled parts of conv-subgroup-weightgrad.wgsl for one tile and window. */
 function weightGradCode(t: WeightGradTile, KH: number, KW: number, S: number): { DYOFF: string; ACC: string; BODY: string; STORE: string } {
   const { R, PX } = t;
@@ -351,8 +385,6 @@ function weightGradCode(t: WeightGradTile, KH: number, KW: number, S: number): {
     dyoff.push(`  let dyOff${i} = select(0u, (co0 + dyE${i} / ${PX}u) * oplane, dyOk${i});`);
     dyoff.push(`  let dyPx${i} = dyE${i} % ${PX}u;`);
   }
-  const acc: string[] = [];
-  for (let r = 0; r < R; r++) for (let tap = 0; tap < KK; tap++) acc.push(`  var a${r}_${tap} = 0.0;`);
   const body: string[] = [];
   for (let i = 0; i < loads; i++) {
     body.push(`      let dOk${i} = dyOk${i} && ow0 + dyPx${i} < p.OW;`);
@@ -370,21 +402,9 @@ function weightGradCode(t: WeightGradTile, KH: number, KW: number, S: number): {
       const e = r * PX + px;
       body.push(`      let y${r}_${px} = subgroupBroadcast(d${Math.floor(e / 8)}, ${e % 8}u);`);
     }
-    for (let kh = 0; kh < KH; kh++) {
-      for (let kw = 0; kw < KW; kw++) {
-        const terms = Array.from({ length: PX }, (_, px) => `y${r}_${px} * x${kh}_${px * S + kw}`);
-        body.push(`      a${r}_${kh * KW + kw} += ${terms.join(' + ')};`);
-      }
-    }
+    body.push(...weightGradMultiplyAdds(r, PX, KH, KW, S, (px) => `y${r}_${px}`, (kh, col) => `x${kh}_${col}`));
   }
-  const store: string[] = [];
-  for (let r = 0; r < R; r++) {
-    store.push(`  if (co0 + ${r}u < p.Cout) {`);
-    store.push(`    let o${r} = slice + ((co0 + ${r}u) * p.Cin + ci) * KK;`);
-    for (let tap = 0; tap < KK; tap++) store.push(`    Out[o${r} + ${tap}u] = a${r}_${tap};`);
-    store.push('  }');
-  }
-  return { DYOFF: dyoff.join('\n'), ACC: acc.join('\n'), BODY: body.join('\n'), STORE: store.join('\n') };
+  return { DYOFF: dyoff.join('\n'), ACC: weightGradAccumulators(R, KK), BODY: body.join('\n'), STORE: weightGradStore(R, KK, 'a') };
 }
 
 /** The unrolled parts of conv-subgroup-weightgrad-packed.wgsl for one tile and window. */
@@ -403,8 +423,6 @@ function weightGradPackedCode(t: WeightGradTile, KH: number, KW: number, S: numb
     dyoff.push(`  let dyE${i} = min(lane + ${8 * i}u, ${vecs - 1}u);`);
     dyoff.push(`  let dyOff${i} = min(co0 + dyE${i} / ${quarters}u, p.Cout - 1u) * dyPlane + dyE${i} % ${quarters}u;`);
   }
-  const acc: string[] = [];
-  for (let r = 0; r < R; r++) for (let tap = 0; tap < KK; tap++) acc.push(`  var a${r}_${tap} = 0.0;`);
   const body: string[] = [];
   for (let i = 0; i < loads; i++) body.push(`      let d${i} = dYp[dyStep + dyOff${i}];`);
   for (let kh = 0; kh < KH; kh++) {
@@ -416,21 +434,9 @@ function weightGradPackedCode(t: WeightGradTile, KH: number, KW: number, S: numb
       const e = r * quarters + (px >> 2);
       body.push(`      let y${r}_${px} = subgroupBroadcast(d${Math.floor(e / 8)}.${xyzw[px & 3]}, ${e % 8}u);`);
     }
-    for (let kh = 0; kh < KH; kh++) {
-      for (let kw = 0; kw < KW; kw++) {
-        const terms = Array.from({ length: PX }, (_, px) => `y${r}_${px} * ${x(kh, px * S + kw)}`);
-        body.push(`      a${r}_${kh * KW + kw} += ${terms.join(' + ')};`);
-      }
-    }
+    body.push(...weightGradMultiplyAdds(r, PX, KH, KW, S, (px) => `y${r}_${px}`, x));
   }
-  const store: string[] = [];
-  for (let r = 0; r < R; r++) {
-    store.push(`  if (co0 + ${r}u < p.Cout) {`);
-    store.push(`    let o${r} = slice + ((co0 + ${r}u) * p.Cin + ci) * KK;`);
-    for (let tap = 0; tap < KK; tap++) store.push(`    Out[o${r} + ${tap}u] = a${r}_${tap};`);
-    store.push('  }');
-  }
-  return { DYOFF: dyoff.join('\n'), ACC: acc.join('\n'), BODY: body.join('\n'), STORE: store.join('\n') };
+  return { DYOFF: dyoff.join('\n'), ACC: weightGradAccumulators(R, KK), BODY: body.join('\n'), STORE: weightGradStore(R, KK, 'a') };
 }
 
 /** The unrolled parts of conv-subgroup-weightgrad-rows.wgsl for one tile and window. */
@@ -441,8 +447,6 @@ function weightGradRowsCode(t: WeightGradTile, KH: number, KW: number, S: number
   const dyoff: string[] = [];
   // Channels past Cout read the last one: their sums are never stored.
   for (let r = 0; r < R; r++) dyoff.push(`  let dyc${r} = min(co0 + ${r}u, p.Cout - 1u) * dyPlane;`);
-  const acc: string[] = [];
-  for (let r = 0; r < R; r++) for (let tap = 0; tap < KK; tap++) acc.push(`  var a${r}_${tap} = 0.0;`);
   const body: string[] = [];
   for (let r = 0; r < R; r++) {
     for (let q = 0; q < PX / 4; q++) body.push(`      let d${r}_${q} = select(vec4<f32>(0.0), dYp[dyStep + dyc${r} + ${q}u], live);`);
@@ -452,23 +456,12 @@ function weightGradRowsCode(t: WeightGradTile, KH: number, KW: number, S: number
   }
   const x = (kh: number, s: number) => `v${kh}_${s >> 2}.${xyzw[s & 3]}`;
   for (let r = 0; r < R; r++) {
-    for (let kh = 0; kh < KH; kh++) {
-      for (let kw = 0; kw < KW; kw++) {
-        const terms = Array.from({ length: PX }, (_, px) => `d${r}_${px >> 2}.${xyzw[px & 3]} * ${x(kh, px * S + kw)}`);
-        body.push(`      a${r}_${kh * KW + kw} += ${terms.join(' + ')};`);
-      }
-    }
+    body.push(...weightGradMultiplyAdds(r, PX, KH, KW, S, (px) => `d${r}_${px >> 2}.${xyzw[px & 3]}`, x));
   }
-  const store: string[] = [];
-  for (let r = 0; r < R; r++) for (let tap = 0; tap < KK; tap++) store.push(`  let s${r}_${tap} = subgroupAdd(a${r}_${tap});`);
-  store.push('  if (lane != 0u) { return; }');
-  for (let r = 0; r < R; r++) {
-    store.push(`  if (co0 + ${r}u < p.Cout) {`);
-    store.push(`    let o${r} = slice + ((co0 + ${r}u) * p.Cin + ci) * KK;`);
-    for (let tap = 0; tap < KK; tap++) store.push(`    Out[o${r} + ${tap}u] = s${r}_${tap};`);
-    store.push('  }');
-  }
-  return { DYOFF: dyoff.join('\n'), ACC: acc.join('\n'), BODY: body.join('\n'), STORE: store.join('\n') };
+  const sums: string[] = [];
+  for (let r = 0; r < R; r++) for (let tap = 0; tap < KK; tap++) sums.push(`  let s${r}_${tap} = subgroupAdd(a${r}_${tap});`);
+  sums.push('  if (lane != 0u) { return; }');
+  return { DYOFF: dyoff.join('\n'), ACC: weightGradAccumulators(R, KK), BODY: body.join('\n'), STORE: [...sums, weightGradStore(R, KK, 's')].join('\n') };
 }
 
 /** A zero-padded copy of `t` ([planes, inH, inW]) as [planes, outH, outW], shifted by (top,
@@ -495,7 +488,6 @@ function padPlanes(t: Tensor, planes: number, inH: number, inW: number, outH: nu
   return out;
 }
 
-/** The weight repacked as [Cin][kH*kW][CP], CP = Cout rounded up to 4 (conv-pack.wgsl). */
 /** Forward conv with the subgroup kernel. `flipped`: `weight` is the [Cin, Cout, kH, kW] weight
  * of the conv whose stride-1 input gradient this computes (read transposed and rotated). */
 export function subgroupForward(x: Tensor, weight: Tensor, g: ConvGeometry, flipped: boolean, tile: ForwardTile): Tensor {
