@@ -10,6 +10,9 @@ import { keep, scope } from './scope.ts';
 export interface GradientArithmetic {
   /** a + b, same shape, not recorded. */
   add(a: Tensor, b: Tensor): Tensor;
+  /** The sum of same-shaped tensors, added left to right (the rounding of chained adds), in
+   * fewer dispatches than chained adds; not recorded. */
+  addN(tensors: readonly Tensor[]): Tensor;
   /** A tensor of ones shaped like `t`: the gradient of a scalar root. */
   onesLike(t: Tensor): Tensor;
 }
@@ -92,16 +95,20 @@ export function backward(root: Tensor, gradient?: Tensor): void {
   }
   const ops = arithmetic;
   if (!ops) throw new Error('backward(): no gradient arithmetic registered (engine/ops/elementwise.ts registers it; import the engine through engine/index.ts)');
-  const grads = new Map<Tensor, Tensor>();
+  // Each tensor's gradient contributions, summed when the walk reaches the tensor: a parameter
+  // used in four passes gets its gradient in one addN dispatch instead of three adds.
+  const grads = new Map<Tensor, Tensor[]>();
   // In a scope: if backward fails part-way (a freed graph, say), no pending gradient is left
   // behind; leaf gradients are exempt through keep().
   noGrad(() => scope(() => {
-    grads.set(root, gradient ?? ops.onesLike(root));
+    grads.set(root, [gradient ?? ops.onesLike(root)]);
     for (let i = order.length - 1; i >= 0; i--) {
       const t = order[i];
-      const g = grads.get(t);
-      if (!g) continue;
+      const parts = grads.get(t);
+      if (!parts) continue;
       grads.delete(t);
+      const g = parts.length === 1 ? parts[0] : ops.addN(parts);
+      if (parts.length > 1) for (const p of parts) p.dispose();
       const node = t.node;
       if (!node) {
         // A leaf: accumulate into .grad, which outlives any scope.
@@ -123,14 +130,9 @@ export function backward(root: Tensor, gradient?: Tensor): void {
         const gi = inputGrads[k];
         if (!gi) return;
         if (!input.requiresGrad) { gi.dispose(); return; }
-        const prev = grads.get(input);
-        if (prev) {
-          grads.set(input, ops.add(prev, gi));
-          prev.dispose();
-          gi.dispose();
-        } else {
-          grads.set(input, gi);
-        }
+        const parts = grads.get(input);
+        if (parts) parts.push(gi);
+        else grads.set(input, [gi]);
       });
       // Free the graph as PyTorch does; a second backward() through it is an error.
       t.node = {

@@ -1,6 +1,7 @@
 // Element-wise ops. Each op is one row of a table: its WGSL expression and its gradient in terms
 // of other ops. The kernel (shaders/elementwise.wgsl), the autograd wiring and the tests all
 // follow from the table.
+import addNSource from '../../shaders/add-n.wgsl';
 import source from '../../shaders/elementwise.wgsl';
 import { record, setGradientArithmetic } from '../autograd.ts';
 import { declareKernels } from '../kernels.ts';
@@ -272,4 +273,45 @@ export function broadcastTo(x: Tensor, shape: Shape): Tensor {
   return record(y, 'broadcastTo', [x], (g) => [sumTo(g, x.shape)]);
 }
 
-setGradientArithmetic({ add, onesLike });
+const addNKernels = declareKernels({
+  name: 'addN',
+  source: addNSource,
+  params: { size: 'u32', count: 'u32' },
+  entryPoints: { main: { inputs: { A: 'vec4<f32>', B: 'vec4<f32>', C: 'vec4<f32>', D: 'vec4<f32>' }, outputs: { Out: 'vec4<f32>' } } },
+});
+
+/** The most tensors one addN dispatch sums. */
+const ADD_N_MAX = 4;
+
+/** The element-wise sum of `tensors` (one shape, f32), added left to right as chained `add`s
+ * would (so with the same rounding), in one dispatch per four tensors (TF.js's addN). */
+export function addN(tensors: readonly Tensor[]): Tensor {
+  if (tensors.length === 0) throw new RangeError('addN: no tensors');
+  checkDtype('addN', 'f32', ...tensors);
+  const shape = tensors[0].shape;
+  for (const t of tensors) {
+    if (t.shape.length !== shape.length || t.shape.some((n, d) => n !== shape[d])) {
+      throw new RangeError(`addN: ${t.describe()} does not match ${tensors[0].describe()}`);
+    }
+  }
+  // One tensor: a copy, so that the result is always a tensor of its own.
+  let sum = tensors.length === 1 ? unaryKernel('mulScalar', unaryOps.mulScalar.expr, tensors[0], 1) : tensors[0];
+  for (let i = 1; i < tensors.length; i += ADD_N_MAX - 1) {
+    const group = [sum, ...tensors.slice(i, i + ADD_N_MAX - 1)];
+    const out = Tensor.empty(shape);
+    const size = sizeOf(shape);
+    launch(addNKernels.main, {
+      label: `addN ${group.length} x ${tensors[0].describe()}`,
+      inputs: { A: group[0], B: group[1], C: group[2] ?? group[0], D: group[3] ?? group[0] },
+      outputs: { Out: out },
+      params: { size, count: group.length },
+      workgroups: grid1d(Math.ceil(size / 16), 256), // PER = 4 vec4s an invocation
+    });
+    if (sum !== tensors[0]) sum.dispose();
+    sum = out;
+  }
+  const inputs = [...tensors];
+  return record(sum, 'addN', inputs, (g) => inputs.map(() => g));
+}
+
+setGradientArithmetic({ add, addN, onesLike });

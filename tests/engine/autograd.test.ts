@@ -243,6 +243,21 @@ test('a shared subexpression used twice accumulates: d/dx sum(x*x + x) = 2x + 1'
   x.dispose();
 });
 
+test('a tensor used seven times: its contributions are summed (in addN groups of four) in order', async () => {
+  const data = randomArray([37], 62);
+  const scales = [0.3, -1.7, 2.1, 0.55, -0.9, 1.25, 3.5];
+  const x = tensor(data, [37], true);
+  scope(() => {
+    let y = E.mulScalar(x, scales[0]);
+    for (const s of scales.slice(1)) y = E.add(y, E.mulScalar(x, s));
+    E.sum(y).backward();
+  });
+  const total = scales.reduce((a, b) => a + b, 0);
+  assertClose(await x.grad!.toArray(), data.map(() => total), { rtol: 1e-5, atol: 1e-6 }, 'grad');
+  x.grad!.dispose();
+  x.dispose();
+});
+
 test('a second backward through a freed graph throws a clear error', async () => {
   const w = tensor([1, 2, 3], [3], true);
   const y = E.mul(w, w);

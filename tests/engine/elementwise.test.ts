@@ -5,7 +5,7 @@ import * as assert from 'uvu/assert';
 import * as E from '../../engine/index.ts';
 import type { Shape, Tensor } from '../../engine/index.ts';
 import { binaryOps, unaryOps } from '../../engine/ops/elementwise.ts';
-import { assertClose, gradCheck, randomArray, size, tensor } from '../helpers.ts';
+import { assertClose, gradCheck, randomArray, size, tensor, throwsWith } from '../helpers.ts';
 import * as ref from '../reference.ts';
 
 const SIZES: Shape[] = [[1], [3], [17], [65], [257]];
@@ -298,6 +298,43 @@ test('element-wise fast path: every operand mode, on both sides, against float64
       }
     }
   }
+});
+
+test('addN: 1 to 9 tensors summed left to right, bit-equal to chained adds, at awkward sizes; shape errors', async () => {
+  let seed = 1200;
+  for (const shape of [[1], [3], [17], [7, 9], [4099]] as Shape[]) {
+    for (const count of [1, 2, 3, 4, 5, 7, 9]) {
+      const data = Array.from({ length: count }, () => randomArray(shape, seed++, -3, 3));
+      const ts = data.map((d) => tensor(d, shape));
+      const sum = E.addN(ts);
+      let chained = E.mulScalar(ts[0], 1);
+      for (const t of ts.slice(1)) {
+        const next = E.add(chained, t);
+        chained.dispose();
+        chained = next;
+      }
+      const got = await sum.toArray();
+      const want = await chained.toArray();
+      const where = `addN of ${count} x [${shape}]`;
+      assert.equal(Array.from(got), Array.from(want), `${where}: not bit-equal to chained adds`);
+      assertClose(got, data[0].map((_, i) => data.reduce((s, d) => s + d[i], 0)), { rtol: 1e-5, atol: 1e-5 }, where);
+      for (const t of [...ts, sum, chained]) t.dispose();
+    }
+  }
+  const a = tensor([1, 2, 3], [3]);
+  const b = tensor([1, 2, 3, 4], [4]);
+  throwsWith(() => E.addN([a, b]), /addN: .*\[4\].* does not match .*\[3\]/);
+  throwsWith(() => E.addN([]), /addN: no tensors/);
+  a.dispose();
+  b.dispose();
+});
+
+test('addN backward: every input gets the output gradient', async () => {
+  await gradCheck({
+    name: 'addN', shapes: [[5, 3], [5, 3], [5, 3], [5, 3], [5, 3]],
+    gpu: (...xs) => E.addN(xs),
+    cpu: (...xs) => xs[0].map((_, i) => xs.reduce((s, x) => s + x[i], 0)),
+  });
 });
 
 test.run();
