@@ -9,12 +9,13 @@ import { kernelCases, timeCase } from './kernel-cases.ts';
 import type { KernelCase } from './kernel-cases.ts';
 import type { BenchOptions, BenchRecord } from './harness.ts';
 
-interface PageResult { adapter?: string; error?: string; records?: { name: string; median_ms: number }[] }
+interface PageRecord { name: string; median_ms: number; breakdown_ms?: Record<string, number> }
+interface PageResult { adapter?: string; error?: string; records?: PageRecord[] }
 interface Chrome { stop(): Promise<void>; exited: string | null; log(): string }
 interface ChromiumModule { findChromium(): string | null; launchChromium(binary: string, url: string): Chrome; MISSING_CHROMIUM: string }
 interface BuildModule { root: string; buildBrowserBundle(o: { entry: string; outfile: string }): Promise<{ outputFiles: { path: string; contents: Uint8Array }[] }> }
 
-async function browserFigures(quick: boolean, runs: number, only: string | undefined): Promise<{ adapter: string; ms: Map<string, number> } | { skipped: string }> {
+async function browserFigures(quick: boolean, runs: number, only: string | undefined): Promise<{ adapter: string; records: Map<string, PageRecord> } | { skipped: string }> {
   const chromium = (await import('../tests/browser/chromium.mjs' as string)) as ChromiumModule;
   const build = (await import('../tools/build-web.mjs' as string)) as BuildModule;
   const binary = chromium.findChromium();
@@ -44,12 +45,42 @@ async function browserFigures(quick: boolean, runs: number, only: string | undef
   await chrome.stop();
   server.close();
   if (r.error || !r.records) return { skipped: r.error ?? 'no records' };
-  return { adapter: r.adapter ?? 'unknown', ms: new Map(r.records.map((x) => [x.name, x.median_ms])) };
+  return { adapter: r.adapter ?? 'unknown', records: new Map(r.records.map((x) => [x.name, x])) };
 }
 
-/** GFLOP/s, or images/s for a training step. */
-function rateOf(c: KernelCase, ms: number): { gflops: number } | { images_per_s: number } {
-  return c.images ? { images_per_s: c.images / (ms / 1000) } : { gflops: c.flops / (ms * 1e6) };
+/** GFLOP/s, or images/s for a training step, or none (the dispatch-cost case). */
+function rateOf(c: KernelCase, ms: number): { gflops: number } | { images_per_s: number } | Record<string, never> {
+  if (c.images) return { images_per_s: c.images / (ms / 1000) };
+  return c.flops > 0 ? { gflops: c.flops / (ms * 1e6) } : {};
+}
+
+/** Kernel families with the conv design left out ('conv2d.unrolled.forward' and
+ * 'conv2d.subgroup.forward' are both 'conv2d forward'): each adapter runs its own design. */
+function byOp(breakdown: Record<string, number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [family, ms] of Object.entries(breakdown)) {
+    const m = /^conv2d\.(?:unrolled|subgroup|register|workgroup)\.(\w+)/.exec(family);
+    const key = m ? `conv2d ${m[1]}` : family;
+    out[key] = (out[key] ?? 0) + ms;
+  }
+  return out;
+}
+
+/** The training steps' GPU time per kernel family, Node beside the browser, biggest first. */
+function printBreakdowns(records: BenchRecord[]): void {
+  for (const r of records) {
+    if (!r.breakdown_ms || !r.baseline?.breakdown_ms) continue;
+    const node = byOp(r.breakdown_ms);
+    const browser = byOp(r.baseline.breakdown_ms);
+    const families = [...new Set([...Object.keys(node), ...Object.keys(browser)])].sort((a, b) => (browser[b] ?? 0) - (browser[a] ?? 0));
+    const total = (m: Record<string, number>) => Object.values(m).reduce((s, v) => s + v, 0);
+    console.log(`\n${r.case}: GPU ms of one profiled step by kernel family, Node | browser | ratio (totals ${total(node).toFixed(0)} | ${total(browser).toFixed(0)})`);
+    for (const f of families.slice(0, 16)) {
+      const a = node[f] ?? 0;
+      const b = browser[f] ?? 0;
+      console.log(`  ${f.padEnd(40)} ${a.toFixed(1).padStart(8)} ${b.toFixed(1).padStart(8)} ${a > 0 ? (b / a).toFixed(1).padStart(6) : '     -'}x`);
+    }
+  }
 }
 
 export async function run(opts: BenchOptions): Promise<BenchRecord[]> {
@@ -65,9 +96,11 @@ export async function run(opts: BenchOptions): Promise<BenchRecord[]> {
     const r = records[i];
     if ('skipped' in b) r.baseline = { system: 'browser', skipped: b.skipped };
     else {
-      const ms = b.ms.get(c.name)!;
-      r.baseline = { system: `browser (${b.adapter})`, median_ms: ms, ...rateOf(c, ms), ratio: ms / r.median_ms };
+      const page = b.records.get(c.name)!;
+      const ms = page.median_ms;
+      r.baseline = { system: `browser (${b.adapter})`, median_ms: ms, ...rateOf(c, ms), ratio: ms / r.median_ms, breakdown_ms: page.breakdown_ms };
     }
   }
+  printBreakdowns(records);
   return records;
 }

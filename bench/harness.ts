@@ -24,6 +24,8 @@ export interface Baseline {
   /** Version, threads and the like. */
   detail?: string;
   skipped?: string;
+  /** GPU milliseconds per kernel family (the browser's training steps). */
+  breakdown_ms?: Record<string, number>;
 }
 
 export interface BenchRecord {

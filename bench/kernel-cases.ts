@@ -1,6 +1,6 @@
 // The kernel cases timed both on Node (bench/browser.ts) and in the browser
 // (bench/browser-page.ts): the same code, the same kernels, the same shapes.
-import { matmul, scope } from '../engine/index.ts';
+import { engine, matmul, relu, scope } from '../engine/index.ts';
 import { filled } from './fill.ts';
 import { time } from './timing.ts';
 import type { Timing } from './timing.ts';
@@ -70,6 +70,18 @@ function convInputGradCase(N: number, Cin: number, H: number, Cout: number, desi
   };
 }
 
+/** `count` tiny element-wise dispatches in a row, each reading the one before: what a dispatch
+ * costs on the adapter when its kernel does next to nothing (no rate: compare the times). */
+function dispatchCase(count: number): KernelCase {
+  return {
+    name: `${count} dispatches of relu f32[64]`, op: 'dispatch', flops: 0,
+    setup() {
+      const a = filled([64], 1);
+      return { run: () => scope(() => { let x = a; for (let i = 0; i < count; i++) x = relu(x); }), dispose: () => { a.dispose(); } };
+    },
+  };
+}
+
 /** Synthetic 28x28 grey images, seeded. */
 function syntheticImages(count: number) {
   const images = new Uint8Array(count * 28 * 28);
@@ -97,18 +109,28 @@ function trainStepCase(model: ModelName, batch: number): KernelCase {
 export function kernelCases(quick: boolean, only?: string): KernelCase[] {
   const all = quick
     ? [matmulCase(256), convCase(8, 64, 32), convCase(8, 64, 32, true),
-      convInputGradCase(8, 64, 32, 128, 'register'), convInputGradCase(8, 64, 32, 128, 'unrolled'), trainStepCase('tiny', 16)]
+      convInputGradCase(8, 64, 32, 128, 'register'), convInputGradCase(8, 64, 32, 128, 'unrolled'), trainStepCase('tiny', 16), dispatchCase(500)]
     : [matmulCase(256), matmulCase(512), convCase(8, 64, 32), convCase(8, 64, 32, true), convCase(32, 16, 28), convCase(32, 16, 28, true),
       convInputGradCase(8, 64, 32, 128, 'register'), convInputGradCase(8, 64, 32, 128, 'unrolled'),
       convInputGradCase(32, 16, 28, 32, 'register'), convInputGradCase(32, 16, 28, 32, 'unrolled'),
-      trainStepCase('tiny', 16), trainStepCase('small', 16)];
+      trainStepCase('tiny', 16), trainStepCase('small', 16), dispatchCase(500)];
   return all.filter((c) => only === undefined || c.name.includes(only));
 }
 
-/** Median, min and max milliseconds of `runs` timed runs after one warm-up, to GPU completion. */
-export async function timeCase(c: KernelCase, runs: number): Promise<Timing> {
+/** Median, min and max milliseconds of `runs` timed runs after one warm-up, to GPU completion;
+ * for a training step, then one more run, not timed, profiled: GPU milliseconds per kernel
+ * family (timestamp queries, where the adapter has them). */
+export async function timeCase(c: KernelCase, runs: number): Promise<Timing & { breakdown_ms?: Record<string, number> }> {
   const { run, dispose } = c.setup();
   const t = await time(run, runs);
+  const e = engine();
+  let breakdown_ms: Record<string, number> | undefined;
+  if (c.images && e.device.features.has('timestamp-query')) {
+    e.startProfile();
+    run();
+    const profile = [...(await e.stopProfile()).entries()].sort((a, b) => b[1].ms - a[1].ms);
+    breakdown_ms = Object.fromEntries(profile.map(([k, v]) => [k, Number(v.ms.toFixed(2))]));
+  }
   dispose();
-  return t;
+  return { ...t, breakdown_ms };
 }
