@@ -47,6 +47,7 @@ export function launch<P, D, I extends string, O extends string>(kernel: Kernel<
     for (const t of outputs) poisonIfUnwritten(t);
     for (const t of inputs) poisonIfUnwritten(t);
   }
+  for (const t of outputs) t.written();
   // Packed after the poison fills, which launch a kernel of their own.
   const words = m.packParams(args.params, what);
   const entries: GPUBindGroupEntry[] = [];

@@ -15,13 +15,23 @@ const BYTES_PER_ELEMENT = 4;
 
 class Storage {
   refs = 1;
+  /** Tensors computed from this storage's contents and kept for reuse (`Tensor.derived`): freed
+   * when a kernel writes the storage or the storage is released. */
+  derived: Map<string, Tensor> | null = null;
   constructor(readonly buffer: GPUBuffer, readonly bytes: number) {}
   retain(): this {
     this.refs++;
     return this;
   }
   release(fromFinalizer = false): void {
-    if (--this.refs === 0) engine().pool.release(this.buffer, fromFinalizer);
+    if (--this.refs > 0) return;
+    this.dropDerived();
+    engine().pool.release(this.buffer, fromFinalizer);
+  }
+  dropDerived(): void {
+    if (!this.derived) return;
+    for (const t of this.derived.values()) t.dispose();
+    this.derived = null;
   }
 }
 
@@ -125,6 +135,29 @@ export class Tensor {
   view(shape: Shape): Tensor {
     const resolved = resolveShape(shape, this.size, this.describe());
     return new Tensor(this.storageOrThrow().retain(), resolved, this.dtype, false);
+  }
+
+  /**
+   * A tensor computed from this one's contents by `make` (a repacked copy, say), made once and
+   * reused until a kernel writes this tensor's storage (engine/launch.ts calls `written()` on
+   * every output) or the storage is released. Returns a handle of the caller's own (dispose it
+   * as usual); `key` names what `make` computes, e.g. the op and its layout. Storage written
+   * other than through `launch` (a raw `buffer` handed to other code) must call `written()`.
+   */
+  derived(key: string, make: () => Tensor): Tensor {
+    const s = this.storageOrThrow();
+    let t = s.derived?.get(key);
+    if (!t) {
+      t = make();
+      untrack(t); // owned by the storage, not by the caller's scope
+      (s.derived ??= new Map()).set(key, t);
+    }
+    return t.detach();
+  }
+
+  /** This tensor's storage was just written: what `derived` kept from it is stale. */
+  written(): void {
+    this.storage?.dropDerived();
   }
 
   /** A tensor sharing storage that is cut off from the autograd tape. */

@@ -16,18 +16,23 @@ const packKernels = declareKernels({
   entryPoints: { main: { inputs: { W: 'f32' }, outputs: { Wp: 'vec4<f32>' } } },
 });
 
-/** The packed weight of `g` and its padded channel count CP (dispose the tensor). */
+/** The packed weight of `g` and its padded channel count CP (dispose the tensor). A weight
+ * packs once however many convs read it until it changes (Tensor.derived): a training step reads
+ * each weight in two views' passes, forward and backward. */
 export function packWeights(weight: Tensor, g: ConvGeometry, flipped: boolean): { packed: Tensor; CP: number } {
   const KK = g.kH * g.kW;
   const CP = Math.ceil(g.Cout / 4) * 4;
-  const packed = Tensor.empty([g.Cin * KK * CP]);
-  launch(packKernels.main, {
-    label: `conv2d.pack ${weight.describe()}${flipped ? ' flipped' : ''}`,
-    inputs: { W: weight },
-    outputs: { Wp: packed },
-    params: { Cin: g.Cin, Cout: g.Cout, KK, CP },
-    defines: { FLIPPED: flipped },
-    workgroups: grid1d(packed.size / 4, 256),
+  const packed = weight.derived(`conv2d.pack ${g.Cin} ${g.Cout} ${KK}${flipped ? ' flipped' : ''}`, () => {
+    const p = Tensor.empty([g.Cin * KK * CP]);
+    launch(packKernels.main, {
+      label: `conv2d.pack ${weight.describe()}${flipped ? ' flipped' : ''}`,
+      inputs: { W: weight },
+      outputs: { Wp: p },
+      params: { Cin: g.Cin, Cout: g.Cout, KK, CP },
+      defines: { FLIPPED: flipped },
+      workgroups: grid1d(p.size / 4, 256),
+    });
+    return p;
   });
   return { packed, CP };
 }

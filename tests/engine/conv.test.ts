@@ -6,10 +6,10 @@
 // channel, split sums, strides, narrow maps.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Tensor, clearTuning, forceVariant, loadTuningTable, scope, setTuning, tunePending, tuningTable } from '../../engine/index.ts';
+import { SGD, Tensor, clearTuning, engine, forceVariant, loadTuningTable, scope, setTuning, tunePending, tuningTable } from '../../engine/index.ts';
 import { conv2d, conv2dGeometry, conv2dInputGrad, conv2dVariants, conv2dWeightGrad } from '../../engine/ops/conv.ts';
 import type { ConvGeometry } from '../../engine/ops/conv.ts';
-import { assertClose, gradCheck, randomArray } from '../helpers.ts';
+import { assertClose, gradCheck, noLeaks, randomArray } from '../helpers.ts';
 
 /** float64 reference conv2d, NCHW, weight [Cout, Cin, kH, kW]. */
 function convRef(x: Float64Array, w: Float64Array, b: Float64Array | null, xs: number[], ws: number[], s: number, p: number): Float64Array {
@@ -172,6 +172,38 @@ for (const [name, xs, ws, stride, padding] of designCases) {
     }
   });
 }
+
+test('conv2d: a weight is packed once until a kernel writes it, and the pack is freed with it', async () => {
+  const xs = [2, 3, 7, 5];
+  const ws = [5, 3, 3, 3];
+  const xd = randomArray(xs, 21);
+  const wd = randomArray(ws, 22);
+  await noLeaks(async () => {
+    const x = Tensor.fromArray(xd, xs);
+    const w = Tensor.fromArray(wd, ws, { requiresGrad: true });
+    forceVariant('conv2d.forward', 'unrolled'); // a design that reads the packed weight
+    try {
+      const e = engine();
+      let before = e.dispatchCount;
+      const y1 = conv2d(x, w, null, { padding: 1 });
+      const first = e.dispatchCount - before;
+      before = e.dispatchCount;
+      const y2 = conv2d(x, w, null, { padding: 1 });
+      // Fewer dispatches the second time: no pack (and, in tests, no poison fill of a new pack).
+      assert.ok(e.dispatchCount - before < first, `the second conv repacked the weight (${e.dispatchCount - before} dispatches, the first ${first})`);
+      assertClose(await y1.toArray(), convRef(xd, wd, null, xs, ws, 1, 1), { rtol: 1e-4, atol: 1e-4 }, 'first conv');
+      assert.equal(Array.from(await y2.toArray()), Array.from(await y1.toArray()), 'second conv');
+      // An in-place update (SGD, a kernel writing w) makes the pack stale: the next conv sees it.
+      w.grad = Tensor.fromArray(new Array(wd.length).fill(1), ws);
+      new SGD([w], { lr: 0.25 }).step();
+      const y3 = conv2d(x, w, null, { padding: 1 });
+      assertClose(await y3.toArray(), convRef(xd, wd.map((v) => v - 0.25), null, xs, ws, 1, 1), { rtol: 1e-4, atol: 1e-4 }, 'conv after an SGD step');
+      for (const t of [x, w, w.grad, y1, y2, y3]) t.dispose();
+    } finally {
+      forceVariant('conv2d.forward', null);
+    }
+  });
+});
 
 test('conv2d variants: the designs this adapter offers, the real-GPU one among them', () => {
   const g = conv2dGeometry(Tensor.empty([2, 8, 8, 8]), Tensor.empty([8, 8, 3, 3]), { padding: 1 });
