@@ -42,6 +42,7 @@ function tilesFor(g: ConvGeometry): UnrolledWeightGradTile[] {
   const others: UnrolledWeightGradTile[] = [
     { R: 4, PX: 1, chunks: 1, WG: 4 },
     { R: 12, PX: Math.min(3, g.OW), chunks: 5, WG: 64 },
+    { R: 16, PX: Math.min(4, g.OW), chunks: 2, WG: 16 },
   ];
   return [rule, ...others].map((t) => (g.Cout <= 4 ? { ...t, R: g.Cout } : t));
 }
