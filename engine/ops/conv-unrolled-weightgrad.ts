@@ -77,8 +77,8 @@ export function unrolledWeightGradCode(t: UnrolledWeightGradTile, KH: number, KW
   }
   for (let j = 0; j < loads; j++) {
     // A pixel past the row contributes nothing: its dY reads as zero (from a clamped address).
-    body.push(`      let ow${j} = ow0 + px${j};`);
-    body.push(`      let dv${j} = select(0.0, dY[gRow + gc${j} + min(ow${j}, p.OW - 1u)], ow${j} < p.OW);`);
+    body.push(`      let pos${j} = ow0 + px${j};`);
+    body.push(`      let dv${j} = select(0.0, dY[gRow + gc${j} + min(pos${j}, p.OW - 1u)], pos${j} < p.OW);`);
   }
   for (let px = 0; px < PX; px++) {
     for (let g = 0; g < groups; g++) {
