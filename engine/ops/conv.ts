@@ -168,8 +168,9 @@ function forwardCandidates(g: ConvGeometry): Candidate<Variant<ForwardTile>>[] {
       }
     }
   }
-  // The unrolled kernel (every accumulator a named variable) on any adapter: the fast one
-  // where subgroups are not 8 wide and loops are not unrolled by the compiler (SwiftShader).
+  // The unrolled kernel (every accumulator a named variable) on any adapter with subgroups of 4
+  // or more: the fast one where subgroups are not 8 wide and loops are not unrolled by the
+  // compiler (SwiftShader).
   return designCandidates([...subgroup, ...unrolledCandidate<ForwardTile>()]);
 }
 
@@ -251,7 +252,7 @@ function weightGradCandidates(g: ConvGeometry): Candidate<Variant<WeightGradTile
       }
     }
   }
-  // As for the forward: the unrolled kernel on any adapter, the fast one on SwiftShader.
+  // As for the forward: the unrolled kernel (subgroups of 4 or more), the fast one on SwiftShader.
   return designCandidates([...subgroup, ...unrolledCandidate<WeightGradTile>()]);
 }
 
