@@ -1,3 +1,4 @@
+enable subgroups;
 // Direct convolution with every step unrolled into named variables (engine/ops/conv-unrolled.ts
 // generates SETUP, ACC, BODY and STORE): the forward conv, and through a flipped weight the
 // stride-1 input gradient, for adapters without subgroups of 8.
@@ -8,12 +9,19 @@
 // loop variable: the window offsets, the input values under the tile's windows, the weights and
 // the accumulators are all named values.
 //
+// SwiftShader loads every value whose address is not a compile-time constant lane by lane (a
+// gather, some 16 multiply-adds' time), even where all lanes read the same address. So the
+// weights, the same in every lane, are loaded once per 4 lanes: lane l of each 4 loads vec4
+// number 4j + l of the channel's weights, and subgroupBroadcast hands each to all lanes (about
+// 2 multiply-adds' time a weight). Only the input pixels, different in every lane, are loaded
+// per lane; bigger tiles share each of them among more multiply-adds.
+//
 // Each invocation owns R output channels x (TR x TC) output pixels. A workgroup is 64
-// invocations along the pixels, all on the same R channels (workgroup row wid.y), so every
-// weight load is the same address in all lanes. Weights come packed (shaders/conv-pack.wgsl)
-// as Wp[ci][tap][co] with co padded to CP (a multiple of 4), read as vec4s of 4 channels.
-// Channels past Cout compute garbage from clamped addresses and are never stored; pixels past
-// the map likewise.
+// invocations along the pixels, all on the same R channels (workgroup row wid.y). Weights come
+// packed (shaders/conv-pack.wgsl) as Wp[ci][tap][co] with co padded to CP (a multiple of 4),
+// read as vec4s of 4 channels. Channels past Cout compute garbage from clamped addresses and are
+// never stored; pixels past the map likewise. Subgroups must be at least 4 wide; no invocation
+// leaves before the last broadcast.
 //
 // Params: the geometry (N, Cin, H, W, Cout, OH, OW, kH, kW, stride, pad) and CP. Bindings: Wp
 // (vec4), X -> Out. Defines: R, TR, TC; code: SETUP, ACC, BODY (one input channel), STORE.
@@ -22,7 +30,8 @@
 #interface
 
 @compute @workgroup_size(64)
-fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
+           @builtin(subgroup_invocation_id) lane: u32) {
   let tilesW = (p.OW + TC - 1u) / TC;
   let tilesH = (p.OH + TR - 1u) / TR;
   let tiles = p.N * tilesH * tilesW;

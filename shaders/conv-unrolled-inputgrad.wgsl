@@ -1,3 +1,4 @@
+enable subgroups;
 // Input gradient of a conv of any stride, padding and window, the transposed convolution
 // dX = conv^T(dY, W) computed directly, with every step unrolled into named variables
 // (engine/ops/conv-unrolled-inputgrad.ts generates SETUP, ACC, BODY and STORE): for adapters
@@ -19,8 +20,10 @@
 //
 // Each invocation owns R input channels x (TR x TC) blocks of S x S input pixels; its
 // accumulators are vec4s of 4 channels, one per pixel. A workgroup is 64 invocations along the
-// pixels, all on the same R channels (workgroup row wid.y), so every weight load is the same
-// address in all lanes. The sum runs over Cout. Weights come packed by conv-pack.wgsl with
+// pixels, all on the same R channels (workgroup row wid.y), so the weights are the same in all
+// lanes; as in conv-unrolled-forward.wgsl (which says why) they are loaded 4 vec4s to a subgroup
+// load and handed around with subgroupBroadcast (subgroups of at least 4). The sum runs over
+// Cout. Weights come packed by conv-pack.wgsl with
 // FLIPPED (Wp[co][KK-1-tap][ci], ci padded to CP), read as vec4s of 4 input channels. Channels
 // past Cin compute garbage from clamped addresses and are never stored; pixels past the map
 // likewise.
@@ -34,7 +37,8 @@
 #interface
 
 @compute @workgroup_size(64)
-fn inputGrad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+fn inputGrad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
+             @builtin(subgroup_invocation_id) lane: u32) {
   let blocksH = (p.H + STRIDE - 1u) / STRIDE;
   let blocksW = (p.W + STRIDE - 1u) / STRIDE;
   let tilesW = (blocksW + TC - 1u) / TC;

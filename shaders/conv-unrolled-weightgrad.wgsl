@@ -1,3 +1,4 @@
+enable subgroups;
 // The conv weight gradient with every step unrolled into named variables
 // (engine/ops/conv-unrolled-weightgrad.ts generates SETUP, ACC, ROW, BODY and STORE):
 // dW[co, ci, kh, kw] = sum over (n, oh, ow) of dY[n, co, oh, ow] * X[n, ci, oh*s + kh - pad, ow*s + kw - pad],
@@ -11,8 +12,11 @@
 //
 // Each invocation owns one input channel ci (its lane) and R output channels x every tap of the
 // window, one vec4 accumulator per tap and group of 4 output channels. A step takes PX output
-// pixels of one row: the R x PX values of dY (the same addresses in every lane of a workgroup,
-// which shares its channels and rows) and the input values under their windows. The sum over the
+// pixels of one row: the R x PX values of dY (the same in every lane of a workgroup, which shares
+// its channels and rows) and the input values under their windows. SwiftShader loads every value
+// lane by lane even where the address is the same in all lanes, so the dY values are loaded once
+// per 4 lanes (lane l of each 4 loads value 4j + l) and handed around with subgroupBroadcast;
+// subgroups must be at least 4 wide. The sum over the
 // (n, oh) rows is split into chunks of `rowsPerChunk` rows (workgroup wid.z), each writing its own
 // partial [Cout, Cin, kH, kW] slab; the caller sums the slabs. Output channels past Cout read a
 // clamped channel and are never stored; pixels past the row read as zero.
@@ -25,10 +29,11 @@
 #interface
 
 @compute @workgroup_size(WG)
-fn weightGrad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-  let ci = gid.x;
-  // No barriers below, so lanes past the last channel may leave at once.
-  if (ci >= p.Cin) { return; }
+fn weightGrad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
+              @builtin(subgroup_invocation_id) lane: u32) {
+  // Lanes past the last channel compute a copy of it (the subgroup broadcasts need every lane)
+  // and store nothing.
+  let ci = min(gid.x, p.Cin - 1u);
   let co0 = wid.y * R;
   let rows = p.N * p.OH;
   let row0 = wid.z * p.rowsPerChunk;
@@ -50,6 +55,7 @@ fn weightGrad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_
     }
   }
 
+  if (gid.x >= p.Cin) { return; }
   let taps = p.kH * p.kW;
   let outBase = wid.z * p.Cout * p.Cin * taps + ci * taps;
 {{STORE}}

@@ -1,7 +1,7 @@
 // The unrolled transposed-conv input-gradient kernel (shaders/conv-unrolled-inputgrad.wgsl), with
 // every per-tap, per-phase and per-channel step generated here into named variables: the input
-// gradients that are not a flipped forward conv (strided ones), for adapters without subgroups
-// of 8, SwiftShader above all (see the shader for why).
+// gradients that are not a flipped forward conv (strided ones), for adapters whose subgroups
+// are not 8 wide (but at least 4), SwiftShader above all (see the shader for why).
 import source from '../../shaders/conv-unrolled-inputgrad.wgsl';
 import { declareKernels } from '../kernels.ts';
 import { launch } from '../launch.ts';
@@ -56,7 +56,13 @@ export function unrolledInputGradCode(t: UnrolledInputGradTile, g: ConvGeometry)
     setup.push(`  let cIn${j} = ow0 + ${j} >= 0 && ow0 + ${j} < i32(p.OW);`);
     setup.push(`  let cOff${j} = select(0u, u32(ow0 + ${j}), cIn${j});`);
   }
-  for (let q = 0; q < groups; q++) setup.push(`  let wc${q} = min(ci0 / 4u + ${q}u, cp4 - 1u);`);
+  // The weights of one output channel, taps x groups vec4s (item packed tap * groups + q), are
+  // loaded 4 to a subgroup load: lane l of every 4 loads item 4j + l into wv{j}.
+  const items = KK * groups;
+  for (let j = 0; j < Math.ceil(items / 4); j++) {
+    setup.push(`  let m${j} = min(${4 * j}u + (lane & 3u), ${items - 1}u);`);
+    setup.push(`  let wo${j} = (m${j} / ${groups}u) * cp4 + min(ci0 / 4u + m${j} % ${groups}u, cp4 - 1u);`);
+  }
   // One accumulator (4 channels) per channel group, block and phase.
   const acc: string[] = [];
   for (let q = 0; q < groups; q++) {
@@ -65,6 +71,7 @@ export function unrolledInputGradCode(t: UnrolledInputGradTile, g: ConvGeometry)
     }
   }
   const body: string[] = [];
+  for (let j = 0; j < Math.ceil(items / 4); j++) body.push(`    let wv${j} = Wp[wBase + wo${j}];`);
   for (let i = 0; i < NR; i++) {
     for (let j = 0; j < NS; j++) body.push(`    let y${i}_${j} = select(0.0, dY[chan + rOff${i} + cOff${j}], rIn${i} && cIn${j});`);
   }
@@ -76,7 +83,8 @@ export function unrolledInputGradCode(t: UnrolledInputGradTile, g: ConvGeometry)
           const packedTap = KK - 1 - (rt.tap * g.kW + ct.tap);
           for (let q = 0; q < groups; q++) {
             const w = `w${rt.tap}_${ct.tap}_${q}`;
-            body.push(`    let ${w} = Wp[wBase + ${packedTap}u * cp4 + wc${q}];`);
+            const m = packedTap * groups + q;
+            body.push(`    let ${w} = subgroupBroadcast(wv${m >> 2}, ${m & 3}u);`);
             for (let bt = 0; bt < TR; bt++) for (let bu = 0; bu < TC; bu++) {
               body.push(`    ${transposedAccName(q, bt, bu, ph, pw)} += ${w} * y${bt + rt.d - rowWindow.first}_${bu + ct.d - colWindow.first};`);
             }

@@ -1,6 +1,6 @@
 // The unrolled conv weight-gradient kernel (shaders/conv-unrolled-weightgrad.wgsl), with every
 // per-tap, per-pixel and per-channel step generated here into named variables. For adapters
-// without subgroups of 8, SwiftShader above all (see the shader for why).
+// whose subgroups are not 8 wide (but at least 4), SwiftShader above all (see the shader for why).
 import source from '../../shaders/conv-unrolled-weightgrad.wgsl';
 import { declareKernels } from '../kernels.ts';
 import { launch } from '../launch.ts';
@@ -25,16 +25,18 @@ const kernels = declareKernels({
 export interface UnrolledWeightGradTile { R: number; PX: number; chunks: number; WG: number }
 
 /** Invocations worth keeping busy: the (input channel, channel block, chunk) triples the rows
- * are split across until there are about this many. */
-const TARGET_INVOCATIONS = 256;
+ * are split across until there are about this many (on SwiftShader more chunks mostly added
+ * partial slabs to sum: 64 measured faster than 256 at the tiny SSQL step's shapes). */
+const TARGET_INVOCATIONS = 64;
 /** The fewest (n, oh) rows a chunk sums, so that the partial slabs stay cheap to add. */
 const MIN_ROWS_PER_CHUNK = 4;
 
-/** The tile for a shape: 8 output channels (4 for windows past 3x3: the accumulators are
- * channel groups x taps vec4s), 4 pixels a step, split until some 256 invocations run. */
+/** The tile for a shape: 16 output channels where there are that many, else 8 (4 for windows
+ * past 3x3: the accumulators are channel groups x taps vec4s; more channels share each loaded
+ * input pixel), 4 pixels a step, split until some 64 invocations run. */
 export function unrolledWeightGradTile(g: ConvGeometry): UnrolledWeightGradTile {
   const taps = g.kH * g.kW;
-  const R = g.Cout <= 4 ? g.Cout : taps <= 9 ? 8 : 4;
+  const R = g.Cout <= 4 ? g.Cout : taps > 9 ? 4 : g.Cout >= 16 ? 16 : 8;
   const PX = Math.min(4, g.OW);
   const WG = g.Cin >= 64 ? 64 : g.Cin >= 16 ? 16 : 4;
   const lanes = g.Cin * Math.ceil(g.Cout / R);
@@ -51,7 +53,16 @@ export function unrolledWeightGradCode(t: UnrolledWeightGradTile, KH: number, KW
   const groups = Math.ceil(R / 4);
   const NS = (PX - 1) * S + KW;
   const setup: string[] = [];
-  for (let r = 0; r < R; r++) setup.push(`  let g${r} = min(co0 + ${r}u, p.Cout - 1u) * oplane;`);
+  // The R x PX values of dY a step takes (item px * R + r) are the same in every lane; they are
+  // loaded 4 to a subgroup load (lane l of every 4 loads item 4j + l into dv{j}) and handed
+  // around with subgroupBroadcast. Per lane and j: the channel's plane offset and the pixel.
+  const items = R * PX;
+  const loads = Math.ceil(items / 4);
+  for (let j = 0; j < loads; j++) {
+    setup.push(`  let m${j} = min(${4 * j}u + (lane & 3u), ${items - 1}u);`);
+    setup.push(`  let gc${j} = min(co0 + m${j} % ${R}u, p.Cout - 1u) * oplane;`);
+    setup.push(`  let px${j} = m${j} / ${R}u;`);
+  }
   const acc: string[] = [];
   for (let tap = 0; tap < KH * KW; tap++) for (let g = 0; g < groups; g++) acc.push(`  var a${tap}_${g} = vec4<f32>(0.0);`);
   const row: string[] = [];
@@ -64,13 +75,18 @@ export function unrolledWeightGradCode(t: UnrolledWeightGradTile, KH: number, KW
     body.push(`      let cIn${s} = iw0 + ${s} >= 0 && iw0 + ${s} < i32(p.W);`);
     body.push(`      let cOff${s} = select(0u, u32(iw0 + ${s}), cIn${s});`);
   }
-  for (let px = 0; px < PX; px++) {
+  for (let j = 0; j < loads; j++) {
     // A pixel past the row contributes nothing: its dY reads as zero (from a clamped address).
-    body.push(`      let pIn${px} = ow0 + ${px}u < p.OW;`);
-    body.push(`      let pAt${px} = gRow + min(ow0 + ${px}u, p.OW - 1u);`);
+    body.push(`      let pos${j} = ow0 + px${j};`);
+    body.push(`      let dv${j} = select(0.0, dY[gRow + gc${j} + min(pos${j}, p.OW - 1u)], pos${j} < p.OW);`);
+  }
+  for (let px = 0; px < PX; px++) {
     for (let g = 0; g < groups; g++) {
-      const ds = [0, 1, 2, 3].map((c) => (4 * g + c < R ? `dY[g${4 * g + c} + pAt${px}]` : '0.0'));
-      body.push(`      let d${g}_${px} = select(vec4<f32>(0.0), vec4<f32>(${ds.join(', ')}), pIn${px});`);
+      const ds = [0, 1, 2, 3].map((c) => {
+        const m = px * R + 4 * g + c;
+        return 4 * g + c < R ? `subgroupBroadcast(dv${m >> 2}, ${m & 3}u)` : '0.0';
+      });
+      body.push(`      let d${g}_${px} = vec4<f32>(${ds.join(', ')});`);
     }
   }
   for (let kh = 0; kh < KH; kh++) {

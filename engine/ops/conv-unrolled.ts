@@ -1,8 +1,9 @@
 // The unrolled conv kernel (shaders/conv-unrolled-forward.wgsl): the forward conv, and through a
 // flipped weight the stride-1 input gradient, with every per-tap and per-channel step generated
-// here into named variables. For adapters without subgroups of 8, SwiftShader above all (see the
-// shader for why).
+// here into named variables. For adapters whose subgroups are not 8 wide (but at least 4),
+// SwiftShader above all (see the shader for why).
 import source from '../../shaders/conv-unrolled-forward.wgsl';
+import { engine } from '../device.ts';
 import { declareKernels } from '../kernels.ts';
 import { launch } from '../launch.ts';
 import { Tensor } from '../tensor.ts';
@@ -20,16 +21,54 @@ const kernels = declareKernels({
   entryPoints: { forward: { inputs: { Wp: 'vec4<f32>', X: 'f32' }, outputs: { Out: 'f32' } } },
 });
 
+/** Whether the unrolled kernels can run here: they share loads through subgroupBroadcast from
+ * lanes 0-3, so they need subgroups of at least 4 (SwiftShader's are 4, lavapipe's 8). */
+export function hasUnrolledSubgroups(): boolean {
+  const d = engine().device;
+  const info = d.adapterInfo as (GPUAdapterInfo & { subgroupMinSize?: number }) | undefined;
+  return d.features.has('subgroups') && (info?.subgroupMinSize ?? 0) >= 4;
+}
+
 /** R output channels (a multiple of 4, or every channel when there are at most 4) x (TR x TC)
  * output pixels per invocation; TR * TC a multiple of 4. */
 export interface UnrolledTile { R: number; TR: number; TC: number }
 
-/** The tile for a shape: 8 channels x 8 pixels (16 vec4 accumulators, like the matmul's 8x8),
- * narrower or fewer where the map or the channels are small. */
+/** Relative costs on SwiftShader, in multiply-adds (of one lane), measured by taking the loads
+ * and broadcasts out of the kernel in turn (8 x 64 x 32 x 32 -> 64, tile 8 x 4 x 4): a load
+ * whose address varies by lane (a gather: every input pixel, and the subgroup's weight loads)
+ * costs about 16, a broadcast of one weight about 2.3. */
+const GATHER_COST = 16;
+const BROADCAST_COST = 2.3;
+
+/** Modelled cost of running `g` with tile `t` (multiply-add units): invocations (whole
+ * workgroups of 64, partial tiles included) x input channels x the work of one channel; slowed
+ * in proportion when there are fewer than 2 workgroups to spread over the CPU's cores. */
+function modelledCost(g: ConvGeometry, t: UnrolledTile): number {
+  const S = g.stride;
+  const inputs = ((t.TR - 1) * S + g.kH) * ((t.TC - 1) * S + g.kW);
+  const groups = Math.ceil(t.R / 4);
+  const weightLoads = 4 * Math.ceil((g.kH * g.kW * groups) / 4);
+  const perChannel = GATHER_COST * (inputs + weightLoads) + BROADCAST_COST * g.kH * g.kW * 4 * groups + g.kH * g.kW * 4 * groups * t.TR * t.TC;
+  const tiles = g.N * Math.ceil(g.OH / t.TR) * Math.ceil(g.OW / t.TC);
+  const workgroups = Math.ceil(tiles / 64) * Math.ceil(g.Cout / t.R);
+  return workgroups * 64 * g.Cin * perChannel * Math.max(1, 2 / workgroups);
+}
+
+/** The tile for a shape: the cheapest by `modelledCost` of 8 or 16 channels (every channel when
+ * there are at most 4) x 16, 8 or 4 pixels (narrower where the map is). Big tiles share each
+ * loaded input pixel and weight among more multiply-adds; small ones keep the workgroups full
+ * on small maps. */
 export function unrolledTile(g: ConvGeometry): UnrolledTile {
-  const R = g.Cout <= 4 ? g.Cout : 8;
-  const [TR, TC] = g.OW >= 4 ? [2, 4] : g.OW >= 2 ? [4, 2] : [8, 1];
-  return { R, TR, TC };
+  const channels = g.Cout <= 4 ? [g.Cout] : g.Cout <= 8 ? [8] : [8, 16];
+  const pixels = g.OW >= 4 ? [[4, 4], [2, 4], [1, 4]] : g.OW >= 2 ? [[4, 2], [2, 2]] : [[8, 1], [4, 1]];
+  let best: UnrolledTile | null = null;
+  for (const R of channels) {
+    for (const [TR, TC] of pixels) {
+      const t = { R, TR, TC };
+      if (!best || modelledCost(g, t) < modelledCost(g, best)) best = t;
+    }
+  }
+  return best!;
 }
 
 const XYZW = 'xyzw';
@@ -51,10 +90,17 @@ export function unrolledCode(t: UnrolledTile, KH: number, KW: number, S: number)
     setup.push(`  let cIn${s} = iw0 + ${s} >= 0 && iw0 + ${s} < i32(p.W);`);
     setup.push(`  let cOff${s} = select(0u, u32(iw0 + ${s}), cIn${s});`);
   }
-  for (let g = 0; g < groups; g++) setup.push(`  let wc${g} = min(co0 / 4u + ${g}u, cp4 - 1u);`);
+  // The weights of one input channel, taps x groups vec4s (item tap * groups + g), are loaded
+  // 4 to a subgroup load: lane l of every 4 loads item 4j + l into wv{j}.
+  const items = KH * KW * groups;
+  for (let j = 0; j < Math.ceil(items / 4); j++) {
+    setup.push(`  let m${j} = min(${4 * j}u + (lane & 3u), ${items - 1}u);`);
+    setup.push(`  let wo${j} = (m${j} / ${groups}u) * cp4 + min(co0 / 4u + m${j} % ${groups}u, cp4 - 1u);`);
+  }
   const acc: string[] = [];
   for (let r = 0; r < R; r++) for (let q = 0; q < C / 4; q++) acc.push(`  var a${r}_${q} = vec4<f32>(0.0);`);
   const body: string[] = [];
+  for (let j = 0; j < Math.ceil(items / 4); j++) body.push(`    let wv${j} = Wp[wBase + wo${j}];`);
   for (let i = 0; i < NR; i++) {
     for (let s = 0; s < NS; s++) body.push(`    let x${i}_${s} = select(0.0, X[chan + rOff${i} + cOff${s}], rIn${i} && cIn${s});`);
   }
@@ -69,7 +115,8 @@ export function unrolledCode(t: UnrolledTile, KH: number, KW: number, S: number)
         body.push(`    let b${tap}_${q} = vec4<f32>(${xs.join(', ')});`);
       }
       for (let g = 0; g < groups; g++) {
-        body.push(`    let w${tap}_${g} = Wp[wBase + ${tap}u * cp4 + wc${g}];`);
+        const m = tap * groups + g;
+        body.push(`    let w${tap}_${g} = subgroupBroadcast(wv${m >> 2}, ${m & 3}u);`);
         for (let c = 0; c < 4 && 4 * g + c < R; c++) {
           for (let q = 0; q < C / 4; q++) body.push(`    a${4 * g + c}_${q} += w${tap}_${g}.${XYZW[c]} * b${tap}_${q};`);
         }

@@ -26,7 +26,7 @@ import { Tensor, checkDtype } from '../tensor.ts';
 import { choose } from '../tuning.ts';
 import type { Candidate } from '../tuning.ts';
 import { engine } from '../device.ts';
-import { unrolledForward } from './conv-unrolled.ts';
+import { hasUnrolledSubgroups, unrolledForward } from './conv-unrolled.ts';
 import { unrolledInputGrad } from './conv-unrolled-inputgrad.ts';
 import { unrolledWeightGrad } from './conv-unrolled-weightgrad.ts';
 import { hasSubgroupsOf8, subgroupForward, subgroupInputGrad, subgroupWeightGrad, rowVectorFits, dyRowVectorFits } from './conv-subgroup.ts';
@@ -168,9 +168,15 @@ function forwardCandidates(g: ConvGeometry): Candidate<Variant<ForwardTile>>[] {
       }
     }
   }
-  // The unrolled kernel (every accumulator a named variable) on any adapter: the fast one
-  // where subgroups are not 8 wide and loops are not unrolled by the compiler (SwiftShader).
-  return designCandidates([...subgroup, { name: 'unrolled', config: { design: 'unrolled' } }]);
+  // The unrolled kernel (every accumulator a named variable) on any adapter with subgroups of 4
+  // or more: the fast one where subgroups are not 8 wide and loops are not unrolled by the
+  // compiler (SwiftShader).
+  return designCandidates([...subgroup, ...unrolledCandidate<ForwardTile>()]);
+}
+
+/** The unrolled design where it can run (subgroups of at least 4). */
+function unrolledCandidate<T>(): Candidate<Variant<T>>[] {
+  return hasUnrolledSubgroups() ? [{ name: 'unrolled', config: { design: 'unrolled' } }] : [];
 }
 
 /** Forward rule: the subgroup tile of the widest channel block and 8 pixels, reading its input
@@ -246,8 +252,8 @@ function weightGradCandidates(g: ConvGeometry): Candidate<Variant<WeightGradTile
       }
     }
   }
-  // As for the forward: the unrolled kernel on any adapter, the fast one on SwiftShader.
-  return designCandidates([...subgroup, { name: 'unrolled', config: { design: 'unrolled' } }]);
+  // As for the forward: the unrolled kernel (subgroups of 4 or more), the fast one on SwiftShader.
+  return designCandidates([...subgroup, ...unrolledCandidate<WeightGradTile>()]);
 }
 
 /** Candidates for the input gradients that are not a flipped forward conv (strided ones):
@@ -273,7 +279,8 @@ function inputGradCandidates(g: ConvGeometry): Candidate<InputGradVariant>[] {
     }
   }
   // Register first: the rule's fallback where it finds neither (real GPUs without subgroups of 8).
-  list.push({ name: 'register', config: { design: 'register' } }, { name: 'unrolled', config: { design: 'unrolled' } });
+  list.push({ name: 'register', config: { design: 'register' } });
+  if (hasUnrolledSubgroups()) list.push({ name: 'unrolled', config: { design: 'unrolled' } });
   return list;
 }
 

@@ -32,6 +32,7 @@ const cases: [string, number[], number[], number, number][] = [
   ['3x3 s2 p1, 6->10 on 9x8', [2, 6, 9, 8], [10, 6, 3, 3], 2, 1],
   ['3x3 s1 p1 on a 3x2 map, 9->5', [2, 9, 3, 2], [5, 9, 3, 3], 1, 1],
   ['3x3 s1 p1 on a 1x1 map, 4->3', [3, 4, 1, 1], [3, 4, 3, 3], 1, 1],
+  ['3x3 s1 p2, 5->3 on 6x7 (3 channels a lane, several pixels a step)', [2, 5, 6, 7], [3, 5, 3, 3], 1, 2],
   ['3x3 s1 p2 (padding past the window), 5->7 on 6x7', [2, 5, 6, 7], [7, 5, 3, 3], 1, 2],
   ['5x5 s3 p0, 2->6 on 13x11', [2, 2, 13, 11], [6, 2, 5, 5], 3, 0],
   ['1x1 s2 p0, 12->8 on 7x7', [2, 12, 7, 7], [8, 12, 1, 1], 2, 0],
@@ -42,6 +43,7 @@ function tilesFor(g: ConvGeometry): UnrolledWeightGradTile[] {
   const others: UnrolledWeightGradTile[] = [
     { R: 4, PX: 1, chunks: 1, WG: 4 },
     { R: 12, PX: Math.min(3, g.OW), chunks: 5, WG: 64 },
+    { R: 16, PX: Math.min(4, g.OW), chunks: 2, WG: 16 },
   ];
   return [rule, ...others].map((t) => (g.Cout <= 4 ? { ...t, R: g.Cout } : t));
 }

@@ -1,6 +1,7 @@
 // The unrolled conv kernel (engine/ops/conv-unrolled.ts) against float64: forward at several
 // tiles (channel blocks past Cout, partial pixel tiles, several workgroups, strides, 1x1 and 5x5
-// windows, narrow maps), and the stride-1 input gradient through the flipped weight.
+// windows, narrow maps; weight vec4s per channel not a multiple of the 4 a subgroup load
+// takes), and the stride-1 input gradient through the flipped weight.
 import { test } from 'uvu';
 import { Tensor } from '../../engine/index.ts';
 import { conv2dGeometry } from '../../engine/ops/conv.ts';
@@ -38,7 +39,7 @@ const cases: [string, number[], number[], number, number][] = [
 
 function tilesFor(g: ConvGeometry): UnrolledTile[] {
   const rule = unrolledTile(g);
-  const others: UnrolledTile[] = [{ R: 4, TR: 1, TC: 4 }, { R: 12, TR: 4, TC: 1 }];
+  const others: UnrolledTile[] = [{ R: 4, TR: 1, TC: 4 }, { R: 12, TR: 4, TC: 1 }, { R: 16, TR: 4, TC: 4 }];
   return [rule, ...others.filter((t) => g.Cout > 4 || t.R <= 4)].map((t) => (g.Cout <= 4 ? { ...t, R: g.Cout } : t));
 }
 
