@@ -26,8 +26,8 @@
 //                    running mean/var (unbiased) and num_batches_tracked in place.
 //   evalStats        eval: Stats from the running statistics.
 //   normalize        y = v over PER units per invocation (flat order).
-//   normalizeObserve the same, and the min/max of v into the observer's state (a workgroup tree,
-//                    then one atomicMax per bound and workgroup).
+//   normalizeObserve the same, and the min/max of v into the observer's state (per invocation,
+//                    then an atomicMax per bound where it raises the stored one).
 //   normalizeQuant   y = fake-quant(v) with the observer's range (ACT 2).
 //   backwardPartial  per part of a channel: sum(g') and sum(g' * xhat) into BPart (dbeta and
 //                    dgamma once folded); backwardPartialResidual also writes g' to DR.
@@ -589,42 +589,34 @@ fn normalizeQuant(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
   }
 }
 
-var<workgroup> wgMin: array<f32, WG>;
-var<workgroup> wgMax: array<f32, WG>;
+// Each invocation folds its own units' min/max and raises the observer's bounds itself: no
+// workgroup tree (a single workgroupBarrier costs more than the whole pass on SwiftShader, and
+// much on llvmpipe too). The atomics are skipped where the stored bound is already as large, so
+// after the first few invocations most do one atomicLoad per bound and no read-modify-write.
+fn raiseBound(slot: u32, k: u32) {
+  if (k > atomicLoad(&Obs[slot])) { atomicMax(&Obs[slot], k); }
+}
 
 @compute @workgroup_size(WG)
-fn normalizeObserve(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn normalizeObserve(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let first = flatFirst(gid, nwg);
   let n4 = unitCount();
+  if (first >= n4) { return; }
   var mn = vec4<f32>(posInf());
   var mx = vec4<f32>(negInf());
-  if (first < n4) {
-    var f = flatStart(first);
-    var pair = noChannel();
-    for (var j = first; j < min(first + PER, n4); j++) {
-      pair = enterChannel(pair, f.c);
-      let v = activation(j, f, pair);
-      let live = liveFlat(j);
-      if (4u * j + 4u <= p.size) { Y[j] = v; } else { Y[j] = select(Y[j], v, live); }
-      mn = min(mn, select(vec4<f32>(posInf()), v, live));
-      mx = max(mx, select(vec4<f32>(negInf()), v, live));
-      f = flatNext(f);
-    }
+  var f = flatStart(first);
+  var pair = noChannel();
+  for (var j = first; j < min(first + PER, n4); j++) {
+    pair = enterChannel(pair, f.c);
+    let v = activation(j, f, pair);
+    let live = liveFlat(j);
+    if (4u * j + 4u <= p.size) { Y[j] = v; } else { Y[j] = select(Y[j], v, live); }
+    mn = min(mn, select(vec4<f32>(posInf()), v, live));
+    mx = max(mx, select(vec4<f32>(negInf()), v, live));
+    f = flatNext(f);
   }
-  wgMin[lid.x] = min(min(mn.x, mn.y), min(mn.z, mn.w));
-  wgMax[lid.x] = max(max(mx.x, mx.y), max(mx.z, mx.w));
-  workgroupBarrier();
-  for (var half = WG / 2u; half > 0u; half = half / 2u) {
-    if (lid.x < half) {
-      wgMin[lid.x] = min(wgMin[lid.x], wgMin[lid.x + half]);
-      wgMax[lid.x] = max(wgMax[lid.x], wgMax[lid.x + half]);
-    }
-    workgroupBarrier();
-  }
-  if (lid.x == 0u) {
-    atomicMax(&Obs[0], key(-wgMin[0]));
-    atomicMax(&Obs[1], key(wgMax[0]));
-  }
+  raiseBound(0u, key(-min(min(mn.x, mn.y), min(mn.z, mn.w))));
+  raiseBound(1u, key(max(max(mx.x, mx.y), max(mx.z, mx.w))));
 }
 
 @compute @workgroup_size(WG)
