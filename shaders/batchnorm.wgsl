@@ -25,7 +25,7 @@
 //   statsFinal       one invocation per channel: folds the parts, writes Stats, updates the
 //                    running mean/var (unbiased) and num_batches_tracked in place.
 //   evalStats        eval: Stats from the running statistics.
-//   normalize        y = v over PER units per invocation (flat order).
+//   normalize        y = v over a chunk of an (n, c) row (VEC4) or PER units in flat order.
 //   normalizeObserve the same, and the min/max of v into the observer's state (per invocation,
 //                    then an atomicMax per bound where it raises the stored one).
 //   normalizeQuant   y = fake-quant(v) with the observer's range (ACT 2).
@@ -64,7 +64,7 @@ fn chanStart(u: u32) -> ChanPos {
 fn chanNext(q: ChanPos) -> ChanPos {
   var r = q;
   r.s += 4u;
-  if (p.HW >= 4u) {
+  if (VEC4) {
     // A unit crosses at most one row boundary: a branch, not a loop (cheaper in SIMD lanes).
     if (r.s >= p.HW) { r.s -= p.HW; r.n += 1u; }
   } else {
@@ -78,12 +78,7 @@ const LANE = vec4<u32>(0u, 1u, 2u, 3u);
 // Element addresses of the unit's four lanes in channel c (VEC4: lane 0's, the others follow).
 fn chanAddr4(q: ChanPos, c: u32) -> vec4<u32> {
   if (VEC4) { return vec4<u32>((q.n * p.C + c) * p.HW + q.s); }
-  if (p.HW >= 4u) {
-    // Lanes past the row's end continue in the next row n + 1 of the same channel.
-    let s = vec4<u32>(q.s) + LANE;
-    let base = vec4<u32>((q.n * p.C + c) * p.HW) + s;
-    return select(base, base + vec4<u32>((p.C - 1u) * p.HW), s >= vec4<u32>(p.HW));
-  }
+  // H*W < 4 (ROWS takes the other sizes): a unit may span several rows.
   var out: vec4<u32>;
   for (var k = 0u; k < 4u; k++) {
     var s = q.s + k;
@@ -445,7 +440,59 @@ fn backwardFinal(@builtin(global_invocation_id) gid: vec3<u32>) {
   DGammaOut[c] = s2;
 }
 
-// ---- element-wise passes (flat order) ----
+// ---- element-wise passes ----
+//
+// On SwiftShader every instruction of a shader runs whether its branch is taken or not (lanes
+// are masked, not skipped), so the loops below hold only the work of a unit: no per-unit
+// branches for rare cases (the tensor's partial last vec4 is peeled off after the loop) and
+// nothing that depends on a uniform at run time where a define can decide it.
+//
+// VEC4: invocation i takes chunk i % K of (n, c) row i / K: EL whole units of one channel, its
+// statistics read once. Otherwise: PER units in flat order, the walk tracking the channel.
+
+struct RowChunk {
+  first: u32, // units [first, end)
+  end: u32,
+  c: u32,
+}
+
+fn rowChunk(i: u32) -> RowChunk {
+  let row = i / p.K;
+  let units = p.HW / 4u;
+  let first = row * units + (i - row * p.K) * p.EL;
+  return RowChunk(first, min(first + p.EL, (row + 1u) * units), row % p.C);
+}
+
+fn invocationIndex(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+  return gid.x + gid.y * nwg.x * WG;
+}
+
+fn residualAt(j: u32) -> vec4<f32> {
+  if (RESIDUAL) { return R[j]; }
+  return vec4<f32>(0.0);
+}
+
+// v: the affine transform, residual, ReLU.
+fn activate(x: vec4<f32>, r: vec4<f32>, scale: vec4<f32>, shift: vec4<f32>) -> vec4<f32> {
+  var v = x * scale + shift;
+  if (RESIDUAL) { v += r; }
+  if (RELU) { v = max(v, vec4<f32>(0.0)); }
+  return v;
+}
+
+// dx of one unit from dy (or g' with MASKED) and the per-lane statistics and gradients.
+fn inputGrad(x: vec4<f32>, dy: vec4<f32>, r: vec4<f32>, cs: ChanStats, dgamma: vec4<f32>, dbeta: vec4<f32>, a: ActParams) -> vec4<f32> {
+  var g = dy;
+  if (!MASKED) {
+    var pre = x * cs.scale + cs.shift;
+    if (RESIDUAL) { pre += r; }
+    g = maskedGrad(g, pre, a);
+  }
+  if ((p.flags & TRAINING) != 0u) { g = g - (dbeta + (x - cs.mean) * cs.invstd * dgamma) * p.invM; }
+  return cs.scale * g;
+}
+
+// ---- the flat walk (not VEC4) ----
 
 // Channel of lane 0 of a unit and its position in the channel's run of HW elements.
 struct FlatPos {
@@ -466,7 +513,8 @@ fn nextChannel(c: u32) -> u32 {
 fn flatNext(f: FlatPos) -> FlatPos {
   var g = f;
   g.r += 4u;
-  if (p.HW >= 4u) {
+  if (ROWS) {
+    // H*W >= 4: a unit crosses at most one channel boundary.
     if (g.r >= p.HW) { g.r -= p.HW; g.c = nextChannel(g.c); }
   } else {
     while (g.r >= p.HW) { g.r -= p.HW; g.c = nextChannel(g.c); }
@@ -474,9 +522,8 @@ fn flatNext(f: FlatPos) -> FlatPos {
   return g;
 }
 
-// The channel of each lane.
+// The channel of each lane (H*W < 4).
 fn lanesOf(f: FlatPos) -> vec4<u32> {
-  if (VEC4) { return vec4<u32>(f.c); }
   var out: vec4<u32>;
   for (var k = 0u; k < 4u; k++) {
     var r = f.r + k;
@@ -490,7 +537,6 @@ fn lanesOf(f: FlatPos) -> vec4<u32> {
 // Per-channel value `row` of Stats (0 mean, 1 invstd, 2 scale, 3 shift) for each lane.
 fn stat4(row: u32, ch: vec4<u32>) -> vec4<f32> {
   let base = row * p.C;
-  if (VEC4) { return vec4<f32>(Stats[base + ch.x]); }
   return vec4<f32>(Stats[base + ch.x], Stats[base + ch.y], Stats[base + ch.z], Stats[base + ch.w]);
 }
 
@@ -512,44 +558,70 @@ fn noChannel() -> ChanPair {
 }
 
 fn enterChannel(pair: ChanPair, c: u32) -> ChanPair {
-  // COLS reads four channels a unit (laneStat): nothing to keep.
-  if (COLS || pair.c == c) { return pair; }
+  // COLS and H*W < 4 read the statistics lane by lane (laneStat): nothing to keep.
+  if (!ROWS || pair.c == c) { return pair; }
   var here: vec4<f32>;
-  if (!VEC4 && pair.c != 0xffffffffu && nextChannel(pair.c) == c) { here = pair.next; } else { here = statsOf(c); }
-  // With VEC4 a unit never leaves its channel: the next one's statistics are not needed.
-  var next = vec4<f32>(0.0);
-  if (!VEC4) { next = statsOf(nextChannel(c)); }
-  return ChanPair(c, here, next);
+  if (pair.c != 0xffffffffu && nextChannel(pair.c) == c) { here = pair.next; } else { here = statsOf(c); }
+  return ChanPair(c, here, statsOf(nextChannel(c)));
 }
 
-// Lanes of the unit at f that lie in the channel after f.c (HW >= 4: at most one boundary).
+// Lanes of the unit at f that lie in the channel after f.c (ROWS: at most one boundary).
 fn crossing(f: FlatPos) -> vec4<bool> {
-  if (VEC4) { return vec4<bool>(false); }
   return vec4<u32>(f.r) + LANE >= vec4<u32>(p.HW);
 }
 
 // Row `row` of Stats (0 mean, 1 invstd, 2 scale, 3 shift) for each lane of the unit at f; `pair`
-// is f.c's (enterChannel). With HW < 4 a unit spans up to four channels: read lane by lane.
+// is f.c's (enterChannel). With H*W < 4 a unit spans up to four channels: read lane by lane.
 fn laneStat(row: u32, f: FlatPos, pair: ChanPair) -> vec4<f32> {
   if (COLS) { return stats4At(row, f.c / 4u); }
-  if (!VEC4 && p.HW < 4u) { return stat4(row, lanesOf(f)); }
+  if (!ROWS) { return stat4(row, lanesOf(f)); }
   return select(vec4<f32>(pair.here[row]), vec4<f32>(pair.next[row]), crossing(f));
 }
 
-// v for unit j at f: the affine transform, residual, ReLU.
+fn laneStats(f: FlatPos, pair: ChanPair) -> ChanStats {
+  return ChanStats(laneStat(0u, f, pair), laneStat(1u, f, pair), laneStat(2u, f, pair), laneStat(3u, f, pair));
+}
+
 fn activation(j: u32, f: FlatPos, pair: ChanPair) -> vec4<f32> {
-  var v = X[j] * laneStat(2u, f, pair) + laneStat(3u, f, pair);
-  if (RESIDUAL) { v += R[j]; }
-  if (RELU) { v = max(v, vec4<f32>(0.0)); }
-  return v;
+  return activate(X[j], residualAt(j), laneStat(2u, f, pair), laneStat(3u, f, pair));
 }
 
-fn flatFirst(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-  return (gid.x + gid.y * nwg.x * WG) * PER;
+// dgamma and dbeta for each lane of the unit at f (`grads`: f.c's and the next channel's, ROWS).
+fn laneGrads(f: FlatPos, grads: vec4<f32>) -> array<vec4<f32>, 2> {
+  if (COLS) {
+    return array<vec4<f32>, 2>(vec4<f32>(DGamma[f.c], DGamma[f.c + 1u], DGamma[f.c + 2u], DGamma[f.c + 3u]),
+                               vec4<f32>(DBeta[f.c], DBeta[f.c + 1u], DBeta[f.c + 2u], DBeta[f.c + 3u]));
+  }
+  if (!ROWS) {
+    let ch = lanesOf(f);
+    return array<vec4<f32>, 2>(vec4<f32>(DGamma[ch.x], DGamma[ch.y], DGamma[ch.z], DGamma[ch.w]),
+                               vec4<f32>(DBeta[ch.x], DBeta[ch.y], DBeta[ch.z], DBeta[ch.w]));
+  }
+  let wrap = crossing(f);
+  return array<vec4<f32>, 2>(select(vec4<f32>(grads.x), vec4<f32>(grads.z), wrap), select(vec4<f32>(grads.y), vec4<f32>(grads.w), wrap));
 }
 
-fn unitCount() -> u32 {
-  return (p.size + 3u) / 4u;
+fn gradsOf(c: u32) -> vec4<f32> {
+  let nc = nextChannel(c);
+  return vec4<f32>(DGamma[c], DBeta[c], DGamma[nc], DBeta[nc]);
+}
+
+fn flatInputGrad(j: u32, f: FlatPos, pair: ChanPair, grads: vec4<f32>, a: ActParams) -> vec4<f32> {
+  var gb = array<vec4<f32>, 2>(vec4<f32>(0.0), vec4<f32>(0.0));
+  if ((p.flags & TRAINING) != 0u) { gb = laneGrads(f, grads); }
+  return inputGrad(X[j], DY[j], residualAt(j), laneStats(f, pair), gb[0], gb[1], a);
+}
+
+struct FlatRange {
+  first: u32,
+  whole: u32, // units [first, whole) lie inside the tensor; whole < end: the partial last one
+  end: u32,
+}
+
+fn flatRange(i: u32) -> FlatRange {
+  let first = i * PER;
+  let end = min(first + PER, (p.size + 3u) / 4u);
+  return FlatRange(first, min(end, p.size / 4u), end);
 }
 
 fn liveFlat(j: u32) -> vec4<bool> {
@@ -557,35 +629,63 @@ fn liveFlat(j: u32) -> vec4<bool> {
   return vec4<u32>(e, e + 1u, e + 2u, e + 3u) < vec4<u32>(p.size);
 }
 
+// ---- the passes ----
+
 @compute @workgroup_size(WG)
 fn normalize(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let first = flatFirst(gid, nwg);
-  let n4 = unitCount();
-  if (first >= n4) { return; }
-  var f = flatStart(first);
+  let i = invocationIndex(gid, nwg);
+  if (VEC4) {
+    if (i >= p.chunks) { return; }
+    let ch = rowChunk(i);
+    let st = statsOf(ch.c);
+    for (var j = ch.first; j < ch.end; j++) { Y[j] = activate(X[j], residualAt(j), vec4<f32>(st.z), vec4<f32>(st.w)); }
+    return;
+  }
+  let fr = flatRange(i);
+  if (fr.first >= fr.end) { return; }
+  var f = flatStart(fr.first);
   var pair = noChannel();
-  for (var j = first; j < min(first + PER, n4); j++) {
+  var j = fr.first;
+  for (; j < fr.whole; j++) {
     pair = enterChannel(pair, f.c);
-    let v = activation(j, f, pair);
-    if (4u * j + 4u <= p.size) { Y[j] = v; } else { Y[j] = select(Y[j], v, liveFlat(j)); }
+    Y[j] = activation(j, f, pair);
     f = flatNext(f);
+  }
+  if (j < fr.end) {
+    pair = enterChannel(pair, f.c);
+    Y[j] = select(Y[j], activation(j, f, pair), liveFlat(j));
   }
 }
 
 @compute @workgroup_size(WG)
 fn normalizeQuant(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let first = flatFirst(gid, nwg);
-  let n4 = unitCount();
-  if (first >= n4) { return; }
+  let i = invocationIndex(gid, nwg);
   let a = actOf();
-  var f = flatStart(first);
+  if (VEC4) {
+    if (i >= p.chunks) { return; }
+    let ch = rowChunk(i);
+    let st = statsOf(ch.c);
+    for (var j = ch.first; j < ch.end; j++) {
+      let v = activate(X[j], residualAt(j), vec4<f32>(st.z), vec4<f32>(st.w));
+      QY[j] = select(fqAsym4(v, a, p.bits), v, a.through);
+    }
+    return;
+  }
+  let fr = flatRange(i);
+  if (fr.first >= fr.end) { return; }
+  var f = flatStart(fr.first);
   var pair = noChannel();
-  for (var j = first; j < min(first + PER, n4); j++) {
+  var j = fr.first;
+  for (; j < fr.whole; j++) {
     pair = enterChannel(pair, f.c);
-    var v = activation(j, f, pair);
-    if (!a.through) { v = fqAsym4(v, a, p.bits); }
-    if (4u * j + 4u <= p.size) { QY[j] = v; } else { QY[j] = select(QY[j], v, liveFlat(j)); }
+    let v = activation(j, f, pair);
+    QY[j] = select(fqAsym4(v, a, p.bits), v, a.through);
     f = flatNext(f);
+  }
+  if (j < fr.end) {
+    pair = enterChannel(pair, f.c);
+    let v = activation(j, f, pair);
+    QY[j] = select(QY[j], select(fqAsym4(v, a, p.bits), v, a.through), liveFlat(j));
   }
 }
 
@@ -597,72 +697,87 @@ fn raiseBound(slot: u32, k: u32) {
   if (k > atomicLoad(&Obs[slot])) { atomicMax(&Obs[slot], k); }
 }
 
-@compute @workgroup_size(WG)
-fn normalizeObserve(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let first = flatFirst(gid, nwg);
-  let n4 = unitCount();
-  if (first >= n4) { return; }
-  var mn = vec4<f32>(posInf());
-  var mx = vec4<f32>(negInf());
-  var f = flatStart(first);
-  var pair = noChannel();
-  for (var j = first; j < min(first + PER, n4); j++) {
-    pair = enterChannel(pair, f.c);
-    let v = activation(j, f, pair);
-    let live = liveFlat(j);
-    if (4u * j + 4u <= p.size) { Y[j] = v; } else { Y[j] = select(Y[j], v, live); }
-    mn = min(mn, select(vec4<f32>(posInf()), v, live));
-    mx = max(mx, select(vec4<f32>(negInf()), v, live));
-    f = flatNext(f);
-  }
+fn raiseBounds(mn: vec4<f32>, mx: vec4<f32>) {
   raiseBound(0u, key(-min(min(mn.x, mn.y), min(mn.z, mn.w))));
   raiseBound(1u, key(max(max(mx.x, mx.y), max(mx.z, mx.w))));
 }
 
 @compute @workgroup_size(WG)
+fn normalizeObserve(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = invocationIndex(gid, nwg);
+  var mn = vec4<f32>(posInf());
+  var mx = vec4<f32>(negInf());
+  if (VEC4) {
+    if (i >= p.chunks) { return; }
+    let ch = rowChunk(i);
+    let st = statsOf(ch.c);
+    for (var j = ch.first; j < ch.end; j++) {
+      let v = activate(X[j], residualAt(j), vec4<f32>(st.z), vec4<f32>(st.w));
+      Y[j] = v;
+      mn = min(mn, v);
+      mx = max(mx, v);
+    }
+    raiseBounds(mn, mx);
+    return;
+  }
+  let fr = flatRange(i);
+  if (fr.first >= fr.end) { return; }
+  var f = flatStart(fr.first);
+  var pair = noChannel();
+  var j = fr.first;
+  for (; j < fr.whole; j++) {
+    pair = enterChannel(pair, f.c);
+    let v = activation(j, f, pair);
+    Y[j] = v;
+    mn = min(mn, v);
+    mx = max(mx, v);
+    f = flatNext(f);
+  }
+  if (j < fr.end) {
+    pair = enterChannel(pair, f.c);
+    let v = activation(j, f, pair);
+    let live = liveFlat(j);
+    Y[j] = select(Y[j], v, live);
+    mn = min(mn, select(vec4<f32>(posInf()), v, live));
+    mx = max(mx, select(vec4<f32>(negInf()), v, live));
+  }
+  raiseBounds(mn, mx);
+}
+
+@compute @workgroup_size(WG)
 fn backwardInput(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let first = flatFirst(gid, nwg);
-  let n4 = unitCount();
-  if (first >= n4) { return; }
+  let i = invocationIndex(gid, nwg);
   let a = actOf();
   let training = (p.flags & TRAINING) != 0u;
-  var f = flatStart(first);
-  var pair = noChannel();
-  // dgamma, dbeta of pair's channel and of the next one, read on entering a channel as well.
-  var grads = vec4<f32>(0.0);
-  for (var j = first; j < min(first + PER, n4); j++) {
-    if (training && !COLS && pair.c != f.c) {
-      let nc = nextChannel(f.c);
-      grads = vec4<f32>(DGamma[f.c], DBeta[f.c], DGamma[nc], DBeta[nc]);
-    }
-    pair = enterChannel(pair, f.c);
-    let x = X[j];
-    let scale = laneStat(2u, f, pair);
-    var g = DY[j];
-    if (!MASKED) {
-      var pre = x * scale + laneStat(3u, f, pair);
-      if (RESIDUAL) { pre += R[j]; }
-      g = maskedGrad(g, pre, a);
-    }
+  if (VEC4) {
+    if (i >= p.chunks) { return; }
+    let ch = rowChunk(i);
+    let cs = chanStats(ch.c);
+    var dgamma = vec4<f32>(0.0);
+    var dbeta = vec4<f32>(0.0);
     if (training) {
-      let xhat = (x - laneStat(0u, f, pair)) * laneStat(1u, f, pair);
-      var dgamma: vec4<f32>;
-      var dbeta: vec4<f32>;
-      if (COLS) {
-        dgamma = vec4<f32>(DGamma[f.c], DGamma[f.c + 1u], DGamma[f.c + 2u], DGamma[f.c + 3u]);
-        dbeta = vec4<f32>(DBeta[f.c], DBeta[f.c + 1u], DBeta[f.c + 2u], DBeta[f.c + 3u]);
-      } else if (!VEC4 && p.HW < 4u) {
-        let ch = lanesOf(f);
-        dgamma = vec4<f32>(DGamma[ch.x], DGamma[ch.y], DGamma[ch.z], DGamma[ch.w]);
-        dbeta = vec4<f32>(DBeta[ch.x], DBeta[ch.y], DBeta[ch.z], DBeta[ch.w]);
-      } else {
-        let wrap = crossing(f);
-        dgamma = select(vec4<f32>(grads.x), vec4<f32>(grads.z), wrap);
-        dbeta = select(vec4<f32>(grads.y), vec4<f32>(grads.w), wrap);
-      }
-      g = g - (dbeta + xhat * dgamma) * p.invM;
+      dgamma = vec4<f32>(DGamma[ch.c]);
+      dbeta = vec4<f32>(DBeta[ch.c]);
     }
-    if (4u * j + 4u <= p.size) { DX[j] = scale * g; } else { DX[j] = select(DX[j], scale * g, liveFlat(j)); }
+    for (var j = ch.first; j < ch.end; j++) { DX[j] = inputGrad(X[j], DY[j], residualAt(j), cs, dgamma, dbeta, a); }
+    return;
+  }
+  let fr = flatRange(i);
+  if (fr.first >= fr.end) { return; }
+  var f = flatStart(fr.first);
+  var pair = noChannel();
+  // dgamma, dbeta of pair's channel and of the next one (ROWS), read on entering a channel too.
+  var grads = vec4<f32>(0.0);
+  var j = fr.first;
+  for (; j < fr.whole; j++) {
+    if (training && ROWS && pair.c != f.c) { grads = gradsOf(f.c); }
+    pair = enterChannel(pair, f.c);
+    DX[j] = flatInputGrad(j, f, pair, grads, a);
     f = flatNext(f);
+  }
+  if (j < fr.end) {
+    if (training && ROWS && pair.c != f.c) { grads = gradsOf(f.c); }
+    pair = enterChannel(pair, f.c);
+    DX[j] = select(DX[j], flatInputGrad(j, f, pair, grads, a), liveFlat(j));
   }
 }
