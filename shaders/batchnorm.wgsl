@@ -285,28 +285,45 @@ fn colPartOf(i: u32) -> ColPart {
   return ColPart(i % quads, part, begin, min(begin + p.L, p.N));
 }
 
-// g' of one unit of a channel (zero in lanes past it).
-fn unitGrad(at: vec4<u32>, live: vec4<bool>, cs: ChanStats, a: ActParams) -> vec4<f32> {
-  var r = vec4<f32>(0.0);
-  if (RESIDUAL) { r = loadR4(at); }
-  return gradOf(loadX4(at), loadDY4(at), r, live, cs, a);
+// g' of one unit (zero in lanes past the part) and g' * xhat, the two sums' terms; x is read
+// once (SwiftShader does not merge two loads of it).
+struct GradTerms {
+  gm: vec4<f32>,
+  gx: vec4<f32>,
 }
 
-fn gradOf(x: vec4<f32>, dy: vec4<f32>, r: vec4<f32>, live: vec4<bool>, cs: ChanStats, a: ActParams) -> vec4<f32> {
+fn gradTerms(x: vec4<f32>, dy: vec4<f32>, r: vec4<f32>, live: vec4<bool>, cs: ChanStats, a: ActParams) -> GradTerms {
   var pre = x * cs.scale + cs.shift;
   if (RESIDUAL) { pre += r; }
-  return select(vec4<f32>(0.0), maskedGrad(dy, pre, a), live);
+  let gm = select(vec4<f32>(0.0), maskedGrad(dy, pre, a), live);
+  return GradTerms(gm, gm * ((x - cs.mean) * cs.invstd));
 }
 
-// Unit j of a row (ROWS): g' in the live lanes, and the sums' terms.
-fn rowGrad(j: u32, live: vec4<bool>, cs: ChanStats, a: ActParams) -> vec4<f32> {
+fn unitTerms(at: vec4<u32>, live: vec4<bool>, cs: ChanStats, a: ActParams) -> GradTerms {
   var r = vec4<f32>(0.0);
-  if (RESIDUAL) { r = R[j]; }
-  return gradOf(X[j], DY[j], r, live, cs, a);
+  if (RESIDUAL) { r = loadR4(at); }
+  return gradTerms(loadX4(at), loadDY4(at), r, live, cs, a);
 }
 
-fn xhat4(at: vec4<u32>, cs: ChanStats) -> vec4<f32> {
-  return (loadX4(at) - cs.mean) * cs.invstd;
+// Unit j of a row (ROWS, COLS): an aligned vec4.
+fn rowTerms(j: u32, live: vec4<bool>, cs: ChanStats, a: ActParams) -> GradTerms {
+  return gradTerms(X[j], DY[j], residualAt(j), live, cs, a);
+}
+
+// A row's first or last unit j (ROWS; partial: whether it is shared with the next row or the
+// previous one): the terms of its lanes in the row, zero when it is a whole unit, which the
+// row's loop takes.
+fn rowEdgeTerms(j: u32, e0: u32, partial: bool, cs: ChanStats, a: ActParams) -> GradTerms {
+  return rowTerms(j, rowLanes(j, e0) & vec4<bool>(partial), cs, a);
+}
+
+// The live lanes of g' into DR[j] one by one (a row's partial first or last unit: its other
+// lanes belong to other invocations), unrolled: no loop-indexed vector.
+fn storeLanes(j: u32, gm: vec4<f32>, live: vec4<bool>) {
+  if (live.x) { DR[j].x = gm.x; }
+  if (live.y) { DR[j].y = gm.y; }
+  if (live.z) { DR[j].z = gm.z; }
+  if (live.w) { DR[j].w = gm.w; }
 }
 
 // sum(g') and sum(g' * xhat) over one part of a channel.
@@ -322,9 +339,9 @@ fn backwardPartial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
     var s2 = vec4<f32>(0.0);
     for (var n = cp.begin; n < cp.end; n++) {
       let j = n * (p.C / 4u) + cp.c4;
-      let gm = rowGrad(j, vec4<bool>(true), cs, a);
-      s1 += gm;
-      s2 += gm * (X[j] - cs.mean) * cs.invstd;
+      let t = rowTerms(j, vec4<bool>(true), cs, a);
+      s1 += t.gm;
+      s2 += t.gx;
     }
     for (var q = 0u; q < 4u; q++) { BPart[cp.part * p.C + 4u * cp.c4 + q] = vec2<f32>(s1[q], s2[q]); }
     return;
@@ -338,19 +355,24 @@ fn backwardPartial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
   if (ROWS) {
     for (var n = part.begin; n < part.end; n++) {
       let e0 = (n * p.C + part.c) * p.HW;
-      for (var j = rowFirstUnit(e0); j < rowEndUnit(e0); j++) {
-        let gm = rowGrad(j, rowLanes(j, e0), cs, a);
-        a1 += gm;
-        a2 += gm * (X[j] - cs.mean) * cs.invstd;
+      // In backwardPartialResidual's order (the fused op sums as the chain it replaces).
+      let e1 = e0 + p.HW;
+      for (var j = (e0 + 3u) / 4u; j < e1 / 4u; j++) {
+        let t = rowTerms(j, vec4<bool>(true), cs, a);
+        a1 += t.gm;
+        a2 += t.gx;
       }
+      let ta = rowEdgeTerms(e0 / 4u, e0, e0 % 4u != 0u, cs, a);
+      let tb = rowEdgeTerms((e1 - 1u) / 4u, e0, e1 % 4u != 0u, cs, a);
+      a1 += ta.gm + tb.gm;
+      a2 += ta.gx + tb.gx;
     }
   } else {
     var q = chanStart(part.begin);
     for (var u = part.begin; u < part.end; u++) {
-      let at = chanAddr4(q, part.c);
-      let gm = unitGrad(at, liveLanes(u), cs, a);
-      a1 += gm;
-      a2 += gm * xhat4(at, cs);
+      let t = unitTerms(chanAddr4(q, part.c), liveLanes(u), cs, a);
+      a1 += t.gm;
+      a2 += t.gx;
       q = chanNext(q);
     }
   }
@@ -370,10 +392,10 @@ fn backwardPartialResidual(@builtin(global_invocation_id) gid: vec3<u32>, @built
     var s2 = vec4<f32>(0.0);
     for (var n = cp.begin; n < cp.end; n++) {
       let j = n * (p.C / 4u) + cp.c4;
-      let gm = rowGrad(j, vec4<bool>(true), cs, a);
-      s1 += gm;
-      s2 += gm * (X[j] - cs.mean) * cs.invstd;
-      DR[j] = gm;
+      let t = rowTerms(j, vec4<bool>(true), cs, a);
+      s1 += t.gm;
+      s2 += t.gx;
+      DR[j] = t.gm;
     }
     for (var q = 0u; q < 4u; q++) { BPart[cp.part * p.C + 4u * cp.c4 + q] = vec2<f32>(s1[q], s2[q]); }
     return;
@@ -387,21 +409,23 @@ fn backwardPartialResidual(@builtin(global_invocation_id) gid: vec3<u32>, @built
   if (ROWS) {
     for (var n = part.begin; n < part.end; n++) {
       let e0 = (n * p.C + part.c) * p.HW;
-      for (var j = rowFirstUnit(e0); j < rowEndUnit(e0); j++) {
-        let live = rowLanes(j, e0);
-        let gm = rowGrad(j, live, cs, a);
-        a1 += gm;
-        a2 += gm * (X[j] - cs.mean) * cs.invstd;
-        // The other lanes of a row's first and last units belong to parts other invocations
-        // write: store this part's lanes one by one there.
-        if (all(live)) {
-          DR[j] = gm;
-        } else {
-          for (var k = 0u; k < 4u; k++) {
-            if (live[k]) { DR[j][k] = gm[k]; }
-          }
-        }
+      let e1 = e0 + p.HW;
+      // The whole units inside the row, then its partial first and last units, if any (lanes
+      // masked), outside the loop: SwiftShader would run their lane-by-lane stores every unit.
+      for (var j = (e0 + 3u) / 4u; j < e1 / 4u; j++) {
+        let t = rowTerms(j, vec4<bool>(true), cs, a);
+        a1 += t.gm;
+        a2 += t.gx;
+        DR[j] = t.gm;
       }
+      let ja = e0 / 4u;
+      let jb = (e1 - 1u) / 4u;
+      let ta = rowEdgeTerms(ja, e0, e0 % 4u != 0u, cs, a);
+      let tb = rowEdgeTerms(jb, e0, e1 % 4u != 0u, cs, a);
+      a1 += ta.gm + tb.gm;
+      a2 += ta.gx + tb.gx;
+      storeLanes(ja, ta.gm, rowLanes(ja, e0) & vec4<bool>(e0 % 4u != 0u));
+      storeLanes(jb, tb.gm, rowLanes(jb, e0) & vec4<bool>(e1 % 4u != 0u));
     }
     BPart[i] = vec2<f32>(hsum(a1), hsum(a2));
     return;
@@ -410,14 +434,14 @@ fn backwardPartialResidual(@builtin(global_invocation_id) gid: vec3<u32>, @built
   for (var u = part.begin; u < part.end; u++) {
     let at = chanAddr4(q, part.c);
     let live = liveLanes(u);
-    let gm = unitGrad(at, live, cs, a);
-    a1 += gm;
-    a2 += gm * xhat4(at, cs);
+    let t = unitTerms(at, live, cs, a);
+    a1 += t.gm;
+    a2 += t.gx;
     if (VEC4) {
-      DR[at.x / 4u] = gm;
+      DR[at.x / 4u] = t.gm;
     } else {
       for (var k = 0u; k < 4u; k++) {
-        if (live[k]) { DR[at[k] / 4u][at[k] % 4u] = gm[k]; }
+        if (live[k]) { DR[at[k] / 4u][at[k] % 4u] = t.gm[k]; }
       }
     }
     q = chanNext(q);
