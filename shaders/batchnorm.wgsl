@@ -25,7 +25,7 @@
 //   statsFinal       one invocation per channel: folds the parts, writes Stats, updates the
 //                    running mean/var (unbiased) and num_batches_tracked in place.
 //   evalStats        eval: Stats from the running statistics.
-//   normalize        y = v over a chunk of an (n, c) row (VEC4) or PER units in flat order.
+//   normalize        y = v over a chunk of an (n, c) row (VEC4, ROWS) or PER units in flat order.
 //   normalizeObserve the same, and the min/max of v into the observer's state (per invocation,
 //                    then an atomicMax per bound where it raises the stored one).
 //   normalizeQuant   y = fake-quant(v) with the observer's range (ACT 2).
@@ -468,23 +468,43 @@ fn backwardFinal(@builtin(global_invocation_id) gid: vec3<u32>) {
 //
 // On SwiftShader every instruction of a shader runs whether its branch is taken or not (lanes
 // are masked, not skipped), so the loops below hold only the work of a unit: no per-unit
-// branches for rare cases (the tensor's partial last vec4 is peeled off after the loop) and
-// nothing that depends on a uniform at run time where a define can decide it.
+// branches for rare cases and nothing that depends on a uniform at run time where a define can
+// decide it.
 //
-// VEC4: invocation i takes chunk i % K of (n, c) row i / K: EL whole units of one channel, its
-// statistics read once. Otherwise: PER units in flat order, the walk tracking the channel.
+// VEC4 and ROWS (H*W >= 4): invocation i takes chunk i % K of (n, c) row i / K, of one channel
+// (its statistics read once): at most EL of the whole vec4 units inside the row, the last chunk
+// up to the row's end. With ROWS the row's partial first and last units (shared with the rows
+// before and after it) are chunk 0's, their lanes masked and stored one by one.
+// COLS and H*W < 4: PER units in flat order, the statistics read lane by lane.
 
 struct RowChunk {
-  first: u32, // units [first, end)
+  first: u32, // whole units [first, end)
   end: u32,
   c: u32,
+  e0: u32, // the row's first element
+  edges: bool, // this chunk takes the row's partial first and last units
 }
 
 fn rowChunk(i: u32) -> RowChunk {
   let row = i / p.K;
-  let units = p.HW / 4u;
-  let first = row * units + (i - row * p.K) * p.EL;
-  return RowChunk(first, min(first + p.EL, (row + 1u) * units), row % p.C);
+  let k = i - row * p.K;
+  let e0 = row * p.HW;
+  let w1 = (e0 + p.HW) / 4u;
+  let first = (e0 + 3u) / 4u + k * p.EL;
+  return RowChunk(first, select(min(first + p.EL, w1), w1, k + 1u == p.K), row % p.C, e0, k == 0u);
+}
+
+// The lanes of a row's first (0) or last (1) unit that lie in the row, when that unit is partial
+// and the chunk takes the edges (ROWS; none otherwise).
+fn edgeUnit(ch: RowChunk, which: u32) -> u32 {
+  if (which == 0u) { return ch.e0 / 4u; }
+  return (ch.e0 + p.HW - 1u) / 4u;
+}
+
+fn edgeLanes(ch: RowChunk, which: u32) -> vec4<bool> {
+  let e1 = ch.e0 + p.HW;
+  let partial = select(e1 % 4u != 0u, ch.e0 % 4u != 0u, which == 0u);
+  return rowLanes(edgeUnit(ch, which), ch.e0) & vec4<bool>(partial && ch.edges);
 }
 
 fn invocationIndex(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
@@ -504,6 +524,10 @@ fn activate(x: vec4<f32>, r: vec4<f32>, scale: vec4<f32>, shift: vec4<f32>) -> v
   return v;
 }
 
+fn activationAt(j: u32, cs: ChanStats) -> vec4<f32> {
+  return activate(X[j], residualAt(j), cs.scale, cs.shift);
+}
+
 // dx of one unit from dy (or g' with MASKED) and the per-lane statistics and gradients.
 fn inputGrad(x: vec4<f32>, dy: vec4<f32>, r: vec4<f32>, cs: ChanStats, dgamma: vec4<f32>, dbeta: vec4<f32>, a: ActParams) -> vec4<f32> {
   var g = dy;
@@ -516,7 +540,34 @@ fn inputGrad(x: vec4<f32>, dy: vec4<f32>, r: vec4<f32>, cs: ChanStats, dgamma: v
   return cs.scale * g;
 }
 
-// ---- the flat walk (not VEC4) ----
+fn inputGradAt(j: u32, cs: ChanStats, dgamma: vec4<f32>, dbeta: vec4<f32>, a: ActParams) -> vec4<f32> {
+  return inputGrad(X[j], DY[j], residualAt(j), cs, dgamma, dbeta, a);
+}
+
+// A partial unit's live lanes stored one by one (its other lanes are other invocations'),
+// unrolled: no loop-indexed vector.
+fn storeY(j: u32, v: vec4<f32>, live: vec4<bool>) {
+  if (live.x) { Y[j].x = v.x; }
+  if (live.y) { Y[j].y = v.y; }
+  if (live.z) { Y[j].z = v.z; }
+  if (live.w) { Y[j].w = v.w; }
+}
+
+fn storeQY(j: u32, v: vec4<f32>, live: vec4<bool>) {
+  if (live.x) { QY[j].x = v.x; }
+  if (live.y) { QY[j].y = v.y; }
+  if (live.z) { QY[j].z = v.z; }
+  if (live.w) { QY[j].w = v.w; }
+}
+
+fn storeDX(j: u32, v: vec4<f32>, live: vec4<bool>) {
+  if (live.x) { DX[j].x = v.x; }
+  if (live.y) { DX[j].y = v.y; }
+  if (live.z) { DX[j].z = v.z; }
+  if (live.w) { DX[j].w = v.w; }
+}
+
+// ---- the flat walk (COLS, H*W < 4) ----
 
 // Channel of lane 0 of a unit and its position in the channel's run of HW elements.
 struct FlatPos {
@@ -537,16 +588,11 @@ fn nextChannel(c: u32) -> u32 {
 fn flatNext(f: FlatPos) -> FlatPos {
   var g = f;
   g.r += 4u;
-  if (ROWS) {
-    // H*W >= 4: a unit crosses at most one channel boundary.
-    if (g.r >= p.HW) { g.r -= p.HW; g.c = nextChannel(g.c); }
-  } else {
-    while (g.r >= p.HW) { g.r -= p.HW; g.c = nextChannel(g.c); }
-  }
+  while (g.r >= p.HW) { g.r -= p.HW; g.c = nextChannel(g.c); }
   return g;
 }
 
-// The channel of each lane (H*W < 4).
+// The channel of each lane.
 fn lanesOf(f: FlatPos) -> vec4<u32> {
   var out: vec4<u32>;
   for (var k = 0u; k < 4u; k++) {
@@ -558,82 +604,34 @@ fn lanesOf(f: FlatPos) -> vec4<u32> {
   return out;
 }
 
-// Per-channel value `row` of Stats (0 mean, 1 invstd, 2 scale, 3 shift) for each lane.
-fn stat4(row: u32, ch: vec4<u32>) -> vec4<f32> {
+// Row `row` of Stats (0 mean, 1 invstd, 2 scale, 3 shift) for each lane of the unit at f: with
+// COLS four channels, one a lane; with H*W < 4 up to four channels, read lane by lane.
+fn laneStat(row: u32, f: FlatPos) -> vec4<f32> {
+  if (COLS) { return stats4At(row, f.c / 4u); }
+  let ch = lanesOf(f);
   let base = row * p.C;
   return vec4<f32>(Stats[base + ch.x], Stats[base + ch.y], Stats[base + ch.z], Stats[base + ch.w]);
 }
 
-// The statistics (mean, invstd, scale, shift) of the channel c a flat walk is in and of the
-// next one, read when the walk enters a channel instead of every unit: on llvmpipe every
-// storage load is a loop over the SIMD lanes, and these stay the same for HW elements.
-struct ChanPair {
-  c: u32,
-  here: vec4<f32>,
-  next: vec4<f32>,
+fn laneStats(f: FlatPos) -> ChanStats {
+  return ChanStats(laneStat(0u, f), laneStat(1u, f), laneStat(2u, f), laneStat(3u, f));
 }
 
-fn statsOf(c: u32) -> vec4<f32> {
-  return vec4<f32>(Stats[c], Stats[p.C + c], Stats[2u * p.C + c], Stats[3u * p.C + c]);
-}
-
-fn noChannel() -> ChanPair {
-  return ChanPair(0xffffffffu, vec4<f32>(0.0), vec4<f32>(0.0));
-}
-
-fn enterChannel(pair: ChanPair, c: u32) -> ChanPair {
-  // COLS and H*W < 4 read the statistics lane by lane (laneStat): nothing to keep.
-  if (!ROWS || pair.c == c) { return pair; }
-  var here: vec4<f32>;
-  if (pair.c != 0xffffffffu && nextChannel(pair.c) == c) { here = pair.next; } else { here = statsOf(c); }
-  return ChanPair(c, here, statsOf(nextChannel(c)));
-}
-
-// Lanes of the unit at f that lie in the channel after f.c (ROWS: at most one boundary).
-fn crossing(f: FlatPos) -> vec4<bool> {
-  return vec4<u32>(f.r) + LANE >= vec4<u32>(p.HW);
-}
-
-// Row `row` of Stats (0 mean, 1 invstd, 2 scale, 3 shift) for each lane of the unit at f; `pair`
-// is f.c's (enterChannel). With H*W < 4 a unit spans up to four channels: read lane by lane.
-fn laneStat(row: u32, f: FlatPos, pair: ChanPair) -> vec4<f32> {
-  if (COLS) { return stats4At(row, f.c / 4u); }
-  if (!ROWS) { return stat4(row, lanesOf(f)); }
-  return select(vec4<f32>(pair.here[row]), vec4<f32>(pair.next[row]), crossing(f));
-}
-
-fn laneStats(f: FlatPos, pair: ChanPair) -> ChanStats {
-  return ChanStats(laneStat(0u, f, pair), laneStat(1u, f, pair), laneStat(2u, f, pair), laneStat(3u, f, pair));
-}
-
-fn activation(j: u32, f: FlatPos, pair: ChanPair) -> vec4<f32> {
-  return activate(X[j], residualAt(j), laneStat(2u, f, pair), laneStat(3u, f, pair));
-}
-
-// dgamma and dbeta for each lane of the unit at f (`grads`: f.c's and the next channel's, ROWS).
-fn laneGrads(f: FlatPos, grads: vec4<f32>) -> array<vec4<f32>, 2> {
+// dgamma and dbeta for each lane of the unit at f.
+fn laneGrads(f: FlatPos) -> array<vec4<f32>, 2> {
   if (COLS) {
     return array<vec4<f32>, 2>(vec4<f32>(DGamma[f.c], DGamma[f.c + 1u], DGamma[f.c + 2u], DGamma[f.c + 3u]),
                                vec4<f32>(DBeta[f.c], DBeta[f.c + 1u], DBeta[f.c + 2u], DBeta[f.c + 3u]));
   }
-  if (!ROWS) {
-    let ch = lanesOf(f);
-    return array<vec4<f32>, 2>(vec4<f32>(DGamma[ch.x], DGamma[ch.y], DGamma[ch.z], DGamma[ch.w]),
-                               vec4<f32>(DBeta[ch.x], DBeta[ch.y], DBeta[ch.z], DBeta[ch.w]));
-  }
-  let wrap = crossing(f);
-  return array<vec4<f32>, 2>(select(vec4<f32>(grads.x), vec4<f32>(grads.z), wrap), select(vec4<f32>(grads.y), vec4<f32>(grads.w), wrap));
+  let ch = lanesOf(f);
+  return array<vec4<f32>, 2>(vec4<f32>(DGamma[ch.x], DGamma[ch.y], DGamma[ch.z], DGamma[ch.w]),
+                             vec4<f32>(DBeta[ch.x], DBeta[ch.y], DBeta[ch.z], DBeta[ch.w]));
 }
 
-fn gradsOf(c: u32) -> vec4<f32> {
-  let nc = nextChannel(c);
-  return vec4<f32>(DGamma[c], DBeta[c], DGamma[nc], DBeta[nc]);
-}
-
-fn flatInputGrad(j: u32, f: FlatPos, pair: ChanPair, grads: vec4<f32>, a: ActParams) -> vec4<f32> {
+fn flatInputGrad(j: u32, f: FlatPos, a: ActParams) -> vec4<f32> {
   var gb = array<vec4<f32>, 2>(vec4<f32>(0.0), vec4<f32>(0.0));
-  if ((p.flags & TRAINING) != 0u) { gb = laneGrads(f, grads); }
-  return inputGrad(X[j], DY[j], residualAt(j), laneStats(f, pair), gb[0], gb[1], a);
+  if ((p.flags & TRAINING) != 0u) { gb = laneGrads(f); }
+  return inputGradAt(j, laneStats(f), gb[0], gb[1], a);
 }
 
 struct FlatRange {
@@ -658,59 +656,54 @@ fn liveFlat(j: u32) -> vec4<bool> {
 @compute @workgroup_size(WG)
 fn normalize(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = invocationIndex(gid, nwg);
-  if (VEC4) {
+  if (VEC4 || ROWS) {
     if (i >= p.chunks) { return; }
     let ch = rowChunk(i);
-    let st = statsOf(ch.c);
-    for (var j = ch.first; j < ch.end; j++) { Y[j] = activate(X[j], residualAt(j), vec4<f32>(st.z), vec4<f32>(st.w)); }
-    return;
-  }
-  let fr = flatRange(i);
-  if (fr.first >= fr.end) { return; }
-  var f = flatStart(fr.first);
-  var pair = noChannel();
-  var j = fr.first;
-  for (; j < fr.whole; j++) {
-    pair = enterChannel(pair, f.c);
-    Y[j] = activation(j, f, pair);
-    f = flatNext(f);
-  }
-  if (j < fr.end) {
-    pair = enterChannel(pair, f.c);
-    Y[j] = select(Y[j], activation(j, f, pair), liveFlat(j));
-  }
-}
-
-@compute @workgroup_size(WG)
-fn normalizeQuant(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = invocationIndex(gid, nwg);
-  let a = actOf();
-  if (VEC4) {
-    if (i >= p.chunks) { return; }
-    let ch = rowChunk(i);
-    let st = statsOf(ch.c);
-    for (var j = ch.first; j < ch.end; j++) {
-      let v = activate(X[j], residualAt(j), vec4<f32>(st.z), vec4<f32>(st.w));
-      QY[j] = select(fqAsym4(v, a, p.bits), v, a.through);
+    let cs = chanStats(ch.c);
+    for (var j = ch.first; j < ch.end; j++) { Y[j] = activationAt(j, cs); }
+    if (ROWS) {
+      for (var e = 0u; e < 2u; e++) { storeY(edgeUnit(ch, e), activationAt(edgeUnit(ch, e), cs), edgeLanes(ch, e)); }
     }
     return;
   }
   let fr = flatRange(i);
   if (fr.first >= fr.end) { return; }
   var f = flatStart(fr.first);
-  var pair = noChannel();
   var j = fr.first;
   for (; j < fr.whole; j++) {
-    pair = enterChannel(pair, f.c);
-    let v = activation(j, f, pair);
-    QY[j] = select(fqAsym4(v, a, p.bits), v, a.through);
+    Y[j] = activate(X[j], residualAt(j), laneStat(2u, f), laneStat(3u, f));
     f = flatNext(f);
   }
-  if (j < fr.end) {
-    pair = enterChannel(pair, f.c);
-    let v = activation(j, f, pair);
-    QY[j] = select(QY[j], select(fqAsym4(v, a, p.bits), v, a.through), liveFlat(j));
+  if (j < fr.end) { Y[j] = select(Y[j], activate(X[j], residualAt(j), laneStat(2u, f), laneStat(3u, f)), liveFlat(j)); }
+}
+
+fn quantized(v: vec4<f32>, a: ActParams) -> vec4<f32> {
+  return select(fqAsym4(v, a, p.bits), v, a.through);
+}
+
+@compute @workgroup_size(WG)
+fn normalizeQuant(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = invocationIndex(gid, nwg);
+  let a = actOf();
+  if (VEC4 || ROWS) {
+    if (i >= p.chunks) { return; }
+    let ch = rowChunk(i);
+    let cs = chanStats(ch.c);
+    for (var j = ch.first; j < ch.end; j++) { QY[j] = quantized(activationAt(j, cs), a); }
+    if (ROWS) {
+      for (var e = 0u; e < 2u; e++) { storeQY(edgeUnit(ch, e), quantized(activationAt(edgeUnit(ch, e), cs), a), edgeLanes(ch, e)); }
+    }
+    return;
   }
+  let fr = flatRange(i);
+  if (fr.first >= fr.end) { return; }
+  var f = flatStart(fr.first);
+  var j = fr.first;
+  for (; j < fr.whole; j++) {
+    QY[j] = quantized(activate(X[j], residualAt(j), laneStat(2u, f), laneStat(3u, f)), a);
+    f = flatNext(f);
+  }
+  if (j < fr.end) { QY[j] = select(QY[j], quantized(activate(X[j], residualAt(j), laneStat(2u, f), laneStat(3u, f)), a), liveFlat(j)); }
 }
 
 // Each invocation folds its own units' min/max and raises the observer's bounds itself: no
@@ -731,35 +724,42 @@ fn normalizeObserve(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
   let i = invocationIndex(gid, nwg);
   var mn = vec4<f32>(posInf());
   var mx = vec4<f32>(negInf());
-  if (VEC4) {
+  if (VEC4 || ROWS) {
     if (i >= p.chunks) { return; }
     let ch = rowChunk(i);
-    let st = statsOf(ch.c);
+    let cs = chanStats(ch.c);
     for (var j = ch.first; j < ch.end; j++) {
-      let v = activate(X[j], residualAt(j), vec4<f32>(st.z), vec4<f32>(st.w));
+      let v = activationAt(j, cs);
       Y[j] = v;
       mn = min(mn, v);
       mx = max(mx, v);
     }
+    if (ROWS) {
+      for (var e = 0u; e < 2u; e++) {
+        let v = activationAt(edgeUnit(ch, e), cs);
+        let live = edgeLanes(ch, e);
+        storeY(edgeUnit(ch, e), v, live);
+        mn = min(mn, select(vec4<f32>(posInf()), v, live));
+        mx = max(mx, select(vec4<f32>(negInf()), v, live));
+      }
+    }
+    // A chunk may hold no unit (a row's last chunk, ROWS): nothing to raise then.
     raiseBounds(mn, mx);
     return;
   }
   let fr = flatRange(i);
   if (fr.first >= fr.end) { return; }
   var f = flatStart(fr.first);
-  var pair = noChannel();
   var j = fr.first;
   for (; j < fr.whole; j++) {
-    pair = enterChannel(pair, f.c);
-    let v = activation(j, f, pair);
+    let v = activate(X[j], residualAt(j), laneStat(2u, f), laneStat(3u, f));
     Y[j] = v;
     mn = min(mn, v);
     mx = max(mx, v);
     f = flatNext(f);
   }
   if (j < fr.end) {
-    pair = enterChannel(pair, f.c);
-    let v = activation(j, f, pair);
+    let v = activate(X[j], residualAt(j), laneStat(2u, f), laneStat(3u, f));
     let live = liveFlat(j);
     Y[j] = select(Y[j], v, live);
     mn = min(mn, select(vec4<f32>(posInf()), v, live));
@@ -772,36 +772,29 @@ fn normalizeObserve(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
 fn backwardInput(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = invocationIndex(gid, nwg);
   let a = actOf();
-  let training = (p.flags & TRAINING) != 0u;
-  if (VEC4) {
+  if (VEC4 || ROWS) {
     if (i >= p.chunks) { return; }
     let ch = rowChunk(i);
     let cs = chanStats(ch.c);
     var dgamma = vec4<f32>(0.0);
     var dbeta = vec4<f32>(0.0);
-    if (training) {
+    if ((p.flags & TRAINING) != 0u) {
       dgamma = vec4<f32>(DGamma[ch.c]);
       dbeta = vec4<f32>(DBeta[ch.c]);
     }
-    for (var j = ch.first; j < ch.end; j++) { DX[j] = inputGrad(X[j], DY[j], residualAt(j), cs, dgamma, dbeta, a); }
+    for (var j = ch.first; j < ch.end; j++) { DX[j] = inputGradAt(j, cs, dgamma, dbeta, a); }
+    if (ROWS) {
+      for (var e = 0u; e < 2u; e++) { storeDX(edgeUnit(ch, e), inputGradAt(edgeUnit(ch, e), cs, dgamma, dbeta, a), edgeLanes(ch, e)); }
+    }
     return;
   }
   let fr = flatRange(i);
   if (fr.first >= fr.end) { return; }
   var f = flatStart(fr.first);
-  var pair = noChannel();
-  // dgamma, dbeta of pair's channel and of the next one (ROWS), read on entering a channel too.
-  var grads = vec4<f32>(0.0);
   var j = fr.first;
   for (; j < fr.whole; j++) {
-    if (training && ROWS && pair.c != f.c) { grads = gradsOf(f.c); }
-    pair = enterChannel(pair, f.c);
-    DX[j] = flatInputGrad(j, f, pair, grads, a);
+    DX[j] = flatInputGrad(j, f, a);
     f = flatNext(f);
   }
-  if (j < fr.end) {
-    if (training && ROWS && pair.c != f.c) { grads = gradsOf(f.c); }
-    pair = enterChannel(pair, f.c);
-    DX[j] = select(DX[j], flatInputGrad(j, f, pair, grads, a), liveFlat(j));
-  }
+  if (j < fr.end) { DX[j] = select(DX[j], flatInputGrad(j, f, a), liveFlat(j)); }
 }
