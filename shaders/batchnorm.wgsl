@@ -25,9 +25,9 @@
 //   statsFinal       one invocation per channel: folds the parts, writes Stats, updates the
 //                    running mean/var (unbiased) and num_batches_tracked in place.
 //   evalStats        eval: Stats from the running statistics.
-//   normalize        y = v over PER units per invocation (flat order).
-//   normalizeObserve the same, and the min/max of v into the observer's state (a workgroup tree,
-//                    then one atomicMax per bound and workgroup).
+//   normalize        y = v over a chunk of an (n, c) row (VEC4, ROWS) or PER units in flat order.
+//   normalizeObserve the same, and the min/max of v into the observer's state (per invocation,
+//                    then an atomicMax per bound where it raises the stored one).
 //   normalizeQuant   y = fake-quant(v) with the observer's range (ACT 2).
 //   backwardPartial  per part of a channel: sum(g') and sum(g' * xhat) into BPart (dbeta and
 //                    dgamma once folded); backwardPartialResidual also writes g' to DR.
@@ -64,7 +64,7 @@ fn chanStart(u: u32) -> ChanPos {
 fn chanNext(q: ChanPos) -> ChanPos {
   var r = q;
   r.s += 4u;
-  if (p.HW >= 4u) {
+  if (VEC4) {
     // A unit crosses at most one row boundary: a branch, not a loop (cheaper in SIMD lanes).
     if (r.s >= p.HW) { r.s -= p.HW; r.n += 1u; }
   } else {
@@ -78,12 +78,7 @@ const LANE = vec4<u32>(0u, 1u, 2u, 3u);
 // Element addresses of the unit's four lanes in channel c (VEC4: lane 0's, the others follow).
 fn chanAddr4(q: ChanPos, c: u32) -> vec4<u32> {
   if (VEC4) { return vec4<u32>((q.n * p.C + c) * p.HW + q.s); }
-  if (p.HW >= 4u) {
-    // Lanes past the row's end continue in the next row n + 1 of the same channel.
-    let s = vec4<u32>(q.s) + LANE;
-    let base = vec4<u32>((q.n * p.C + c) * p.HW) + s;
-    return select(base, base + vec4<u32>((p.C - 1u) * p.HW), s >= vec4<u32>(p.HW));
-  }
+  // H*W < 4 (ROWS takes the other sizes): a unit may span several rows.
   var out: vec4<u32>;
   for (var k = 0u; k < 4u; k++) {
     var s = q.s + k;
@@ -290,28 +285,45 @@ fn colPartOf(i: u32) -> ColPart {
   return ColPart(i % quads, part, begin, min(begin + p.L, p.N));
 }
 
-// g' of one unit of a channel (zero in lanes past it).
-fn unitGrad(at: vec4<u32>, live: vec4<bool>, cs: ChanStats, a: ActParams) -> vec4<f32> {
-  var r = vec4<f32>(0.0);
-  if (RESIDUAL) { r = loadR4(at); }
-  return gradOf(loadX4(at), loadDY4(at), r, live, cs, a);
+// g' of one unit (zero in lanes past the part) and g' * xhat, the two sums' terms; x is read
+// once (SwiftShader does not merge two loads of it).
+struct GradTerms {
+  gm: vec4<f32>,
+  gx: vec4<f32>,
 }
 
-fn gradOf(x: vec4<f32>, dy: vec4<f32>, r: vec4<f32>, live: vec4<bool>, cs: ChanStats, a: ActParams) -> vec4<f32> {
+fn gradTerms(x: vec4<f32>, dy: vec4<f32>, r: vec4<f32>, live: vec4<bool>, cs: ChanStats, a: ActParams) -> GradTerms {
   var pre = x * cs.scale + cs.shift;
   if (RESIDUAL) { pre += r; }
-  return select(vec4<f32>(0.0), maskedGrad(dy, pre, a), live);
+  let gm = select(vec4<f32>(0.0), maskedGrad(dy, pre, a), live);
+  return GradTerms(gm, gm * ((x - cs.mean) * cs.invstd));
 }
 
-// Unit j of a row (ROWS): g' in the live lanes, and the sums' terms.
-fn rowGrad(j: u32, live: vec4<bool>, cs: ChanStats, a: ActParams) -> vec4<f32> {
+fn unitTerms(at: vec4<u32>, live: vec4<bool>, cs: ChanStats, a: ActParams) -> GradTerms {
   var r = vec4<f32>(0.0);
-  if (RESIDUAL) { r = R[j]; }
-  return gradOf(X[j], DY[j], r, live, cs, a);
+  if (RESIDUAL) { r = loadR4(at); }
+  return gradTerms(loadX4(at), loadDY4(at), r, live, cs, a);
 }
 
-fn xhat4(at: vec4<u32>, cs: ChanStats) -> vec4<f32> {
-  return (loadX4(at) - cs.mean) * cs.invstd;
+// Unit j of a row (ROWS, COLS): an aligned vec4.
+fn rowTerms(j: u32, live: vec4<bool>, cs: ChanStats, a: ActParams) -> GradTerms {
+  return gradTerms(X[j], DY[j], residualAt(j), live, cs, a);
+}
+
+// A row's first or last unit j (ROWS; partial: whether it is shared with the next row or the
+// previous one): the terms of its lanes in the row, zero when it is a whole unit, which the
+// row's loop takes.
+fn rowEdgeTerms(j: u32, e0: u32, partial: bool, cs: ChanStats, a: ActParams) -> GradTerms {
+  return rowTerms(j, rowLanes(j, e0) & vec4<bool>(partial), cs, a);
+}
+
+// The live lanes of g' into DR[j] one by one (a row's partial first or last unit: its other
+// lanes belong to other invocations), unrolled: no loop-indexed vector.
+fn storeLanes(j: u32, gm: vec4<f32>, live: vec4<bool>) {
+  if (live.x) { DR[j].x = gm.x; }
+  if (live.y) { DR[j].y = gm.y; }
+  if (live.z) { DR[j].z = gm.z; }
+  if (live.w) { DR[j].w = gm.w; }
 }
 
 // sum(g') and sum(g' * xhat) over one part of a channel.
@@ -327,9 +339,9 @@ fn backwardPartial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
     var s2 = vec4<f32>(0.0);
     for (var n = cp.begin; n < cp.end; n++) {
       let j = n * (p.C / 4u) + cp.c4;
-      let gm = rowGrad(j, vec4<bool>(true), cs, a);
-      s1 += gm;
-      s2 += gm * (X[j] - cs.mean) * cs.invstd;
+      let t = rowTerms(j, vec4<bool>(true), cs, a);
+      s1 += t.gm;
+      s2 += t.gx;
     }
     for (var q = 0u; q < 4u; q++) { BPart[cp.part * p.C + 4u * cp.c4 + q] = vec2<f32>(s1[q], s2[q]); }
     return;
@@ -343,19 +355,24 @@ fn backwardPartial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
   if (ROWS) {
     for (var n = part.begin; n < part.end; n++) {
       let e0 = (n * p.C + part.c) * p.HW;
-      for (var j = rowFirstUnit(e0); j < rowEndUnit(e0); j++) {
-        let gm = rowGrad(j, rowLanes(j, e0), cs, a);
-        a1 += gm;
-        a2 += gm * (X[j] - cs.mean) * cs.invstd;
+      // In backwardPartialResidual's order (the fused op sums as the chain it replaces).
+      let e1 = e0 + p.HW;
+      for (var j = (e0 + 3u) / 4u; j < e1 / 4u; j++) {
+        let t = rowTerms(j, vec4<bool>(true), cs, a);
+        a1 += t.gm;
+        a2 += t.gx;
       }
+      let ta = rowEdgeTerms(e0 / 4u, e0, e0 % 4u != 0u, cs, a);
+      let tb = rowEdgeTerms((e1 - 1u) / 4u, e0, e1 % 4u != 0u, cs, a);
+      a1 += ta.gm + tb.gm;
+      a2 += ta.gx + tb.gx;
     }
   } else {
     var q = chanStart(part.begin);
     for (var u = part.begin; u < part.end; u++) {
-      let at = chanAddr4(q, part.c);
-      let gm = unitGrad(at, liveLanes(u), cs, a);
-      a1 += gm;
-      a2 += gm * xhat4(at, cs);
+      let t = unitTerms(chanAddr4(q, part.c), liveLanes(u), cs, a);
+      a1 += t.gm;
+      a2 += t.gx;
       q = chanNext(q);
     }
   }
@@ -375,10 +392,10 @@ fn backwardPartialResidual(@builtin(global_invocation_id) gid: vec3<u32>, @built
     var s2 = vec4<f32>(0.0);
     for (var n = cp.begin; n < cp.end; n++) {
       let j = n * (p.C / 4u) + cp.c4;
-      let gm = rowGrad(j, vec4<bool>(true), cs, a);
-      s1 += gm;
-      s2 += gm * (X[j] - cs.mean) * cs.invstd;
-      DR[j] = gm;
+      let t = rowTerms(j, vec4<bool>(true), cs, a);
+      s1 += t.gm;
+      s2 += t.gx;
+      DR[j] = t.gm;
     }
     for (var q = 0u; q < 4u; q++) { BPart[cp.part * p.C + 4u * cp.c4 + q] = vec2<f32>(s1[q], s2[q]); }
     return;
@@ -392,21 +409,23 @@ fn backwardPartialResidual(@builtin(global_invocation_id) gid: vec3<u32>, @built
   if (ROWS) {
     for (var n = part.begin; n < part.end; n++) {
       let e0 = (n * p.C + part.c) * p.HW;
-      for (var j = rowFirstUnit(e0); j < rowEndUnit(e0); j++) {
-        let live = rowLanes(j, e0);
-        let gm = rowGrad(j, live, cs, a);
-        a1 += gm;
-        a2 += gm * (X[j] - cs.mean) * cs.invstd;
-        // The other lanes of a row's first and last units belong to parts other invocations
-        // write: store this part's lanes one by one there.
-        if (all(live)) {
-          DR[j] = gm;
-        } else {
-          for (var k = 0u; k < 4u; k++) {
-            if (live[k]) { DR[j][k] = gm[k]; }
-          }
-        }
+      let e1 = e0 + p.HW;
+      // The whole units inside the row, then its partial first and last units, if any (lanes
+      // masked), outside the loop: SwiftShader would run their lane-by-lane stores every unit.
+      for (var j = (e0 + 3u) / 4u; j < e1 / 4u; j++) {
+        let t = rowTerms(j, vec4<bool>(true), cs, a);
+        a1 += t.gm;
+        a2 += t.gx;
+        DR[j] = t.gm;
       }
+      let ja = e0 / 4u;
+      let jb = (e1 - 1u) / 4u;
+      let ta = rowEdgeTerms(ja, e0, e0 % 4u != 0u, cs, a);
+      let tb = rowEdgeTerms(jb, e0, e1 % 4u != 0u, cs, a);
+      a1 += ta.gm + tb.gm;
+      a2 += ta.gx + tb.gx;
+      storeLanes(ja, ta.gm, rowLanes(ja, e0) & vec4<bool>(e0 % 4u != 0u));
+      storeLanes(jb, tb.gm, rowLanes(jb, e0) & vec4<bool>(e1 % 4u != 0u));
     }
     BPart[i] = vec2<f32>(hsum(a1), hsum(a2));
     return;
@@ -415,14 +434,14 @@ fn backwardPartialResidual(@builtin(global_invocation_id) gid: vec3<u32>, @built
   for (var u = part.begin; u < part.end; u++) {
     let at = chanAddr4(q, part.c);
     let live = liveLanes(u);
-    let gm = unitGrad(at, live, cs, a);
-    a1 += gm;
-    a2 += gm * xhat4(at, cs);
+    let t = unitTerms(at, live, cs, a);
+    a1 += t.gm;
+    a2 += t.gx;
     if (VEC4) {
-      DR[at.x / 4u] = gm;
+      DR[at.x / 4u] = t.gm;
     } else {
       for (var k = 0u; k < 4u; k++) {
-        if (live[k]) { DR[at[k] / 4u][at[k] % 4u] = gm[k]; }
+        if (live[k]) { DR[at[k] / 4u][at[k] % 4u] = t.gm[k]; }
       }
     }
     q = chanNext(q);
@@ -445,7 +464,110 @@ fn backwardFinal(@builtin(global_invocation_id) gid: vec3<u32>) {
   DGammaOut[c] = s2;
 }
 
-// ---- element-wise passes (flat order) ----
+// ---- element-wise passes ----
+//
+// On SwiftShader every instruction of a shader runs whether its branch is taken or not (lanes
+// are masked, not skipped), so the loops below hold only the work of a unit: no per-unit
+// branches for rare cases and nothing that depends on a uniform at run time where a define can
+// decide it.
+//
+// VEC4 and ROWS (H*W >= 4): invocation i takes chunk i % K of (n, c) row i / K, of one channel
+// (its statistics read once): at most EL of the whole vec4 units inside the row, the last chunk
+// up to the row's end. With ROWS the row's partial first and last units (shared with the rows
+// before and after it) are chunk 0's, their lanes masked and stored one by one.
+// COLS and H*W < 4: PER units in flat order, the statistics read lane by lane.
+
+struct RowChunk {
+  first: u32, // whole units [first, end)
+  end: u32,
+  c: u32,
+  e0: u32, // the row's first element
+  edges: bool, // this chunk takes the row's partial first and last units
+}
+
+fn rowChunk(i: u32) -> RowChunk {
+  let row = i / p.K;
+  let k = i - row * p.K;
+  let e0 = row * p.HW;
+  let w1 = (e0 + p.HW) / 4u;
+  let first = (e0 + 3u) / 4u + k * p.EL;
+  return RowChunk(first, select(min(first + p.EL, w1), w1, k + 1u == p.K), row % p.C, e0, k == 0u);
+}
+
+// The lanes of a row's first (0) or last (1) unit that lie in the row, when that unit is partial
+// and the chunk takes the edges (ROWS; none otherwise).
+fn edgeUnit(ch: RowChunk, which: u32) -> u32 {
+  if (which == 0u) { return ch.e0 / 4u; }
+  return (ch.e0 + p.HW - 1u) / 4u;
+}
+
+fn edgeLanes(ch: RowChunk, which: u32) -> vec4<bool> {
+  let e1 = ch.e0 + p.HW;
+  let partial = select(e1 % 4u != 0u, ch.e0 % 4u != 0u, which == 0u);
+  return rowLanes(edgeUnit(ch, which), ch.e0) & vec4<bool>(partial && ch.edges);
+}
+
+fn invocationIndex(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+  return gid.x + gid.y * nwg.x * WG;
+}
+
+fn residualAt(j: u32) -> vec4<f32> {
+  if (RESIDUAL) { return R[j]; }
+  return vec4<f32>(0.0);
+}
+
+// v: the affine transform, residual, ReLU.
+fn activate(x: vec4<f32>, r: vec4<f32>, scale: vec4<f32>, shift: vec4<f32>) -> vec4<f32> {
+  var v = x * scale + shift;
+  if (RESIDUAL) { v += r; }
+  if (RELU) { v = max(v, vec4<f32>(0.0)); }
+  return v;
+}
+
+fn activationAt(j: u32, cs: ChanStats) -> vec4<f32> {
+  return activate(X[j], residualAt(j), cs.scale, cs.shift);
+}
+
+// dx of one unit from dy (or g' with MASKED) and the per-lane statistics and gradients.
+fn inputGrad(x: vec4<f32>, dy: vec4<f32>, r: vec4<f32>, cs: ChanStats, dgamma: vec4<f32>, dbeta: vec4<f32>, a: ActParams) -> vec4<f32> {
+  var g = dy;
+  if (!MASKED) {
+    var pre = x * cs.scale + cs.shift;
+    if (RESIDUAL) { pre += r; }
+    g = maskedGrad(g, pre, a);
+  }
+  if ((p.flags & TRAINING) != 0u) { g = g - (dbeta + (x - cs.mean) * cs.invstd * dgamma) * p.invM; }
+  return cs.scale * g;
+}
+
+fn inputGradAt(j: u32, cs: ChanStats, dgamma: vec4<f32>, dbeta: vec4<f32>, a: ActParams) -> vec4<f32> {
+  return inputGrad(X[j], DY[j], residualAt(j), cs, dgamma, dbeta, a);
+}
+
+// A partial unit's live lanes stored one by one (its other lanes are other invocations'),
+// unrolled: no loop-indexed vector.
+fn storeY(j: u32, v: vec4<f32>, live: vec4<bool>) {
+  if (live.x) { Y[j].x = v.x; }
+  if (live.y) { Y[j].y = v.y; }
+  if (live.z) { Y[j].z = v.z; }
+  if (live.w) { Y[j].w = v.w; }
+}
+
+fn storeQY(j: u32, v: vec4<f32>, live: vec4<bool>) {
+  if (live.x) { QY[j].x = v.x; }
+  if (live.y) { QY[j].y = v.y; }
+  if (live.z) { QY[j].z = v.z; }
+  if (live.w) { QY[j].w = v.w; }
+}
+
+fn storeDX(j: u32, v: vec4<f32>, live: vec4<bool>) {
+  if (live.x) { DX[j].x = v.x; }
+  if (live.y) { DX[j].y = v.y; }
+  if (live.z) { DX[j].z = v.z; }
+  if (live.w) { DX[j].w = v.w; }
+}
+
+// ---- the flat walk (COLS, H*W < 4) ----
 
 // Channel of lane 0 of a unit and its position in the channel's run of HW elements.
 struct FlatPos {
@@ -466,17 +588,12 @@ fn nextChannel(c: u32) -> u32 {
 fn flatNext(f: FlatPos) -> FlatPos {
   var g = f;
   g.r += 4u;
-  if (p.HW >= 4u) {
-    if (g.r >= p.HW) { g.r -= p.HW; g.c = nextChannel(g.c); }
-  } else {
-    while (g.r >= p.HW) { g.r -= p.HW; g.c = nextChannel(g.c); }
-  }
+  while (g.r >= p.HW) { g.r -= p.HW; g.c = nextChannel(g.c); }
   return g;
 }
 
 // The channel of each lane.
 fn lanesOf(f: FlatPos) -> vec4<u32> {
-  if (VEC4) { return vec4<u32>(f.c); }
   var out: vec4<u32>;
   for (var k = 0u; k < 4u; k++) {
     var r = f.r + k;
@@ -487,69 +604,46 @@ fn lanesOf(f: FlatPos) -> vec4<u32> {
   return out;
 }
 
-// Per-channel value `row` of Stats (0 mean, 1 invstd, 2 scale, 3 shift) for each lane.
-fn stat4(row: u32, ch: vec4<u32>) -> vec4<f32> {
+// Row `row` of Stats (0 mean, 1 invstd, 2 scale, 3 shift) for each lane of the unit at f: with
+// COLS four channels, one a lane; with H*W < 4 up to four channels, read lane by lane.
+fn laneStat(row: u32, f: FlatPos) -> vec4<f32> {
+  if (COLS) { return stats4At(row, f.c / 4u); }
+  let ch = lanesOf(f);
   let base = row * p.C;
-  if (VEC4) { return vec4<f32>(Stats[base + ch.x]); }
   return vec4<f32>(Stats[base + ch.x], Stats[base + ch.y], Stats[base + ch.z], Stats[base + ch.w]);
 }
 
-// The statistics (mean, invstd, scale, shift) of the channel c a flat walk is in and of the
-// next one, read when the walk enters a channel instead of every unit: on llvmpipe every
-// storage load is a loop over the SIMD lanes, and these stay the same for HW elements.
-struct ChanPair {
-  c: u32,
-  here: vec4<f32>,
-  next: vec4<f32>,
+fn laneStats(f: FlatPos) -> ChanStats {
+  return ChanStats(laneStat(0u, f), laneStat(1u, f), laneStat(2u, f), laneStat(3u, f));
 }
 
-fn statsOf(c: u32) -> vec4<f32> {
-  return vec4<f32>(Stats[c], Stats[p.C + c], Stats[2u * p.C + c], Stats[3u * p.C + c]);
+// dgamma and dbeta for each lane of the unit at f.
+fn laneGrads(f: FlatPos) -> array<vec4<f32>, 2> {
+  if (COLS) {
+    return array<vec4<f32>, 2>(vec4<f32>(DGamma[f.c], DGamma[f.c + 1u], DGamma[f.c + 2u], DGamma[f.c + 3u]),
+                               vec4<f32>(DBeta[f.c], DBeta[f.c + 1u], DBeta[f.c + 2u], DBeta[f.c + 3u]));
+  }
+  let ch = lanesOf(f);
+  return array<vec4<f32>, 2>(vec4<f32>(DGamma[ch.x], DGamma[ch.y], DGamma[ch.z], DGamma[ch.w]),
+                             vec4<f32>(DBeta[ch.x], DBeta[ch.y], DBeta[ch.z], DBeta[ch.w]));
 }
 
-fn noChannel() -> ChanPair {
-  return ChanPair(0xffffffffu, vec4<f32>(0.0), vec4<f32>(0.0));
+fn flatInputGrad(j: u32, f: FlatPos, a: ActParams) -> vec4<f32> {
+  var gb = array<vec4<f32>, 2>(vec4<f32>(0.0), vec4<f32>(0.0));
+  if ((p.flags & TRAINING) != 0u) { gb = laneGrads(f); }
+  return inputGradAt(j, laneStats(f), gb[0], gb[1], a);
 }
 
-fn enterChannel(pair: ChanPair, c: u32) -> ChanPair {
-  // COLS reads four channels a unit (laneStat): nothing to keep.
-  if (COLS || pair.c == c) { return pair; }
-  var here: vec4<f32>;
-  if (!VEC4 && pair.c != 0xffffffffu && nextChannel(pair.c) == c) { here = pair.next; } else { here = statsOf(c); }
-  // With VEC4 a unit never leaves its channel: the next one's statistics are not needed.
-  var next = vec4<f32>(0.0);
-  if (!VEC4) { next = statsOf(nextChannel(c)); }
-  return ChanPair(c, here, next);
+struct FlatRange {
+  first: u32,
+  whole: u32, // units [first, whole) lie inside the tensor; whole < end: the partial last one
+  end: u32,
 }
 
-// Lanes of the unit at f that lie in the channel after f.c (HW >= 4: at most one boundary).
-fn crossing(f: FlatPos) -> vec4<bool> {
-  if (VEC4) { return vec4<bool>(false); }
-  return vec4<u32>(f.r) + LANE >= vec4<u32>(p.HW);
-}
-
-// Row `row` of Stats (0 mean, 1 invstd, 2 scale, 3 shift) for each lane of the unit at f; `pair`
-// is f.c's (enterChannel). With HW < 4 a unit spans up to four channels: read lane by lane.
-fn laneStat(row: u32, f: FlatPos, pair: ChanPair) -> vec4<f32> {
-  if (COLS) { return stats4At(row, f.c / 4u); }
-  if (!VEC4 && p.HW < 4u) { return stat4(row, lanesOf(f)); }
-  return select(vec4<f32>(pair.here[row]), vec4<f32>(pair.next[row]), crossing(f));
-}
-
-// v for unit j at f: the affine transform, residual, ReLU.
-fn activation(j: u32, f: FlatPos, pair: ChanPair) -> vec4<f32> {
-  var v = X[j] * laneStat(2u, f, pair) + laneStat(3u, f, pair);
-  if (RESIDUAL) { v += R[j]; }
-  if (RELU) { v = max(v, vec4<f32>(0.0)); }
-  return v;
-}
-
-fn flatFirst(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-  return (gid.x + gid.y * nwg.x * WG) * PER;
-}
-
-fn unitCount() -> u32 {
-  return (p.size + 3u) / 4u;
+fn flatRange(i: u32) -> FlatRange {
+  let first = i * PER;
+  let end = min(first + PER, (p.size + 3u) / 4u);
+  return FlatRange(first, min(end, p.size / 4u), end);
 }
 
 fn liveFlat(j: u32) -> vec4<bool> {
@@ -557,120 +651,150 @@ fn liveFlat(j: u32) -> vec4<bool> {
   return vec4<u32>(e, e + 1u, e + 2u, e + 3u) < vec4<u32>(p.size);
 }
 
+// ---- the passes ----
+
 @compute @workgroup_size(WG)
 fn normalize(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let first = flatFirst(gid, nwg);
-  let n4 = unitCount();
-  if (first >= n4) { return; }
-  var f = flatStart(first);
-  var pair = noChannel();
-  for (var j = first; j < min(first + PER, n4); j++) {
-    pair = enterChannel(pair, f.c);
-    let v = activation(j, f, pair);
-    if (4u * j + 4u <= p.size) { Y[j] = v; } else { Y[j] = select(Y[j], v, liveFlat(j)); }
+  let i = invocationIndex(gid, nwg);
+  if (VEC4 || ROWS) {
+    if (i >= p.chunks) { return; }
+    let ch = rowChunk(i);
+    let cs = chanStats(ch.c);
+    for (var j = ch.first; j < ch.end; j++) { Y[j] = activationAt(j, cs); }
+    if (ROWS) {
+      for (var e = 0u; e < 2u; e++) { storeY(edgeUnit(ch, e), activationAt(edgeUnit(ch, e), cs), edgeLanes(ch, e)); }
+    }
+    return;
+  }
+  let fr = flatRange(i);
+  if (fr.first >= fr.end) { return; }
+  var f = flatStart(fr.first);
+  var j = fr.first;
+  for (; j < fr.whole; j++) {
+    Y[j] = activate(X[j], residualAt(j), laneStat(2u, f), laneStat(3u, f));
     f = flatNext(f);
   }
+  if (j < fr.end) { Y[j] = select(Y[j], activate(X[j], residualAt(j), laneStat(2u, f), laneStat(3u, f)), liveFlat(j)); }
+}
+
+fn quantized(v: vec4<f32>, a: ActParams) -> vec4<f32> {
+  return select(fqAsym4(v, a, p.bits), v, a.through);
 }
 
 @compute @workgroup_size(WG)
 fn normalizeQuant(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let first = flatFirst(gid, nwg);
-  let n4 = unitCount();
-  if (first >= n4) { return; }
+  let i = invocationIndex(gid, nwg);
   let a = actOf();
-  var f = flatStart(first);
-  var pair = noChannel();
-  for (var j = first; j < min(first + PER, n4); j++) {
-    pair = enterChannel(pair, f.c);
-    var v = activation(j, f, pair);
-    if (!a.through) { v = fqAsym4(v, a, p.bits); }
-    if (4u * j + 4u <= p.size) { QY[j] = v; } else { QY[j] = select(QY[j], v, liveFlat(j)); }
+  if (VEC4 || ROWS) {
+    if (i >= p.chunks) { return; }
+    let ch = rowChunk(i);
+    let cs = chanStats(ch.c);
+    for (var j = ch.first; j < ch.end; j++) { QY[j] = quantized(activationAt(j, cs), a); }
+    if (ROWS) {
+      for (var e = 0u; e < 2u; e++) { storeQY(edgeUnit(ch, e), quantized(activationAt(edgeUnit(ch, e), cs), a), edgeLanes(ch, e)); }
+    }
+    return;
+  }
+  let fr = flatRange(i);
+  if (fr.first >= fr.end) { return; }
+  var f = flatStart(fr.first);
+  var j = fr.first;
+  for (; j < fr.whole; j++) {
+    QY[j] = quantized(activate(X[j], residualAt(j), laneStat(2u, f), laneStat(3u, f)), a);
     f = flatNext(f);
   }
+  if (j < fr.end) { QY[j] = select(QY[j], quantized(activate(X[j], residualAt(j), laneStat(2u, f), laneStat(3u, f)), a), liveFlat(j)); }
 }
 
-var<workgroup> wgMin: array<f32, WG>;
-var<workgroup> wgMax: array<f32, WG>;
+// Each invocation folds its own units' min/max and raises the observer's bounds itself: no
+// workgroup tree (a single workgroupBarrier costs more than the whole pass on SwiftShader, and
+// much on llvmpipe too). The atomics are skipped where the stored bound is already as large, so
+// after the first few invocations most do one atomicLoad per bound and no read-modify-write.
+fn raiseBound(slot: u32, k: u32) {
+  if (k > atomicLoad(&Obs[slot])) { atomicMax(&Obs[slot], k); }
+}
+
+fn raiseBounds(mn: vec4<f32>, mx: vec4<f32>) {
+  raiseBound(0u, key(-min(min(mn.x, mn.y), min(mn.z, mn.w))));
+  raiseBound(1u, key(max(max(mx.x, mx.y), max(mx.z, mx.w))));
+}
 
 @compute @workgroup_size(WG)
-fn normalizeObserve(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let first = flatFirst(gid, nwg);
-  let n4 = unitCount();
+fn normalizeObserve(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = invocationIndex(gid, nwg);
   var mn = vec4<f32>(posInf());
   var mx = vec4<f32>(negInf());
-  if (first < n4) {
-    var f = flatStart(first);
-    var pair = noChannel();
-    for (var j = first; j < min(first + PER, n4); j++) {
-      pair = enterChannel(pair, f.c);
-      let v = activation(j, f, pair);
-      let live = liveFlat(j);
-      if (4u * j + 4u <= p.size) { Y[j] = v; } else { Y[j] = select(Y[j], v, live); }
-      mn = min(mn, select(vec4<f32>(posInf()), v, live));
-      mx = max(mx, select(vec4<f32>(negInf()), v, live));
-      f = flatNext(f);
+  if (VEC4 || ROWS) {
+    if (i >= p.chunks) { return; }
+    let ch = rowChunk(i);
+    let cs = chanStats(ch.c);
+    for (var j = ch.first; j < ch.end; j++) {
+      let v = activationAt(j, cs);
+      Y[j] = v;
+      mn = min(mn, v);
+      mx = max(mx, v);
     }
-  }
-  wgMin[lid.x] = min(min(mn.x, mn.y), min(mn.z, mn.w));
-  wgMax[lid.x] = max(max(mx.x, mx.y), max(mx.z, mx.w));
-  workgroupBarrier();
-  for (var half = WG / 2u; half > 0u; half = half / 2u) {
-    if (lid.x < half) {
-      wgMin[lid.x] = min(wgMin[lid.x], wgMin[lid.x + half]);
-      wgMax[lid.x] = max(wgMax[lid.x], wgMax[lid.x + half]);
+    if (ROWS) {
+      for (var e = 0u; e < 2u; e++) {
+        let v = activationAt(edgeUnit(ch, e), cs);
+        let live = edgeLanes(ch, e);
+        storeY(edgeUnit(ch, e), v, live);
+        mn = min(mn, select(vec4<f32>(posInf()), v, live));
+        mx = max(mx, select(vec4<f32>(negInf()), v, live));
+      }
     }
-    workgroupBarrier();
+    // A chunk may hold no unit (a row's last chunk, ROWS): nothing to raise then.
+    raiseBounds(mn, mx);
+    return;
   }
-  if (lid.x == 0u) {
-    atomicMax(&Obs[0], key(-wgMin[0]));
-    atomicMax(&Obs[1], key(wgMax[0]));
+  let fr = flatRange(i);
+  if (fr.first >= fr.end) { return; }
+  var f = flatStart(fr.first);
+  var j = fr.first;
+  for (; j < fr.whole; j++) {
+    let v = activate(X[j], residualAt(j), laneStat(2u, f), laneStat(3u, f));
+    Y[j] = v;
+    mn = min(mn, v);
+    mx = max(mx, v);
+    f = flatNext(f);
   }
+  if (j < fr.end) {
+    let v = activate(X[j], residualAt(j), laneStat(2u, f), laneStat(3u, f));
+    let live = liveFlat(j);
+    Y[j] = select(Y[j], v, live);
+    mn = min(mn, select(vec4<f32>(posInf()), v, live));
+    mx = max(mx, select(vec4<f32>(negInf()), v, live));
+  }
+  raiseBounds(mn, mx);
 }
 
 @compute @workgroup_size(WG)
 fn backwardInput(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let first = flatFirst(gid, nwg);
-  let n4 = unitCount();
-  if (first >= n4) { return; }
+  let i = invocationIndex(gid, nwg);
   let a = actOf();
-  let training = (p.flags & TRAINING) != 0u;
-  var f = flatStart(first);
-  var pair = noChannel();
-  // dgamma, dbeta of pair's channel and of the next one, read on entering a channel as well.
-  var grads = vec4<f32>(0.0);
-  for (var j = first; j < min(first + PER, n4); j++) {
-    if (training && !COLS && pair.c != f.c) {
-      let nc = nextChannel(f.c);
-      grads = vec4<f32>(DGamma[f.c], DBeta[f.c], DGamma[nc], DBeta[nc]);
+  if (VEC4 || ROWS) {
+    if (i >= p.chunks) { return; }
+    let ch = rowChunk(i);
+    let cs = chanStats(ch.c);
+    var dgamma = vec4<f32>(0.0);
+    var dbeta = vec4<f32>(0.0);
+    if ((p.flags & TRAINING) != 0u) {
+      dgamma = vec4<f32>(DGamma[ch.c]);
+      dbeta = vec4<f32>(DBeta[ch.c]);
     }
-    pair = enterChannel(pair, f.c);
-    let x = X[j];
-    let scale = laneStat(2u, f, pair);
-    var g = DY[j];
-    if (!MASKED) {
-      var pre = x * scale + laneStat(3u, f, pair);
-      if (RESIDUAL) { pre += R[j]; }
-      g = maskedGrad(g, pre, a);
+    for (var j = ch.first; j < ch.end; j++) { DX[j] = inputGradAt(j, cs, dgamma, dbeta, a); }
+    if (ROWS) {
+      for (var e = 0u; e < 2u; e++) { storeDX(edgeUnit(ch, e), inputGradAt(edgeUnit(ch, e), cs, dgamma, dbeta, a), edgeLanes(ch, e)); }
     }
-    if (training) {
-      let xhat = (x - laneStat(0u, f, pair)) * laneStat(1u, f, pair);
-      var dgamma: vec4<f32>;
-      var dbeta: vec4<f32>;
-      if (COLS) {
-        dgamma = vec4<f32>(DGamma[f.c], DGamma[f.c + 1u], DGamma[f.c + 2u], DGamma[f.c + 3u]);
-        dbeta = vec4<f32>(DBeta[f.c], DBeta[f.c + 1u], DBeta[f.c + 2u], DBeta[f.c + 3u]);
-      } else if (!VEC4 && p.HW < 4u) {
-        let ch = lanesOf(f);
-        dgamma = vec4<f32>(DGamma[ch.x], DGamma[ch.y], DGamma[ch.z], DGamma[ch.w]);
-        dbeta = vec4<f32>(DBeta[ch.x], DBeta[ch.y], DBeta[ch.z], DBeta[ch.w]);
-      } else {
-        let wrap = crossing(f);
-        dgamma = select(vec4<f32>(grads.x), vec4<f32>(grads.z), wrap);
-        dbeta = select(vec4<f32>(grads.y), vec4<f32>(grads.w), wrap);
-      }
-      g = g - (dbeta + xhat * dgamma) * p.invM;
-    }
-    if (4u * j + 4u <= p.size) { DX[j] = scale * g; } else { DX[j] = select(DX[j], scale * g, liveFlat(j)); }
+    return;
+  }
+  let fr = flatRange(i);
+  if (fr.first >= fr.end) { return; }
+  var f = flatStart(fr.first);
+  var j = fr.first;
+  for (; j < fr.whole; j++) {
+    DX[j] = flatInputGrad(j, f, a);
     f = flatNext(f);
   }
+  if (j < fr.end) { DX[j] = select(DX[j], flatInputGrad(j, f, a), liveFlat(j)); }
 }

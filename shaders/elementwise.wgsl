@@ -173,6 +173,15 @@ fn loadB(c: Cursor) -> V {
   return V(VB[c.at / 4u][c.at % 4u]);
 }
 
+fn mapUnit(ca: Cursor, cb: Cursor) -> V {
+  let a = loadA(ca);
+  var b = V();
+  if (HAS_B) { b = loadB(cb); }
+  return V(op(a.x, b.x, p.s, p.s2), op(a.y, b.y, p.s, p.s2), op(a.z, b.z, p.s, p.s2), op(a.w, b.w, p.s, p.s2));
+}
+
+// The loop holds only whole vec4s: the partial last one is peeled off after it (SwiftShader runs
+// a branch's code whether it is taken or not, so a per-vec4 tail check costs every vec4).
 @compute @workgroup_size(WG)
 fn map4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let n4 = (p.size + 3u) / 4u;
@@ -182,20 +191,18 @@ fn map4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   var cb = ca;
   if (HAS_B) { cb = startCursor(MODE_B, p.offsetB, p.innerB, p.chansB, first); }
   let last = min(first + PER, n4);
-  for (var j = first; j < last; j++) {
-    let a = loadA(ca);
-    var b = V();
-    if (HAS_B) { b = loadB(cb); }
-    let r = V(op(a.x, b.x, p.s, p.s2), op(a.y, b.y, p.s, p.s2), op(a.z, b.z, p.s, p.s2), op(a.w, b.w, p.s, p.s2));
-    let o = p.offsetOut / 4u + j;
-    if (4u * j + 4u <= p.size) {
-      VOut[o] = r;
-    } else {
-      var merged = VOut[o];
-      for (var c = 0u; c < p.size - 4u * j; c++) { merged[c] = r[c]; }
-      VOut[o] = merged;
-    }
+  let o = p.offsetOut / 4u;
+  var j = first;
+  for (; j < min(last, p.size / 4u); j++) {
+    VOut[o + j] = mapUnit(ca, cb);
     ca = advance(ca, MODE_A, p.offsetA, p.innerA, p.chansA);
     if (HAS_B) { cb = advance(cb, MODE_B, p.offsetB, p.innerB, p.chansB); }
+  }
+  if (j < last) {
+    // The tensor's partial last vec4: its live lanes merged into what the buffer holds.
+    let r = mapUnit(ca, cb);
+    var merged = VOut[o + j];
+    for (var c = 0u; c < p.size - 4u * j; c++) { merged[c] = r[c]; }
+    VOut[o + j] = merged;
   }
 }

@@ -19,10 +19,10 @@
 // Entry points and their bindings (inputs, then outputs):
 //   observeAbsMax        W, R(atomic)           per-channel max|w| into R, accumulating
 //   observeMinMax        X, S(atomic)           per-tensor min/max into S, accumulating: each
-//                                               invocation folds OBS_UNITS vec4s, a workgroup
-//                                               tree, then one atomicMax per bound and workgroup
-//   rangeFlag            R, Flag                one workgroup: Flag[0] = 1 when the tensor passes
-//                                               through (bits 0 or any zero range)
+//                                               invocation folds OBS_UNITS vec4s, then an
+//                                               atomicMax per bound where it raises it
+//   rangeFlag            R, Flag                one invocation: Flag[0] = 1 when the tensor
+//                                               passes through (bits 0 or any zero range)
 //   weightQuant          W, R, Flag, Y          Y = fake-quant(W), per segment (below)
 //   weightBackward       W, R, Flag, G, GW      straight-through
 //   weightBackwardScale  W, R, Flag, G, GW, P, A  the same, and each segment's part of the
@@ -45,21 +45,6 @@ const OBS_UNITS: u32 = 32u;
 // (2^b - 1) / 2: the symmetric scale's denominator (7.5 for b = 4), exact in f32.
 fn symDenominator(bits: u32) -> f32 {
   return f32((1u << bits) - 1u) * 0.5;
-}
-
-var<workgroup> redF: array<f32, 256>;
-var<workgroup> redF2: array<f32, 256>;
-
-// A tree reduction over a workgroup of WG invocations (called in uniform control flow).
-fn wgMin(lid: u32, v: f32) -> f32 {
-  redF[lid] = v;
-  workgroupBarrier();
-  for (var half = WG / 2u; half > 0u; half = half / 2u) {
-    if (lid < half) { redF[lid] = min(redF[lid], redF[lid + half]); }
-    workgroupBarrier();
-  }
-  let r = workgroupUniformLoad(&redF[0]);
-  return r;
 }
 
 // ---- weights: one invocation per segment --------------------------------------------------
@@ -121,11 +106,20 @@ fn observeAbsMax(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
   atomicMax(&oaR[sg.c], bitcast<u32>(max(max(m.x, m.y), max(m.z, m.w))));
 }
 
+// Raises an activation range bound to key k; the read-modify-write is skipped where the stored
+// bound is already as large (most invocations, once the first have run).
+fn raiseBound(slot: u32, k: u32) {
+  if (k > atomicLoad(&omS[slot])) { atomicMax(&omS[slot], k); }
+}
+
+// Each invocation folds its OBS_UNITS vec4s and raises the bounds itself: no workgroup tree (a
+// workgroupBarrier costs more than the whole pass on SwiftShader, and much on llvmpipe).
 @compute @workgroup_size(64)
-fn observeMinMax(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn observeMinMax(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let n = p.n;
   let n4 = (n + 3u) / 4u;
   let first = (gid.x + gid.y * nwg.x * WG) * OBS_UNITS;
+  if (first >= n4) { return; }
   var mn = vec4<f32>(posInf());
   var mx = vec4<f32>(negInf());
   for (var i = first; i < min(first + OBS_UNITS, n4); i++) {
@@ -137,30 +131,18 @@ fn observeMinMax(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(global_i
     mn = min(mn, v);
     mx = max(mx, v);
   }
-  redF[lid.x] = min(min(mn.x, mn.y), min(mn.z, mn.w));
-  redF2[lid.x] = max(max(mx.x, mx.y), max(mx.z, mx.w));
-  workgroupBarrier();
-  for (var half = WG / 2u; half > 0u; half = half / 2u) {
-    if (lid.x < half) {
-      redF[lid.x] = min(redF[lid.x], redF[lid.x + half]);
-      redF2[lid.x] = max(redF2[lid.x], redF2[lid.x + half]);
-    }
-    workgroupBarrier();
-  }
-  if (lid.x == 0u && first < n4) {
-    atomicMax(&omS[0], key(-redF[0]));
-    atomicMax(&omS[1], key(redF2[0]));
-  }
+  raiseBound(0u, key(-min(min(mn.x, mn.y), min(mn.z, mn.w))));
+  raiseBound(1u, key(max(max(mx.x, mx.y), max(mx.z, mx.w))));
 }
 
 // Whether the whole tensor passes through: bit-width 0, or a zero scale in any channel. One
-// workgroup; runs before the kernels that read Flag.
-@compute @workgroup_size(64)
-fn rangeFlag(@builtin(local_invocation_id) lid: vec3<u32>) {
+// invocation reads every channel's range (a few hundred at most): a workgroup tree's barriers
+// would cost far more. Runs before the kernels that read Flag.
+@compute @workgroup_size(1)
+fn rangeFlag() {
   var m = posInf();
-  for (var c = lid.x; c < p.C; c += WG) { m = min(m, rfR[c]); }
-  let through = p.bits == 0u || wgMin(lid.x, m) == 0.0;
-  if (lid.x == 0u) { FlagOut[0] = select(0u, 1u, through); }
+  for (var c = 0u; c < p.C; c++) { m = min(m, rfR[c]); }
+  FlagOut[0] = select(0u, 1u, p.bits == 0u || m == 0.0);
 }
 
 @compute @workgroup_size(64)

@@ -51,8 +51,9 @@ export interface BatchNormOptions {
 }
 
 const WG = 256;
-/** Flat vec4 units per invocation of the element-wise passes (PER in the shader). */
-const UNITS_PER_GROUP = 8 * WG;
+/** vec4 units per invocation of the element-wise passes (PER in the shader; with VEC4 at most
+ * that many, a row's units split evenly). */
+const UNITS_PER_INVOCATION = 8;
 const WG_PART = 64;
 /** Per-channel passes: aim for this many invocations, each over at least MIN_PART_UNITS vec4 units. */
 const TARGET_PART_INVOCATIONS = 1024;
@@ -71,6 +72,7 @@ const kernels = declareKernels({
     M: 'u32', // elements per channel: N*HW
     size: 'u32', // N*C*HW
     P: 'u32', L: 'u32', // parts per channel, vec4 units (ROWS: rows n) per part
+    chunks: 'u32', K: 'u32', EL: 'u32', // element-wise passes (VEC4, ROWS): invocations, chunks per (n, c) row, units per chunk
     flags: 'u32', // TRAINING | UPDATE
     bits: 'u32', // act quantize
     eps: 'f32', momentum: 'f32', invM: 'f32',
@@ -148,9 +150,16 @@ export function batchNorm(x: Tensor, gamma: Tensor | null, beta: Tensor | null, 
   let P = Math.max(1, Math.min(Math.ceil(TARGET_PART_INVOCATIONS / channelGroups), Math.floor((span * unitsPerSpan) / MIN_PART_UNITS)));
   const L = Math.ceil(span / P);
   P = Math.ceil(span / L);
+  // Element-wise passes with VEC4 or ROWS: the whole units of each (n, c) row in K chunks of at
+  // most EL (the last to the row's end).
+  const rowChunks = vec4 || rows;
+  const rowUnits = Math.floor(HW / 4);
+  const K = rowChunks ? Math.ceil(rowUnits / UNITS_PER_INVOCATION) : 1;
+  const EL = rowChunks ? Math.ceil(rowUnits / K) : 0;
+  const chunks = rowChunks ? N * C * K : 0;
   const actKind = act === null ? ACT_NONE : act.kind === 'observe' ? ACT_OBSERVE : ACT_QUANTIZE;
   const params = {
-    N, C, HW, M, size: x.size, P, L,
+    N, C, HW, M, size: x.size, P, L, chunks, K, EL,
     flags: (training ? TRAINING : 0) | (update ? UPDATE : 0),
     bits: act?.kind === 'quantize' ? act.bits : 0,
     eps, momentum, invM: 1 / M, unbias: M > 1 ? M / (M - 1) : 0,
@@ -161,7 +170,7 @@ export function batchNorm(x: Tensor, gamma: Tensor | null, beta: Tensor | null, 
   const fusedName = `batchNorm${residual ? '+add' : ''}${relu ? '+relu' : ''}${act ? `+${act.kind}` : ''}`;
   const desc = `${fusedName} ${x.describe()}${training ? '' : ' eval'}`;
   const partGrid = grid1d(channelGroups * P, WG_PART);
-  const elementGrid = grid1d(Math.ceil(x.size / 4), UNITS_PER_GROUP);
+  const elementGrid = rowChunks ? grid1d(chunks, WG) : grid1d(Math.ceil(x.size / 4), UNITS_PER_INVOCATION * WG);
 
   // Per-channel parameters the kernels need even without affine/running statistics.
   const temps: Tensor[] = [];

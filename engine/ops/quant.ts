@@ -2,7 +2,7 @@
 //
 // - `fakeQuantWeight(w, bits)`: symmetric, per output channel (axis 0). Without a `range` the
 //   per-channel max|w| is reduced first (atomicMax per segment of a channel), then a
-//   one-workgroup dispatch applies the tensor-wide pass-through rule to a flag, then every
+//   one-invocation dispatch applies the tensor-wide pass-through rule to a flag, then every
 //   segment is quantized; with `range` (an AbsMaxObserver's) it quantizes with those ranges.
 // - `fakeQuantAct(x, bits, observer)`: asymmetric, per tensor, with a MinMaxObserver's range.
 // - Backward: straight-through (gradient where the rounded value fell inside the clamp range).

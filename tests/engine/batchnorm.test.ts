@@ -53,6 +53,7 @@ const cases: { shape: Shape; relu: boolean }[] = [
   { shape: [7, 2, 3], relu: false }, // H*W = 3
   { shape: [1, 3, 5, 5], relu: false },
   { shape: [2, 3, 4, 6], relu: false }, // HW % 4 == 0: the vec4 element-wise passes
+  { shape: [3, 2, 6, 6], relu: true }, // the same, a row's 9 units in two uneven chunks
   { shape: [3, 2, 2, 2], relu: true },
   { shape: [2, 3, 13, 11], relu: true },
   { shape: [1, 2, 17, 19], relu: false },
@@ -238,7 +239,7 @@ async function runFused(shape: Shape, relu: boolean, withResidual: boolean, act:
 }
 
 test('fused batchNorm (+ residual, ReLU, observer or fake quantization) equals the unfused chain', async () => {
-  const shapes: Shape[] = [[2, 3, 4, 4], [3, 2, 3, 5], [4, 3, 16, 16], [6, 5], [5, 8]];
+  const shapes: Shape[] = [[2, 3, 4, 4], [3, 2, 3, 5], [2, 2, 9, 9], [4, 3, 16, 16], [2, 3, 6, 6], [6, 5], [5, 8]];
   // Eval mode once per shape kind is enough: the element-wise passes are the training ones.
   let seed = 300;
   let cases = 0;
