@@ -205,8 +205,9 @@ export function matmulCandidates(): Candidate<MatmulVariant>[] {
  * lane-varying index into a per-lane gather (each component of a vec4 too), and lavapipe gathers
  * too; in 'register 8x8' the lanes next to each other along a row of tiles gather the same
  * eight values of A at every k. Sharing them through subgroupBroadcast, and a taller tile, cut
- * the gathers per multiply-add from 16 per 64 to 4 + 8 per 128: measured 1.4-2x faster on
- * SwiftShader and 1.6-2.5x on lavapipe at 256 and 512 (interleaved on a busy machine). The 'k4'
+ * the gathers per multiply-add from 16 per 64 to 4 + 8 per 128: measured 1.16x (256) and
+ * 1.30x (512) faster on SwiftShader (same page, interleaved, quiet machine) and about 2-3x on
+ * lavapipe. The 'k4'
  * variants are tuning candidates: on lavapipe 'k4 8x4' ran x Wᵀ at 64x512x(512 or 128) 12-20%
  * faster than 'register 8x8' and A x B at 256-512 up to 2x slower. */
 function matmulRule(candidates: readonly Candidate<MatmulVariant>[]): number {
