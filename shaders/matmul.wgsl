@@ -4,7 +4,9 @@
 // docs/environment.md#speed-on-lavapipe): each invocation owns a TM x TN block of C held in
 // TM * TN / 4 vec4 accumulators and walks the whole K dimension, loading one TM-row column of
 // op(A) and one TN-wide row of op(B) per step. Edge blocks clamp their load indices into the
-// matrix instead of branching, and skip the stores that fall outside.
+// matrix instead of branching, and skip the stores that fall outside. In the 'subgroup' design
+// (engine/ops/matmul.ts) the lanes of a subgroup share the tile's rows: each loads one of them
+// and passes it to the others with subgroupBroadcast.
 //
 // The per-row and per-column work is unrolled in engine/ops/matmul.ts into the code defines,
 // with one named variable per accumulator, never a private array indexed in a loop: SwiftShader
@@ -17,7 +19,9 @@
 // AElem likewise.
 // Defines: TM, TN (the tile), WG_X, WG_Y (the workgroup), KSTEP (k per loop step: 1, or 4 when
 // K % 4 == 0, for the 'k4' design), and the unrolled code:
-//   SETUP  clamped base indices of the tile's rows of A and columns of B, loop-invariant strides
+//   INPUTS the entry point's builtins (the subgroup design adds the lane's index)
+//   SETUP  the exit of invocations past the matrix, clamped base indices of the tile's rows of
+//          A and columns of B, loop-invariant strides
 //   ACC    the accumulators
 //   BODY   one loop step: loads of op(A) and op(B), KSTEP * TM * TN / 4 vec4 multiply-adds
 //   STORE  the in-range outputs
@@ -26,10 +30,9 @@
 #interface
 
 @compute @workgroup_size(WG_X, WG_Y)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+fn main({{INPUTS}}) {
   let col0 = gid.x * TN;
   let row0 = gid.y * TM;
-  if (col0 >= p.N || row0 >= p.M) { return; }
   let baseA = gid.z * p.batchStrideA;
   let baseB = gid.z * p.batchStrideB;
   let baseC = gid.z * p.batchStrideC;

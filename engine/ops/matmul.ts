@@ -3,6 +3,7 @@ import source from '../../shaders/matmul.wgsl';
 import { record } from '../autograd.ts';
 import { choose } from '../tuning.ts';
 import type { Bench, Candidate } from '../tuning.ts';
+import { engine } from '../device.ts';
 import { declareKernels } from '../kernels.ts';
 import { launch } from '../launch.ts';
 import { shapeString } from '../shapes.ts';
@@ -14,13 +15,14 @@ export interface MatmulOptions {
   transB?: boolean;
 }
 
-const kernels = declareKernels({
-  name: 'matmul',
-  source,
+const declaration = {
   params: { M: 'u32', N: 'u32', K: 'u32', batchStrideA: 'u32', batchStrideB: 'u32', batchStrideC: 'u32' },
-  defines: { TM: 'u32', TN: 'u32', WG_X: 'u32', WG_Y: 'u32', KSTEP: 'u32', AElem: 'type', BElem: 'type', SETUP: 'code', ACC: 'code', BODY: 'code', STORE: 'code' },
+  defines: { TM: 'u32', TN: 'u32', WG_X: 'u32', WG_Y: 'u32', KSTEP: 'u32', AElem: 'type', BElem: 'type', INPUTS: 'code', SETUP: 'code', ACC: 'code', BODY: 'code', STORE: 'code' },
   entryPoints: { main: { inputs: { A: 'AElem', B: 'BElem' }, outputs: { C: 'f32' } } },
-});
+} as const;
+const kernels = declareKernels({ name: 'matmul', source, ...declaration });
+// The 'subgroup' design: the same shader with the extension its broadcasts need.
+const subgroupKernels = declareKernels({ name: 'matmul', source: `enable subgroups;\n${source}`, ...declaration });
 
 /** Each invocation computes TM x TN outputs (TN a multiple of 4); a workgroup is WG_X x WG_Y
  * invocations (at most 256, SwiftShader's limit). */
@@ -46,30 +48,47 @@ const XYZW = 'xyzw';
 export interface MatmulLayout { a: 'f32' | 'm4' | 'k4'; b: 'f32' | 'n4' | 'k4' }
 
 /** The kernel designs: 'register' walks K one step at a time; 'k4' walks it four steps at a
- * time, reading operands that run along K as vec4s (see MATMUL_RULE for which wins where). */
-export type MatmulDesign = 'register' | 'k4';
+ * time, reading operands that run along K as vec4s; 'subgroup' walks K one step at a time, and
+ * the lanes of a subgroup, which share the tile's rows, each load a different row of op(A) and
+ * pass it to the others with subgroupBroadcast (see MATMUL_RULE for which wins where). */
+export type MatmulDesign = 'register' | 'k4' | 'subgroup';
 
 /** The vector loads a product of this shape and operand order allows (see MatmulLayout). */
 export function matmulLayout(t: MatmulTile, M: number, N: number, transA: boolean, transB: boolean, K = 0, design: MatmulDesign = 'register'): MatmulLayout {
   const k4 = design === 'k4' && K % 4 === 0 && K > 0;
-  const a = transA && M % 4 === 0 && t.TM % 4 === 0 ? 'm4' : !transA && k4 ? 'k4' : 'f32';
+  // The subgroup design loads one row of op(A) per lane: one f32 at each k.
+  const a = design === 'subgroup' ? 'f32' : transA && M % 4 === 0 && t.TM % 4 === 0 ? 'm4' : !transA && k4 ? 'k4' : 'f32';
   const b = !transB && N % 4 === 0 ? 'n4' : transB && k4 ? 'k4' : 'f32';
   return { a, b };
 }
 
 const codeCache = new Map<string, ReturnType<typeof matmulCode>>();
 
-function cachedCode(t: MatmulTile, transA: boolean, transB: boolean, layout: MatmulLayout, kStep: number): ReturnType<typeof matmulCode> {
-  const key = `${t.TM} ${t.TN} ${transA} ${transB} ${layout.a} ${layout.b} ${kStep}`;
+function cachedCode(t: MatmulTile, transA: boolean, transB: boolean, layout: MatmulLayout, kStep: number, subgroup: number): ReturnType<typeof matmulCode> {
+  const key = `${t.TM} ${t.TN} ${t.WG_Y} ${transA} ${transB} ${layout.a} ${layout.b} ${kStep} ${subgroup}`;
   let c = codeCache.get(key);
-  if (!c) codeCache.set(key, (c = matmulCode(t, transA, transB, layout, kStep)));
+  if (!c) codeCache.set(key, (c = matmulCode(t, transA, transB, layout, kStep, subgroup)));
   return c;
 }
 
+/** The adapter's subgroup size where the 'subgroup' design can rely on it: the 'subgroups'
+ * feature with one fixed size (4 on SwiftShader, 8 on lavapipe); else 0. */
+export function fixedSubgroupSize(): number {
+  const d = engine().device;
+  const info = d.adapterInfo as (GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number }) | undefined;
+  const size = info?.subgroupMinSize;
+  return d.features.has('subgroups') && size !== undefined && size === info?.subgroupMaxSize ? size : 0;
+}
+
 /** The unrolled parts of shaders/matmul.wgsl for one tile, operand order, layout and number of
- * k per loop step (`kStep` 4 needs K % 4 == 0; a 'k4' layout needs it). */
-export function matmulCode(t: MatmulTile, transA: boolean, transB: boolean, layout: MatmulLayout, kStep = 1): { SETUP: string; ACC: string; BODY: string; STORE: string } {
+ * k per loop step (`kStep` 4 needs K % 4 == 0; a 'k4' layout needs it); `subgroup` > 0 makes
+ * the 'subgroup' design for subgroups of that size (TM a multiple of it, WG_Y 1, so that every
+ * lane of a subgroup works on the same rows). */
+export function matmulCode(t: MatmulTile, transA: boolean, transB: boolean, layout: MatmulLayout, kStep = 1, subgroup = 0): { INPUTS: string; SETUP: string; ACC: string; BODY: string; STORE: string } {
   const { TM, TN } = t;
+  if (subgroup > 0 && (TM % subgroup !== 0 || t.WG_Y !== 1 || layout.a !== 'f32' || kStep !== 1)) {
+    throw new RangeError(`matmul: the subgroup design needs TM a multiple of the subgroup size ${subgroup}, WG_Y 1, A read as f32 and kStep 1`);
+  }
   if (TN % 4 !== 0 || TN < 4 || TM < 1) throw new RangeError(`matmul: tile ${TM}x${TN} needs TN a positive multiple of 4`);
   if (layout.a === 'm4' && (!transA || TM % 4 !== 0)) throw new RangeError('matmul: A read four rows at a time needs A transposed and TM a multiple of 4');
   if (layout.b === 'n4' && transB) throw new RangeError('matmul: B read four columns at a time needs B not transposed');
@@ -82,10 +101,21 @@ export function matmulCode(t: MatmulTile, transA: boolean, transB: boolean, layo
   const acc: string[] = [];
   const body: string[] = [];
   const store: string[] = [];
+  // Invocations past the matrix leave at once, except in the subgroup design, where every lane
+  // loads a row of A for the others (its loads are clamped, its stores skipped) and the
+  // broadcasts need control flow that does not depend on the invocation (with WG_Y 1, no
+  // workgroup lies wholly below the last row).
+  if (subgroup === 0) setup.push('  if (col0 >= p.N || row0 >= p.M) { return; }');
   // Base indices of the tile's rows of op(A) and columns of op(B), clamped into the matrix (edge
   // tiles compute garbage there and do not store it). 'k4' bases count vec4s (K % 4 == 0, so
   // every row starts on one).
-  if (layout.a === 'm4') {
+  if (subgroup > 0) {
+    // Lane l holds rows l, l + subgroup, ...
+    for (let g = 0; g < TM / subgroup; g++) {
+      const row = `min(row0 + lane + ${g * subgroup}u, p.M - 1u)`;
+      setup.push(transA ? `  let a${g} = baseA + ${row};` : `  let a${g} = baseA + ${row} * p.K;`);
+    }
+  } else if (layout.a === 'm4') {
     for (let q = 0; q < TM / 4; q++) setup.push(`  let a${q} = (baseA + min(row0 + ${4 * q}u, p.M - 4u)) / 4u;`);
   } else {
     for (let r = 0; r < TM; r++) {
@@ -123,9 +153,13 @@ export function matmulCode(t: MatmulTile, transA: boolean, transB: boolean, layo
       }
     }
     if (layout.a === 'm4') for (let q = 0; q < TM / 4; q++) body.push(`    let va${j}_${q} = A[a${q} + ${kj} * strideA];`);
+    if (subgroup > 0) for (let g = 0; g < TM / subgroup; g++) body.push(`    let al${g} = A[a${g} + ${transA ? `${kj} * p.M` : kj}];`);
     for (let r = 0; r < TM; r++) {
       let va: string;
-      if (layout.a === 'm4') va = `va${j}_${r >> 2}.${XYZW[r & 3]}`;
+      if (subgroup > 0) {
+        va = `va${j}_${r}`;
+        body.push(`    let ${va} = subgroupBroadcast(al${Math.floor(r / subgroup)}, ${r % subgroup}u);`);
+      } else if (layout.a === 'm4') va = `va${j}_${r >> 2}.${XYZW[r & 3]}`;
       else if (layout.a === 'k4') va = `ak${r}.${XYZW[j]}`;
       else {
         va = `va${j}_${r}`;
@@ -142,7 +176,8 @@ export function matmulCode(t: MatmulTile, transA: boolean, transB: boolean, layo
     }
     store.push('  }');
   }
-  return { SETUP: setup.join('\n'), ACC: acc.join('\n'), BODY: body.join('\n'), STORE: store.join('\n') };
+  const INPUTS = `@builtin(global_invocation_id) gid: vec3<u32>${subgroup > 0 ? ', @builtin(subgroup_invocation_id) lane: u32' : ''}`;
+  return { INPUTS, SETUP: setup.join('\n'), ACC: acc.join('\n'), BODY: body.join('\n'), STORE: store.join('\n') };
 }
 
 /** A kernel variant: a design and its tile. */
@@ -154,14 +189,30 @@ export const MATMUL_VARIANTS: readonly Candidate<MatmulVariant>[] = [
   { name: 'k4 8x8', config: { design: 'k4', tile: MATMUL_TILE } },
   { name: 'k4 4x8', config: { design: 'k4', tile: { TM: 4, TN: 8, WG_X: 16, WG_Y: 4 } } },
   { name: 'k4 8x4', config: { design: 'k4', tile: { TM: 8, TN: 4, WG_X: 16, WG_Y: 4 } } },
+  { name: 'subgroup 16x8', config: { design: 'subgroup', tile: { TM: 16, TN: 8, WG_X: 16, WG_Y: 1 } } },
+  { name: 'subgroup 8x8', config: { design: 'subgroup', tile: { TM: 8, TN: 8, WG_X: 16, WG_Y: 1 } } },
 ];
 
-/** The rule when nothing was measured: 'register 8x8' on every adapter. The 'k4' variants are
- * tuning candidates: on lavapipe 'k4 8x4' ran x Wᵀ at 64x512x(512 or 128) 12-20% faster and
- * A x B at 256-512 up to 2x slower; on SwiftShader (Chromium) 'k4 8x8' was within 10% of
- * 'register 8x8' on A x B at 256 and 512 and 10-15% faster on x Wᵀ at 64x512x512: fewer loads
- * are not what SwiftShader's matmul lacks, so its rule stays 'register 8x8'. */
-const MATMUL_RULE = 0;
+/** The variants this adapter can run: the subgroup ones need a fixed subgroup size that
+ * divides their TM. */
+export function matmulCandidates(): Candidate<MatmulVariant>[] {
+  const size = fixedSubgroupSize();
+  return MATMUL_VARIANTS.filter((v) => v.config.design !== 'subgroup' || (size > 0 && v.config.tile.TM % size === 0));
+}
+
+/** The rule when nothing was measured: 'subgroup 16x8' where the adapter has fixed subgroups
+ * of 4 or 8 (SwiftShader, lavapipe), else 'register 8x8'. SwiftShader turns every load at a
+ * lane-varying index into a per-lane gather (each component of a vec4 too), and lavapipe gathers
+ * too; in 'register 8x8' the lanes next to each other along a row of tiles gather the same
+ * eight values of A at every k. Sharing them through subgroupBroadcast, and a taller tile, cut
+ * the gathers per multiply-add from 16 per 64 to 4 + 8 per 128: measured 1.16x (256) and
+ * 1.30x (512) faster on SwiftShader (same page, interleaved, quiet machine) and about 2-3x on
+ * lavapipe. The 'k4'
+ * variants are tuning candidates: on lavapipe 'k4 8x4' ran x Wᵀ at 64x512x(512 or 128) 12-20%
+ * faster than 'register 8x8' and A x B at 256-512 up to 2x slower. */
+function matmulRule(candidates: readonly Candidate<MatmulVariant>[]): number {
+  return Math.max(0, candidates.findIndex((c) => c.name === 'subgroup 16x8'));
+}
 
 /** Zero inputs of the product's shapes, for measuring candidates (engine/tuning.ts). */
 function matmulBench(shapeA: readonly number[], shapeB: readonly number[], outShape: readonly number[], transA: boolean, transB: boolean, batch: number): Bench<MatmulVariant> {
@@ -180,12 +231,13 @@ function launchMatmul(a: Tensor, b: Tensor, out: Tensor, transA: boolean, transB
   const layout = matmulLayout(t, M, N, transA, transB, K, v.design);
   const kStep = v.design === 'k4' && K % 4 === 0 ? 4 : 1;
   const vec = (x: boolean) => (x ? 'vec4<f32>' : 'f32');
-  launch(kernels.main, {
+  const subgroup = v.design === 'subgroup' ? fixedSubgroupSize() : 0;
+  launch(subgroup > 0 ? subgroupKernels.main : kernels.main, {
     label: `matmul ${a.describe()}${transA ? 'ᵀ' : ''} x ${b.describe()}${transB ? 'ᵀ' : ''}${v.design === 'register' ? '' : ` ${v.design} ${t.TM}x${t.TN}`}`,
     inputs: { A: a, B: b },
     outputs: { C: out },
     params: { M, N, K, batchStrideA: batchedA ? M * K : 0, batchStrideB: batchedB ? K * N : 0, batchStrideC: M * N },
-    defines: { ...t, KSTEP: kStep, AElem: vec(layout.a !== 'f32'), BElem: vec(layout.b !== 'f32'), ...cachedCode(t, transA, transB, layout, kStep) },
+    defines: { ...t, KSTEP: kStep, AElem: vec(layout.a !== 'f32'), BElem: vec(layout.b !== 'f32'), ...cachedCode(t, transA, transB, layout, kStep, subgroup) },
     workgroups: [Math.ceil(N / (t.TN * t.WG_X)), Math.ceil(M / (t.TM * t.WG_Y)), batch],
   });
 }
@@ -216,7 +268,8 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   else throw new RangeError(`matmul: batch dimensions ${shapeString(batchA)} and ${shapeString(batchB)} differ (they must match, or one operand must be a plain matrix)`);
   const batch = batchShape.reduce((n, d) => n * d, 1);
   const out = Tensor.empty([...batchShape, M, N]);
-  const variant = choose('matmul', `M${M} K${K} N${N}${transA ? ' Aᵀ' : ''}${transB ? ' Bᵀ' : ''}`, MATMUL_VARIANTS, MATMUL_RULE,
+  const candidates = matmulCandidates();
+  const variant = choose('matmul', `M${M} K${K} N${N}${transA ? ' Aᵀ' : ''}${transB ? ' Bᵀ' : ''}`, candidates, matmulRule(candidates),
     () => matmulBench(a.shape, b.shape, out.shape, transA, transB, batch));
   launchMatmul(a, b, out, transA, transB, batch, batchA.length > 0, batchB.length > 0, variant.config);
   return record(out, 'matmul', [a, b], (g) => {

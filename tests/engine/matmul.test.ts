@@ -4,7 +4,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as E from '../../engine/index.ts';
-import { MATMUL_TILE, MATMUL_VARIANTS, matmulLayout } from '../../engine/ops/matmul.ts';
+import { MATMUL_TILE, MATMUL_VARIANTS, fixedSubgroupSize, matmulCandidates, matmulLayout } from '../../engine/ops/matmul.ts';
 import type { Shape, Tensor } from '../../engine/index.ts';
 import { assertClose, gradCheck, randomArray, tensor } from '../helpers.ts';
 import * as ref from '../reference.ts';
@@ -43,7 +43,7 @@ test('the forward shapes exercise every operand layout of the matmul kernel', ()
   const seen = new Set<string>();
   for (const [ta, tb] of COMBOS) {
     for (const [M, K, N] of FORWARD) {
-      for (const design of ['register', 'k4'] as const) {
+      for (const design of ['register', 'k4', 'subgroup'] as const) {
         const l = matmulLayout(MATMUL_TILE, M, N, ta, tb, K, design);
         seen.add(`${design} ${tname(ta, tb)} ${l.a} ${l.b}`);
       }
@@ -51,13 +51,22 @@ test('the forward shapes exercise every operand layout of the matmul kernel', ()
   }
   const register = ['AB f32 n4', 'AB f32 f32', 'ABᵀ f32 f32', 'AᵀB m4 n4', 'AᵀB m4 f32', 'AᵀB f32 n4', 'AᵀB f32 f32', 'AᵀBᵀ m4 f32', 'AᵀBᵀ f32 f32'];
   const k4 = ['AB k4 n4', 'AB k4 f32', 'AB f32 n4', 'ABᵀ k4 k4', 'ABᵀ f32 f32', 'AᵀB m4 n4', 'AᵀB f32 f32', 'AᵀBᵀ m4 k4', 'AᵀBᵀ f32 k4', 'AᵀBᵀ f32 f32'];
-  for (const want of [...register.map((w) => `register ${w}`), ...k4.map((w) => `k4 ${w}`)]) {
+  const subgroup = ['AB f32 n4', 'AB f32 f32', 'ABᵀ f32 f32', 'AᵀB f32 n4', 'AᵀB f32 f32', 'AᵀBᵀ f32 f32'];
+  for (const want of [...register.map((w) => `register ${w}`), ...k4.map((w) => `k4 ${w}`), ...subgroup.map((w) => `subgroup ${w}`)]) {
     assert.ok(seen.has(want), `no forward shape runs the layout ${want}`);
   }
 });
 
-// Every kernel variant (forced), so each is checked on every adapter whatever the rule picks.
-for (const variant of MATMUL_VARIANTS) {
+test('the subgroup variants run wherever subgroups have one fixed size of 4 or 8 (SwiftShader, lavapipe)', () => {
+  const size = fixedSubgroupSize();
+  const names = matmulCandidates().map((c) => c.name);
+  const subgroupNames = MATMUL_VARIANTS.filter((v) => v.config.design === 'subgroup').map((v) => v.name);
+  if (size === 4 || size === 8) for (const n of subgroupNames) assert.ok(names.includes(n), `${n} is not offered with subgroups of ${size}`);
+  else for (const n of subgroupNames) assert.not.ok(names.includes(n), `${n} is offered without fixed subgroups of 4 or 8`);
+});
+
+// Every kernel variant this adapter runs (forced), so each is checked whatever the rule picks.
+for (const variant of matmulCandidates()) {
   for (const [ta, tb] of COMBOS) {
     test(`matmul ${variant.name} ${tname(ta, tb)} forward against float64, ${FORWARD.length} shapes`, async () => {
       let seed = 1;
@@ -82,35 +91,42 @@ for (const variant of MATMUL_VARIANTS) {
   }
 }
 
-test('matmul forward: batched, a plain matrix on either side broadcast over the batch, rank-4 batch', async () => {
-  const cases: { ba: Shape; bb: Shape; M: number; K: number; N: number; ta?: boolean; tb?: boolean }[] = [
-    { ba: [2], bb: [2], M: 17, K: 3, N: 65 },
-    { ba: [2], bb: [2], M: 3, K: 17, N: 8 },
-    { ba: [3], bb: [], M: 17, K: 65, N: 4 },
-    { ba: [], bb: [3], M: 65, K: 17, N: 3 },
-    { ba: [2], bb: [2], M: 5, K: 7, N: 12, ta: true, tb: false },
-    { ba: [3], bb: [], M: 9, K: 5, N: 17, ta: true, tb: true },
-    { ba: [], bb: [2], M: 6, K: 9, N: 8, ta: false, tb: true },
-    { ba: [2, 3], bb: [2, 3], M: 5, K: 4, N: 12 },
-    { ba: [2, 3], bb: [], M: 5, K: 4, N: 3, tb: true },
-  ];
-  let seed = 50;
-  for (const c of cases) {
-    const ta = c.ta ?? false;
-    const tb = c.tb ?? false;
-    const [sa, sb] = shapesFor(c.ba, c.bb, c.M, c.K, c.N, ta, tb);
-    const da = randomArray(sa, seed++);
-    const db = randomArray(sb, seed++);
-    const a = tensor(da, sa);
-    const b = tensor(db, sb);
-    const out = E.matmul(a, b, { transA: ta, transB: tb });
-    const expected = ref.matmul(da, sa, db, sb, ta, tb);
-    const label = `[${sa}]${ta ? 'ᵀ' : ''} x [${sb}]${tb ? 'ᵀ' : ''}`;
-    assert.equal([...out.shape], expected.shape, `${label}: shape`);
-    assertClose(await out.toArray(), expected.out, { rtol: 1e-4, atol: 1e-4 }, label);
-    for (const t of [a, b, out]) t.dispose();
-  }
-});
+for (const variant of matmulCandidates()) {
+  test(`matmul ${variant.name} forward: batched, a plain matrix on either side broadcast over the batch, rank-4 batch`, async () => {
+    const cases: { ba: Shape; bb: Shape; M: number; K: number; N: number; ta?: boolean; tb?: boolean }[] = [
+      { ba: [2], bb: [2], M: 17, K: 3, N: 65 },
+      { ba: [2], bb: [2], M: 3, K: 17, N: 8 },
+      { ba: [3], bb: [], M: 17, K: 65, N: 4 },
+      { ba: [], bb: [3], M: 65, K: 17, N: 3 },
+      { ba: [2], bb: [2], M: 5, K: 7, N: 12, ta: true, tb: false },
+      { ba: [3], bb: [], M: 9, K: 5, N: 17, ta: true, tb: true },
+      { ba: [], bb: [2], M: 6, K: 9, N: 8, ta: false, tb: true },
+      { ba: [2, 3], bb: [2, 3], M: 5, K: 4, N: 12 },
+      { ba: [2, 3], bb: [], M: 5, K: 4, N: 3, tb: true },
+    ];
+    let seed = 50;
+    E.forceVariant('matmul', variant.name);
+    try {
+      for (const c of cases) {
+        const ta = c.ta ?? false;
+        const tb = c.tb ?? false;
+        const [sa, sb] = shapesFor(c.ba, c.bb, c.M, c.K, c.N, ta, tb);
+        const da = randomArray(sa, seed++);
+        const db = randomArray(sb, seed++);
+        const a = tensor(da, sa);
+        const b = tensor(db, sb);
+        const out = E.matmul(a, b, { transA: ta, transB: tb });
+        const expected = ref.matmul(da, sa, db, sb, ta, tb);
+        const label = `${variant.name} [${sa}]${ta ? 'ᵀ' : ''} x [${sb}]${tb ? 'ᵀ' : ''}`;
+        assert.equal([...out.shape], expected.shape, `${label}: shape`);
+        assertClose(await out.toArray(), expected.out, { rtol: 1e-4, atol: 1e-4 }, label);
+        for (const t of [a, b, out]) t.dispose();
+      }
+    } finally {
+      E.forceVariant('matmul', null);
+    }
+  });
+}
 
 test('matmul agrees with a hand-written 2x3 by 3x2 product', async () => {
   const a = tensor([1, 2, 3, 4, 5, 6], [2, 3]);
