@@ -25,6 +25,9 @@ export class BufferPool {
   /** Bytes returned by the garbage-collection safety net (tensors never disposed): a leak
    * elsewhere, and what leak checks subtract, since it lands at unpredictable times. */
   finalizedBytes = 0;
+  /** Of liveBytes, the bytes of caches that other storage owns (Tensor.derived: a packed conv
+   * weight, say): made on first use, freed with their owner, so a leak check leaves them out. */
+  derivedBytes = 0;
   private free = new Map<number, GPUBuffer[]>();
   private freeStaging = new Map<number, GPUBuffer[]>();
   private used = new WeakMap<GPUBuffer, number>();

@@ -30,7 +30,10 @@ class Storage {
   }
   dropDerived(): void {
     if (!this.derived) return;
-    for (const t of this.derived.values()) t.dispose();
+    for (const t of this.derived.values()) {
+      engine().pool.derivedBytes -= t.buffer.size;
+      t.dispose();
+    }
     this.derived = null;
   }
 }
@@ -151,6 +154,7 @@ export class Tensor {
       t = make();
       untrack(t); // owned by the storage, not by the caller's scope
       (s.derived ??= new Map()).set(key, t);
+      engine().pool.derivedBytes += t.buffer.size;
     }
     return t.detach();
   }

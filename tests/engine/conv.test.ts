@@ -184,9 +184,11 @@ test('conv2d: a weight is packed once until a kernel writes it, and the pack is 
     forceVariant('conv2d.forward', 'unrolled'); // a design that reads the packed weight
     try {
       const e = engine();
+      const cachedBefore = e.pool.derivedBytes;
       let before = e.dispatchCount;
       const y1 = conv2d(x, w, null, { padding: 1 });
       const first = e.dispatchCount - before;
+      assert.ok(e.pool.derivedBytes > cachedBefore, 'no packed weight kept');
       before = e.dispatchCount;
       const y2 = conv2d(x, w, null, { padding: 1 });
       // Fewer dispatches the second time: no pack (and, in tests, no poison fill of a new pack).
@@ -199,6 +201,7 @@ test('conv2d: a weight is packed once until a kernel writes it, and the pack is 
       const y3 = conv2d(x, w, null, { padding: 1 });
       assertClose(await y3.toArray(), convRef(xd, wd.map((v) => v - 0.25), null, xs, ws, 1, 1), { rtol: 1e-4, atol: 1e-4 }, 'conv after an SGD step');
       for (const t of [x, w, w.grad, y1, y2, y3]) t.dispose();
+      assert.is(e.pool.derivedBytes, cachedBefore, 'the packed weight outlived its weight');
     } finally {
       forceVariant('conv2d.forward', null);
     }
