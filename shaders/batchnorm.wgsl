@@ -25,12 +25,12 @@
 //   statsFinal       one invocation per channel: folds the parts, writes Stats, updates the
 //                    running mean/var (unbiased) and num_batches_tracked in place.
 //   evalStats        eval: Stats from the running statistics.
-//   normalize        y = v over a chunk of an (n, c) row (VEC4, ROWS) or PER units in flat order.
-//   normalizeObserve the same, and the min/max of v into the observer's state (per invocation,
-//                    then an atomicMax per bound where it raises the stored one).
-//   normalizeQuant   y = fake-quant(v) with the observer's range (ACT 2).
+//   normalize        one pass over a chunk of an (n, c) row (VEC4, ROWS) or PER units in flat
+//                    order: y = v; with ACT 1 also the min/max of v into the observer's state
+//                    (per invocation, then an atomicMax per bound where it raises the stored
+//                    one); with ACT 2 y = fake-quant(v) with the observer's range.
 //   backwardPartial  per part of a channel: sum(g') and sum(g' * xhat) into BPart (dbeta and
-//                    dgamma once folded); backwardPartialResidual also writes g' to DR.
+//                    dgamma once folded); with RESIDUAL also g' (the residual's gradient) to DR.
 //   backwardFinal    folds the parts into DGammaOut, DBetaOut.
 //   backwardInput    dx = scale*(g' - (dbeta + xhat*dgamma)/M) in training, scale*g' in eval;
 //                    g' recomputed from dy, or read as it is (MASKED: dy is DR already).
@@ -326,7 +326,8 @@ fn storeLanes(j: u32, gm: vec4<f32>, live: vec4<bool>) {
   if (live.w) { DR[j].w = gm.w; }
 }
 
-// sum(g') and sum(g' * xhat) over one part of a channel.
+// sum(g') and sum(g' * xhat) over one part of a channel, and with RESIDUAL g' (the residual's
+// gradient) into DR.
 @compute @workgroup_size(WG_PART)
 fn backwardPartial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = gid.x + gid.y * nwg.x * WG_PART;
@@ -342,60 +343,7 @@ fn backwardPartial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
       let t = rowTerms(j, vec4<bool>(true), cs, a);
       s1 += t.gm;
       s2 += t.gx;
-    }
-    for (var q = 0u; q < 4u; q++) { BPart[cp.part * p.C + 4u * cp.c4 + q] = vec2<f32>(s1[q], s2[q]); }
-    return;
-  }
-  if (i >= p.C * p.P) { return; }
-  let part = partOf(i);
-  let cs = chanStats(part.c);
-  let a = actOf();
-  var a1 = vec4<f32>(0.0);
-  var a2 = vec4<f32>(0.0);
-  if (ROWS) {
-    for (var n = part.begin; n < part.end; n++) {
-      let e0 = (n * p.C + part.c) * p.HW;
-      // In backwardPartialResidual's order (the fused op sums as the chain it replaces).
-      let e1 = e0 + p.HW;
-      for (var j = (e0 + 3u) / 4u; j < e1 / 4u; j++) {
-        let t = rowTerms(j, vec4<bool>(true), cs, a);
-        a1 += t.gm;
-        a2 += t.gx;
-      }
-      let ta = rowEdgeTerms(e0 / 4u, e0, e0 % 4u != 0u, cs, a);
-      let tb = rowEdgeTerms((e1 - 1u) / 4u, e0, e1 % 4u != 0u, cs, a);
-      a1 += ta.gm + tb.gm;
-      a2 += ta.gx + tb.gx;
-    }
-  } else {
-    var q = chanStart(part.begin);
-    for (var u = part.begin; u < part.end; u++) {
-      let t = unitTerms(chanAddr4(q, part.c), liveLanes(u), cs, a);
-      a1 += t.gm;
-      a2 += t.gx;
-      q = chanNext(q);
-    }
-  }
-  BPart[i] = vec2<f32>(hsum(a1), hsum(a2));
-}
-
-// The same, and g' (the residual's gradient) into DR.
-@compute @workgroup_size(WG_PART)
-fn backwardPartialResidual(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * WG_PART;
-  if (COLS) {
-    if (i >= p.C / 4u * p.P) { return; }
-    let cp = colPartOf(i);
-    let cs = colStats(cp.c4);
-    let a = actOf();
-    var s1 = vec4<f32>(0.0);
-    var s2 = vec4<f32>(0.0);
-    for (var n = cp.begin; n < cp.end; n++) {
-      let j = n * (p.C / 4u) + cp.c4;
-      let t = rowTerms(j, vec4<bool>(true), cs, a);
-      s1 += t.gm;
-      s2 += t.gx;
-      DR[j] = t.gm;
+      if (RESIDUAL) { DR[j] = t.gm; }
     }
     for (var q = 0u; q < 4u; q++) { BPart[cp.part * p.C + 4u * cp.c4 + q] = vec2<f32>(s1[q], s2[q]); }
     return;
@@ -416,7 +364,7 @@ fn backwardPartialResidual(@builtin(global_invocation_id) gid: vec3<u32>, @built
         let t = rowTerms(j, vec4<bool>(true), cs, a);
         a1 += t.gm;
         a2 += t.gx;
-        DR[j] = t.gm;
+        if (RESIDUAL) { DR[j] = t.gm; }
       }
       let ja = e0 / 4u;
       let jb = (e1 - 1u) / 4u;
@@ -424,27 +372,30 @@ fn backwardPartialResidual(@builtin(global_invocation_id) gid: vec3<u32>, @built
       let tb = rowEdgeTerms(jb, e0, e1 % 4u != 0u, cs, a);
       a1 += ta.gm + tb.gm;
       a2 += ta.gx + tb.gx;
-      storeLanes(ja, ta.gm, rowLanes(ja, e0) & vec4<bool>(e0 % 4u != 0u));
-      storeLanes(jb, tb.gm, rowLanes(jb, e0) & vec4<bool>(e1 % 4u != 0u));
-    }
-    BPart[i] = vec2<f32>(hsum(a1), hsum(a2));
-    return;
-  }
-  var q = chanStart(part.begin);
-  for (var u = part.begin; u < part.end; u++) {
-    let at = chanAddr4(q, part.c);
-    let live = liveLanes(u);
-    let t = unitTerms(at, live, cs, a);
-    a1 += t.gm;
-    a2 += t.gx;
-    if (VEC4) {
-      DR[at.x / 4u] = t.gm;
-    } else {
-      for (var k = 0u; k < 4u; k++) {
-        if (live[k]) { DR[at[k] / 4u][at[k] % 4u] = t.gm[k]; }
+      if (RESIDUAL) {
+        storeLanes(ja, ta.gm, rowLanes(ja, e0) & vec4<bool>(e0 % 4u != 0u));
+        storeLanes(jb, tb.gm, rowLanes(jb, e0) & vec4<bool>(e1 % 4u != 0u));
       }
     }
-    q = chanNext(q);
+  } else {
+    var q = chanStart(part.begin);
+    for (var u = part.begin; u < part.end; u++) {
+      let at = chanAddr4(q, part.c);
+      let live = liveLanes(u);
+      let t = unitTerms(at, live, cs, a);
+      a1 += t.gm;
+      a2 += t.gx;
+      if (RESIDUAL) {
+        if (VEC4) {
+          DR[at.x / 4u] = t.gm;
+        } else {
+          for (var k = 0u; k < 4u; k++) {
+            if (live[k]) { DR[at[k] / 4u][at[k] % 4u] = t.gm[k]; }
+          }
+        }
+      }
+      q = chanNext(q);
+    }
   }
   BPart[i] = vec2<f32>(hsum(a1), hsum(a2));
 }
@@ -553,13 +504,6 @@ fn storeY(j: u32, v: vec4<f32>, live: vec4<bool>) {
   if (live.w) { Y[j].w = v.w; }
 }
 
-fn storeQY(j: u32, v: vec4<f32>, live: vec4<bool>) {
-  if (live.x) { QY[j].x = v.x; }
-  if (live.y) { QY[j].y = v.y; }
-  if (live.z) { QY[j].z = v.z; }
-  if (live.w) { QY[j].w = v.w; }
-}
-
 fn storeDX(j: u32, v: vec4<f32>, live: vec4<bool>) {
   if (live.x) { DX[j].x = v.x; }
   if (live.y) { DX[j].y = v.y; }
@@ -653,63 +597,23 @@ fn liveFlat(j: u32) -> vec4<bool> {
 
 // ---- the passes ----
 
-@compute @workgroup_size(WG)
-fn normalize(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = invocationIndex(gid, nwg);
-  if (VEC4 || ROWS) {
-    if (i >= p.chunks) { return; }
-    let ch = rowChunk(i);
-    let cs = chanStats(ch.c);
-    for (var j = ch.first; j < ch.end; j++) { Y[j] = activationAt(j, cs); }
-    if (ROWS) {
-      for (var e = 0u; e < 2u; e++) { storeY(edgeUnit(ch, e), activationAt(edgeUnit(ch, e), cs), edgeLanes(ch, e)); }
-    }
-    return;
-  }
-  let fr = flatRange(i);
-  if (fr.first >= fr.end) { return; }
-  var f = flatStart(fr.first);
-  var j = fr.first;
-  for (; j < fr.whole; j++) {
-    Y[j] = activate(X[j], residualAt(j), laneStat(2u, f), laneStat(3u, f));
-    f = flatNext(f);
-  }
-  if (j < fr.end) { Y[j] = select(Y[j], activate(X[j], residualAt(j), laneStat(2u, f), laneStat(3u, f)), liveFlat(j)); }
+// ACT 2: the quantizer's range from the observer's state (bound as Obs, read only here).
+fn observedAct() -> ActParams {
+  if (ACT == 2u) { return actParams(atomicLoad(&Obs[0]), atomicLoad(&Obs[1]), p.bits); }
+  return ActParams(1.0, 0.0, true);
 }
 
-fn quantized(v: vec4<f32>, a: ActParams) -> vec4<f32> {
-  return select(fqAsym4(v, a, p.bits), v, a.through);
+// What the pass stores for v: v, or with ACT 2 its fake quantization.
+fn outputOf(v: vec4<f32>, a: ActParams) -> vec4<f32> {
+  if (ACT == 2u) { return select(fqAsym4(v, a, p.bits), v, a.through); }
+  return v;
 }
 
-@compute @workgroup_size(WG)
-fn normalizeQuant(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = invocationIndex(gid, nwg);
-  let a = actOf();
-  if (VEC4 || ROWS) {
-    if (i >= p.chunks) { return; }
-    let ch = rowChunk(i);
-    let cs = chanStats(ch.c);
-    for (var j = ch.first; j < ch.end; j++) { QY[j] = quantized(activationAt(j, cs), a); }
-    if (ROWS) {
-      for (var e = 0u; e < 2u; e++) { storeQY(edgeUnit(ch, e), quantized(activationAt(edgeUnit(ch, e), cs), a), edgeLanes(ch, e)); }
-    }
-    return;
-  }
-  let fr = flatRange(i);
-  if (fr.first >= fr.end) { return; }
-  var f = flatStart(fr.first);
-  var j = fr.first;
-  for (; j < fr.whole; j++) {
-    QY[j] = quantized(activate(X[j], residualAt(j), laneStat(2u, f), laneStat(3u, f)), a);
-    f = flatNext(f);
-  }
-  if (j < fr.end) { QY[j] = select(QY[j], quantized(activate(X[j], residualAt(j), laneStat(2u, f), laneStat(3u, f)), a), liveFlat(j)); }
-}
-
-// Each invocation folds its own units' min/max and raises the observer's bounds itself: no
-// workgroup tree (a single workgroupBarrier costs more than the whole pass on SwiftShader, and
-// much on llvmpipe too). The atomics are skipped where the stored bound is already as large, so
-// after the first few invocations most do one atomicLoad per bound and no read-modify-write.
+// With ACT 1 each invocation folds its own units' min/max and raises the observer's bounds
+// itself: no workgroup tree (a single workgroupBarrier costs more than the whole pass on
+// SwiftShader, and much on llvmpipe too). The atomics are skipped where the stored bound is
+// already as large, so after the first few invocations most do one atomicLoad per bound and no
+// read-modify-write. Without ACT 1 the min/max below is dead code, removed by the compilers.
 fn raiseBound(slot: u32, k: u32) {
   if (k > atomicLoad(&Obs[slot])) { atomicMax(&Obs[slot], k); }
 }
@@ -719,9 +623,11 @@ fn raiseBounds(mn: vec4<f32>, mx: vec4<f32>) {
   raiseBound(1u, key(max(max(mx.x, mx.y), max(mx.z, mx.w))));
 }
 
+// y = v (ACT 0), v with its range observed (ACT 1), or fake-quant(v) (ACT 2).
 @compute @workgroup_size(WG)
-fn normalizeObserve(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn normalize(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = invocationIndex(gid, nwg);
+  let a = observedAct();
   var mn = vec4<f32>(posInf());
   var mx = vec4<f32>(negInf());
   if (VEC4 || ROWS) {
@@ -730,7 +636,7 @@ fn normalizeObserve(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
     let cs = chanStats(ch.c);
     for (var j = ch.first; j < ch.end; j++) {
       let v = activationAt(j, cs);
-      Y[j] = v;
+      Y[j] = outputOf(v, a);
       mn = min(mn, v);
       mx = max(mx, v);
     }
@@ -738,34 +644,33 @@ fn normalizeObserve(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
       for (var e = 0u; e < 2u; e++) {
         let v = activationAt(edgeUnit(ch, e), cs);
         let live = edgeLanes(ch, e);
-        storeY(edgeUnit(ch, e), v, live);
+        storeY(edgeUnit(ch, e), outputOf(v, a), live);
         mn = min(mn, select(vec4<f32>(posInf()), v, live));
         mx = max(mx, select(vec4<f32>(negInf()), v, live));
       }
     }
-    // A chunk may hold no unit (a row's last chunk, ROWS): nothing to raise then.
-    raiseBounds(mn, mx);
-    return;
+  } else {
+    let fr = flatRange(i);
+    if (fr.first >= fr.end) { return; }
+    var f = flatStart(fr.first);
+    var j = fr.first;
+    for (; j < fr.whole; j++) {
+      let v = activate(X[j], residualAt(j), laneStat(2u, f), laneStat(3u, f));
+      Y[j] = outputOf(v, a);
+      mn = min(mn, v);
+      mx = max(mx, v);
+      f = flatNext(f);
+    }
+    if (j < fr.end) {
+      let v = activate(X[j], residualAt(j), laneStat(2u, f), laneStat(3u, f));
+      let live = liveFlat(j);
+      Y[j] = select(Y[j], outputOf(v, a), live);
+      mn = min(mn, select(vec4<f32>(posInf()), v, live));
+      mx = max(mx, select(vec4<f32>(negInf()), v, live));
+    }
   }
-  let fr = flatRange(i);
-  if (fr.first >= fr.end) { return; }
-  var f = flatStart(fr.first);
-  var j = fr.first;
-  for (; j < fr.whole; j++) {
-    let v = activate(X[j], residualAt(j), laneStat(2u, f), laneStat(3u, f));
-    Y[j] = v;
-    mn = min(mn, v);
-    mx = max(mx, v);
-    f = flatNext(f);
-  }
-  if (j < fr.end) {
-    let v = activate(X[j], residualAt(j), laneStat(2u, f), laneStat(3u, f));
-    let live = liveFlat(j);
-    Y[j] = select(Y[j], v, live);
-    mn = min(mn, select(vec4<f32>(posInf()), v, live));
-    mx = max(mx, select(vec4<f32>(negInf()), v, live));
-  }
-  raiseBounds(mn, mx);
+  // A chunk may hold no unit (a row's last chunk, ROWS): its bounds are empty, nothing is raised.
+  if (ACT == 1u) { raiseBounds(mn, mx); }
 }
 
 @compute @workgroup_size(WG)

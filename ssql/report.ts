@@ -57,16 +57,8 @@ export interface CompareReport {
   runs: SeedRun[];
 }
 
-export interface ReportInput {
-  config: Record<string, unknown>;
-  adapter: string;
-  wall_s: number;
-  command?: string;
-  settings: string[];
-  methods: string[];
-  test_images: number;
-  runs: SeedRun[];
-}
+/** What the report is computed from: the run's description and its per-seed results. */
+export type ReportInput = Pick<CompareReport, 'config' | 'adapter' | 'wall_s' | 'command' | 'settings' | 'methods' | 'test_images' | 'runs'>;
 
 function metricStats(runs: SeedRun[], pick: (r: SeedRun) => Record<string, Record<string, number>>, models: string[], methods: string[], settings: string[]): MetricStats {
   const values = (model: string, s: string) => runs.map((r) => {

@@ -83,11 +83,10 @@ const kernels = declareKernels({
     statsPartial: { inputs: { X: 'vec4<f32>' }, outputs: { SPart: 'vec2<f32>' } },
     statsFinal: { inputs: { X: 'vec4<f32>', FPart: 'vec2<f32>', Gamma: 'f32', Beta: 'f32' }, outputs: { OutStats: 'f32', RunMean: 'f32', RunVar: 'f32', NumBatches: 'i32' } },
     evalStats: { inputs: { ERunMean: 'f32', ERunVar: 'f32', EGamma: 'f32', EBeta: 'f32' }, outputs: { EStats: 'f32' } },
-    normalize: { inputs: { X: 'vec4<f32>', R: 'vec4<f32>', Stats: 'f32' }, outputs: { Y: 'vec4<f32>' } },
-    normalizeObserve: { inputs: { X: 'vec4<f32>', R: 'vec4<f32>', Stats: 'f32' }, outputs: { Y: 'vec4<f32>', Obs: 'atomic<u32>' } },
-    normalizeQuant: { inputs: { X: 'vec4<f32>', R: 'vec4<f32>', Stats: 'f32', QS: 'u32' }, outputs: { QY: 'vec4<f32>' } },
-    backwardPartial: { inputs: { X: 'vec4<f32>', R: 'vec4<f32>', Stats: 'f32', QS: 'u32', DY: 'vec4<f32>' }, outputs: { BPart: 'vec2<f32>' } },
-    backwardPartialResidual: { inputs: { X: 'vec4<f32>', R: 'vec4<f32>', Stats: 'f32', QS: 'u32', DY: 'vec4<f32>' }, outputs: { BPart: 'vec2<f32>', DR: 'vec4<f32>' } },
+    // Obs: the observer's state, raised with ACT 1, read with ACT 2, a placeholder with ACT 0.
+    normalize: { inputs: { X: 'vec4<f32>', R: 'vec4<f32>', Stats: 'f32' }, outputs: { Y: 'vec4<f32>', Obs: 'atomic<u32>' } },
+    // DR: g' with RESIDUAL (the residual's gradient), a placeholder without.
+    backwardPartial: { inputs: { X: 'vec4<f32>', R: 'vec4<f32>', Stats: 'f32', QS: 'u32', DY: 'vec4<f32>' }, outputs: { BPart: 'vec2<f32>', DR: 'vec4<f32>' } },
     backwardFinal: { inputs: { GPart: 'vec2<f32>' }, outputs: { DGammaOut: 'f32', DBetaOut: 'f32' } },
     backwardInput: { inputs: { X: 'vec4<f32>', R: 'vec4<f32>', Stats: 'f32', QS: 'u32', DY: 'vec4<f32>', DGamma: 'f32', DBeta: 'f32' }, outputs: { DX: 'vec4<f32>' } },
   },
@@ -201,14 +200,12 @@ export function batchNorm(x: Tensor, gamma: Tensor | null, beta: Tensor | null, 
   for (const t of temps) t.dispose();
 
   const y = Tensor.empty(x.shape);
-  const normalizeArgs = { label: `${desc} normalize`, params, defines: { ...fused, ACT: ACT_NONE }, workgroups: elementGrid };
-  if (act === null) {
-    launch(kernels.normalize, { ...normalizeArgs, inputs: { X: x, R: r, Stats: stats }, outputs: { Y: y } });
-  } else if (act.kind === 'observe') {
-    launch(kernels.normalizeObserve, { ...normalizeArgs, inputs: { X: x, R: r, Stats: stats }, outputs: { Y: y, Obs: act.observer.state } });
-  } else {
-    launch(kernels.normalizeQuant, { ...normalizeArgs, defines: fused, inputs: { X: x, R: r, Stats: stats, QS: act.observer.state }, outputs: { QY: y } });
-  }
+  const obs = act?.observer.state ?? Tensor.empty([2], 'u32');
+  launch(kernels.normalize, {
+    label: `${desc} normalize`, params, defines: fused, workgroups: elementGrid,
+    inputs: { X: x, R: r, Stats: stats }, outputs: { Y: y, Obs: obs },
+  });
+  if (!act) obs.dispose();
 
   const inputs = [x, ...(gamma && beta ? [gamma, beta] : []), ...(residual ? [residual] : [])];
   // The gradient sees the quantizer; observing changes nothing in it.
@@ -218,19 +215,13 @@ export function batchNorm(x: Tensor, gamma: Tensor | null, beta: Tensor | null, 
     const qs = act?.kind === 'quantize' ? act.observer.state : stats;
     const parts = Tensor.empty([C * P, 2]);
     const common = { X: x, R: r, Stats: stats, QS: qs, DY: dy };
-    let dr: Tensor | null = null;
-    if (residual) {
-      dr = Tensor.empty(x.shape);
-      launch(kernels.backwardPartialResidual, {
-        label: `${desc} backwardPartial`, params, defines: gradDefines, workgroups: partGrid,
-        inputs: common, outputs: { BPart: parts, DR: dr },
-      });
-    } else {
-      launch(kernels.backwardPartial, {
-        label: `${desc} backwardPartial`, params, defines: gradDefines, workgroups: partGrid,
-        inputs: common, outputs: { BPart: parts },
-      });
-    }
+    const dr = residual ? Tensor.empty(x.shape) : null;
+    const drOrPlaceholder = dr ?? Tensor.empty([4]);
+    launch(kernels.backwardPartial, {
+      label: `${desc} backwardPartial`, params, defines: gradDefines, workgroups: partGrid,
+      inputs: common, outputs: { BPart: parts, DR: drOrPlaceholder },
+    });
+    if (!dr) drOrPlaceholder.dispose();
     const dgamma = Tensor.empty([C]);
     const dbeta = Tensor.empty([C]);
     launch(kernels.backwardFinal, {

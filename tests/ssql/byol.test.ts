@@ -4,16 +4,14 @@
 // are finite, train only the online network, keep GPU memory flat, and resume bit-identically.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Rng, Tensor, engine, noGrad, scope, setReferenceKernels } from '../../engine/index.ts';
+import { Rng, Tensor, noGrad, scope, setReferenceKernels } from '../../engine/index.ts';
 import { emaUpdate } from '../../engine/ops/ema.ts';
 import { byolLosses, ssqlByolLosses } from '../../ssql/methods/byol.ts';
 import { ByolNet } from '../../ssql/models/byol.ts';
 import { SimSiamNet, TINY_RESNET } from '../../ssql/models/resnet.ts';
 import { DEFAULT_CONFIG, Trainer, loadInto } from '../../ssql/train.ts';
 import type { TrainConfig } from '../../ssql/train.ts';
-import type { LabeledImages } from '../../ssql/data/cifar.ts';
-import { decodeSafetensors, encodeSafetensors } from '../../ssql/checkpoint/safetensors.ts';
-import { run } from './steps.ts';
+import { checkResumeIsExact, checkStepsKeepMemoryFlat, sameBytes, syntheticImages } from './steps.ts';
 import { assertClose, noLeaks, randomArray } from '../helpers.ts';
 
 const CONFIG = { backbone: TINY_RESNET, projDim: 8, predHidden: 4 };
@@ -206,78 +204,31 @@ test('byolLosses: value against float64 from read-back p and target z; gradients
   disposeNet(net);
 }));
 
-/** A tiny synthetic grey dataset: 32 images of 8x8, seeded. */
-function synthetic(): LabeledImages {
-  const count = 32;
-  const r = new Rng(9).next;
-  return {
-    images: Uint8Array.from({ length: count * 64 }, () => Math.floor(r() * 256)),
-    labels: Int32Array.from({ length: count }, (_, i) => i % 10),
-    count, channels: 1, height: 8, width: 8,
-  };
-}
-
-const data = synthetic();
+const data = syntheticImages();
 const cfg = (method: TrainConfig['method']): TrainConfig => ({
   ...DEFAULT_CONFIG, method, model: 'tiny', projDim: 8, predHidden: 4, batchSize: 4, epochs: 2, seed: 7, subset: 0,
 });
-
-async function snapshot(trainer: Trainer): Promise<Map<string, Float32Array>> {
-  const out = new Map<string, Float32Array>();
-  for (const [k, t] of trainer.net.stateDict()) out.set(k, new Float32Array((await t.toArray()).buffer.slice(0)));
-  return out;
-}
 
 for (const method of ['byol', 'ssql-byol'] as const) {
   test(`${method}: training steps are finite, move the target by EMA, and keep GPU memory flat`, () => noLeaks(async () => {
     const trainer = new Trainer(cfg(method), data);
     assert.ok(trainer.net instanceof ByolNet);
-    const pool = engine().pool;
-    const first = await run(trainer, 3);
-    const before = await snapshot(trainer);
-    await engine().sync();
-    const live = pool.liveBytes + pool.finalizedBytes;
-    const total = pool.liveBytes + pool.pooledBytes; // a GC finalization moves live to pooled
-    const allocations = pool.allocations;
-    const r = trainer.step();
-    if (method === 'ssql-byol') assert.ok(r.bits && r.quant, 'SSQL-BYOL draws bits and has a quantized term');
-    else assert.ok(!r.bits && !r.quant, 'BYOL has no quantized term');
-    const losses = [...first, await r.loss.item()];
-    for (const t of [r.loss, r.fp, r.quant]) t?.dispose();
-    losses.push(...(await run(trainer, 3)));
-    await engine().sync();
-    assert.ok(losses.every(Number.isFinite), `non-finite loss: ${losses.join(', ')}`);
-    assert.is(pool.liveBytes + pool.finalizedBytes, live, 'live bytes grew');
-    assert.is(pool.liveBytes + pool.pooledBytes, total, 'pooled bytes grew');
-    assert.is(pool.allocations, allocations, 'new GPU buffers were allocated after warm-up');
-    const after = await snapshot(trainer);
-    const changed = (k: string) => !before.get(k)!.every((v, i) => Object.is(v, after.get(k)![i]));
+    const { before, after } = await checkStepsKeepMemoryFlat(trainer, 3, (r) => {
+      if (method === 'ssql-byol') assert.ok(r.bits && r.quant, 'SSQL-BYOL draws bits and has a quantized term');
+      else assert.ok(!r.bits && !r.quant, 'BYOL has no quantized term');
+    });
+    const changed = (k: string) => !sameBytes(before.get(k)!, after.get(k)!);
     assert.ok(changed('encoder.conv1.weight') && changed('target.conv1.weight'), 'online and target weights both move');
-    assert.not.ok(after.get('encoder.conv1.weight')!.every((v, i) => Object.is(v, after.get('target.conv1.weight')![i])), 'the target lags the online encoder');
+    assert.not.ok(sameBytes(after.get('encoder.conv1.weight')!, after.get('target.conv1.weight')!), 'the target lags the online encoder');
     trainer.dispose();
   }));
 }
 
 test('ssql-byol resume: 4 steps straight equal 2, checkpoint, restore, 2 (bit-identical, target included)', () => noLeaks(async () => {
   const config = cfg('ssql-byol'); // 8 steps an epoch
-  const straight = new Trainer(config, data);
-  const lossesA = await run(straight, 4);
-  const a = await snapshot(straight);
-  straight.dispose();
-  const firstHalf = new Trainer(config, data);
-  const lossesB = await run(firstHalf, 2);
-  const ckpt = await firstHalf.checkpoint();
-  firstHalf.dispose();
-  assert.ok('target.fc.6.weight' in ckpt.tensors && 'target.bn1.running_var' in ckpt.tensors, 'the checkpoint holds the target');
-  assert.not.ok(Object.keys(ckpt.tensors).some((k) => k.startsWith('optimizer.target.')), 'no optimizer state for the target');
-  const { tensors, metadata } = decodeSafetensors(encodeSafetensors(ckpt.tensors, ckpt.metadata));
-  const resumed = new Trainer(config, data);
-  resumed.restore(tensors, metadata);
-  lossesB.push(...(await run(resumed, 2)));
-  const b = await snapshot(resumed);
-  resumed.dispose();
-  assert.equal(lossesB, lossesA, 'losses step for step');
-  for (const [k, v] of a) assert.ok(v.every((x, i) => Object.is(x, b.get(k)![i])), `${k} differs after resume`);
+  const { tensors, metadata } = await checkResumeIsExact(config, data);
+  assert.ok('target.fc.6.weight' in tensors && 'target.bn1.running_var' in tensors, 'the checkpoint holds the target');
+  assert.not.ok(Object.keys(tensors).some((k) => k.startsWith('optimizer.target.')), 'no optimizer state for the target');
   // `ssql eval` rebuilds a SimSiamNet from a checkpoint: a BYOL one loads (target.* is ignored).
   const evalNet = new SimSiamNet(CONFIG, new Rng(0).next);
   loadInto(evalNet, tensors, 'checkpoint');

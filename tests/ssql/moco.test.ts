@@ -7,10 +7,8 @@
 import { readFileSync } from 'node:fs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Rng, SGD, Tensor, engine, scope } from '../../engine/index.ts';
-import { decodeSafetensors, encodeSafetensors } from '../../ssql/checkpoint/safetensors.ts';
+import { Rng, SGD, Tensor, scope } from '../../engine/index.ts';
 import { disposeBackbone, loadBackbone } from '../../ssql/checkpoint/load.ts';
-import type { LabeledImages } from '../../ssql/data/cifar.ts';
 import type { BoundMethod, StepLosses } from '../../ssql/methods/method.ts';
 import { MOCO_DEFAULTS, MOCO_V2, SSQL_MOCO, infoNce, normalizeRows } from '../../ssql/methods/moco.ts';
 import { MocoNet } from '../../ssql/models/moco.ts';
@@ -20,7 +18,7 @@ import { TINY_RESNET } from '../../ssql/models/resnet.ts';
 import { DEFAULT_CONFIG, Trainer } from '../../ssql/train.ts';
 import type { TrainConfig } from '../../ssql/train.ts';
 import { assertClose, noLeaks, randomArray } from '../helpers.ts';
-import { run } from './steps.ts';
+import { checkResumeIsExact, checkStepsKeepMemoryFlat, sameBytes, syntheticImages } from './steps.ts';
 
 interface StepFixture {
   loss: number;
@@ -246,52 +244,23 @@ test('MocoNet: unit queue columns, the key encoder a frozen copy, the reference 
   assert.throws(() => MOCO_V2.create(cfg, new Rng(0).next, { mocoTemperature: -1 }), /the temperature must be positive, got -1/);
 }));
 
-function synthetic(): LabeledImages {
-  const count = 32;
-  const r = new Rng(9).next;
-  return {
-    images: Uint8Array.from({ length: count * 64 }, () => Math.floor(r() * 256)),
-    labels: Int32Array.from({ length: count }, (_, i) => i % 10),
-    count, channels: 1, height: 8, width: 8,
-  };
-}
-
-const data = synthetic();
+const data = syntheticImages();
 const cfg = (method: TrainConfig['method']): TrainConfig => ({
   ...DEFAULT_CONFIG, method, model: 'tiny', projDim: 8, predHidden: 4, batchSize: 4, epochs: 2, seed: 7, subset: 0,
   mocoDim: 6, mocoQueue: 12,
 });
-
-async function snapshot(trainer: Trainer): Promise<Map<string, Uint8Array>> {
-  const out = new Map<string, Uint8Array>();
-  for (const [k, t] of trainer.net.stateDict()) out.set(k, new Uint8Array((await t.toArray()).buffer.slice(0)));
-  return out;
-}
 
 for (const method of ['mocov2', 'ssql-moco'] as const) {
   test(`${method}: training steps are finite, move the key encoder by EMA, fill the queue, keep GPU memory flat`, () => noLeaks(async () => {
     const trainer = new Trainer(cfg(method), data);
     assert.ok(trainer.net instanceof MocoNet);
     const net = trainer.net as MocoNet;
-    const pool = engine().pool;
     const initialQueue = await net.queue.toArray();
-    const first = await run(trainer, 2);
-    const before = await snapshot(trainer);
-    await engine().sync();
-    const live = pool.liveBytes + pool.finalizedBytes;
-    const allocations = pool.allocations;
-    const r = trainer.step();
-    if (method === 'ssql-moco') assert.ok(r.bits && r.quant, 'SSQL on MoCo draws bits and has a quantized term');
-    else assert.ok(!r.bits && !r.quant, 'MoCo v2 has no quantized term');
-    const losses = [...first, await r.loss.item()];
-    for (const t of [r.loss, r.fp, r.quant]) t?.dispose();
-    losses.push(...(await run(trainer, 3)));
-    await engine().sync();
-    assert.ok(losses.every(Number.isFinite), `non-finite loss: ${losses.join(', ')}`);
-    assert.is(pool.liveBytes + pool.finalizedBytes, live, 'live bytes grew');
-    assert.is(pool.allocations, allocations, 'new GPU buffers were allocated after warm-up');
-    const after = await snapshot(trainer);
-    const changed = (k: string) => !before.get(k)!.every((v, i) => v === after.get(k)![i]);
+    const { before, after } = await checkStepsKeepMemoryFlat(trainer, 2, (r) => {
+      if (method === 'ssql-moco') assert.ok(r.bits && r.quant, 'SSQL on MoCo draws bits and has a quantized term');
+      else assert.ok(!r.bits && !r.quant, 'MoCo v2 has no quantized term');
+    });
+    const changed = (k: string) => !sameBytes(before.get(k)!, after.get(k)!);
     assert.ok(changed('encoder.conv1.weight') && changed('key_encoder.conv1.weight'), 'query and key weights both move');
     // 6 steps of 4 keys in a queue of 12: the pointer went round twice; every column was replaced.
     assert.equal([...(await net.queuePtr.toArray())], [0]);
@@ -308,27 +277,12 @@ for (const method of ['mocov2', 'ssql-moco'] as const) {
 
 test('ssql-moco resume: 4 steps straight equal 2, checkpoint, restore, 2 (bit-identical: key encoder, queue, pointer)', () => noLeaks(async () => {
   const config = cfg('ssql-moco'); // 8 steps an epoch
-  const straight = new Trainer(config, data);
-  const lossesA = await run(straight, 4);
-  const a = await snapshot(straight);
-  straight.dispose();
-  const firstHalf = new Trainer(config, data);
-  const lossesB = await run(firstHalf, 2);
-  const ckpt = await firstHalf.checkpoint();
-  firstHalf.dispose();
-  assert.equal(ckpt.tensors.queue.shape, [6, 12]);
-  assert.equal({ dtype: ckpt.tensors.queue_ptr.dtype, shape: ckpt.tensors.queue_ptr.shape }, { dtype: 'I64', shape: [1] }, 'the pointer is int64 like PyTorch\'s');
-  assert.is(new BigInt64Array(new Uint8Array(ckpt.tensors.queue_ptr.data).buffer)[0], 8n);
-  assert.ok('key_encoder.fc.2.bias' in ckpt.tensors && 'key_encoder.bn1.running_var' in ckpt.tensors, 'the checkpoint holds the key encoder');
-  assert.not.ok(Object.keys(ckpt.tensors).some((k) => k.startsWith('optimizer.key_encoder.')), 'no optimizer state for the key encoder');
-  const { tensors, metadata } = decodeSafetensors(encodeSafetensors(ckpt.tensors, ckpt.metadata));
-  const resumed = new Trainer(config, data);
-  resumed.restore(tensors, metadata);
-  lossesB.push(...(await run(resumed, 2)));
-  const b = await snapshot(resumed);
-  resumed.dispose();
-  assert.equal(lossesB, lossesA, 'losses step for step');
-  for (const [k, v] of a) assert.ok(v.every((x, i) => x === b.get(k)![i]), `${k} differs after resume`);
+  const { tensors, metadata } = await checkResumeIsExact(config, data);
+  assert.equal(tensors.queue.shape, [6, 12]);
+  assert.equal({ dtype: tensors.queue_ptr.dtype, shape: tensors.queue_ptr.shape }, { dtype: 'I64', shape: [1] }, 'the pointer is int64 like PyTorch\'s');
+  assert.is(new BigInt64Array(new Uint8Array(tensors.queue_ptr.data).buffer)[0], 8n);
+  assert.ok('key_encoder.fc.2.bias' in tensors && 'key_encoder.bn1.running_var' in tensors, 'the checkpoint holds the key encoder');
+  assert.not.ok(Object.keys(tensors).some((k) => k.startsWith('optimizer.key_encoder.')), 'no optimizer state for the key encoder');
   // Evaluation reads the query encoder's backbone.
   const encoder = loadBackbone({ tensors, metadata, source: 'checkpoint' });
   const w = await encoder.conv1.weight.toArray();

@@ -6,19 +6,12 @@ import { engine } from '../../engine/index.ts';
 import { DEFAULT_CONFIG, Trainer } from '../../ssql/train.ts';
 import type { TrainConfig } from '../../ssql/train.ts';
 import { loadDataset } from '../../ssql/data/datasets-node.ts';
-import { run } from './steps.ts';
-import { decodeSafetensors, encodeSafetensors } from '../../ssql/checkpoint/safetensors.ts';
+import { checkResumeIsExact, run } from './steps.ts';
 
 const data = loadDataset('fashion-mnist', 'train');
 const tiny = (over: Partial<TrainConfig>): TrainConfig => ({
   ...DEFAULT_CONFIG, model: 'tiny', projDim: 32, predHidden: 8, subset: 2048, epochs: 10, cropSize: 12, ...over,
 });
-
-async function parameters(trainer: Trainer): Promise<Float32Array[]> {
-  const out: Float32Array[] = [];
-  for (const [, t] of trainer.net.stateDict()) out.push(new Float32Array((await t.toArray()).buffer.slice(0)));
-  return out;
-}
 
 test('50 SSQL steps on a Fashion-MNIST subset lower the loss', async () => {
   const trainer = new Trainer(tiny({ method: 'ssql', batchSize: 16, lr: 0.05 }), data);
@@ -33,31 +26,7 @@ test('50 SSQL steps on a Fashion-MNIST subset lower the loss', async () => {
 
 test('resume: 20 steps straight equal 10 steps, checkpoint, restore, 10 steps (bit-identical); runs are deterministic', async () => {
   const config = tiny({ method: 'ssql', batchSize: 8, subset: 96, epochs: 3 }); // 12 steps an epoch: crosses an epoch
-  const straight = new Trainer(config, data);
-  const lossesA = await run(straight, 20);
-  const paramsA = await parameters(straight);
-  straight.dispose();
-
-  const first = new Trainer(config, data);
-  const lossesB = await run(first, 10);
-  const ckpt = await first.checkpoint();
-  first.dispose();
-  // Through the file format, as a real resume reads it.
-  const bytes = encodeSafetensors(ckpt.tensors, ckpt.metadata);
-  const { tensors, metadata } = decodeSafetensors(bytes);
-  const resumed = new Trainer(config, data);
-  resumed.restore(tensors, metadata);
-  assert.is(resumed.globalStep, 10);
-  lossesB.push(...(await run(resumed, 10)));
-  const paramsB = await parameters(resumed);
-  resumed.dispose();
-
-  assert.equal(lossesB, lossesA, 'the same seed gives the same losses, step for step');
-  paramsA.forEach((a, i) => {
-    const b = paramsB[i];
-    const same = a.length === b.length && a.every((v, j) => Object.is(v, b[j]));
-    assert.ok(same, `state-dict entry ${i} differs after resume`);
-  });
+  const { losses: lossesA } = await checkResumeIsExact(config, data, 10);
   const other = new Trainer({ ...config, seed: 1 }, data);
   const lossesC = await run(other, 3);
   other.dispose();
