@@ -64,21 +64,15 @@ fn chanStart(u: u32) -> ChanPos {
 fn chanNext(q: ChanPos) -> ChanPos {
   var r = q;
   r.s += 4u;
-  if (VEC4) {
-    // A unit crosses at most one row boundary: a branch, not a loop (cheaper in SIMD lanes).
-    if (r.s >= p.HW) { r.s -= p.HW; r.n += 1u; }
-  } else {
-    while (r.s >= p.HW) { r.s -= p.HW; r.n += 1u; }
-  }
+  while (r.s >= p.HW) { r.s -= p.HW; r.n += 1u; }
   return r;
 }
 
 const LANE = vec4<u32>(0u, 1u, 2u, 3u);
 
-// Element addresses of the unit's four lanes in channel c (VEC4: lane 0's, the others follow).
+// Element addresses of the unit's four lanes in channel c (H*W < 4: VEC4 and ROWS take the
+// other sizes; a unit may span several rows).
 fn chanAddr4(q: ChanPos, c: u32) -> vec4<u32> {
-  if (VEC4) { return vec4<u32>((q.n * p.C + c) * p.HW + q.s); }
-  // H*W < 4 (ROWS takes the other sizes): a unit may span several rows.
   var out: vec4<u32>;
   for (var k = 0u; k < 4u; k++) {
     var s = q.s + k;
@@ -96,17 +90,14 @@ fn liveLanes(u: u32) -> vec4<bool> {
 }
 
 fn loadX4(at: vec4<u32>) -> vec4<f32> {
-  if (VEC4) { return X[at.x / 4u]; }
   return vec4<f32>(X[at.x / 4u][at.x % 4u], X[at.y / 4u][at.y % 4u], X[at.z / 4u][at.z % 4u], X[at.w / 4u][at.w % 4u]);
 }
 
 fn loadDY4(at: vec4<u32>) -> vec4<f32> {
-  if (VEC4) { return DY[at.x / 4u]; }
   return vec4<f32>(DY[at.x / 4u][at.x % 4u], DY[at.y / 4u][at.y % 4u], DY[at.z / 4u][at.z % 4u], DY[at.w / 4u][at.w % 4u]);
 }
 
 fn loadR4(at: vec4<u32>) -> vec4<f32> {
-  if (VEC4) { return R[at.x / 4u]; }
   return vec4<f32>(R[at.x / 4u][at.x % 4u], R[at.y / 4u][at.y % 4u], R[at.z / 4u][at.z % 4u], R[at.w / 4u][at.w % 4u]);
 }
 
@@ -144,6 +135,17 @@ fn rowLanes(j: u32, e0: u32) -> vec4<bool> {
   return (e >= vec4<u32>(e0)) & (e < vec4<u32>(e0 + p.HW));
 }
 
+// VEC4: a part's units [begin, end) of channel c, walked as runs inside one row n each (whole
+// vec4s, every lane live): `first` is the X/DY index of the run's first unit.
+struct RowRun {
+  first: u32,
+  count: u32,
+}
+
+fn vec4Run(c: u32, q: ChanPos, units: u32) -> RowRun {
+  return RowRun(((q.n * p.C + c) * p.HW + q.s) / 4u, min(units, (p.HW - q.s) / 4u));
+}
+
 @compute @workgroup_size(WG_PART)
 fn statsPartial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = gid.x + gid.y * nwg.x * WG_PART;
@@ -174,6 +176,20 @@ fn statsPartial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
         a1 += d;
         a2 += d * d;
       }
+    }
+  } else if (VEC4) {
+    // Row by row: the inner loop is a load and the sums, no per-unit row bookkeeping or masks.
+    var q = chanStart(part.begin);
+    var left = select(0u, part.end - part.begin, part.end > part.begin);
+    while (left > 0u) {
+      let run = vec4Run(part.c, q, left);
+      for (var j = run.first; j < run.first + run.count; j++) {
+        let d = X[j] - k;
+        a1 += d;
+        a2 += d * d;
+      }
+      left -= run.count;
+      q = ChanPos(q.n + 1u, 0u);
     }
   } else {
     var q = chanStart(part.begin);
@@ -377,7 +393,22 @@ fn backwardPartial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
         storeLanes(jb, tb.gm, rowLanes(jb, e0) & vec4<bool>(e1 % 4u != 0u));
       }
     }
+  } else if (VEC4) {
+    var q = chanStart(part.begin);
+    var left = select(0u, part.end - part.begin, part.end > part.begin);
+    while (left > 0u) {
+      let run = vec4Run(part.c, q, left);
+      for (var j = run.first; j < run.first + run.count; j++) {
+        let t = rowTerms(j, vec4<bool>(true), cs, a);
+        a1 += t.gm;
+        a2 += t.gx;
+        if (RESIDUAL) { DR[j] = t.gm; }
+      }
+      left -= run.count;
+      q = ChanPos(q.n + 1u, 0u);
+    }
   } else {
+    // H*W < 4: a unit's lanes may lie in different rows.
     var q = chanStart(part.begin);
     for (var u = part.begin; u < part.end; u++) {
       let at = chanAddr4(q, part.c);
@@ -386,12 +417,8 @@ fn backwardPartial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
       a1 += t.gm;
       a2 += t.gx;
       if (RESIDUAL) {
-        if (VEC4) {
-          DR[at.x / 4u] = t.gm;
-        } else {
-          for (var k = 0u; k < 4u; k++) {
-            if (live[k]) { DR[at[k] / 4u][at[k] % 4u] = t.gm[k]; }
-          }
+        for (var k = 0u; k < 4u; k++) {
+          if (live[k]) { DR[at[k] / 4u][at[k] % 4u] = t.gm[k]; }
         }
       }
       q = chanNext(q);
