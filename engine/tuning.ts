@@ -9,8 +9,10 @@
 // choice is also queued, with a `bench` that enqueues the op on inputs of that shape; the caller
 // then runs `await tunePending()` between steps (measuring needs to wait for the GPU, which an
 // op must never do): each candidate runs once to compile and warm up, then `runs` times, and the
-// fastest median wins. Choices are kept per process; on Node, engine/tuning-node.ts also keeps
-// them in a file, keyed by the adapter's description.
+// one with the fastest run wins (the fastest, not the median: on a CPU adapter shared with other
+// work, that work only ever adds time, and a median of a few runs still picked tiles 1.5x slower
+// than the best on a busy machine). Choices are kept per process; on Node,
+// engine/tuning-node.ts also keeps them in a file, keyed by the adapter's description.
 import { engine } from './device.ts';
 import { scope } from './scope.ts';
 
@@ -25,7 +27,7 @@ export interface TuneResult {
   op: string;
   shape: string;
   choice: string;
-  /** Median milliseconds per candidate, fastest first. */
+  /** The fastest run's milliseconds per candidate, fastest first. */
   times: { name: string; ms: number }[];
 }
 
@@ -113,7 +115,7 @@ export function choose<T>(op: string, shape: string, candidates: readonly Candid
 }
 
 /** Measure every queued shape's candidates and keep the fastest; returns what was measured. */
-export async function tunePending(runs = 3): Promise<TuneResult[]> {
+export async function tunePending(runs = 5): Promise<TuneResult[]> {
   const e = engine();
   const results: TuneResult[] = [];
   const table = (chosen[adapterKey()] ??= {});
@@ -133,8 +135,7 @@ export async function tunePending(runs = 3): Promise<TuneResult[]> {
           await e.sync();
           samples.push(performance.now() - t0);
         }
-        samples.sort((a, b) => a - b);
-        times.push({ name: c.name, ms: samples[Math.floor(samples.length / 2)] });
+        times.push({ name: c.name, ms: Math.min(...samples) });
       }
     } finally {
       bench.dispose();

@@ -1,6 +1,7 @@
 enable subgroups;
 // Direct convolution for adapters with subgroups of 8 (lavapipe): the forward conv, and through
-// a flipped weight the stride-1 input gradient. Declared in engine/ops/conv.ts.
+// a flipped weight the stride-1 input gradient. Declared in engine/ops/conv-subgroup.ts, which
+// generates the unrolled code defines.
 //
 // Why this shape: llvmpipe runs 8 invocations in the lanes of one SIMD register, and every
 // storage-buffer load is a per-lane scalar loop there (about 15 instructions a lane), while a
@@ -10,25 +11,30 @@ enable subgroups;
 //
 // Each invocation owns R output channels x (TR x TC) output pixels. The workgroup is 64
 // invocations along the pixels, all on the same R channels (workgroup row wid.y), so every
-// subgroup shares its weights. Per input channel the KH x KW window taps are unrolled (the
-// body is generated in engine/ops/conv.ts, the code define BODY), loading the NR x NS input values under
-// the tile's windows once and the R x KH x KW weights once.
+// subgroup shares its weights. Per input channel the KH x KW window taps are unrolled (BODY),
+// loading the NR x NS input values under the tile's windows once and the R x KH x KW weights
+// once.
 //
-// Weights come packed (conv.wgsl packWeights) as Wp[ci][tap][co] with co padded to CP (a
-// multiple of 4), read as vec4s of 4 output channels. Channels past Cout compute garbage from
-// clamped addresses and are never stored; pixels past the map likewise.
+// The input rows are read as vectors XV of VX = 1, 2 or 4 floats: a per-lane load costs about
+// as much for a vec4 as for one float, and the input loads are much of what the kernel spends
+// beyond its FMAs (a 2x4 tile at stride 2 reads 45 input values a channel, 15 vec4s). Vectors
+// need aligned rows: W % VX == 0 and TC * STRIDE % VX == 0 (rowVectorFits), so that every tile's first window column sits at the same lane LEAD of an
+// aligned vector, and a vector is either inside its row or wholly outside it (padding). Where
+// the output rows allow it, outputs are stored as vectors OV of 2 or 4.
+//
+// Weights come packed (conv-pack.wgsl) as Wp[ci][tap][co] with co padded to CP (a multiple of
+// 4), read as vec4s of 4 output channels. Channels past Cout compute garbage from clamped
+// addresses and are never stored; pixels past the map likewise.
 //
 // Params: the geometry (N, Cin, H, W, Cout, OH, OW, kH, kW, stride, pad) and CP. Bindings: Wp
-// (vec4), X -> Out. Defines: R, TR, TC, KH, KW, STRIDE; code: ACC (accumulator declarations),
-// WOFF (per-lane weight offsets), BODY (one input channel), STORE.
+// (vec4), X (XV) -> Out (OV: f32, or a vector of 2 or 4 where TC and OW are multiples of it).
+// Defines: R, TR, TC, KH, KW, STRIDE, VX, LEAD, NV (vectors under a window row), XV, OV; code:
+// WOFF (per-lane weight offsets), ACC (accumulators), BODY (one input channel), STORE.
 
 // The interface generated from the declaration goes here:
 #interface
 
-const KK: u32 = KH * KW;
 const NR: u32 = (TR - 1u) * STRIDE + KH;   // input rows under a tile's windows
-const NS: u32 = (TC - 1u) * STRIDE + KW;   // input columns under a tile's windows
-const WV: u32 = KK * R / 4u;               // weight vec4s per input channel
 
 @compute @workgroup_size(64)
 fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
@@ -44,26 +50,28 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id)
   let ow0 = (tile % tilesW) * TC;
   let co0 = wid.y * R;
   let ih0 = i32(oh0 * STRIDE) - i32(p.pad);
-  let iw0 = i32(ow0 * STRIDE) - i32(p.pad);
+  // The aligned vector holding the first window column at lane LEAD.
+  let v0 = i32(ow0 * STRIDE / VX) - i32((p.pad + LEAD) / VX);
+  let WV = p.W / VX;
 
-  // Input rows and columns under the windows: offsets and whether they are inside (padding).
+  // Input rows and vectors under the windows: offsets and whether they are inside (padding).
   var rowOff: array<u32, NR>;
   var rowIn: array<bool, NR>;
   for (var i = 0u; i < NR; i++) {
     let ih = ih0 + i32(i);
     rowIn[i] = ih >= 0 && ih < i32(p.H);
-    rowOff[i] = select(0u, u32(ih) * p.W, rowIn[i]);
+    rowOff[i] = select(0u, u32(ih) * WV, rowIn[i]);
   }
-  var colOff: array<u32, NS>;
-  var colIn: array<bool, NS>;
-  for (var t = 0u; t < NS; t++) {
-    let iw = iw0 + i32(t);
-    colIn[t] = iw >= 0 && iw < i32(p.W);
-    colOff[t] = select(0u, u32(iw), colIn[t]);
+  var vecOff: array<u32, NV>;
+  var vecIn: array<bool, NV>;
+  for (var v = 0u; v < NV; v++) {
+    let iv = v0 + i32(v);
+    vecIn[v] = iv >= 0 && iv < i32(WV);
+    vecOff[v] = select(0u, u32(iv), vecIn[v]);
   }
-  let plane = p.H * p.W;
+  let plane = p.H * WV;
   let image = n * p.Cin * plane;
-  let wStride = KK * p.CP / 4u;  // vec4s per input channel
+  let wStride = KH * KW * p.CP / 4u;  // weight vec4s per input channel
 {{WOFF}}
 {{ACC}}
   for (var ci = 0u; ci < p.Cin; ci++) {

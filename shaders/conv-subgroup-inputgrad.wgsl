@@ -22,7 +22,7 @@ enable subgroups;
 // the map likewise.
 //
 // dY rows are read as vectors YV of VX = 1, 2 or 4 floats: on llvmpipe a per-lane load costs
-// about the same for a vector as for one float (conv-subgroup-forward-rows.wgsl).
+// about the same for a vector as for one float (conv-subgroup-forward.wgsl).
 //
 // Params: the geometry (N, Cin, H, W, Cout, OH, OW, kH, kW, stride, pad) and CP. Bindings: Wp
 // (vec4), dY (YV) -> Out. Defines: R, TR, TC, STRIDE, NR (dY rows under a tile) and DH0 (the

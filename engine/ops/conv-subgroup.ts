@@ -5,7 +5,6 @@
 // here, per tile shape and window, into the code defines; the tile shapes come from
 // engine/tuning.ts.
 import forwardSource from '../../shaders/conv-subgroup-forward.wgsl';
-import forwardRowsSource from '../../shaders/conv-subgroup-forward-rows.wgsl';
 import weightGradSource from '../../shaders/conv-subgroup-weightgrad.wgsl';
 import inputGradSource from '../../shaders/conv-subgroup-inputgrad.wgsl';
 import weightGradPackedSource from '../../shaders/conv-subgroup-weightgrad-packed.wgsl';
@@ -24,18 +23,10 @@ const geometryParams = {
   kH: 'u32', kW: 'u32', stride: 'u32', pad: 'u32',
 } as const;
 
+// Input rows read as XV (f32, vec2 or vec4), outputs stored as OV.
 const forwardKernels = declareKernels({
   name: 'conv2d.subgroup',
   source: forwardSource,
-  params: { ...geometryParams, CP: 'u32' },
-  defines: { R: 'u32', TR: 'u32', TC: 'u32', KH: 'u32', KW: 'u32', STRIDE: 'u32', WOFF: 'code', ACC: 'code', BODY: 'code', STORE: 'code' },
-  entryPoints: { forward: { inputs: { Wp: 'vec4<f32>', X: 'f32' }, outputs: { Out: 'f32' } } },
-});
-
-// The vector-row forward: input rows read as XV (vec2 or vec4), outputs stored as OV.
-const forwardRowsKernels = declareKernels({
-  name: 'conv2d.subgroup',
-  source: forwardRowsSource,
   params: { ...geometryParams, CP: 'u32' },
   defines: { R: 'u32', TR: 'u32', TC: 'u32', KH: 'u32', KW: 'u32', STRIDE: 'u32', VX: 'u32', LEAD: 'u32', NV: 'u32', XV: 'type', OV: 'type', WOFF: 'code', ACC: 'code', BODY: 'code', STORE: 'code' },
   entryPoints: { forward: { inputs: { Wp: 'vec4<f32>', X: 'XV' }, outputs: { Out: 'OV' } } },
@@ -92,10 +83,9 @@ export function dyRowVectorFits(v: 2 | 4, TC: number, g: ConvGeometry): boolean 
   return g.OW % v === 0 && TC % v === 0;
 }
 
-/** Forward tile: R output channels x (TR x TC) output pixels per invocation; TR * TC is a
- * multiple of 4, R a multiple of 4 or (one block of channels) at least Cout. `rowVector`: the
- * input rows are read as vectors of 2 or 4 (conv-subgroup-forward-rows.wgsl, where
- * `rowVectorFits`). */
+/** Forward tile: R output channels x (TR x TC) output pixels per invocation; R a multiple of 4
+ * or (one block of channels) at least Cout. `rowVector`: the input rows are read as vectors of
+ * 2 or 4 (where `rowVectorFits`), else as single floats. */
 export interface ForwardTile { R: number; TR: number; TC: number; rowVector?: 2 | 4 }
 
 /** Whether a tile of TC output columns can read the input rows of `g` as aligned vectors of `v`. */
@@ -120,10 +110,16 @@ export function hasSubgroupsOf8(): boolean {
 
 const xyzw = 'xyzw';
 
-/** The unrolled parts of conv-subgroup-forward.wgsl (or its vector-row twin, whose input loads
- * and store `rows` supplies) for one tile and window. */
-function forwardCode(t: ForwardTile, KH: number, KW: number, S: number, rows?: { loads: string[]; store: string | null }): { WOFF: string; ACC: string; BODY: string; STORE: string } {
+/** The unrolled parts of conv-subgroup-forward.wgsl for one tile at `g`, and the input vector
+ * layout: the window's NS columns from lane LEAD of NV aligned vectors of VX (W a multiple of
+ * VX); vectors that lie outside the map for every tile (a map one tile wide) are zeros without a
+ * load. Outputs are stored as vectors of VO = 4 or 2 where every VO columns of a tile row are
+ * inside or outside the map together, else one by one. */
+function forwardCode(t: ForwardTile, g: ConvGeometry): { VX: number; LEAD: number; NV: number; VO: number; WOFF: string; ACC: string; BODY: string; STORE: string } {
   const { R, TR, TC } = t;
+  const KH = g.kH;
+  const KW = g.kW;
+  const S = g.stride;
   const C = TR * TC;
   const groups = Math.ceil(R / 4);
   const WV = KH * KW * groups;
@@ -135,94 +131,75 @@ function forwardCode(t: ForwardTile, KH: number, KW: number, S: number, rows?: {
     woff.push(`  let wIdx${i} = min(lane + ${8 * i}u, ${WV - 1}u);`);
     woff.push(`  let wOff${i} = (wIdx${i} / ${groups}u) * (p.CP / 4u) + min(co0 / 4u + wIdx${i} % ${groups}u, p.CP / 4u - 1u);`);
   }
+  // Accumulators hold 4 pixels each; a last partial one (C not a multiple of 4) multiplies zeros.
+  const quads = Math.ceil(C / 4);
   const acc: string[] = [];
-  for (let r = 0; r < R; r++) for (let q = 0; q < C / 4; q++) acc.push(`  var a${r}_${q} = vec4<f32>(0.0);`);
+  for (let r = 0; r < R; r++) for (let q = 0; q < quads; q++) acc.push(`  var a${r}_${q} = vec4<f32>(0.0);`);
   const body: string[] = [];
   for (let i = 0; i < loads; i++) body.push(`    let wv${i} = Wp[wBase + wOff${i}];`);
-  if (rows) body.push(...rows.loads);
-  else {
-    for (let i = 0; i < NR; i++) {
-      for (let s = 0; s < NS; s++) {
-        body.push(`    let x${i}_${s} = select(0.0, X[chan + rowOff[${i}] + colOff[${s}]], rowIn[${i}] && colIn[${s}]);`);
-      }
+  // The input under the windows, x{row}_{column}.
+  const VX = t.rowVector ?? 1;
+  const LEAD = (VX - (g.pad % VX)) % VX;
+  const NV = Math.ceil((LEAD + NS) / VX);
+  const vectorsAcross = g.W / VX;
+  // With one tile across, v0 is the same for every tile: -(pad + LEAD) / VX.
+  const oneTileAcross = Math.ceil(g.OW / TC) === 1;
+  const v0 = -(g.pad + LEAD) / VX;
+  const zero = VX === 1 ? '0.0' : `vec${VX}<f32>(0.0)`;
+  for (let i = 0; i < NR; i++) {
+    for (let v = 0; v < NV; v++) {
+      const outside = oneTileAcross && (v0 + v < 0 || v0 + v >= vectorsAcross);
+      body.push(outside ? `    let xv${i}_${v} = ${zero};` : `    let xv${i}_${v} = select(${zero}, X[chan + rowOff[${i}] + vecOff[${v}]], rowIn[${i}] && vecIn[${v}]);`);
+    }
+    for (let s = 0; s < NS; s++) {
+      const v = Math.floor((LEAD + s) / VX);
+      body.push(`    let x${i}_${s} = xv${i}_${v}${VX === 1 ? '' : `.${xyzw[(LEAD + s) % VX]}`};`);
     }
   }
   for (let kh = 0; kh < KH; kh++) {
     for (let kw = 0; kw < KW; kw++) {
       const tap = kh * KW + kw;
-      for (let q = 0; q < C / 4; q++) {
+      for (let q = 0; q < quads; q++) {
         const xs = [0, 1, 2, 3].map((k) => {
           const j = 4 * q + k;
-          return `x${Math.floor(j / TC) * S + kh}_${(j % TC) * S + kw}`;
+          return j < C ? `x${Math.floor(j / TC) * S + kh}_${(j % TC) * S + kw}` : '0.0';
         });
         body.push(`    let b${tap}_${q} = vec4<f32>(${xs.join(', ')});`);
       }
-      for (let g = 0; g < groups; g++) {
-        const idx = tap * groups + g;
-        body.push(`    let w${tap}_${g} = subgroupBroadcast(wv${Math.floor(idx / 8)}, ${idx % 8}u);`);
-        for (let c = 0; c < 4 && 4 * g + c < R; c++) {
-          for (let q = 0; q < C / 4; q++) body.push(`    a${4 * g + c}_${q} += w${tap}_${g}.${xyzw[c]} * b${tap}_${q};`);
+      for (let gr = 0; gr < groups; gr++) {
+        const idx = tap * groups + gr;
+        body.push(`    let w${tap}_${gr} = subgroupBroadcast(wv${Math.floor(idx / 8)}, ${idx % 8}u);`);
+        for (let c = 0; c < 4 && 4 * gr + c < R; c++) {
+          for (let q = 0; q < quads; q++) body.push(`    a${4 * gr + c}_${q} += w${tap}_${gr}.${xyzw[c]} * b${tap}_${q};`);
         }
       }
     }
   }
-  const store: string[] = [];
-  for (let r = 0; r < R; r++) {
-    store.push(`  if (co0 + ${r}u < p.Cout) {`);
-    store.push(`    let o${r} = outBase + (co0 + ${r}u) * oplane;`);
-    for (let j = 0; j < C; j++) {
-      const rt = Math.floor(j / TC);
-      const tc = j % TC;
-      store.push(`    if (oh0 + ${rt}u < p.OH && ow0 + ${tc}u < p.OW) { Out[o${r} + (oh0 + ${rt}u) * p.OW + ow0 + ${tc}u] = a${r}_${j >> 2}.${xyzw[j & 3]}; }`);
-    }
-    store.push('  }');
-  }
-  return { WOFF: woff.join('\n'), ACC: acc.join('\n'), BODY: body.join('\n'), STORE: rows?.store ?? store.join('\n') };
-}
-
-/** The vector-row kernel's input loads and store for one tile at `g` (W a multiple of VX): the
- * window's NS columns from lane LEAD of NV aligned vectors; vectors that lie outside the map for
- * every tile (a map one tile wide) are zeros without a load. Outputs are stored as vectors of
- * VO = 4 or 2 when every VO columns of a tile row are inside or outside the map together (else
- * VO = 1 and `store` is null: the scalar kernel's). */
-function forwardRowsCode(t: ForwardTile, g: ConvGeometry): { VX: number; LEAD: number; NV: number; VO: number; loads: string[]; store: string | null } {
-  const { R, TR, TC } = t;
-  const VX = t.rowVector ?? 4;
-  const S = g.stride;
-  const NR = (TR - 1) * S + g.kH;
-  const NS = (TC - 1) * S + g.kW;
-  const LEAD = (VX - (g.pad % VX)) % VX;
-  const NV = Math.ceil((LEAD + NS) / VX);
-  const WV = g.W / VX;
-  // With one tile across, v0 is the same for every tile: -(pad + LEAD) / VX.
-  const oneTileAcross = Math.ceil(g.OW / TC) === 1;
-  const v0 = -(g.pad + LEAD) / VX;
-  const zero = `vec${VX}<f32>(0.0)`;
-  const loads: string[] = [];
-  for (let i = 0; i < NR; i++) {
-    for (let v = 0; v < NV; v++) {
-      const outside = oneTileAcross && (v0 + v < 0 || v0 + v >= WV);
-      loads.push(outside ? `    let xv${i}_${v} = ${zero};` : `    let xv${i}_${v} = select(${zero}, X[chan + rowOff[${i}] + vecOff[${v}]], rowIn[${i}] && vecIn[${v}]);`);
-    }
-    for (let s = 0; s < NS; s++) loads.push(`    let x${i}_${s} = xv${i}_${Math.floor((LEAD + s) / VX)}.${xyzw[(LEAD + s) % VX]};`);
-  }
   const VO = [4, 2].find((v) => TC % v === 0 && g.OW % v === 0) ?? 1;
-  if (VO === 1) return { VX, LEAD, NV, VO, loads, store: null };
   const store: string[] = [];
   for (let r = 0; r < R; r++) {
     store.push(`  if (co0 + ${r}u < p.Cout) {`);
-    store.push(`    let o${r} = (outBase + (co0 + ${r}u) * oplane) / ${VO}u;`);
-    for (let rt = 0; rt < TR; rt++) {
-      for (let k = 0; k < TC / VO; k++) {
-        // Pixel j of the tile starts the vector: accumulator j / 4 from component j % 4.
-        const j = rt * TC + k * VO;
-        const value = VO === 4 ? `a${r}_${j >> 2}` : `a${r}_${j >> 2}.${xyzw.slice(j & 3, (j & 3) + 2)}`;
-        store.push(`    if (oh0 + ${rt}u < p.OH && ow0 + ${k * VO}u < p.OW) { Out[o${r} + ((oh0 + ${rt}u) * p.OW + ow0) / ${VO}u + ${k}u] = ${value}; }`);
+    if (VO === 1) {
+      store.push(`    let o${r} = outBase + (co0 + ${r}u) * oplane;`);
+      for (let j = 0; j < C; j++) {
+        const rt = Math.floor(j / TC);
+        const tc = j % TC;
+        store.push(`    if (oh0 + ${rt}u < p.OH && ow0 + ${tc}u < p.OW) { Out[o${r} + (oh0 + ${rt}u) * p.OW + ow0 + ${tc}u] = a${r}_${j >> 2}.${xyzw[j & 3]}; }`);
+      }
+    } else {
+      store.push(`    let o${r} = (outBase + (co0 + ${r}u) * oplane) / ${VO}u;`);
+      for (let rt = 0; rt < TR; rt++) {
+        for (let k = 0; k < TC / VO; k++) {
+          // Pixel j of the tile starts the vector: accumulator j / 4 from component j % 4.
+          const j = rt * TC + k * VO;
+          const value = VO === 4 ? `a${r}_${j >> 2}` : `a${r}_${j >> 2}.${xyzw.slice(j & 3, (j & 3) + 2)}`;
+          store.push(`    if (oh0 + ${rt}u < p.OH && ow0 + ${k * VO}u < p.OW) { Out[o${r} + ((oh0 + ${rt}u) * p.OW + ow0) / ${VO}u + ${k}u] = ${value}; }`);
+        }
       }
     }
     store.push('  }');
   }
-  return { VX, LEAD, NV, VO, loads, store: store.join('\n') };
+  return { VX, LEAD, NV, VO, WOFF: woff.join('\n'), ACC: acc.join('\n'), BODY: body.join('\n'), STORE: store.join('\n') };
 }
 
 /** Along one axis of a conv (window k, stride s, padding pad): for each input phase
@@ -491,40 +468,21 @@ function padPlanes(t: Tensor, planes: number, inH: number, inW: number, outH: nu
 /** Forward conv with the subgroup kernel. `flipped`: `weight` is the [Cin, Cout, kH, kW] weight
  * of the conv whose stride-1 input gradient this computes (read transposed and rotated). */
 export function subgroupForward(x: Tensor, weight: Tensor, g: ConvGeometry, flipped: boolean, tile: ForwardTile): Tensor {
-  if (tile.rowVector) return subgroupForwardRows(x, weight, g, flipped, tile);
-  const { packed, CP } = packWeights(weight, g, flipped);
-  const out = Tensor.empty([g.N, g.Cout, g.OH, g.OW]);
-  const tiles = g.N * Math.ceil(g.OH / tile.TR) * Math.ceil(g.OW / tile.TC);
-  launch(forwardKernels.forward, {
-    label: `conv2d.subgroup.forward ${x.describe()}, ${weight.describe()} k${g.kH}x${g.kW} s${g.stride} p${g.pad}${flipped ? ' flipped' : ''} tile ${tile.R}x${tile.TR}x${tile.TC}`,
-    inputs: { Wp: packed, X: x },
-    outputs: { Out: out },
-    params: { ...g, CP },
-    defines: { R: tile.R, TR: tile.TR, TC: tile.TC, KH: g.kH, KW: g.kW, STRIDE: g.stride, ...forwardCode(tile, g.kH, g.kW, g.stride) },
-    workgroups: [Math.ceil(tiles / 64), Math.ceil(g.Cout / tile.R), 1],
-  });
-  packed.dispose();
-  return out;
-}
-
-/** subgroupForward with the input rows read as vectors (conv-subgroup-forward-rows.wgsl). */
-function subgroupForwardRows(x: Tensor, weight: Tensor, g: ConvGeometry, flipped: boolean, tile: ForwardTile): Tensor {
-  const v = tile.rowVector ?? 4;
-  if (!rowVectorFits(v, tile.TC, g)) {
-    throw new RangeError(`conv2d: reading input rows as vec${v}s needs W and TC * stride to be multiples of ${v} (W ${g.W}, tile ${tile.R}x${tile.TR}x${tile.TC}, stride ${g.stride})`);
+  if (tile.rowVector && !rowVectorFits(tile.rowVector, tile.TC, g)) {
+    throw new RangeError(`conv2d: reading input rows as vec${tile.rowVector}s needs W and TC * stride to be multiples of ${tile.rowVector} (W ${g.W}, tile ${tile.R}x${tile.TR}x${tile.TC}, stride ${g.stride})`);
   }
   const { packed, CP } = packWeights(weight, g, flipped);
   const out = Tensor.empty([g.N, g.Cout, g.OH, g.OW]);
   const tiles = g.N * Math.ceil(g.OH / tile.TR) * Math.ceil(g.OW / tile.TC);
-  const { VX, LEAD, NV, VO, loads, store } = forwardRowsCode(tile, g);
-  launch(forwardRowsKernels.forward, {
-    label: `conv2d.subgroup.forward ${x.describe()}, ${weight.describe()} k${g.kH}x${g.kW} s${g.stride} p${g.pad}${flipped ? ' flipped' : ''} tile ${tile.R}x${tile.TR}x${tile.TC} vec${VX}`,
+  const { VX, VO, ...code } = forwardCode(tile, g);
+  launch(forwardKernels.forward, {
+    label: `conv2d.subgroup.forward ${x.describe()}, ${weight.describe()} k${g.kH}x${g.kW} s${g.stride} p${g.pad}${flipped ? ' flipped' : ''} tile ${tile.R}x${tile.TR}x${tile.TC}${VX > 1 ? ` vec${VX}` : ''}`,
     inputs: { Wp: packed, X: x },
     outputs: { Out: out },
     params: { ...g, CP },
     defines: {
-      R: tile.R, TR: tile.TR, TC: tile.TC, KH: g.kH, KW: g.kW, STRIDE: g.stride, VX, LEAD, NV,
-      XV: `vec${VX}<f32>`, OV: VO === 1 ? 'f32' : `vec${VO}<f32>`, ...forwardCode(tile, g.kH, g.kW, g.stride, { loads, store }),
+      R: tile.R, TR: tile.TR, TC: tile.TC, KH: g.kH, KW: g.kW, STRIDE: g.stride, VX,
+      XV: VX === 1 ? 'f32' : `vec${VX}<f32>`, OV: VO === 1 ? 'f32' : `vec${VO}<f32>`, ...code,
     },
     workgroups: [Math.ceil(tiles / 64), Math.ceil(g.Cout / tile.R), 1],
   });

@@ -157,8 +157,12 @@ function ruleDesign<T>(candidates: Candidate<Variant<T>>[], subgroupPick: number
 function forwardCandidates(g: ConvGeometry): Candidate<Variant<ForwardTile>>[] {
   const subgroup: Candidate<Variant<ForwardTile>>[] = [];
   if (hasSubgroupsOf8()) {
-    // Pixel tiles of 8 or 4 (TR x TC, a multiple of 4), as wide as the map allows.
+    // Pixel tiles of 8 or 4 (TR x TC), as wide as the map allows; and where 4-wide tiles would
+    // run past the map's edge, tiles of the rows split evenly into at most 8 columns (a 7- or
+    // 14-wide map: 7 columns, none past the edge; at stride 2 they read their input as vec2s).
     const shapes = g.OW >= 4 ? [[2, 4], [1, 4]] : g.OW >= 2 ? [[2, 2], [4, 2]] : [[4, 1], [8, 1]];
+    const even = Math.ceil(g.OW / Math.ceil(g.OW / 8));
+    if (g.OW > 4 && g.OW % 4 !== 0 && even % 4 !== 0) shapes.push([1, even], [2, even]);
     for (const R of channelBlocks(g.Cout, g.kH * g.kW).slice(0, 2)) {
       for (const [TR, TC] of shapes) subgroup.push({ name: `subgroup ${R}x${TR}x${TC}`, config: { design: 'subgroup', tile: { R, TR, TC } } });
       // The same tiles reading input rows as vectors, the widest that fits.

@@ -92,7 +92,8 @@ function weightGradRef(gy: Float64Array, x: Float64Array, g: ConvGeometry): Floa
 // Shapes for the designs: [name, input shape, weight shape, stride, padding].
 const designCases: [string, number[], number[], number, number][] = [
   // 70 channels in: a 64-wide weight-gradient workgroup and a partial one; 20 out: a partial
-  // 16-channel block; 2 x 9 x 11: 3 rows of 4-pixel tiles with a partial last one, split sums.
+  // 16-channel block; 2 x 9 x 11: 3 rows of 4-pixel tiles with a partial last one, split sums;
+  // forward tiles 6 wide, the second one past the edge.
   ['3x3 s1 p1, 70->20 on 9x11, batch 2', [2, 70, 9, 11], [20, 70, 3, 3], 1, 1],
   // Over 64 pixel tiles (several workgroups along the pixels); 1 channel in.
   ['3x3 s1 p1, 1->16 on 14x14, batch 3 (stem)', [3, 1, 14, 14], [16, 1, 3, 3], 1, 1],
@@ -103,7 +104,8 @@ const designCases: [string, number[], number[], number, number][] = [
   ['3x3 s1 p0, 3->5 on 6x12', [1, 3, 6, 12], [5, 3, 3, 3], 1, 0],
   // Its input gradient, a flipped forward with padding 2, reads an 8-wide map.
   ['3x3 s1 p0, 4->6 on 5x10', [2, 4, 5, 10], [6, 4, 3, 3], 1, 0],
-  // A 14-wide map read as vec2s at stride 2 (an odd-width output stored as scalars).
+  // A 14-wide map read as vec2s at stride 2 (an odd-width output stored as scalars); the forward's
+  // tiles a whole 7-wide output row (a partial 4-pixel accumulator, 5 channels in a block of 8).
   ['3x3 s2 p1, 6->5 on 5x14', [2, 6, 5, 14], [5, 6, 3, 3], 2, 1],
   ['3x3 s1 p1 on a 3x2 map, 9->5', [2, 9, 3, 2], [5, 9, 3, 3], 1, 1],
   ['3x3 s1 p1 on a 1x1 map, 4->3', [3, 4, 1, 1], [3, 4, 3, 3], 1, 1],
