@@ -348,9 +348,10 @@ export class Augmenter {
  * of 8, 16, ..., 256 (the browser's limit) that leaves each invocation at most PREFERRED_QUADS,
  * else 256 (the kernel keeps no per-quad state in registers, so any size fits). Small
  * workgroups run this kernel fastest on both adapters, since each barrier there switches
- * between the workgroup's SIMD groups: one view of 64x1x28x28 (196 quads an image) took 0.22-0.29x
- * the old kernel's time in Chromium with workgroups of 8 against 0.64-0.71x with 64, same
- * pages, interleaved; on lavapipe 8 and 16 were alike, and 4 (half its 8 lanes) slower. */
+ * between the workgroup's SIMD groups: one view of 64x1x28x28 (196 quads an image) took
+ * 0.18-0.29x the previous kernel's time in Chromium with workgroups of 8, 0.62-0.99x with 64
+ * (GPU time, interleaved in one page, busy machine); on lavapipe 8 and 16 were alike, 4 (half
+ * its 8 lanes) slower. */
 function kernelShape(quads: number): { wg: number; quadsPer: number } {
   for (let wg = 8; wg < 256; wg *= 2) {
     if (Math.ceil(quads / wg) <= PREFERRED_QUADS) return { wg, quadsPer: Math.ceil(quads / wg) };
