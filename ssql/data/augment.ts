@@ -116,14 +116,32 @@ const augmentKernels = declareKernels({
   name: 'augment',
   source,
   params: { srcH: 'u32', srcW: 'u32', outH: 'u32', outW: 'u32', count: 'u32', mean: 'vec4<f32>', stdev: 'vec4<f32>' },
-  defines: { CHANNELS: 'u32', WG: 'u32', PER: 'u32' },
+  defines: { CHANNELS: 'u32', WG: 'u32', QPER: 'u32', NARROW: 'bool', ALIGNED: 'bool' },
   entryPoints: { main: { inputs: { Src: 'u32', Prm: 'f32' }, outputs: { Out: 'f32' } } },
 });
 
-const PARAMS_PER_IMAGE = 16;
-const SKIP_OP = 255;
-const PREFERRED_PER = 32;
-const MAX_PER = 64;
+const PARAMS_PER_IMAGE = 32;
+const PREFERRED_QUADS = 32;
+
+/** The kernel's program for one image (shaders/augment.wgsl): the crop, contrast and grayscale,
+ * then per phase (the jitter ops before contrast, those after it) the (a, b) of
+ * v -> clamp01(a v + b grey(v)) for up to two ops before hue and two after it, and the counts. */
+function packProgram(p: AugmentParams, out: Float32Array, o: number): void {
+  const ops = p.jitter ? p.order : [];
+  const cpos = ops.indexOf(JitterOp.contrast);
+  const phases = cpos < 0 ? [ops, []] : [ops.slice(0, cpos), ops.slice(cpos + 1)];
+  out.set([p.top, p.left, p.height, p.width, p.flip ? 1 : 0, p.contrast, cpos < 0 ? 0 : 1, p.grayscale ? 1 : 0], o);
+  phases.forEach((phase, k) => {
+    const hue = phase.indexOf(JitterOp.hue);
+    const before = hue < 0 ? phase : phase.slice(0, hue);
+    const after = hue < 0 ? [] : phase.slice(hue + 1);
+    if (before.length > 2 || after.length > 2) throw new Error(`packProgram: order [${ops.join(', ')}] does not fit the kernel's slots`);
+    const coefficients = (op: number) => (op === JitterOp.brightness ? [p.brightness, 0] : [p.saturation, 1 - p.saturation]);
+    before.forEach((op, s) => out.set(coefficients(op), o + 8 + 8 * k + 2 * s));
+    after.forEach((op, s) => out.set(coefficients(op), o + 12 + 8 * k + 2 * s));
+    out.set([before.length, hue < 0 ? 0 : 1, p.hue, after.length], o + 24 + 4 * k);
+  });
+}
 
 export class Augmenter {
   readonly channels: 1 | 3;
@@ -171,7 +189,6 @@ export class Augmenter {
       o.channels === 3 ? jitterRange(o.hue ?? 0.1, 'hue', 0, [-0.5, 0.5]) : null,
     ];
     this.rng = new Rng(o.seed ?? 0);
-    kernelShape(this.outSize * this.outSize); // fail early on sizes the kernel cannot hold
   }
 
   /** The generator's state (4 u32 words), for checkpoints. */
@@ -232,9 +249,7 @@ export class Augmenter {
         && p.top + p.height <= this.height && p.left + p.width <= this.width && Number.isInteger(p.height) && Number.isInteger(p.width))) {
         throw new RangeError(`Augmenter.apply: crop box (top ${p.top}, left ${p.left}, ${p.height}x${p.width}) of image ${n} is outside the ${this.height}x${this.width} source`);
       }
-      const o = n * PARAMS_PER_IMAGE;
-      packed.set([p.top, p.left, p.height, p.width, p.flip ? 1 : 0, p.jitter ? 1 : 0, p.brightness, p.contrast, p.saturation, p.hue, p.grayscale ? 1 : 0], o);
-      for (let s = 0; s < 4; s++) packed[o + 11 + s] = p.order[s] ?? SKIP_OP;
+      packProgram(p, packed, n * PARAMS_PER_IMAGE);
     });
     return this.run(batch, packed, this.outSize, this.outSize, 'augment');
   }
@@ -243,13 +258,14 @@ export class Augmenter {
   normalizeOnly(batch: ImageBatch): Tensor {
     this.checkBatch(batch);
     const packed = new Float32Array(batch.count * PARAMS_PER_IMAGE);
-    for (let n = 0; n < batch.count; n++) packed.set([0, 0, this.height, this.width], n * PARAMS_PER_IMAGE);
+    const identity: AugmentParams = { top: 0, left: 0, height: this.height, width: this.width, flip: false, jitter: false, order: [], brightness: 1, contrast: 1, saturation: 1, hue: 0, grayscale: false };
+    for (let n = 0; n < batch.count; n++) packProgram(identity, packed, n * PARAMS_PER_IMAGE);
     return this.run(batch, packed, this.height, this.width, 'normalize');
   }
 
   private run(batch: ImageBatch, packed: Float32Array, outH: number, outW: number, what: string): Tensor {
     if (batch.count > 65535) throw new RangeError(`Augmenter: at most 65535 images per call, got ${batch.count}`);
-    const { wg, per } = kernelShape(outH * outW);
+    const { wg, quadsPer } = kernelShape(outH * Math.ceil(outW / 4));
     const perChannel = (v: readonly number[]) => [0, 1, 2, 3].map((c) => (c < this.channels ? v[c] : 0));
     const prm = Tensor.fromArray(packed, [packed.length]);
     const out = Tensor.empty([batch.count, this.channels, outH, outW]);
@@ -258,7 +274,7 @@ export class Augmenter {
       inputs: { Src: batch.data, Prm: prm },
       outputs: { Out: out },
       params: { srcH: this.height, srcW: this.width, outH, outW, count: batch.count, mean: perChannel(this.mean), stdev: perChannel(this.std) },
-      defines: { CHANNELS: this.channels, WG: wg, PER: per },
+      defines: { CHANNELS: this.channels, WG: wg, QPER: quadsPer, NARROW: outW >= this.width, ALIGNED: outW % 4 === 0 },
       workgroups: [batch.count, 1, 1],
     });
     prm.dispose();
@@ -328,19 +344,17 @@ export class Augmenter {
   }
 }
 
-/** Workgroup size and output pixels per invocation: the smallest workgroup of 32, 64, 128 or
- * 256 (the browser's limit) that leaves each invocation at most PREFERRED_PER pixels, else 256
- * with up to MAX_PER. Smaller workgroups run this kernel faster on lavapipe (fewer invocations
- * meet at its barriers and in the serial sum of the grey mean): one view of 64x1x28x28 took
- * 1.15 ms at 32 against 1.85 ms at 256 (medians of 21, same run), 64x3x32x32 2.5 against 3.1. */
-function kernelShape(pixels: number): { wg: number; per: number } {
-  for (const wg of [32, 64, 128]) {
-    if (Math.ceil(pixels / wg) <= PREFERRED_PER) return { wg, per: Math.ceil(pixels / wg) };
+/** Workgroup size and quads (4 output pixels of a row) per invocation: the smallest workgroup
+ * of 8, 16, ..., 256 (the browser's limit) that leaves each invocation at most PREFERRED_QUADS,
+ * else 256 (the kernel keeps no per-quad state in registers, so any size fits). Small
+ * workgroups run this kernel fastest on both adapters, since each barrier there switches
+ * between the workgroup's SIMD groups: one view of 64x1x28x28 (196 quads an image) took
+ * 0.18-0.29x the previous kernel's time in Chromium with workgroups of 8, 0.62-0.99x with 64
+ * (GPU time, interleaved in one page, busy machine); on lavapipe 8 and 16 were alike, 4 (half
+ * its 8 lanes) slower. */
+function kernelShape(quads: number): { wg: number; quadsPer: number } {
+  for (let wg = 8; wg < 256; wg *= 2) {
+    if (Math.ceil(quads / wg) <= PREFERRED_QUADS) return { wg, quadsPer: Math.ceil(quads / wg) };
   }
-  const wg = 256;
-  const per = Math.ceil(pixels / wg);
-  if (per > MAX_PER) {
-    throw new RangeError(`Augmenter: ${pixels} output pixels per image is more than the kernel holds in registers (${MAX_PER * wg}, e.g. 128x128)`);
-  }
-  return { wg, per };
+  return { wg: 256, quadsPer: Math.ceil(quads / 256) };
 }

@@ -260,8 +260,9 @@ test('ColorJitter sub-ops one at a time, grayscale, and all together, vs float64
   for (const p of grey) assert.equal([...p.order].sort(), [0, 1]);
 });
 
-// Workgroup shapes (ssql/data/augment.ts kernelShape): 16x16 and 20x20 in workgroups of 32
-// (8 and 13 pixels an invocation), 33x33 of 64 (18), 48x48 of 128 (18), 91x91 of 256 (33).
+// Workgroup shapes (ssql/data/augment.ts kernelShape), in quads of 4 pixels of a row: 16x16 and
+// 20x20 in workgroups of 8 (8 and 13 quads an invocation), 33x33 of 16 (19, rows ending in a
+// partial quad), 48x48 of 32 (18), 91x91 of 128 (17, partial quads).
 test('contrast uses the image mean at its point in the pipeline, for every workgroup shape', async () => {
   for (const size of [16, 20, 33, 48, 91]) {
     await checkView(plain({ channels: 3, height: size, width: size, jitterP: 1, brightness: 0.4, contrast: [0.2, 1.8], saturation: 0.4, seed: size }), 3, size, { rtol: 1e-4, atol: 1e-4 });
