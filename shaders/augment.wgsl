@@ -202,6 +202,21 @@ fn loadRow(o: u32, inRow: vec4<bool>) -> vec4<f32> {
   return vec4<f32>(Out[last.x], Out[last.y], Out[last.z], Out[last.w]);
 }
 
+// Where quad `quad` of the output lies: its row, its four columns, which of them are inside
+// the row (the last quad of a row may stick out), and the output index of its first pixel.
+struct QuadPos {
+  oy: u32,
+  ox: vec4<u32>,
+  inRow: vec4<bool>,
+  o: u32,
+}
+
+fn quadPos(quad: u32, quadsPerRow: u32, outBase: u32) -> QuadPos {
+  let oy = quad / quadsPerRow;
+  let ox = (quad - oy * quadsPerRow) * 4u + vec4<u32>(0u, 1u, 2u, 3u);
+  return QuadPos(oy, ox, ox < vec4<u32>(p.outW), outBase + oy * p.outW + ox.x);
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_id) lidv: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
   let lid = lidv.x;
@@ -220,7 +235,6 @@ fn main(@builtin(local_invocation_id) lidv: vec3<u32>, @builtin(workgroup_id) wi
   let plane = p.srcH * p.srcW;
   let imgBase = n * CHANNELS * plane;
   let outBase = n * CHANNELS * npix;
-  let lane = vec4<u32>(0u, 1u, 2u, 3u);
   let ph1 = loadPhase(base, 8u, 24u);
 
   // Phase 1: crop + bilinear resize (+ flip), the ops before contrast, the grey sum.
@@ -228,10 +242,10 @@ fn main(@builtin(local_invocation_id) lidv: vec3<u32>, @builtin(workgroup_id) wi
   for (var k = 0u; k < QPER; k++) {
     let quad = lid + k * WG;
     if (quad < quads) {
-      let oy = quad / quadsPerRow;
-      let ox = (quad - oy * quadsPerRow) * 4u + lane;
-      let inRow = ox < vec4<u32>(p.outW);
-      let oxc = min(ox, vec4<u32>(p.outW - 1u));
+      let qp = quadPos(quad, quadsPerRow, outBase);
+      let oy = qp.oy;
+      let inRow = qp.inRow;
+      let oxc = min(qp.ox, vec4<u32>(p.outW - 1u));
       let fx = select(oxc, vec4<u32>(p.outW - 1u) - oxc, flip);
       let sy = max((f32(oy) + 0.5) * scaleY - 0.5, 0.0);
       let sx = max((vec4<f32>(fx) + 0.5) * scaleX - 0.5, vec4<f32>(0.0));
@@ -251,8 +265,7 @@ fn main(@builtin(local_invocation_id) lidv: vec3<u32>, @builtin(workgroup_id) wi
       }
       q = runPhase(q, ph1);
       sum += dot(select(vec4<f32>(0.0), grey(q), inRow), vec4<f32>(1.0));
-      let o = outBase + oy * p.outW + ox.x;
-      storeQuad(o, npix, q, inRow);
+      storeQuad(qp.o, npix, q, inRow);
     }
   }
 
@@ -275,10 +288,9 @@ fn main(@builtin(local_invocation_id) lidv: vec3<u32>, @builtin(workgroup_id) wi
   for (var k = 0u; k < QPER; k++) {
     let quad = lid + k * WG;
     if (quad < quads) {
-      let oy = quad / quadsPerRow;
-      let ox = (quad - oy * quadsPerRow) * 4u + lane;
-      let inRow = ox < vec4<u32>(p.outW);
-      let o = outBase + oy * p.outW + ox.x;
+      let qp = quadPos(quad, quadsPerRow, outBase);
+      let inRow = qp.inRow;
+      let o = qp.o;
       var q = loadQuad(o, npix, inRow);
       for (var s = 0u; s < contrastOn; s++) {
         q = linearOp(q, fc, 0.0, cm);
