@@ -25,7 +25,7 @@ enable subgroups;
 
 const KK: u32 = KH * KW;
 
-@compute @workgroup_size(8)
+@compute @workgroup_size(LANES)
 fn weightGrad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
   let ci = wid.x;
   let co0 = wid.y * R;
@@ -36,7 +36,7 @@ fn weightGrad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocatio
   let dyPlane = p.OH * p.OWp / 4u;
 {{DYOFF}}
 {{ACC}}
-  for (var rb = row0; rb < row1; rb += 8u) {
+  for (var rb = row0; rb < row1; rb += LANES) {
     // A lane past the chunk's last row reads that row and adds nothing (its dY is zeroed).
     let live = rb + lane < row1;
     let row = min(rb + lane, row1 - 1u);

@@ -29,7 +29,7 @@ import { engine } from '../device.ts';
 import { hasUnrolledSubgroups, unrolledForward } from './conv-unrolled.ts';
 import { unrolledInputGrad } from './conv-unrolled-inputgrad.ts';
 import { unrolledWeightGrad } from './conv-unrolled-weightgrad.ts';
-import { hasSubgroupsOf8, subgroupForward, subgroupInputGrad, subgroupWeightGrad, rowVectorFits, dyRowVectorFits } from './conv-subgroup.ts';
+import { subgroupConvSize, subgroupForward, subgroupInputGrad, subgroupWeightGrad, rowVectorFits, dyRowVectorFits } from './conv-subgroup.ts';
 import type { ForwardTile, InputGradTile, WeightGradTile } from './conv-subgroup.ts';
 import { workgroupForward, workgroupTileFits, workgroupWeightGrad } from './conv-workgroup.ts';
 import type { WorkgroupTile } from './conv-workgroup.ts';
@@ -156,7 +156,7 @@ function ruleDesign<T>(candidates: Candidate<Variant<T>>[], subgroupPick: number
 
 function forwardCandidates(g: ConvGeometry): Candidate<Variant<ForwardTile>>[] {
   const subgroup: Candidate<Variant<ForwardTile>>[] = [];
-  if (hasSubgroupsOf8()) {
+  if (subgroupConvSize() > 0) {
     // Pixel tiles of 8 or 4 (TR x TC), as wide as the map allows; and where 4-wide tiles would
     // run past the map's edge, tiles of the rows split evenly into at most 8 columns (a 7- or
     // 14-wide map: 7 columns, none past the edge; at stride 2 they read their input as vec2s).
@@ -228,7 +228,7 @@ function conv2dForward(x: Tensor, weight: Tensor, g: ConvGeometry, flipped = fal
 
 function weightGradCandidates(g: ConvGeometry): Candidate<Variant<WeightGradTile>>[] {
   const subgroup: Candidate<Variant<WeightGradTile>>[] = [];
-  if (hasSubgroupsOf8()) {
+  if (subgroupConvSize() > 0) {
     const PX = Math.min(4, g.OW);
     // A workgroup is 8 channels (one subgroup) or, with 64 channels or more, 64 of them.
     const WG = g.Cin >= 64 ? 64 : 8;
@@ -265,7 +265,7 @@ function weightGradCandidates(g: ConvGeometry): Candidate<Variant<WeightGradTile
  * fast one on SwiftShader). */
 function inputGradCandidates(g: ConvGeometry): Candidate<InputGradVariant>[] {
   const list: Candidate<InputGradVariant>[] = [];
-  if (hasSubgroupsOf8()) {
+  if (subgroupConvSize() > 0) {
     // Blocks of stride x stride input pixels, some 8 to 32 pixels an invocation, measured best
     // first (8 channels x 2 x 4 blocks at stride 2); at most 64 vec4 accumulators (channel
     // groups x pixels), beyond which the unrolled body only grows.
