@@ -1,7 +1,8 @@
 // The subgroup conv kernels (shaders/conv-subgroup-*.wgsl): the forward conv (and through a
 // flipped weight the stride-1 input gradient), the input gradient of any stride (the
-// transposed conv) and the weight gradient, for adapters whose
-// subgroups are exactly 8 invocations wide (lavapipe). The shaders' inner steps are unrolled
+// transposed conv) and the weight gradient, for adapters whose subgroups have a fixed size L of
+// 8 (lavapipe) or 4 (SwiftShader): the code is generated for L lanes (`subgroupConvSize`); the
+// ops offer the kernels only where L is 8 (`subgroupConvOffered`). The shaders' inner steps are unrolled
 // here, per tile shape and window, into the code defines; the tile shapes come from
 // engine/tuning.ts.
 import forwardSource from '../../shaders/conv-subgroup-forward.wgsl';
@@ -97,7 +98,7 @@ export function rowVectorFits(v: 2 | 4, TC: number, g: ConvGeometry): boolean {
  * output pixels a step, `chunks` slices of the (n, oh) rows, WG invocations a workgroup.
  * `packed`: read padded vec4-aligned copies of X and dY, lanes along input channels
  * (conv-subgroup-weightgrad-packed.wgsl) or, `rows`, along the rows of the sum for few input
- * channels (conv-subgroup-weightgrad-rows.wgsl, WG 8); PX and PX * stride are then multiples
+ * channels (conv-subgroup-weightgrad-rows.wgsl, a workgroup of one subgroup); PX and PX * stride are then multiples
  * of 4. */
 export interface WeightGradTile { R: number; PX: number; chunks: number; WG: number; packed?: 'channels' | 'rows' }
 
@@ -113,6 +114,21 @@ export function subgroupConvSize(): 0 | 4 | 8 {
   const size = info?.subgroupMinSize;
   if (!d.features.has('subgroups') || size !== info?.subgroupMaxSize || (size !== 4 && size !== 8)) return 0;
   return lanesOverride ?? size;
+}
+
+/** Whether the ops offer the subgroup conv kernels here: only where subgroups are 8 wide
+ * (lavapipe, where they are the fastest design). On SwiftShader (4 lanes) they were measured
+ * no faster than the unrolled kernels (forward 3x3 s1 on 28x28, batch 16: 1.14-1.2x slower;
+ * weight gradient 8->16 on 14x14: 1.04x slower), each pipeline took some 40 s to compile there,
+ * and the stride-2 forward lost the device (2026-12-02), so there the 4-lane code runs only in
+ * lavapipe's tests (`forceSubgroupConvLanes`). */
+export function subgroupConvOffered(): boolean {
+  return subgroupConvSize() > 0 && adapterSubgroupSize() === 8;
+}
+
+function adapterSubgroupSize(): number {
+  const info = engine().device.adapterInfo as (GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number }) | undefined;
+  return info?.subgroupMinSize === info?.subgroupMaxSize ? (info?.subgroupMinSize ?? 0) : 0;
 }
 
 /** Makes the subgroup conv kernels use 4 lanes on an adapter with fixed subgroups of 4 or 8
