@@ -190,7 +190,7 @@ for (const [name, xs, ws, stride, padding] of designCases) {
   });
 }
 
-test('conv2d subgroup kernels: offered with subgroups of 8, else skipped with the reason', () => {
+test('conv2d subgroup kernels: offered with subgroups of 8; skipped with 4 (SwiftShader: no faster than unrolled there, their 4-lane code checked on lavapipe) or none', () => {
   const g = conv2dGeometry(Tensor.empty([2, 8, 8, 8]), Tensor.empty([8, 8, 3, 3]), { padding: 1 });
   const offered = conv2dVariants('forward', g).some((n) => n.startsWith('subgroup'));
   const d = engine().device;
