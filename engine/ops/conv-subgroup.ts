@@ -119,7 +119,8 @@ export function subgroupConvSize(): 0 | 4 | 8 {
 /** Whether the ops offer the subgroup conv kernels here: only where subgroups are 8 wide
  * (lavapipe, where they are the fastest design). On SwiftShader (4 lanes) they were measured
  * no faster than the unrolled kernels (forward 3x3 s1 on 28x28, batch 16: 1.14-1.2x slower;
- * weight gradient 8->16 on 14x14: 1.04x slower), each pipeline took some 40 s to compile there,
+ * weight gradient 8->16 on 14x14: 1.04x slower; strided input gradient 16->8 on 28x28: 1.05x
+ * slower), each pipeline took some 40 s to compile there,
  * and the stride-2 forward lost the device (2026-12-02), so there the 4-lane code runs only in
  * lavapipe's tests (`forceSubgroupConvLanes`). */
 export function subgroupConvOffered(): boolean {
