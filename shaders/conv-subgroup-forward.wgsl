@@ -1,5 +1,6 @@
 enable subgroups;
-// Direct convolution for adapters with subgroups of 8 (lavapipe): the forward conv, and through
+// Direct convolution for adapters with fixed subgroups of L = 8 (lavapipe) or 4 lanes (the code
+// generator's L; lanes 0 to L-1 hold the shared loads): the forward conv, and through
 // a flipped weight the stride-1 input gradient. Declared in engine/ops/conv-subgroup.ts, which
 // generates the unrolled code defines.
 //

@@ -1,6 +1,6 @@
 enable subgroups;
-// Input gradient of a conv of any stride, padding and window, for adapters with subgroups of 8
-// (lavapipe): the transposed convolution dX = conv^T(dY, W), computed directly. Declared in
+// Input gradient of a conv of any stride, padding and window, for adapters with fixed subgroups
+// of L = 8 (lavapipe) or 4 lanes (the code generator's L): the transposed convolution dX = conv^T(dY, W), computed directly. Declared in
 // engine/ops/conv-subgroup.ts, which also generates the unrolled code defines.
 //
 // Why this shape: at stride S, input pixel ih = S*a + ph (phase ph = ih mod S) receives only

@@ -1,5 +1,6 @@
 enable subgroups;
-// Weight gradient of a conv for adapters with subgroups of 8 (lavapipe), reading zero-padded,
+// Weight gradient of a conv for adapters with fixed subgroups of L = 8 (lavapipe) or 4 lanes (the
+// code generator's L), reading zero-padded,
 // vec4-aligned copies of X and dY; declared in engine/ops/conv-subgroup.ts, which generates the
 // unrolled parts (code defines) and makes the copies (shaders/conv-weightgrad-pad.wgsl).
 //
@@ -25,7 +26,7 @@ enable subgroups;
 //
 // Params: the geometry (N, Cin, H, W, Cout, OH, OW, kH, kW, stride, pad), rowsPerChunk, Hp, Wp,
 // OWp. Bindings: dYp, Xp (vec4) -> Out. Defines: R, PX, KH, KW, STRIDE, WG (workgroup size, a
-// multiple of 8); code: DYOFF (per-lane dY offsets), ACC (accumulators), BODY (one step), STORE.
+// multiple of L); code: DYOFF (per-lane dY offsets), ACC (accumulators), BODY (one step), STORE.
 
 // The interface generated from the declaration goes here:
 #interface

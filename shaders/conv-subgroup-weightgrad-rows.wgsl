@@ -1,23 +1,24 @@
 enable subgroups;
 // Weight gradient of a conv with few input channels (the image stem: Cin = 1) for adapters with
-// subgroups of 8 (lavapipe); declared in engine/ops/conv-subgroup.ts, which generates the
+// fixed subgroups of LANES = 8 (lavapipe) or 4; declared in engine/ops/conv-subgroup.ts, which generates the
 // unrolled parts (code defines). Reads the padded, vec4-aligned copies of X and dY that
 // conv-subgroup-weightgrad-packed.wgsl reads (made by conv-weightgrad-pad.wgsl).
 //
 //   dW[co, ci, kh, kw] = sum over (n, oh, ow) of dY[n, co, oh, ow] * X[n, ci, oh*s + kh - pad, ow*s + kw - pad]
 //
 // Why: the other weight-gradient kernels run their lanes along input channels, so with one
-// input channel 7 of 8 lanes are idle. Here a workgroup is one subgroup on one input channel
-// (wid.x) and R output channels (wid.y), and its 8 lanes take turns over the (n, oh) rows of
+// input channel all lanes but one are idle. Here a workgroup is one subgroup on one input channel
+// (wid.x) and R output channels (wid.y), and its LANES lanes take turns over the (n, oh) rows of
 // the sum: lane l sums rows rb + l. Each lane loads its own row's R x PX values of dY (vec4s)
 // and the ceil(NS / 4) vec4s of each input row under its windows; nothing is shared, and at the
-// end subgroupAdd sums the 8 lanes' partial sums of each weight.
+// end subgroupAdd sums the lanes' partial sums of each weight.
 //
 // The sum over (n, oh) rows is split into chunks of `rowsPerChunk` rows (workgroup wid.z), each
 // written to its own slice of Out ([chunks][Cout][Cin][kH][kW]); the caller adds the slices.
 //
 // Params: as conv-subgroup-weightgrad-packed.wgsl. Bindings: dYp, Xp (vec4) -> Out. Defines:
-// R, PX (a multiple of 4, PX * STRIDE too), KH, KW, STRIDE; code: DYOFF (per-channel dY
+// R, PX (a multiple of 4, PX * STRIDE too), KH, KW, STRIDE, LANES (the subgroup size, also the
+// workgroup's); code: DYOFF (per-channel dY
 // offsets), ACC (accumulators), BODY (one step of one row), STORE (the sums over lanes).
 
 // The interface generated from the declaration goes here:
@@ -25,7 +26,7 @@ enable subgroups;
 
 const KK: u32 = KH * KW;
 
-@compute @workgroup_size(8)
+@compute @workgroup_size(LANES)
 fn weightGrad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
   let ci = wid.x;
   let co0 = wid.y * R;
@@ -36,7 +37,7 @@ fn weightGrad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocatio
   let dyPlane = p.OH * p.OWp / 4u;
 {{DYOFF}}
 {{ACC}}
-  for (var rb = row0; rb < row1; rb += 8u) {
+  for (var rb = row0; rb < row1; rb += LANES) {
     // A lane past the chunk's last row reads that row and adds nothing (its dY is zeroed).
     let live = rb + lane < row1;
     let row = min(rb + lane, row1 - 1u);

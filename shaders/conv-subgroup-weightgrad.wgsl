@@ -1,5 +1,6 @@
 enable subgroups;
-// Weight gradient of a conv for adapters with subgroups of 8 (lavapipe); declared in
+// Weight gradient of a conv for adapters with fixed subgroups of L = 8 (lavapipe) or 4 lanes (the
+// code generator's L); declared in
 // engine/ops/conv-subgroup.ts, which generates the unrolled parts (code defines).
 //
 //   dW[co, ci, kh, kw] = sum over (n, oh, ow) of dY[n, co, oh, ow] * X[n, ci, oh*s + kh - pad, ow*s + kw - pad]

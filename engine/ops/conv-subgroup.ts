@@ -1,7 +1,8 @@
 // The subgroup conv kernels (shaders/conv-subgroup-*.wgsl): the forward conv (and through a
 // flipped weight the stride-1 input gradient), the input gradient of any stride (the
-// transposed conv) and the weight gradient, for adapters whose
-// subgroups are exactly 8 invocations wide (lavapipe). The shaders' inner steps are unrolled
+// transposed conv) and the weight gradient, for adapters whose subgroups have a fixed size L of
+// 8 (lavapipe) or 4 (SwiftShader): the code is generated for L lanes (`subgroupConvSize`); the
+// ops offer the kernels only where L is 8 (`subgroupConvOffered`). The shaders' inner steps are unrolled
 // here, per tile shape and window, into the code defines; the tile shapes come from
 // engine/tuning.ts.
 import forwardSource from '../../shaders/conv-subgroup-forward.wgsl';
@@ -52,7 +53,7 @@ const weightGradRowsKernels = declareKernels({
   name: 'conv2d.subgroup',
   source: weightGradRowsSource,
   params: { ...geometryParams, rowsPerChunk: 'u32', Hp: 'u32', Wp: 'u32', OWp: 'u32' },
-  defines: { R: 'u32', PX: 'u32', KH: 'u32', KW: 'u32', STRIDE: 'u32', DYOFF: 'code', ACC: 'code', BODY: 'code', STORE: 'code' },
+  defines: { R: 'u32', PX: 'u32', KH: 'u32', KW: 'u32', STRIDE: 'u32', LANES: 'u32', DYOFF: 'code', ACC: 'code', BODY: 'code', STORE: 'code' },
   entryPoints: { weightGrad: { inputs: { dYp: 'vec4<f32>', Xp: 'vec4<f32>' }, outputs: { Out: 'f32' } } },
 });
 
@@ -97,15 +98,50 @@ export function rowVectorFits(v: 2 | 4, TC: number, g: ConvGeometry): boolean {
  * output pixels a step, `chunks` slices of the (n, oh) rows, WG invocations a workgroup.
  * `packed`: read padded vec4-aligned copies of X and dY, lanes along input channels
  * (conv-subgroup-weightgrad-packed.wgsl) or, `rows`, along the rows of the sum for few input
- * channels (conv-subgroup-weightgrad-rows.wgsl, WG 8); PX and PX * stride are then multiples
+ * channels (conv-subgroup-weightgrad-rows.wgsl, a workgroup of one subgroup); PX and PX * stride are then multiples
  * of 4. */
 export interface WeightGradTile { R: number; PX: number; chunks: number; WG: number; packed?: 'channels' | 'rows' }
 
-/** Whether this device has the subgroups these kernels assume (exactly 8 invocations). */
-export function hasSubgroupsOf8(): boolean {
+let lanesOverride: 4 | null = null;
+
+/** The lanes L the subgroup conv kernels are generated for here: the adapter's subgroup size
+ * where it is fixed at 4 (SwiftShader) or 8 (lavapipe), else 0 (the kernels do not run). The
+ * kernels take their shared operands from lanes 0 to L-1 only, so L = 4 code is also correct,
+ * if wasteful, on subgroups of 8: `forceSubgroupConvLanes(4)` makes lavapipe run it (tests). */
+export function subgroupConvSize(): 0 | 4 | 8 {
   const d = engine().device;
   const info = d.adapterInfo as (GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number }) | undefined;
-  return d.features.has('subgroups') && info?.subgroupMinSize === 8 && info?.subgroupMaxSize === 8;
+  const size = info?.subgroupMinSize;
+  if (!d.features.has('subgroups') || size !== info?.subgroupMaxSize || (size !== 4 && size !== 8)) return 0;
+  return lanesOverride ?? size;
+}
+
+/** Whether the ops offer the subgroup conv kernels here: only where subgroups are 8 wide
+ * (lavapipe, where they are the fastest design). On SwiftShader (4 lanes) they were measured
+ * no faster than the unrolled kernels (forward 3x3 s1 on 28x28, batch 16: 1.14-1.2x slower;
+ * weight gradient 8->16 on 14x14: 1.04x slower; strided input gradient 16->8 on 28x28: 1.05x
+ * slower), each pipeline took some 40 s to compile there,
+ * and the stride-2 forward lost the device (2026-12-02), so there the 4-lane code runs only in
+ * lavapipe's tests (`forceSubgroupConvLanes`). */
+export function subgroupConvOffered(): boolean {
+  return subgroupConvSize() > 0 && adapterSubgroupSize() === 8;
+}
+
+function adapterSubgroupSize(): number {
+  const info = engine().device.adapterInfo as (GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number }) | undefined;
+  return info?.subgroupMinSize === info?.subgroupMaxSize ? (info?.subgroupMinSize ?? 0) : 0;
+}
+
+/** Makes the subgroup conv kernels use 4 lanes on an adapter with fixed subgroups of 4 or 8
+ * (null: the adapter's size), so that Node's tests check the code SwiftShader runs. */
+export function forceSubgroupConvLanes(lanes: 4 | null): void {
+  lanesOverride = lanes;
+}
+
+function lanesHere(op: string): 4 | 8 {
+  const L = subgroupConvSize();
+  if (L === 0) throw new Error(`conv2d.subgroup.${op}: needs subgroups of a fixed size 4 or 8 (this adapter has none)`);
+  return L;
 }
 
 const xyzw = 'xyzw';
@@ -115,7 +151,7 @@ const xyzw = 'xyzw';
  * VX); vectors that lie outside the map for every tile (a map one tile wide) are zeros without a
  * load. Outputs are stored as vectors of VO = 4 or 2 where every VO columns of a tile row are
  * inside or outside the map together, else one by one. */
-function forwardCode(t: ForwardTile, g: ConvGeometry): { VX: number; LEAD: number; NV: number; VO: number; WOFF: string; ACC: string; BODY: string; STORE: string } {
+function forwardCode(t: ForwardTile, g: ConvGeometry, L: number): { VX: number; LEAD: number; NV: number; VO: number; WOFF: string; ACC: string; BODY: string; STORE: string } {
   const { R, TR, TC } = t;
   const KH = g.kH;
   const KW = g.kW;
@@ -125,10 +161,10 @@ function forwardCode(t: ForwardTile, g: ConvGeometry): { VX: number; LEAD: numbe
   const WV = KH * KW * groups;
   const NR = (TR - 1) * S + KH;
   const NS = (TC - 1) * S + KW;
-  const loads = Math.ceil(WV / 8);
+  const loads = Math.ceil(WV / L);
   const woff: string[] = [];
   for (let i = 0; i < loads; i++) {
-    woff.push(`  let wIdx${i} = min(lane + ${8 * i}u, ${WV - 1}u);`);
+    woff.push(`  let wIdx${i} = min(lane + ${L * i}u, ${WV - 1}u);`);
     woff.push(`  let wOff${i} = (wIdx${i} / ${groups}u) * (p.CP / 4u) + min(co0 / 4u + wIdx${i} % ${groups}u, p.CP / 4u - 1u);`);
   }
   // Accumulators hold 4 pixels each; a last partial one (C not a multiple of 4) multiplies zeros.
@@ -168,7 +204,7 @@ function forwardCode(t: ForwardTile, g: ConvGeometry): { VX: number; LEAD: numbe
       }
       for (let gr = 0; gr < groups; gr++) {
         const idx = tap * groups + gr;
-        body.push(`    let w${tap}_${gr} = subgroupBroadcast(wv${Math.floor(idx / 8)}, ${idx % 8}u);`);
+        body.push(`    let w${tap}_${gr} = subgroupBroadcast(wv${Math.floor(idx / L)}, ${idx % L}u);`);
         for (let c = 0; c < 4 && 4 * gr + c < R; c++) {
           for (let q = 0; q < quads; q++) body.push(`    a${4 * gr + c}_${q} += w${tap}_${gr}.${xyzw[c]} * b${tap}_${q};`);
         }
@@ -251,7 +287,7 @@ export function transposedConvStore(R: number, TR: number, TC: number, S: number
 /** The unrolled parts of conv-subgroup-inputgrad.wgsl for one tile and geometry, and the dY
  * window they read: NR rows from offset DH0; NS columns from offset DW0, which is lane LEAD of
  * the vector VFIRST (relative to the tile's first block, in vectors of VX; NV of them). */
-function inputGradCode(t: InputGradTile, g: ConvGeometry): { NR: number; DH0: number; VX: number; NV: number; VFIRST: number; YV: string; WOFF: string; ACC: string; BODY: string; STORE: string } {
+function inputGradCode(t: InputGradTile, g: ConvGeometry, L: number): { NR: number; DH0: number; VX: number; NV: number; VFIRST: number; YV: string; WOFF: string; ACC: string; BODY: string; STORE: string } {
   const { R, TR, TC } = t;
   const S = g.stride;
   const KK = g.kH * g.kW;
@@ -263,10 +299,10 @@ function inputGradCode(t: InputGradTile, g: ConvGeometry): { NR: number; DH0: nu
   const NS = TC - 1 + colWindow.width;
   const groups = Math.ceil(R / 4);
   const WV = KK * groups;
-  const loads = Math.ceil(WV / 8);
+  const loads = Math.ceil(WV / L);
   const woff: string[] = [];
   for (let i = 0; i < loads; i++) {
-    woff.push(`  let wIdx${i} = min(lane + ${8 * i}u, ${WV - 1}u);`);
+    woff.push(`  let wIdx${i} = min(lane + ${L * i}u, ${WV - 1}u);`);
     woff.push(`  let wOff${i} = (wIdx${i} / ${groups}u) * (p.CP / 4u) + min(ci0 / 4u + wIdx${i} % ${groups}u, p.CP / 4u - 1u);`);
   }
   // One accumulator (4 channels) per channel group, block and phase.
@@ -300,7 +336,7 @@ function inputGradCode(t: InputGradTile, g: ConvGeometry): { NR: number; DH0: nu
           for (let q = 0; q < groups; q++) {
             const idx = packedTap * groups + q;
             const w = `w${rt.tap}_${ct.tap}_${q}`;
-            body.push(`    let ${w} = subgroupBroadcast(wv${Math.floor(idx / 8)}, ${idx % 8}u);`);
+            body.push(`    let ${w} = subgroupBroadcast(wv${Math.floor(idx / L)}, ${idx % L}u);`);
             for (let bt = 0; bt < TR; bt++) for (let bu = 0; bu < TC; bu++) {
               body.push(`    ${transposedAccName(q, bt, bu, ph, pw)} += ${w} * y${bt + rt.d - rowWindow.first}_${bu + ct.d - colWindow.first};`);
             }
@@ -348,16 +384,16 @@ function weightGradStore(R: number, KK: number, prefix: string): string {
 }
 
 /** The unrolled parts of conv-subgroup-weightgrad.wgsl for one tile and window. */
-function weightGradCode(t: WeightGradTile, KH: number, KW: number, S: number): { DYOFF: string; ACC: string; BODY: string; STORE: string } {
+function weightGradCode(t: WeightGradTile, KH: number, KW: number, S: number, L: number): { DYOFF: string; ACC: string; BODY: string; STORE: string } {
   const { R, PX } = t;
   const KK = KH * KW;
   const NS = (PX - 1) * S + KW;
   const values = R * PX;
-  const loads = Math.ceil(values / 8);
+  const loads = Math.ceil(values / L);
   const dyoff: string[] = [];
   for (let i = 0; i < loads; i++) {
-    // Lane `lane` loads dY element e = lane + 8i of the step: channel e / PX, pixel e % PX.
-    dyoff.push(`  let dyE${i} = min(lane + ${8 * i}u, ${values - 1}u);`);
+    // Lane `lane` loads dY element e = lane + L i of the step: channel e / PX, pixel e % PX.
+    dyoff.push(`  let dyE${i} = min(lane + ${L * i}u, ${values - 1}u);`);
     dyoff.push(`  let dyOk${i} = co0 + dyE${i} / ${PX}u < p.Cout;`);
     dyoff.push(`  let dyOff${i} = select(0u, (co0 + dyE${i} / ${PX}u) * oplane, dyOk${i});`);
     dyoff.push(`  let dyPx${i} = dyE${i} % ${PX}u;`);
@@ -377,7 +413,7 @@ function weightGradCode(t: WeightGradTile, KH: number, KW: number, S: number): {
   for (let r = 0; r < R; r++) {
     for (let px = 0; px < PX; px++) {
       const e = r * PX + px;
-      body.push(`      let y${r}_${px} = subgroupBroadcast(d${Math.floor(e / 8)}, ${e % 8}u);`);
+      body.push(`      let y${r}_${px} = subgroupBroadcast(d${Math.floor(e / L)}, ${e % L}u);`);
     }
     body.push(...weightGradMultiplyAdds(r, PX, KH, KW, S, (px) => `y${r}_${px}`, (kh, col) => `x${kh}_${col}`));
   }
@@ -385,19 +421,19 @@ function weightGradCode(t: WeightGradTile, KH: number, KW: number, S: number): {
 }
 
 /** The unrolled parts of conv-subgroup-weightgrad-packed.wgsl for one tile and window. */
-function weightGradPackedCode(t: WeightGradTile, KH: number, KW: number, S: number): { DYOFF: string; ACC: string; BODY: string; STORE: string } {
+function weightGradPackedCode(t: WeightGradTile, KH: number, KW: number, S: number, L: number): { DYOFF: string; ACC: string; BODY: string; STORE: string } {
   const { R, PX } = t;
   const KK = KH * KW;
   const NS = (PX - 1) * S + KW;
   const NV = Math.ceil(NS / 4);
   const quarters = PX / 4;
   const vecs = R * quarters;
-  const loads = Math.ceil(vecs / 8);
+  const loads = Math.ceil(vecs / L);
   const dyoff: string[] = [];
   for (let i = 0; i < loads; i++) {
-    // Lane `lane` loads dY vec4 e = lane + 8i of the step: channel e / quarters (clamped: the
+    // Lane `lane` loads dY vec4 e = lane + L i of the step: channel e / quarters (clamped: the
     // accumulators of channels past Cout are never stored), pixels 4 (e % quarters) on.
-    dyoff.push(`  let dyE${i} = min(lane + ${8 * i}u, ${vecs - 1}u);`);
+    dyoff.push(`  let dyE${i} = min(lane + ${L * i}u, ${vecs - 1}u);`);
     dyoff.push(`  let dyOff${i} = min(co0 + dyE${i} / ${quarters}u, p.Cout - 1u) * dyPlane + dyE${i} % ${quarters}u;`);
   }
   const body: string[] = [];
@@ -409,7 +445,7 @@ function weightGradPackedCode(t: WeightGradTile, KH: number, KW: number, S: numb
   for (let r = 0; r < R; r++) {
     for (let px = 0; px < PX; px++) {
       const e = r * quarters + (px >> 2);
-      body.push(`      let y${r}_${px} = subgroupBroadcast(d${Math.floor(e / 8)}.${xyzw[px & 3]}, ${e % 8}u);`);
+      body.push(`      let y${r}_${px} = subgroupBroadcast(d${Math.floor(e / L)}.${xyzw[px & 3]}, ${e % L}u);`);
     }
     body.push(...weightGradMultiplyAdds(r, PX, KH, KW, S, (px) => `y${r}_${px}`, x));
   }
@@ -474,7 +510,7 @@ export function subgroupForward(x: Tensor, weight: Tensor, g: ConvGeometry, flip
   const { packed, CP } = packWeights(weight, g, flipped);
   const out = Tensor.empty([g.N, g.Cout, g.OH, g.OW]);
   const tiles = g.N * Math.ceil(g.OH / tile.TR) * Math.ceil(g.OW / tile.TC);
-  const { VX, VO, ...code } = forwardCode(tile, g);
+  const { VX, VO, ...code } = forwardCode(tile, g, lanesHere('forward'));
   launch(forwardKernels.forward, {
     label: `conv2d.subgroup.forward ${x.describe()}, ${weight.describe()} k${g.kH}x${g.kW} s${g.stride} p${g.pad}${flipped ? ' flipped' : ''} tile ${tile.R}x${tile.TR}x${tile.TC}${VX > 1 ? ` vec${VX}` : ''}`,
     inputs: { Wp: packed, X: x },
@@ -504,7 +540,7 @@ export function subgroupInputGrad(gradOut: Tensor, weight: Tensor, g: ConvGeomet
     inputs: { Wp: packed, dY: gradOut },
     outputs: { Out: out },
     params: { ...g, CP },
-    defines: { R: tile.R, TR: tile.TR, TC: tile.TC, STRIDE: g.stride, ...inputGradCode(tile, g) },
+    defines: { R: tile.R, TR: tile.TR, TC: tile.TC, STRIDE: g.stride, ...inputGradCode(tile, g, lanesHere('inputGrad')) },
     workgroups: [Math.ceil(blocks / 64), Math.ceil(g.Cin / tile.R), 1],
   });
   packed.dispose();
@@ -524,7 +560,7 @@ export function subgroupWeightGrad(gradOut: Tensor, x: Tensor, g: ConvGeometry, 
     inputs: { dY: gradOut, X: x },
     outputs: { Out: out },
     params: { ...g, rowsPerChunk },
-    defines: { R: tile.R, PX: tile.PX, WG: tile.WG, KH: g.kH, KW: g.kW, STRIDE: g.stride, ...weightGradCode(tile, g.kH, g.kW, g.stride) },
+    defines: { R: tile.R, PX: tile.PX, WG: tile.WG, KH: g.kH, KW: g.kW, STRIDE: g.stride, ...weightGradCode(tile, g.kH, g.kW, g.stride, lanesHere('weightGrad')) },
     workgroups: [Math.ceil(g.Cin / tile.WG), Math.ceil(g.Cout / tile.R), chunks],
   });
   if (chunks === 1) return out;
@@ -555,16 +591,17 @@ function subgroupWeightGradPacked(gradOut: Tensor, x: Tensor, g: ConvGeometry, t
   const label = `conv2d.subgroup.weightGrad ${gradOut.describe()}, ${x.describe()} k${g.kH}x${g.kW} s${g.stride} p${g.pad} tile ${tile.R}x${tile.PX}/${chunks} packed ${tile.packed}`;
   const params = { ...g, rowsPerChunk, Hp, Wp, OWp };
   const window = { R: tile.R, PX: tile.PX, KH: g.kH, KW: g.kW, STRIDE: S };
+  const L = lanesHere('weightGrad');
   if (tile.packed === 'rows') {
     launch(weightGradRowsKernels.weightGrad, {
       label, inputs: { dYp: dyp, Xp: xp }, outputs: { Out: out }, params,
-      defines: { ...window, ...weightGradRowsCode(tile, g.kH, g.kW, S) },
+      defines: { ...window, LANES: L, ...weightGradRowsCode(tile, g.kH, g.kW, S) },
       workgroups: [g.Cin, Math.ceil(g.Cout / tile.R), chunks],
     });
   } else {
     launch(weightGradPackedKernels.weightGrad, {
       label, inputs: { dYp: dyp, Xp: xp }, outputs: { Out: out }, params,
-      defines: { ...window, WG: tile.WG, ...weightGradPackedCode(tile, g.kH, g.kW, S) },
+      defines: { ...window, WG: tile.WG, ...weightGradPackedCode(tile, g.kH, g.kW, S, L) },
       workgroups: [Math.ceil(g.Cin / tile.WG), Math.ceil(g.Cout / tile.R), chunks],
     });
   }

@@ -3,7 +3,9 @@
 // four kernel designs, each of forward (which, through a flipped weight, also serves the
 // stride-1 input gradient) and weight gradient:
 //   subgroup   register tiles, weights shared through subgroup broadcasts (conv-subgroup.ts):
-//              for adapters with subgroups of exactly 8, i.e. lavapipe, where it is fastest;
+//              offered where subgroups are exactly 8 wide, i.e. lavapipe, where it is fastest
+//              (its kernels also run with 4 lanes, but on SwiftShader they did not pay:
+//              `subgroupConvOffered`);
 //              its forward tiles come twice where the map allows, the second reading the
 //              input rows as vec2s or vec4s
 //   unrolled   register tiles with every step a named variable (conv-unrolled.ts,
@@ -29,7 +31,7 @@ import { engine } from '../device.ts';
 import { hasUnrolledSubgroups, unrolledForward } from './conv-unrolled.ts';
 import { unrolledInputGrad } from './conv-unrolled-inputgrad.ts';
 import { unrolledWeightGrad } from './conv-unrolled-weightgrad.ts';
-import { hasSubgroupsOf8, subgroupForward, subgroupInputGrad, subgroupWeightGrad, rowVectorFits, dyRowVectorFits } from './conv-subgroup.ts';
+import { subgroupConvOffered, subgroupForward, subgroupInputGrad, subgroupWeightGrad, rowVectorFits, dyRowVectorFits } from './conv-subgroup.ts';
 import type { ForwardTile, InputGradTile, WeightGradTile } from './conv-subgroup.ts';
 import { workgroupForward, workgroupTileFits, workgroupWeightGrad } from './conv-workgroup.ts';
 import type { WorkgroupTile } from './conv-workgroup.ts';
@@ -156,7 +158,7 @@ function ruleDesign<T>(candidates: Candidate<Variant<T>>[], subgroupPick: number
 
 function forwardCandidates(g: ConvGeometry): Candidate<Variant<ForwardTile>>[] {
   const subgroup: Candidate<Variant<ForwardTile>>[] = [];
-  if (hasSubgroupsOf8()) {
+  if (subgroupConvOffered()) {
     // Pixel tiles of 8 or 4 (TR x TC), as wide as the map allows; and where 4-wide tiles would
     // run past the map's edge, tiles of the rows split evenly into at most 8 columns (a 7- or
     // 14-wide map: 7 columns, none past the edge; at stride 2 they read their input as vec2s).
@@ -228,7 +230,7 @@ function conv2dForward(x: Tensor, weight: Tensor, g: ConvGeometry, flipped = fal
 
 function weightGradCandidates(g: ConvGeometry): Candidate<Variant<WeightGradTile>>[] {
   const subgroup: Candidate<Variant<WeightGradTile>>[] = [];
-  if (hasSubgroupsOf8()) {
+  if (subgroupConvOffered()) {
     const PX = Math.min(4, g.OW);
     // A workgroup is 8 channels (one subgroup) or, with 64 channels or more, 64 of them.
     const WG = g.Cin >= 64 ? 64 : 8;
@@ -265,7 +267,7 @@ function weightGradCandidates(g: ConvGeometry): Candidate<Variant<WeightGradTile
  * fast one on SwiftShader). */
 function inputGradCandidates(g: ConvGeometry): Candidate<InputGradVariant>[] {
   const list: Candidate<InputGradVariant>[] = [];
-  if (hasSubgroupsOf8()) {
+  if (subgroupConvOffered()) {
     // Blocks of stride x stride input pixels, some 8 to 32 pixels an invocation, measured best
     // first (8 channels x 2 x 4 blocks at stride 2); at most 64 vec4 accumulators (channel
     // groups x pixels), beyond which the unrolled body only grows.

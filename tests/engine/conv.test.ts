@@ -1,6 +1,7 @@
 // conv2d against float64 references: the default path with finite-difference gradients on
 // awkward shapes, then every kernel design and tile the op can choose (subgroup where the
-// adapter has subgroups of 8, register, workgroup memory) forced in turn, with forward, input
+// adapter has subgroups of 8, with both its 8-lane and its 4-lane code; unrolled, register,
+// workgroup memory) forced in turn, with forward, input
 // gradient and weight gradient each checked against an exact float64 reference on shapes that
 // reach their edge cases: channel blocks past Cout, several workgroups, one input or output
 // channel, split sums, strides, narrow maps.
@@ -9,6 +10,7 @@ import * as assert from 'uvu/assert';
 import { SGD, Tensor, clearTuning, engine, forceVariant, loadTuningTable, scope, setTuning, tunePending, tuningTable } from '../../engine/index.ts';
 import { conv2d, conv2dGeometry, conv2dInputGrad, conv2dVariants, conv2dWeightGrad } from '../../engine/ops/conv.ts';
 import type { ConvGeometry } from '../../engine/ops/conv.ts';
+import { forceSubgroupConvLanes, subgroupConvOffered, subgroupConvSize } from '../../engine/ops/conv-subgroup.ts';
 import { assertClose, gradCheck, noLeaks, randomArray } from '../helpers.ts';
 
 /** float64 reference conv2d, NCHW, weight [Cout, Cin, kH, kW]. */
@@ -145,28 +147,41 @@ for (const [name, xs, ws, stride, padding] of designCases) {
     // The stride-1 input gradient is a forward conv with the flipped weight (its own geometry).
     const flippedGeometry: ConvGeometry = { ...g, Cin: g.Cout, Cout: g.Cin, H: g.OH, W: g.OW, OH: g.H, OW: g.W, pad: g.kH - 1 - g.pad };
     const forwardNames = new Set([...conv2dVariants('forward', g), ...(stride === 1 ? conv2dVariants('forward', flippedGeometry) : [])]);
-    try {
+    const check = async (lanes: string, only: (variant: string) => boolean) => {
       for (const variant of forwardNames) {
+        if (!only(variant)) continue;
         forceVariant('conv2d.forward', variant);
         const [y, dx] = scope(() => [conv2d(x, w, null, { stride, padding }), conv2dInputGrad(gy, w, g)]);
-        assertClose(await y.toArray(), yRef, tol, `${name} forward (${variant})`);
-        assertClose(await dx.toArray(), dxRef, tol, `${name} input grad (${variant})`);
+        assertClose(await y.toArray(), yRef, tol, `${name} forward (${variant}${lanes})`);
+        assertClose(await dx.toArray(), dxRef, tol, `${name} input grad (${variant}${lanes})`);
         y.dispose();
         dx.dispose();
       }
       for (const variant of conv2dVariants('inputGrad', g)) {
+        if (!only(variant)) continue;
         forceVariant('conv2d.inputGrad', variant);
         const dx = conv2dInputGrad(gy, w, g);
-        assertClose(await dx.toArray(), dxRef, tol, `${name} input grad (${variant})`);
+        assertClose(await dx.toArray(), dxRef, tol, `${name} input grad (${variant}${lanes})`);
         dx.dispose();
       }
       for (const variant of conv2dVariants('weightGrad', g)) {
+        if (!only(variant)) continue;
         forceVariant('conv2d.weightGrad', variant);
         const dw = conv2dWeightGrad(gy, x, g);
-        assertClose(await dw.toArray(), dwRef, tol, `${name} weight grad (${variant})`);
+        assertClose(await dw.toArray(), dwRef, tol, `${name} weight grad (${variant}${lanes})`);
         dw.dispose();
       }
+    };
+    try {
+      await check(` ${subgroupConvSize()} lanes`, () => true);
+      // The subgroup kernels' 4-lane code (SwiftShader's) is correct on subgroups of 8 as well:
+      // on lavapipe it is checked here too, besides natively in the browser suite.
+      if (subgroupConvSize() === 8) {
+        forceSubgroupConvLanes(4);
+        await check(' 4 lanes on 8', (v) => v.startsWith('subgroup'));
+      }
     } finally {
+      forceSubgroupConvLanes(null);
       forceVariant('conv2d.forward', null);
       forceVariant('conv2d.inputGrad', null);
       forceVariant('conv2d.weightGrad', null);
@@ -174,6 +189,22 @@ for (const [name, xs, ws, stride, padding] of designCases) {
     }
   });
 }
+
+test('conv2d subgroup kernels: offered with subgroups of 8; skipped with 4 (SwiftShader: no faster than unrolled there, their 4-lane code checked on lavapipe) or none', () => {
+  const g = conv2dGeometry(Tensor.empty([2, 8, 8, 8]), Tensor.empty([8, 8, 3, 3]), { padding: 1 });
+  const offered = conv2dVariants('forward', g).some((n) => n.startsWith('subgroup'));
+  const d = engine().device;
+  const info = d.adapterInfo as GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number };
+  const why = `subgroups ${d.features.has('subgroups') ? `${info.subgroupMinSize}-${info.subgroupMaxSize}` : 'absent'}`;
+  assert.is(offered, subgroupConvOffered(), `subgroup variants offered exactly where the rule allows (${why})`);
+  assert.is(offered, d.features.has('subgroups') && info.subgroupMinSize === 8 && info.subgroupMaxSize === 8, `offered with subgroups of exactly 8 (${why})`);
+  if (!offered) {
+    const reason = subgroupConvSize() === 4
+      ? 'subgroups of 4 (SwiftShader): no faster than the unrolled kernels there; their 4-lane code is checked on lavapipe'
+      : 'they need subgroups of a fixed size 4 or 8';
+    console.warn(`conv2d subgroup variants skipped on this adapter (${why}): ${reason}`);
+  }
+});
 
 test('conv2d: a weight is packed once until a kernel writes it, and the pack is freed with it', async () => {
   const xs = [2, 3, 7, 5];
