@@ -4,7 +4,7 @@
 // a multiple of 4, so that a vec4 load reads four output channels of one tap.
 import packSource from '../../shaders/conv-pack.wgsl';
 import { declareKernels } from '../kernels.ts';
-import { grid1d, launch } from '../launch.ts';
+import { launch } from '../launch.ts';
 import { Tensor } from '../tensor.ts';
 import type { ConvGeometry } from './conv.ts';
 
@@ -12,7 +12,7 @@ const packKernels = declareKernels({
   name: 'conv2d.pack',
   source: packSource,
   params: { Cin: 'u32', Cout: 'u32', KK: 'u32', CP: 'u32' },
-  defines: { FLIPPED: 'bool' },
+  defines: { FLIPPED: 'bool', WG_X: 'u32' },
   entryPoints: { main: { inputs: { W: 'f32' }, outputs: { Wp: 'vec4<f32>' } } },
 });
 
@@ -22,6 +22,8 @@ const packKernels = declareKernels({
 export function packWeights(weight: Tensor, g: ConvGeometry, flipped: boolean): { packed: Tensor; CP: number } {
   const KK = g.kH * g.kW;
   const CP = Math.ceil(g.Cout / 4) * 4;
+  // Invocations along the output channels' vec4s: as few as cover them, up to 64.
+  const wgX = Math.min(64, 4 * Math.ceil(CP / 16));
   const packed = weight.derived(`conv2d.pack ${g.Cin} ${g.Cout} ${KK}${flipped ? ' flipped' : ''}`, () => {
     const p = Tensor.empty([g.Cin * KK * CP]);
     launch(packKernels.main, {
@@ -29,8 +31,8 @@ export function packWeights(weight: Tensor, g: ConvGeometry, flipped: boolean): 
       inputs: { W: weight },
       outputs: { Wp: p },
       params: { Cin: g.Cin, Cout: g.Cout, KK, CP },
-      defines: { FLIPPED: flipped },
-      workgroups: grid1d(p.size / 4, 256),
+      defines: { FLIPPED: flipped, WG_X: wgX },
+      workgroups: [Math.ceil(CP / 4 / wgX), g.Cin, 1],
     });
     return p;
   });
