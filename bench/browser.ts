@@ -74,7 +74,7 @@ function printBreakdowns(records: BenchRecord[]): void {
     const browser = byOp(r.baseline.breakdown_ms);
     const families = [...new Set([...Object.keys(node), ...Object.keys(browser)])].sort((a, b) => (browser[b] ?? 0) - (browser[a] ?? 0));
     const total = (m: Record<string, number>) => Object.values(m).reduce((s, v) => s + v, 0);
-    console.log(`\n${r.case}: GPU ms of one profiled step by kernel family, Node | browser | ratio (totals ${total(node).toFixed(0)} | ${total(browser).toFixed(0)})`);
+    console.log(`\n${r.case}: GPU ms of a step by kernel family (median of 3 profiled steps), Node | browser | ratio (totals ${total(node).toFixed(0)} | ${total(browser).toFixed(0)})`);
     for (const f of families.slice(0, 16)) {
       const a = node[f] ?? 0;
       const b = browser[f] ?? 0;

@@ -2,7 +2,7 @@
 // (bench/browser-page.ts): the same code, the same kernels, the same shapes.
 import { engine, matmul, relu, scope } from '../engine/index.ts';
 import { filled } from './fill.ts';
-import { time } from './timing.ts';
+import { stats, time } from './timing.ts';
 import type { Timing } from './timing.ts';
 import { conv2d, conv2dGeometry, conv2dInputGrad, forceVariant } from '../engine/index.ts';
 import { DEFAULT_CONFIG, Trainer } from '../ssql/train.ts';
@@ -117,19 +117,30 @@ export function kernelCases(quick: boolean, only?: string): KernelCase[] {
   return all.filter((c) => only === undefined || c.name.includes(only));
 }
 
+/** Profiled training steps per case: a family's figure is its median over these steps (one
+ * profiled step let a single slow dispatch on a busy CPU triple a small family's share). */
+const PROFILED_STEPS = 3;
+
 /** Median, min and max milliseconds of `runs` timed runs after one warm-up, to GPU completion;
- * for a training step, then one more run, not timed, profiled: GPU milliseconds per kernel
- * family (timestamp queries, where the adapter has them). */
+ * for a training step, then PROFILED_STEPS more runs, not timed, profiled: GPU milliseconds per
+ * kernel family (timestamp queries, where the adapter has them), each family's median over
+ * those steps. */
 export async function timeCase(c: KernelCase, runs: number): Promise<Timing & { breakdown_ms?: Record<string, number> }> {
   const { run, dispose } = c.setup();
   const t = await time(run, runs);
   const e = engine();
   let breakdown_ms: Record<string, number> | undefined;
   if (c.images && e.device.features.has('timestamp-query')) {
-    e.startProfile();
-    run();
-    const profile = [...(await e.stopProfile()).entries()].sort((a, b) => b[1].ms - a[1].ms);
-    breakdown_ms = Object.fromEntries(profile.map(([k, v]) => [k, Number(v.ms.toFixed(2))]));
+    const perFamily = new Map<string, number[]>();
+    for (let i = 0; i < PROFILED_STEPS; i++) {
+      e.startProfile();
+      run();
+      for (const [family, v] of await e.stopProfile()) perFamily.set(family, [...(perFamily.get(family) ?? []), v.ms]);
+    }
+    // A family missing from a step counts 0 ms there.
+    const median = (ms: number[]) => stats([...ms, ...new Array<number>(PROFILED_STEPS - ms.length).fill(0)]).median_ms;
+    const profile = [...perFamily].map(([k, ms]) => [k, median(ms)] as const).sort((a, b) => b[1] - a[1]);
+    breakdown_ms = Object.fromEntries(profile.map(([k, ms]) => [k, Number(ms.toFixed(2))]));
   }
   dispose();
   return { ...t, breakdown_ms };
