@@ -11,12 +11,12 @@ import inputGradSource from '../../shaders/conv-subgroup-inputgrad.wgsl';
 import weightGradPackedSource from '../../shaders/conv-subgroup-weightgrad-packed.wgsl';
 import weightGradRowsSource from '../../shaders/conv-subgroup-weightgrad-rows.wgsl';
 import padSource from '../../shaders/conv-weightgrad-pad.wgsl';
-import { engine } from '../device.ts';
 import { declareKernels } from '../kernels.ts';
 import { grid1d, launch } from '../launch.ts';
 import { Tensor } from '../tensor.ts';
 import type { ConvGeometry } from './conv.ts';
 import { packWeights } from './conv-pack.ts';
+import { fixedSubgroupSize } from './matmul.ts';
 import { sum } from './reduce.ts';
 
 const geometryParams = {
@@ -109,10 +109,8 @@ let lanesOverride: 4 | null = null;
  * kernels take their shared operands from lanes 0 to L-1 only, so L = 4 code is also correct,
  * if wasteful, on subgroups of 8: `forceSubgroupConvLanes(4)` makes lavapipe run it (tests). */
 export function subgroupConvSize(): 0 | 4 | 8 {
-  const d = engine().device;
-  const info = d.adapterInfo as (GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number }) | undefined;
-  const size = info?.subgroupMinSize;
-  if (!d.features.has('subgroups') || size !== info?.subgroupMaxSize || (size !== 4 && size !== 8)) return 0;
+  const size = fixedSubgroupSize();
+  if (size !== 4 && size !== 8) return 0;
   return lanesOverride ?? size;
 }
 
@@ -124,12 +122,7 @@ export function subgroupConvSize(): 0 | 4 | 8 {
  * and the stride-2 forward lost the device (2026-12-02), so there the 4-lane code runs only in
  * lavapipe's tests (`forceSubgroupConvLanes`). */
 export function subgroupConvOffered(): boolean {
-  return subgroupConvSize() > 0 && adapterSubgroupSize() === 8;
-}
-
-function adapterSubgroupSize(): number {
-  const info = engine().device.adapterInfo as (GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number }) | undefined;
-  return info?.subgroupMinSize === info?.subgroupMaxSize ? (info?.subgroupMinSize ?? 0) : 0;
+  return fixedSubgroupSize() === 8;
 }
 
 /** Makes the subgroup conv kernels use 4 lanes on an adapter with fixed subgroups of 4 or 8

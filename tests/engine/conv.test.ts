@@ -174,8 +174,8 @@ for (const [name, xs, ws, stride, padding] of designCases) {
     };
     try {
       await check(` ${subgroupConvSize()} lanes`, () => true);
-      // The subgroup kernels' 4-lane code (SwiftShader's) is correct on subgroups of 8 as well:
-      // on lavapipe it is checked here too, besides natively in the browser suite.
+      // The subgroup kernels' 4-lane code is correct on subgroups of 8 as well, and this is
+      // where it is checked: SwiftShader (4 lanes) is not offered these kernels (the test below).
       if (subgroupConvSize() === 8) {
         forceSubgroupConvLanes(4);
         await check(' 4 lanes on 8', (v) => v.startsWith('subgroup'));
