@@ -301,6 +301,23 @@ export function engine(): Engine {
   return current;
 }
 
+/** The device's subgroup sizes, `[min, max]` as the adapter reports them, where the device has
+ * the 'subgroups' feature; else null. Kernels that share values between lanes decide on it. */
+export function subgroupSizes(): [number, number] | null {
+  const d = engine().device;
+  const info = d.adapterInfo as (GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number }) | undefined;
+  const min = info?.subgroupMinSize;
+  const max = info?.subgroupMaxSize;
+  return d.features.has('subgroups') && min !== undefined && max !== undefined ? [min, max] : null;
+}
+
+/** The subgroup size where kernels can rely on one: the 'subgroups' feature with a single fixed
+ * size (4 on SwiftShader, 8 on lavapipe); else 0. */
+export function fixedSubgroupSize(): number {
+  const s = subgroupSizes();
+  return s !== null && s[0] === s[1] ? s[0] : 0;
+}
+
 /** Use an existing GPUDevice (for embedding in an app that already has one). */
 export function useDevice(device: GPUDevice, adapterInfo?: GPUAdapter): Engine {
   current = new Engine(device, adapterInfo ? describeAdapter(adapterInfo) : describeDevice(device));

@@ -16,7 +16,7 @@ import { grid1d, launch } from '../launch.ts';
 import { Tensor } from '../tensor.ts';
 import type { ConvGeometry } from './conv.ts';
 import { packWeights } from './conv-pack.ts';
-import { fixedSubgroupSize } from './matmul.ts';
+import { fixedSubgroupSize } from '../device.ts';
 import { sum } from './reduce.ts';
 
 const geometryParams = {

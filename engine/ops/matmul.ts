@@ -3,7 +3,7 @@ import source from '../../shaders/matmul.wgsl';
 import { record } from '../autograd.ts';
 import { choose } from '../tuning.ts';
 import type { Bench, Candidate } from '../tuning.ts';
-import { engine } from '../device.ts';
+import { fixedSubgroupSize } from '../device.ts';
 import { declareKernels } from '../kernels.ts';
 import { launch } from '../launch.ts';
 import { shapeString } from '../shapes.ts';
@@ -69,15 +69,6 @@ function cachedCode(t: MatmulTile, transA: boolean, transB: boolean, layout: Mat
   let c = codeCache.get(key);
   if (!c) codeCache.set(key, (c = matmulCode(t, transA, transB, layout, kStep, subgroup)));
   return c;
-}
-
-/** The adapter's subgroup size where the 'subgroup' design can rely on it: the 'subgroups'
- * feature with one fixed size (4 on SwiftShader, 8 on lavapipe); else 0. */
-export function fixedSubgroupSize(): number {
-  const d = engine().device;
-  const info = d.adapterInfo as (GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number }) | undefined;
-  const size = info?.subgroupMinSize;
-  return d.features.has('subgroups') && size !== undefined && size === info?.subgroupMaxSize ? size : 0;
 }
 
 /** The unrolled parts of shaders/matmul.wgsl for one tile, operand order, layout and number of

@@ -4,7 +4,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as E from '../../engine/index.ts';
-import { MATMUL_TILE, MATMUL_VARIANTS, fixedSubgroupSize, matmulCandidates, matmulLayout } from '../../engine/ops/matmul.ts';
+import { fixedSubgroupSize } from '../../engine/device.ts';
+import { MATMUL_TILE, MATMUL_VARIANTS, matmulCandidates, matmulLayout } from '../../engine/ops/matmul.ts';
 import type { Shape, Tensor } from '../../engine/index.ts';
 import { assertClose, gradCheck, randomArray, tensor } from '../helpers.ts';
 import * as ref from '../reference.ts';
