@@ -135,15 +135,34 @@ fn rowLanes(j: u32, e0: u32) -> vec4<bool> {
   return (e >= vec4<u32>(e0)) & (e < vec4<u32>(e0 + p.HW));
 }
 
-// VEC4: a part's units [begin, end) of channel c, walked as runs inside one row n each (whole
-// vec4s, every lane live): `first` is the X/DY index of the run's first unit.
+// VEC4: a part's units [begin, end) of its channel, walked as runs inside one row n each (whole
+// vec4s, every lane live), so that the loop over a run is a load and the sums, with no per-unit
+// row bookkeeping or masks:
+//   var w = runWalk(part);
+//   while (w.left > 0u) { let run = nextRun(&w, part.c); for (j in [run.first, run.first + run.count)) ... }
+// `first` is the X/DY index of the run's first unit.
 struct RowRun {
   first: u32,
   count: u32,
 }
 
-fn vec4Run(c: u32, q: ChanPos, units: u32) -> RowRun {
-  return RowRun(((q.n * p.C + c) * p.HW + q.s) / 4u, min(units, (p.HW - q.s) / 4u));
+// Where the walk's next run starts, and how many of the part's units are left.
+struct RunWalk {
+  q: ChanPos,
+  left: u32,
+}
+
+fn runWalk(part: Part) -> RunWalk {
+  return RunWalk(chanStart(part.begin), select(0u, part.end - part.begin, part.end > part.begin));
+}
+
+// The next run of channel c (the rest of row q.n, or fewer units where the part ends there).
+fn nextRun(w: ptr<function, RunWalk>, c: u32) -> RowRun {
+  let q = (*w).q;
+  let run = RowRun(((q.n * p.C + c) * p.HW + q.s) / 4u, min((*w).left, (p.HW - q.s) / 4u));
+  (*w).left -= run.count;
+  (*w).q = ChanPos(q.n + 1u, 0u);
+  return run;
 }
 
 @compute @workgroup_size(WG_PART)
@@ -178,18 +197,14 @@ fn statsPartial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
       }
     }
   } else if (VEC4) {
-    // Row by row: the inner loop is a load and the sums, no per-unit row bookkeeping or masks.
-    var q = chanStart(part.begin);
-    var left = select(0u, part.end - part.begin, part.end > part.begin);
-    while (left > 0u) {
-      let run = vec4Run(part.c, q, left);
+    var w = runWalk(part);
+    while (w.left > 0u) {
+      let run = nextRun(&w, part.c);
       for (var j = run.first; j < run.first + run.count; j++) {
         let d = X[j] - k;
         a1 += d;
         a2 += d * d;
       }
-      left -= run.count;
-      q = ChanPos(q.n + 1u, 0u);
     }
   } else {
     var q = chanStart(part.begin);
@@ -394,18 +409,15 @@ fn backwardPartial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
       }
     }
   } else if (VEC4) {
-    var q = chanStart(part.begin);
-    var left = select(0u, part.end - part.begin, part.end > part.begin);
-    while (left > 0u) {
-      let run = vec4Run(part.c, q, left);
+    var w = runWalk(part);
+    while (w.left > 0u) {
+      let run = nextRun(&w, part.c);
       for (var j = run.first; j < run.first + run.count; j++) {
         let t = rowTerms(j, vec4<bool>(true), cs, a);
         a1 += t.gm;
         a2 += t.gx;
         if (RESIDUAL) { DR[j] = t.gm; }
       }
-      left -= run.count;
-      q = ChanPos(q.n + 1u, 0u);
     }
   } else {
     // H*W < 4: a unit's lanes may lie in different rows.
