@@ -16,14 +16,16 @@ enable subgroups;
 // its channels and rows) and the input values under their windows. SwiftShader loads every value
 // lane by lane even where the address is the same in all lanes, so the dY values are loaded once
 // per 4 lanes (lane l of each 4 loads value 4j + l) and handed around with subgroupBroadcast;
-// subgroups must be at least 4 wide. The sum over the
+// subgroups must be at least 4 wide. LOOP walks the rows either one step a loop turn or with
+// whole rows unrolled, a few of them a turn (the tile's rowsPerTurn): on SwiftShader each loop
+// turn costs in proportion to the accumulators it carries, so small maps ran mostly loop
+// overhead with one step a turn. The sum over the
 // (n, oh) rows is split into chunks of `rowsPerChunk` rows (workgroup wid.z), each writing its own
 // partial [Cout, Cin, kH, kW] slab; the caller sums the slabs. Output channels past Cout read a
 // clamped channel and are never stored; pixels past the row read as zero.
 //
 // Params: the geometry (N, Cin, H, W, Cout, OH, OW, kH, kW, stride, pad) and rowsPerChunk.
-// Bindings: dY, X -> Out. Defines: R, PX, WG; code: SETUP, ACC, ROW (one row of the sum), BODY
-// (one step of PX pixels), STORE.
+// Bindings: dY, X -> Out. Defines: R, PX, WG; code: SETUP, ACC, LOOP, STORE.
 
 // The interface generated from the declaration goes here:
 #interface
@@ -42,18 +44,7 @@ fn weightGrad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_
   let oplane = p.OH * p.OW;
 {{SETUP}}
 {{ACC}}
-  for (var row = row0; row < row1; row++) {
-    let n = row / p.OH;
-    let oh = row % p.OH;
-    let xChan = (n * p.Cin + ci) * plane;
-    let gRow = n * p.Cout * oplane + oh * p.OW;
-    let ih0 = i32(oh * p.stride) - i32(p.pad);
-{{ROW}}
-    for (var ow0 = 0u; ow0 < p.OW; ow0 += PX) {
-      let iw0 = i32(ow0 * p.stride) - i32(p.pad);
-{{BODY}}
-    }
-  }
+{{LOOP}}
 
   if (gid.x >= p.Cin) { return; }
   let taps = p.kH * p.kW;

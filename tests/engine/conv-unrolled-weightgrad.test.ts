@@ -1,7 +1,8 @@
 // The unrolled conv weight-gradient kernel (engine/ops/conv-unrolled-weightgrad.ts) against
 // float64 at several tiles: channel blocks past Cout (12 of 20) and of every channel (Cout <= 4),
 // 1 to 4 pixels a step with partial last steps, the rows summed whole or split into chunks (with
-// a partial last chunk), workgroups of 4 to 64 input channels with partial ones, strides,
+// a partial last chunk), looped a step a turn or unrolled whole several rows a turn (with a
+// partial last turn), workgroups of 4 to 64 input channels with partial ones, strides,
 // padding past the window, 1x1 and 5x5 windows, narrow maps.
 import { test } from 'uvu';
 import { Tensor } from '../../engine/index.ts';
@@ -41,9 +42,15 @@ const cases: [string, number[], number[], number, number][] = [
 function tilesFor(g: ConvGeometry): UnrolledWeightGradTile[] {
   const rule = unrolledWeightGradTile(g);
   const others: UnrolledWeightGradTile[] = [
+    // The rule with and without whole rows unrolled (each adapter's rule picks one).
+    unrolledWeightGradTile(g, !rule.rowsPerTurn),
     { R: 4, PX: 1, chunks: 1, WG: 4 },
     { R: 12, PX: Math.min(3, g.OW), chunks: 5, WG: 64 },
     { R: 16, PX: Math.min(4, g.OW), chunks: 2, WG: 16 },
+    // Whole rows unrolled, several a turn with a partial last turn in a chunk.
+    { R: 8, PX: Math.min(4, g.OW), chunks: 3, WG: 16, rowsPerTurn: 4 },
+    { R: 16, PX: Math.min(2, g.OW), chunks: 1, WG: 4, rowsPerTurn: 5 },
+    { R: 4, PX: Math.min(3, g.OW), chunks: 2, WG: 64, rowsPerTurn: 1 },
   ];
   return [rule, ...others].map((t) => (g.Cout <= 4 ? { ...t, R: g.Cout } : t));
 }
@@ -62,7 +69,7 @@ for (const [name, xs, ws, stride, padding] of cases) {
     const tol = { rtol: 1e-4, atol: 1e-5 * Math.sqrt(g.N * g.OH * g.OW) };
     for (const t of tilesFor(g)) {
       const dw = unrolledWeightGrad(gy, x, g, t);
-      assertClose(await dw.toArray(), expected, tol, `${name} tile ${t.R}x${t.PX}/${t.chunks} wg${t.WG}`);
+      assertClose(await dw.toArray(), expected, tol, `${name} tile ${JSON.stringify(t)}`);
       dw.dispose();
     }
     x.dispose();
