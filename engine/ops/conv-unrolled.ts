@@ -35,10 +35,11 @@ export function hasUnrolledSubgroups(): boolean {
  * channel blocks. PT must be at least the subgroup size: the lanes of a subgroup share weights. */
 export interface UnrolledTile { R: number; TR: number; TC: number; PT?: number }
 
-/** The widest subgroup the adapter may run (64, the workgroup, when it does not say). */
+/** The widest subgroup the adapter may run, up to the 64 invocations of a workgroup (64 when it
+ * does not say). */
 export function unrolledMaxSubgroup(): number {
   const info = engine().device.adapterInfo as (GPUAdapterInfo & { subgroupMaxSize?: number }) | undefined;
-  return info?.subgroupMaxSize ?? 64;
+  return Math.min(64, info?.subgroupMaxSize ?? 64);
 }
 
 /** Relative costs on SwiftShader, in multiply-adds (of one lane), measured by taking the loads
