@@ -28,8 +28,9 @@ const kernels = declareKernels({
 export interface UnrolledInputGradTile { R: number; TR: number; TC: number; PT?: number }
 
 /** The tile for a shape: 8 blocks (32 pixels at stride 2), fewer at stride 3 (9 pixels a block)
- * and where the map is narrow; 16 channels for windows wider than 1x1, else 8 (every channel
- * when there are fewer), halved down to 4 while that leaves fewer than 4 workgroups; workgroups
+ * and where the map is narrow; with subgroups of 4, 16 channels for windows wider than 1x1, else
+ * 8, halved down to 4 while that leaves fewer than 4 workgroups (4 channels with wider
+ * subgroups; every channel when there are at most 4); workgroups
  * of as few pixel tiles as the map has (down to 16, and no fewer than the subgroup is wide),
  * the rest of the 64 invocations on further channel blocks. Measured in Chromium (SwiftShader,
  * GPU ms, interleaved, the small ResNet's batch-16 shapes; the old tile 4 channels x 2 x 4 blocks
@@ -43,7 +44,10 @@ export function unrolledInputGradTile(g: ConvGeometry, maxSubgroup = unrolledMax
   const tiles = g.N * Math.ceil(blocksH / TR) * Math.ceil(blocksW / TC);
   const PT = Math.max(16, maxSubgroup, Math.min(64, 2 ** Math.ceil(Math.log2(tiles))));
   const workgroups = (R: number) => Math.ceil(tiles / PT) * Math.ceil(Math.ceil(g.Cin / R) / (64 / PT));
-  let R = g.kH * g.kW > 1 ? 16 : 8;
+  // Wide channel tiles pay on SwiftShader (4-lane subgroups) but not on lavapipe (8 lanes; its
+  // tuner picks this kernel at some shapes): 16 channels took 32<-64 on 14x14 (batch 64) from 22
+  // to 25 ms there, so wider subgroups keep 4.
+  let R = maxSubgroup > 4 ? 4 : g.kH * g.kW > 1 ? 16 : 8;
   while (R > 4 && workgroups(R) < 4) R /= 2;
   if (g.Cin <= 4) R = g.Cin;
   else R = Math.min(R, Math.ceil(g.Cin / 4) * 4);
