@@ -16,31 +16,35 @@ enable subgroups;
 // 2 multiply-adds' time a weight). Only the input pixels, different in every lane, are loaded
 // per lane; bigger tiles share each of them among more multiply-adds.
 //
-// Each invocation owns R output channels x (TR x TC) output pixels. A workgroup is 64
-// invocations along the pixels, all on the same R channels (workgroup row wid.y). Weights come
+// Each invocation owns R output channels x (TR x TC) output pixels, held as vec4s of 4 pixels
+// (the last one padded with zeros when TR * TC is not a multiple of 4). A workgroup is 64
+// invocations: PT pixel tiles x 64 / PT blocks of R channels (PT < 64 fills the workgroups of
+// small maps, e.g. 16 images' 4x4 maps are 16 tiles); PT is a multiple of the subgroup size, so
+// the lanes of a subgroup work on the same channels. Weights come
 // packed (shaders/conv-pack.wgsl) as Wp[ci][tap][co] with co padded to CP (a multiple of 4),
 // read as vec4s of 4 channels. Channels past Cout compute garbage from clamped addresses and are
 // never stored; pixels past the map likewise. Subgroups must be at least 4 wide; no invocation
 // leaves before the last broadcast.
 //
 // Params: the geometry (N, Cin, H, W, Cout, OH, OW, kH, kW, stride, pad) and CP. Bindings: Wp
-// (vec4), X -> Out. Defines: R, TR, TC; code: SETUP, ACC, BODY (one input channel), STORE.
+// (vec4), X -> Out. Defines: R, TR, TC, PT; code: SETUP, ACC, BODY (one input channel), STORE.
 
 // The interface generated from the declaration goes here:
 #interface
 
 @compute @workgroup_size(64)
-fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
+fn forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
            @builtin(subgroup_invocation_id) lane: u32) {
   let tilesW = (p.OW + TC - 1u) / TC;
   let tilesH = (p.OH + TR - 1u) / TR;
   let tiles = p.N * tilesH * tilesW;
+  let tileIndex = wid.x * PT + lid % PT;
   // Invocations past the last tile compute a copy of it and store nothing.
-  let tile = min(gid.x, tiles - 1u);
+  let tile = min(tileIndex, tiles - 1u);
   let n = tile / (tilesH * tilesW);
   let oh0 = ((tile / tilesW) % tilesH) * TR;
   let ow0 = (tile % tilesW) * TC;
-  let co0 = wid.y * R;
+  let co0 = (wid.y * (64u / PT) + lid / PT) * R;
   let ih0 = i32(oh0 * p.stride) - i32(p.pad);
   let iw0 = i32(ow0 * p.stride) - i32(p.pad);
   let plane = p.H * p.W;
@@ -55,7 +59,7 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id)
 {{BODY}}
   }
 
-  if (gid.x >= tiles) { return; }
+  if (tileIndex >= tiles) { return; }
   let oplane = p.OH * p.OW;
   let outBase = n * p.Cout * oplane;
 {{STORE}}

@@ -19,9 +19,9 @@ enable subgroups;
 // which dY offset is known when the code is generated, so the body is straight-line FMAs.
 //
 // Each invocation owns R input channels x (TR x TC) blocks of S x S input pixels; its
-// accumulators are vec4s of 4 channels, one per pixel. A workgroup is 64 invocations along the
-// pixels, all on the same R channels (workgroup row wid.y), so the weights are the same in all
-// lanes; as in conv-unrolled-forward.wgsl (which says why) they are loaded 4 vec4s to a subgroup
+// accumulators are vec4s of 4 channels, one per pixel. A workgroup is 64 invocations: PT pixel
+// tiles x 64 / PT blocks of R channels (PT < 64 fills the workgroups of small maps); PT is a
+// multiple of the subgroup size, so the weights are the same in all lanes of a subgroup; as in conv-unrolled-forward.wgsl (which says why) they are loaded 4 vec4s to a subgroup
 // load and handed around with subgroupBroadcast (subgroups of at least 4). The sum runs over
 // Cout. Weights come packed by conv-pack.wgsl with
 // FLIPPED (Wp[co][KK-1-tap][ci], ci padded to CP), read as vec4s of 4 input channels. Channels
@@ -29,7 +29,7 @@ enable subgroups;
 // likewise.
 //
 // Params: the geometry (N, Cin, H, W, Cout, OH, OW, kH, kW, stride, pad) and CP. Bindings: Wp
-// (vec4), dY -> Out. Defines: R, TR, TC, STRIDE, DH0 and DW0 (the first dY row and column under
+// (vec4), dY -> Out. Defines: R, TR, TC, PT, STRIDE, DH0 and DW0 (the first dY row and column under
 // a tile relative to its first block); code: SETUP (dY offsets, weight columns), ACC, BODY (one
 // output channel of the sum), STORE.
 
@@ -37,7 +37,7 @@ enable subgroups;
 #interface
 
 @compute @workgroup_size(64)
-fn inputGrad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
+fn inputGrad(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
              @builtin(subgroup_invocation_id) lane: u32) {
   let blocksH = (p.H + STRIDE - 1u) / STRIDE;
   let blocksW = (p.W + STRIDE - 1u) / STRIDE;
@@ -45,11 +45,12 @@ fn inputGrad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_i
   let tilesH = (blocksH + TR - 1u) / TR;
   let tiles = p.N * tilesH * tilesW;
   // Invocations past the last tile compute a copy of it and store nothing.
-  let tile = min(gid.x, tiles - 1u);
+  let tileIndex = wid.x * PT + lid % PT;
+  let tile = min(tileIndex, tiles - 1u);
   let n = tile / (tilesH * tilesW);
   let a0 = ((tile / tilesW) % tilesH) * TR;
   let b0 = (tile % tilesW) * TC;
-  let ci0 = wid.y * R;
+  let ci0 = (wid.y * (64u / PT) + lid / PT) * R;
   let oh0 = i32(a0) + DH0;
   let ow0 = i32(b0) + DW0;
   let oplane = p.OH * p.OW;
@@ -64,7 +65,7 @@ fn inputGrad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_i
 {{BODY}}
   }
 
-  if (gid.x >= tiles) { return; }
+  if (tileIndex >= tiles) { return; }
   let plane = p.H * p.W;
   let outBase = n * p.Cin * plane;
 {{STORE}}

@@ -8,6 +8,7 @@ import { launch } from '../launch.ts';
 import { Tensor } from '../tensor.ts';
 import type { ConvGeometry } from './conv.ts';
 import { packWeights } from './conv-pack.ts';
+import { unrolledMaxSubgroup } from './conv-unrolled.ts';
 import { phaseTaps, transposedAccName, transposedConvStore, windowOf } from './conv-subgroup.ts';
 
 const kernels = declareKernels({
@@ -17,21 +18,40 @@ const kernels = declareKernels({
     N: 'u32', Cin: 'u32', H: 'u32', W: 'u32', Cout: 'u32', OH: 'u32', OW: 'u32',
     kH: 'u32', kW: 'u32', stride: 'u32', pad: 'u32', CP: 'u32',
   },
-  defines: { R: 'u32', TR: 'u32', TC: 'u32', STRIDE: 'u32', DH0: 'i32', DW0: 'i32', SETUP: 'code', ACC: 'code', BODY: 'code', STORE: 'code' },
+  defines: { R: 'u32', TR: 'u32', TC: 'u32', PT: 'u32', STRIDE: 'u32', DH0: 'i32', DW0: 'i32', SETUP: 'code', ACC: 'code', BODY: 'code', STORE: 'code' },
   entryPoints: { inputGrad: { inputs: { Wp: 'vec4<f32>', dY: 'f32' }, outputs: { Out: 'f32' } } },
 });
 
 /** R input channels (a multiple of 4, or every channel when there are at most 4) x (TR x TC)
- * blocks of stride x stride input pixels per invocation. */
-export interface UnrolledInputGradTile { R: number; TR: number; TC: number }
+ * blocks of stride x stride input pixels per invocation; a workgroup of 64 invocations is PT
+ * pixel tiles (64 when left out) x 64 / PT channel blocks, PT no less than the subgroup size. */
+export interface UnrolledInputGradTile { R: number; TR: number; TC: number; PT?: number }
 
-/** The tile for a shape: 4 channels x 8 blocks (32 pixels at stride 2), each weight vec4 used
- * once per block; fewer blocks at stride 3 (9 pixels a block) and where the map is narrow. */
-export function unrolledInputGradTile(g: ConvGeometry): UnrolledInputGradTile {
-  const R = Math.min(g.Cin, 4);
+/** The tile for a shape: 8 blocks (32 pixels at stride 2), fewer at stride 3 (9 pixels a block)
+ * and where the map is narrow; with subgroups of 4, 16 channels for windows wider than 1x1, else
+ * 8, halved down to 4 while that leaves fewer than 4 workgroups (4 channels with wider
+ * subgroups; every channel when there are at most 4); workgroups
+ * of as few pixel tiles as the map has (down to 16, and no fewer than the subgroup is wide),
+ * the rest of the 64 invocations on further channel blocks. Measured in Chromium (SwiftShader,
+ * GPU ms, interleaved, the small ResNet's batch-16 shapes; the old tile 4 channels x 2 x 4 blocks
+ * in workgroups of 64 tiles): 64<-128 on 7x7 33 -> 13 (8 channels, 32 tiles), 32<-64 on 14x14
+ * 24 -> 14 (16 channels), 16<-32 on 28x28 16 -> 16, the three 1x1 ones 21 -> 15. */
+export function unrolledInputGradTile(g: ConvGeometry, maxSubgroup = unrolledMaxSubgroup()): UnrolledInputGradTile {
+  const blocksH = Math.ceil(g.H / g.stride);
   const blocksW = Math.ceil(g.W / g.stride);
-  const [TR, TC] = g.stride >= 3 ? [1, 2] : [2, 4];
-  return { R, TR, TC: Math.min(TC, blocksW) };
+  const [TR, rowTC] = g.stride >= 3 ? [1, 2] : [2, 4];
+  const TC = Math.min(rowTC, blocksW);
+  const tiles = g.N * Math.ceil(blocksH / TR) * Math.ceil(blocksW / TC);
+  const PT = Math.max(16, maxSubgroup, Math.min(64, 2 ** Math.ceil(Math.log2(tiles))));
+  const workgroups = (R: number) => Math.ceil(tiles / PT) * Math.ceil(Math.ceil(g.Cin / R) / (64 / PT));
+  // Wide channel tiles pay on SwiftShader (4-lane subgroups) but not on lavapipe (8 lanes; its
+  // tuner picks this kernel at some shapes): 16 channels took 32<-64 on 14x14 (batch 64) from 22
+  // to 25 ms there, so wider subgroups keep 4.
+  let R = maxSubgroup > 4 ? 4 : g.kH * g.kW > 1 ? 16 : 8;
+  while (R > 4 && workgroups(R) < 4) R /= 2;
+  if (g.Cin <= 4) R = g.Cin;
+  else R = Math.min(R, Math.ceil(g.Cin / 4) * 4);
+  return { R, TR, TC, PT: Math.min(PT, 64) };
 }
 
 /** The unrolled parts of the shader for one tile and geometry, and the dY offsets DH0, DW0 of
@@ -105,13 +125,15 @@ export function unrolledInputGrad(gradOut: Tensor, weight: Tensor, g: ConvGeomet
   const { packed, CP } = packWeights(weight, { ...g, Cin: g.Cout, Cout: g.Cin }, true);
   const out = Tensor.empty([g.N, g.Cin, g.H, g.W]);
   const tiles = g.N * Math.ceil(Math.ceil(g.H / g.stride) / tile.TR) * Math.ceil(Math.ceil(g.W / g.stride) / tile.TC);
+  const PT = tile.PT ?? 64;
+  if (64 % PT !== 0 || PT < unrolledMaxSubgroup()) throw new RangeError(`conv2d.unrolled.inputGrad: ${PT} pixel tiles a workgroup must divide 64 and hold whole subgroups`);
   launch(kernels.inputGrad, {
-    label: `conv2d.unrolled.inputGrad ${gradOut.describe()}, ${weight.describe()} k${g.kH}x${g.kW} s${g.stride} p${g.pad} tile ${tile.R}x${tile.TR}x${tile.TC}`,
+    label: `conv2d.unrolled.inputGrad ${gradOut.describe()}, ${weight.describe()} k${g.kH}x${g.kW} s${g.stride} p${g.pad} tile ${tile.R}x${tile.TR}x${tile.TC} pt${PT}`,
     inputs: { Wp: packed, dY: gradOut },
     outputs: { Out: out },
     params: { ...g, CP },
-    defines: { R: tile.R, TR: tile.TR, TC: tile.TC, STRIDE: g.stride, ...unrolledInputGradCode(tile, g) },
-    workgroups: [Math.ceil(tiles / 64), Math.ceil(g.Cin / tile.R), 1],
+    defines: { R: tile.R, TR: tile.TR, TC: tile.TC, PT, STRIDE: g.stride, ...unrolledInputGradCode(tile, g) },
+    workgroups: [Math.ceil(tiles / PT), Math.ceil(Math.ceil(g.Cin / tile.R) / (64 / PT)), 1],
   });
   packed.dispose();
   return out;

@@ -17,7 +17,7 @@ const kernels = declareKernels({
     N: 'u32', Cin: 'u32', H: 'u32', W: 'u32', Cout: 'u32', OH: 'u32', OW: 'u32',
     kH: 'u32', kW: 'u32', stride: 'u32', pad: 'u32', CP: 'u32',
   },
-  defines: { R: 'u32', TR: 'u32', TC: 'u32', SETUP: 'code', ACC: 'code', BODY: 'code', STORE: 'code' },
+  defines: { R: 'u32', TR: 'u32', TC: 'u32', PT: 'u32', SETUP: 'code', ACC: 'code', BODY: 'code', STORE: 'code' },
   entryPoints: { forward: { inputs: { Wp: 'vec4<f32>', X: 'f32' }, outputs: { Out: 'f32' } } },
 });
 
@@ -30,8 +30,17 @@ export function hasUnrolledSubgroups(): boolean {
 }
 
 /** R output channels (a multiple of 4, or every channel when there are at most 4) x (TR x TC)
- * output pixels per invocation; TR * TC a multiple of 4. */
-export interface UnrolledTile { R: number; TR: number; TC: number }
+ * output pixels per invocation (in vec4s of 4 pixels, the last one padded when TR * TC is not a
+ * multiple of 4); a workgroup of 64 invocations is PT pixel tiles (64 when left out) x 64 / PT
+ * channel blocks. PT must be at least the subgroup size: the lanes of a subgroup share weights. */
+export interface UnrolledTile { R: number; TR: number; TC: number; PT?: number }
+
+/** The widest subgroup the adapter may run, up to the 64 invocations of a workgroup (64 when it
+ * does not say). */
+export function unrolledMaxSubgroup(): number {
+  const info = engine().device.adapterInfo as (GPUAdapterInfo & { subgroupMaxSize?: number }) | undefined;
+  return Math.min(64, info?.subgroupMaxSize ?? 64);
+}
 
 /** Relative costs on SwiftShader, in multiply-adds (of one lane), measured by taking the loads
  * and broadcasts out of the kernel in turn (8 x 64 x 32 x 32 -> 64, tile 8 x 4 x 4): a load
@@ -48,24 +57,35 @@ function modelledCost(g: ConvGeometry, t: UnrolledTile): number {
   const inputs = ((t.TR - 1) * S + g.kH) * ((t.TC - 1) * S + g.kW);
   const groups = Math.ceil(t.R / 4);
   const weightLoads = 4 * Math.ceil((g.kH * g.kW * groups) / 4);
-  const perChannel = GATHER_COST * (inputs + weightLoads) + BROADCAST_COST * g.kH * g.kW * 4 * groups + g.kH * g.kW * 4 * groups * t.TR * t.TC;
+  const slots = 4 * Math.ceil((t.TR * t.TC) / 4);
+  const perChannel = GATHER_COST * (inputs + weightLoads) + BROADCAST_COST * g.kH * g.kW * 4 * groups + g.kH * g.kW * 4 * groups * slots;
   const tiles = g.N * Math.ceil(g.OH / t.TR) * Math.ceil(g.OW / t.TC);
-  const workgroups = Math.ceil(tiles / 64) * Math.ceil(g.Cout / t.R);
+  const PT = t.PT ?? 64;
+  const workgroups = Math.ceil(tiles / PT) * Math.ceil(Math.ceil(g.Cout / t.R) / (64 / PT));
   return workgroups * 64 * g.Cin * perChannel * Math.max(1, 2 / workgroups);
 }
 
 /** The tile for a shape: the cheapest by `modelledCost` of 8 or 16 channels (every channel when
- * there are at most 4) x 16, 8 or 4 pixels (narrower where the map is). Big tiles share each
- * loaded input pixel and weight among more multiply-adds; small ones keep the workgroups full
- * on small maps. */
-export function unrolledTile(g: ConvGeometry): UnrolledTile {
+ * there are at most 4) x 16, 8 or 4 pixels (narrower where the map is; 4 or 2 whole rows of a
+ * 5- to 7-wide map), in workgroups of 64, 32 or 16 pixel tiles (no fewer than the subgroup is
+ * wide). Big tiles share each loaded input pixel and weight among more multiply-adds; workgroups
+ * of several channel blocks keep big tiles from leaving most of a workgroup idle on small maps.
+ * Measured in Chromium (SwiftShader, GPU ms, the small ResNet's batch-16 shapes, interleaved):
+ * 128->128 on 4x4 maps 16x1x4 -> 16x4x4 in workgroups of 16 tiles 1.7x faster, 64->128 stride 2
+ * the same 1.5x, 64->64 on 7x7 16x4x4 -> 16x4x7 in workgroups of 32 tiles 1.25x. */
+export function unrolledTile(g: ConvGeometry, maxSubgroup = unrolledMaxSubgroup()): UnrolledTile {
   const channels = g.Cout <= 4 ? [g.Cout] : g.Cout <= 8 ? [8] : [8, 16];
   const pixels = g.OW >= 4 ? [[4, 4], [2, 4], [1, 4]] : g.OW >= 2 ? [[4, 2], [2, 2]] : [[8, 1], [4, 1]];
+  // Whole rows where 4-wide tiles would run past the map's edge (7 wide: 4 x 4 tiles compute
+  // 64 pixels for 49).
+  if (g.OW > 4 && g.OW < 8 && g.OW % 4 !== 0) pixels.push([4, g.OW], [2, g.OW]);
   let best: UnrolledTile | null = null;
   for (const R of channels) {
     for (const [TR, TC] of pixels) {
-      const t = { R, TR, TC };
-      if (!best || modelledCost(g, t) < modelledCost(g, best)) best = t;
+      for (const PT of [64, 32, 16].filter((pt) => pt >= maxSubgroup)) {
+        const t = { R, TR, TC, PT };
+        if (!best || modelledCost(g, t) < modelledCost(g, best)) best = t;
+      }
     }
   }
   return best!;
@@ -77,7 +97,7 @@ const XYZW = 'xyzw';
 export function unrolledCode(t: UnrolledTile, KH: number, KW: number, S: number): { SETUP: string; ACC: string; BODY: string; STORE: string } {
   const { R, TR, TC } = t;
   const C = TR * TC;
-  if (C % 4 !== 0) throw new RangeError(`conv2d.unrolled: tile ${TR}x${TC} needs a multiple of 4 pixels`);
+  const Q = Math.ceil(C / 4);
   const groups = Math.ceil(R / 4);
   const NR = (TR - 1) * S + KH;
   const NS = (TC - 1) * S + KW;
@@ -98,7 +118,7 @@ export function unrolledCode(t: UnrolledTile, KH: number, KW: number, S: number)
     setup.push(`  let wo${j} = (m${j} / ${groups}u) * cp4 + min(co0 / 4u + m${j} % ${groups}u, cp4 - 1u);`);
   }
   const acc: string[] = [];
-  for (let r = 0; r < R; r++) for (let q = 0; q < C / 4; q++) acc.push(`  var a${r}_${q} = vec4<f32>(0.0);`);
+  for (let r = 0; r < R; r++) for (let q = 0; q < Q; q++) acc.push(`  var a${r}_${q} = vec4<f32>(0.0);`);
   const body: string[] = [];
   for (let j = 0; j < Math.ceil(items / 4); j++) body.push(`    let wv${j} = Wp[wBase + wo${j}];`);
   for (let i = 0; i < NR; i++) {
@@ -107,10 +127,10 @@ export function unrolledCode(t: UnrolledTile, KH: number, KW: number, S: number)
   for (let kh = 0; kh < KH; kh++) {
     for (let kw = 0; kw < KW; kw++) {
       const tap = kh * KW + kw;
-      for (let q = 0; q < C / 4; q++) {
+      for (let q = 0; q < Q; q++) {
         const xs = [0, 1, 2, 3].map((k) => {
           const j = 4 * q + k;
-          return `x${Math.floor(j / TC) * S + kh}_${(j % TC) * S + kw}`;
+          return j >= C ? '0.0' : `x${Math.floor(j / TC) * S + kh}_${(j % TC) * S + kw}`;
         });
         body.push(`    let b${tap}_${q} = vec4<f32>(${xs.join(', ')});`);
       }
@@ -118,7 +138,7 @@ export function unrolledCode(t: UnrolledTile, KH: number, KW: number, S: number)
         const m = tap * groups + g;
         body.push(`    let w${tap}_${g} = subgroupBroadcast(wv${m >> 2}, ${m & 3}u);`);
         for (let c = 0; c < 4 && 4 * g + c < R; c++) {
-          for (let q = 0; q < C / 4; q++) body.push(`    a${4 * g + c}_${q} += w${tap}_${g}.${XYZW[c]} * b${tap}_${q};`);
+          for (let q = 0; q < Q; q++) body.push(`    a${4 * g + c}_${q} += w${tap}_${g}.${XYZW[c]} * b${tap}_${q};`);
         }
       }
     }
@@ -140,16 +160,18 @@ export function unrolledCode(t: UnrolledTile, KH: number, KW: number, S: number)
 /** Forward conv (`flipped`: the stride-1 input gradient, `weight` being the [Cin, Cout, kH, kW]
  * weight of the conv whose gradient this is). */
 export function unrolledForward(x: Tensor, weight: Tensor, g: ConvGeometry, flipped: boolean, tile: UnrolledTile = unrolledTile(g)): Tensor {
+  const PT = tile.PT ?? 64;
+  if (64 % PT !== 0 || PT < unrolledMaxSubgroup()) throw new RangeError(`conv2d.unrolled: ${PT} pixel tiles a workgroup must divide 64 and hold whole subgroups`);
   const { packed, CP } = packWeights(weight, g, flipped);
   const out = Tensor.empty([g.N, g.Cout, g.OH, g.OW]);
   const tiles = g.N * Math.ceil(g.OH / tile.TR) * Math.ceil(g.OW / tile.TC);
   launch(kernels.forward, {
-    label: `conv2d.unrolled.forward ${x.describe()}, ${weight.describe()} k${g.kH}x${g.kW} s${g.stride} p${g.pad}${flipped ? ' flipped' : ''} tile ${tile.R}x${tile.TR}x${tile.TC}`,
+    label: `conv2d.unrolled.forward ${x.describe()}, ${weight.describe()} k${g.kH}x${g.kW} s${g.stride} p${g.pad}${flipped ? ' flipped' : ''} tile ${tile.R}x${tile.TR}x${tile.TC}${tile.PT ? ` pt${tile.PT}` : ''}`,
     inputs: { Wp: packed, X: x },
     outputs: { Out: out },
     params: { ...g, CP },
-    defines: { ...tile, ...unrolledCode(tile, g.kH, g.kW, g.stride) },
-    workgroups: [Math.ceil(tiles / 64), Math.ceil(g.Cout / tile.R), 1],
+    defines: { R: tile.R, TR: tile.TR, TC: tile.TC, PT, ...unrolledCode(tile, g.kH, g.kW, g.stride) },
+    workgroups: [Math.ceil(tiles / PT), Math.ceil(Math.ceil(g.Cout / tile.R) / (64 / PT)), 1],
   });
   packed.dispose();
   return out;

@@ -8,6 +8,7 @@ import { Tensor } from '../../engine/index.ts';
 import { conv2dGeometry } from '../../engine/ops/conv.ts';
 import type { ConvGeometry } from '../../engine/ops/conv.ts';
 import { unrolledInputGrad, unrolledInputGradTile } from '../../engine/ops/conv-unrolled-inputgrad.ts';
+import { unrolledMaxSubgroup } from '../../engine/ops/conv-unrolled.ts';
 import type { UnrolledInputGradTile } from '../../engine/ops/conv-unrolled-inputgrad.ts';
 import { assertClose, randomArray, throwsWith } from '../helpers.ts';
 
@@ -39,17 +40,19 @@ const cases: [string, number[], number[], number, number][] = [
   ['3x3 s1 p2 (padding past the window), 5->3 on 6x7, batch 2', [2, 5, 6, 7], [3, 5, 3, 3], 1, 2],
   ['3x3 s2 p1 to a 1x1 output, 7->5 on 2x1', [2, 7, 2, 1], [5, 7, 3, 3], 2, 1],
   ['3x3 s2 p1, 16->32 on 28x28, batch 2 (small ResNet stage 2, several workgroups)', [2, 16, 28, 28], [32, 16, 3, 3], 2, 1],
+  ['3x3 s2 p1, 40->12 on 7x7, batch 3 (channel blocks past Cin in workgroups of several)', [3, 40, 7, 7], [12, 40, 3, 3], 2, 1],
 ];
 
 /** The rule's tile and others: one block, channel blocks past Cin (8 and 12 of 10), several
- * block rows and columns; smaller at stride 3 (9 accumulators a block: the big bodies compile
- * slowly on SwiftShader). */
+ * block rows and columns, workgroups of 16 pixel tiles and 4 channel blocks (where subgroups
+ * allow); smaller at stride 3 (9 accumulators a block: the big bodies compile slowly on
+ * SwiftShader). */
 function tilesFor(g: ConvGeometry): UnrolledInputGradTile[] {
   const rule = unrolledInputGradTile(g);
   const others: UnrolledInputGradTile[] = g.stride >= 3
-    ? [{ R: 4, TR: 1, TC: 1 }, { R: 8, TR: 2, TC: 1 }, { R: 12, TR: 1, TC: 2 }]
-    : [{ R: 4, TR: 1, TC: 1 }, { R: 8, TR: 2, TC: 3 }, { R: 12, TR: 3, TC: 1 }];
-  return [rule, ...others.map((t) => (g.Cin <= 4 ? { ...t, R: g.Cin } : t))];
+    ? [{ R: 4, TR: 1, TC: 1 }, { R: 8, TR: 2, TC: 1, PT: 16 }, { R: 12, TR: 1, TC: 2 }]
+    : [{ R: 4, TR: 1, TC: 1 }, { R: 8, TR: 2, TC: 3, PT: 16 }, { R: 12, TR: 3, TC: 1 }];
+  return [rule, ...others.filter((t) => (t.PT ?? 64) >= unrolledMaxSubgroup()).map((t) => (g.Cin <= 4 ? { ...t, R: g.Cin } : t))];
 }
 
 for (const [name, xs, ws, stride, padding] of cases) {
@@ -66,7 +69,7 @@ for (const [name, xs, ws, stride, padding] of cases) {
     const tol = { rtol: 1e-4, atol: 1e-5 * Math.sqrt(g.Cout * g.kH * g.kW) };
     for (const t of tilesFor(g)) {
       const dx = unrolledInputGrad(gy, w, g, t);
-      assertClose(await dx.toArray(), expected, tol, `${name} tile ${t.R}x${t.TR}x${t.TC}`);
+      assertClose(await dx.toArray(), expected, tol, `${name} tile ${t.R}x${t.TR}x${t.TC} pt${t.PT ?? 64}`);
       dx.dispose();
     }
     gy.dispose();

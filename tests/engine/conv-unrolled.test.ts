@@ -6,7 +6,7 @@ import { test } from 'uvu';
 import { Tensor } from '../../engine/index.ts';
 import { conv2dGeometry } from '../../engine/ops/conv.ts';
 import type { ConvGeometry } from '../../engine/ops/conv.ts';
-import { unrolledForward, unrolledTile } from '../../engine/ops/conv-unrolled.ts';
+import { unrolledForward, unrolledMaxSubgroup, unrolledTile } from '../../engine/ops/conv-unrolled.ts';
 import type { UnrolledTile } from '../../engine/ops/conv-unrolled.ts';
 import { assertClose, randomArray } from '../helpers.ts';
 
@@ -35,12 +35,16 @@ const cases: [string, number[], number[], number, number][] = [
   ['3x3 s1 p1 on a 1x1 map, 4->3', [3, 4, 1, 1], [3, 4, 3, 3], 1, 1],
   ['5x5 s1 p2, 3->2 on 7x6', [1, 3, 7, 6], [2, 3, 5, 5], 1, 2],
   ['1x1 s2 p0, 12->8 on 7x7', [2, 12, 7, 7], [8, 12, 1, 1], 2, 0],
+  ['3x3 s1 p1, 6->40 on 7x7, batch 3 (channel blocks past Cout in a workgroup of several)', [3, 6, 7, 7], [40, 6, 3, 3], 1, 1],
+  ['3x3 s2 p1, 5->20 on 13x13', [2, 5, 13, 13], [20, 5, 3, 3], 2, 1],
 ];
 
 function tilesFor(g: ConvGeometry): UnrolledTile[] {
   const rule = unrolledTile(g);
-  const others: UnrolledTile[] = [{ R: 4, TR: 1, TC: 4 }, { R: 12, TR: 4, TC: 1 }, { R: 16, TR: 4, TC: 4 }];
-  return [rule, ...others.filter((t) => g.Cout > 4 || t.R <= 4)].map((t) => (g.Cout <= 4 ? { ...t, R: g.Cout } : t));
+  // Also whole-row tiles whose last vec4 of pixels is padded (4 x 7, 2 x 3), and workgroups of
+  // several channel blocks (PT 16 or 32 pixel tiles), where the subgroups allow them.
+  const others: UnrolledTile[] = [{ R: 4, TR: 1, TC: 4 }, { R: 12, TR: 4, TC: 1 }, { R: 16, TR: 4, TC: 4 }, { R: 8, TR: 4, TC: 7, PT: 16 }, { R: 16, TR: 2, TC: 3, PT: 32 }];
+  return [rule, ...others.filter((t) => (g.Cout > 4 || t.R <= 4) && (t.PT ?? 64) >= unrolledMaxSubgroup())].map((t) => (g.Cout <= 4 ? { ...t, R: g.Cout } : t));
 }
 
 for (const [name, xs, ws, stride, padding] of cases) {
@@ -56,7 +60,7 @@ for (const [name, xs, ws, stride, padding] of cases) {
     const tol = { rtol: 1e-4, atol: 1e-5 * Math.sqrt(g.Cin * kh * kw) };
     for (const t of tilesFor(g)) {
       const y = unrolledForward(x, w, g, false, t);
-      assertClose(await y.toArray(), expected, tol, `${name} forward tile ${t.R}x${t.TR}x${t.TC}`);
+      assertClose(await y.toArray(), expected, tol, `${name} forward tile ${t.R}x${t.TR}x${t.TC} pt${t.PT ?? 64}`);
       y.dispose();
     }
     if (stride === 1 && padding <= kh - 1 && kh === kw) {
@@ -68,7 +72,7 @@ for (const [name, xs, ws, stride, padding] of cases) {
       const dxRef = convRef(gyd, (ci, co, i, j) => wAt(co, ci, kh - 1 - i, kw - 1 - j), gt);
       for (const t of tilesFor(gt)) {
         const dx = unrolledForward(gy, w, gt, true, t);
-        assertClose(await dx.toArray(), dxRef, { rtol: 1e-4, atol: 1e-5 * Math.sqrt(Co * kh * kw) }, `${name} flipped tile ${t.R}x${t.TR}x${t.TC}`);
+        assertClose(await dx.toArray(), dxRef, { rtol: 1e-4, atol: 1e-5 * Math.sqrt(Co * kh * kw) }, `${name} flipped tile ${t.R}x${t.TR}x${t.TC} pt${t.PT ?? 64}`);
         dx.dispose();
       }
       gy.dispose();
