@@ -6,7 +6,7 @@ import { declareKernels } from '../kernels.ts';
 import { launch } from '../launch.ts';
 import { Tensor } from '../tensor.ts';
 import type { ConvGeometry } from './conv.ts';
-import { fixedSubgroupSize } from './matmul.ts';
+import { fixedSubgroupSize } from '../device.ts';
 import { sum } from './reduce.ts';
 
 const kernels = declareKernels({

@@ -3,7 +3,7 @@
 // here into named variables. For adapters whose subgroups are not 8 wide (but at least 4),
 // SwiftShader above all (see the shader for why).
 import source from '../../shaders/conv-unrolled-forward.wgsl';
-import { engine } from '../device.ts';
+import { subgroupSizes } from '../device.ts';
 import { declareKernels } from '../kernels.ts';
 import { launch } from '../launch.ts';
 import { Tensor } from '../tensor.ts';
@@ -24,9 +24,7 @@ const kernels = declareKernels({
 /** Whether the unrolled kernels can run here: they share loads through subgroupBroadcast from
  * lanes 0-3, so they need subgroups of at least 4 (SwiftShader's are 4, lavapipe's 8). */
 export function hasUnrolledSubgroups(): boolean {
-  const d = engine().device;
-  const info = d.adapterInfo as (GPUAdapterInfo & { subgroupMinSize?: number }) | undefined;
-  return d.features.has('subgroups') && (info?.subgroupMinSize ?? 0) >= 4;
+  return (subgroupSizes()?.[0] ?? 0) >= 4;
 }
 
 /** R output channels (a multiple of 4, or every channel when there are at most 4) x (TR x TC)
@@ -38,8 +36,7 @@ export interface UnrolledTile { R: number; TR: number; TC: number; PT?: number }
 /** The widest subgroup the adapter may run, up to the 64 invocations of a workgroup (64 when it
  * does not say). */
 export function unrolledMaxSubgroup(): number {
-  const info = engine().device.adapterInfo as (GPUAdapterInfo & { subgroupMaxSize?: number }) | undefined;
-  return Math.min(64, info?.subgroupMaxSize ?? 64);
+  return Math.min(64, subgroupSizes()?.[1] ?? 64);
 }
 
 /** Relative costs on SwiftShader, in multiply-adds (of one lane), measured by taking the loads
