@@ -248,6 +248,12 @@ function weightGradCandidates(g: ConvGeometry): Candidate<Variant<WeightGradTile
       for (const chunks of split > 1 ? [split, 1] : [1]) {
         subgroup.push({ name: `subgroup ${R}x4 wg${WG} split${chunks} packed`, config: { design: 'subgroup', tile: { R, PX: 4, chunks, WG, packed: 'channels' } } });
       }
+      // The same with each window's rows carried to the next output row's, the sum split over
+      // the images.
+      const imageSplit = Math.max(1, Math.min(split, g.N));
+      for (const chunks of imageSplit > 1 ? [imageSplit, 1] : [1]) {
+        subgroup.push({ name: `subgroup ${R}x4 wg${WG} split${chunks} rolling`, config: { design: 'subgroup', tile: { R, PX: 4, chunks, WG, packed: 'rolling' } } });
+      }
     }
     if (g.Cin < 8) {
       // Few input channels (the stem): lanes along the rows of the sum, one input channel a
