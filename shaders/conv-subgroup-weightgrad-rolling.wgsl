@@ -17,8 +17,14 @@ enable subgroups;
 // The sum over images is split into chunks of `imagesPerChunk` images (workgroup wid.z), each
 // written to its own slice of Out ([chunks][Cout][Cin][kH][kW]); the caller adds the slices.
 //
+// X is either the packed kernel's padded copy (Hp x Wp planes, top = left = 0) or, where every
+// window row starts at the same lane of a vec4 at every step (X's planes and STRIDE of its rows
+// whole vec4s), X itself (Hp = H, Wp = W, top = left = pad): then the loads are masked to X's
+// rows and columns (the same for every lane). The code reads window row kh from lane lead(kh)
+// of its first vec4 (0 on the copy).
+//
 // Params: the geometry (N, Cin, H, W, Cout, OH, OW, kH, kW, stride, pad), imagesPerChunk, Hp,
-// Wp, OWp (as the packed kernel's). Bindings: dYp, Xp (vec4) -> Out. Defines: R, PX, KH, KW,
+// Wp, OWp (as the packed kernel's), top, left. Bindings: dYp, Xp (vec4) -> Out. Defines: R, PX, KH, KW,
 // STRIDE, WG (workgroup size, a multiple of L); code: DYOFF (per-lane dY offsets), ACC
 // (accumulators), FIRST (the carried rows of the first window of a column of steps), BODY (one
 // step: the new rows, the multiply-adds, the carry), STORE.
@@ -36,22 +42,25 @@ fn weightGrad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_
   let co0 = wid.y * R;
   let n0 = wid.z * p.imagesPerChunk;
   let n1 = min(n0 + p.imagesPerChunk, p.N);
-  let xRowStride = p.Wp / 4u;
   let dyPlane = p.OH * p.OWp / 4u;
   let dyRowStride = p.OWp / 4u;
-  let xStepRows = STRIDE * xRowStride;
 {{DYOFF}}
 {{ACC}}
   for (var n = n0; n < n1; n++) {
-    let xPlane = (n * p.Cin + ci) * p.Hp * xRowStride;
+    let xPlane = (n * p.Cin + ci) * p.Hp * p.Wp;
     let dyImage = n * p.Cout * dyPlane;
     for (var ow0 = 0u; ow0 < p.OW; ow0 += PX) {
-      var xStep = xPlane + ow0 * STRIDE / 4u;
+      // The element under the window's top-left corner (wrapping below 0 where that lies above
+      // or left of X: only masked loads use it then), its input row and column.
+      var xe = xPlane + ow0 * STRIDE - p.top * p.Wp - p.left;
+      var ih = -i32(p.top);
+      let iw0 = i32(ow0 * STRIDE) - i32(p.left);
       var dyStep = dyImage + ow0 / 4u;
 {{FIRST}}
       for (var oh = 0u; oh < p.OH; oh++) {
 {{BODY}}
-        xStep += xStepRows;
+        xe += STRIDE * p.Wp;
+        ih += i32(STRIDE);
         dyStep += dyRowStride;
       }
     }
