@@ -1,7 +1,7 @@
 enable subgroups;
 // Weight gradient of a conv for adapters with fixed subgroups of L = 8 (lavapipe) or 4 lanes,
-// reading the zero-padded, vec4-aligned copies of X and dY that
-// conv-subgroup-weightgrad-packed.wgsl reads, with the same lanes (one input channel each, the
+// reading the vec4-aligned dY and X that conv-subgroup-weightgrad-packed.wgsl reads (X where its
+// rows allow, else a padded copy; below), with the same lanes (one input channel each, the
 // R x PX dY values of a step loaded once per subgroup and handed around with subgroupBroadcast);
 // declared in engine/ops/conv-subgroup.ts, which generates the unrolled parts (code defines).
 //
@@ -24,8 +24,8 @@ enable subgroups;
 // of its first vec4 (0 on the copy).
 //
 // Params: the geometry (N, Cin, H, W, Cout, OH, OW, kH, kW, stride, pad), imagesPerChunk, Hp,
-// Wp, OWp (as the packed kernel's), top, left. Bindings: dYp, Xp (vec4) -> Out. Defines: R, PX, KH, KW,
-// STRIDE, WG (workgroup size, a multiple of L); code: DYOFF (per-lane dY offsets), ACC
+// Wp, OWp (as the packed kernel's), top, left. Bindings: dYp, Xp (vec4) -> Out. Defines: R, PX,
+// KH, KW, STRIDE, WG (workgroup size, a multiple of L); code: DYOFF (per-lane dY offsets), ACC
 // (accumulators), FIRST (the carried rows of the first window of a column of steps), BODY (one
 // step: the new rows, the multiply-adds, the carry), STORE.
 
