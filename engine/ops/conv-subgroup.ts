@@ -10,6 +10,7 @@ import weightGradSource from '../../shaders/conv-subgroup-weightgrad.wgsl';
 import inputGradSource from '../../shaders/conv-subgroup-inputgrad.wgsl';
 import weightGradPackedSource from '../../shaders/conv-subgroup-weightgrad-packed.wgsl';
 import weightGradRowsSource from '../../shaders/conv-subgroup-weightgrad-rows.wgsl';
+import weightGradRollingSource from '../../shaders/conv-subgroup-weightgrad-rolling.wgsl';
 import padSource from '../../shaders/conv-weightgrad-pad.wgsl';
 import { declareKernels } from '../kernels.ts';
 import { grid1d, launch } from '../launch.ts';
@@ -46,6 +47,14 @@ const weightGradPackedKernels = declareKernels({
   source: weightGradPackedSource,
   params: { ...geometryParams, rowsPerChunk: 'u32', Hp: 'u32', Wp: 'u32', OWp: 'u32' },
   defines: { R: 'u32', PX: 'u32', KH: 'u32', KW: 'u32', STRIDE: 'u32', WG: 'u32', DYOFF: 'code', ACC: 'code', BODY: 'code', STORE: 'code' },
+  entryPoints: { weightGrad: { inputs: { dYp: 'vec4<f32>', Xp: 'vec4<f32>' }, outputs: { Out: 'f32' } } },
+});
+
+const weightGradRollingKernels = declareKernels({
+  name: 'conv2d.subgroup',
+  source: weightGradRollingSource,
+  params: { ...geometryParams, imagesPerChunk: 'u32', Hp: 'u32', Wp: 'u32', OWp: 'u32', top: 'u32', left: 'u32' },
+  defines: { R: 'u32', PX: 'u32', KH: 'u32', KW: 'u32', STRIDE: 'u32', WG: 'u32', DYOFF: 'code', ACC: 'code', FIRST: 'code', BODY: 'code', STORE: 'code' },
   entryPoints: { weightGrad: { inputs: { dYp: 'vec4<f32>', Xp: 'vec4<f32>' }, outputs: { Out: 'f32' } } },
 });
 
@@ -98,9 +107,10 @@ export function rowVectorFits(v: 2 | 4, TC: number, g: ConvGeometry): boolean {
  * output pixels a step, `chunks` slices of the (n, oh) rows, WG invocations a workgroup.
  * `packed`: read padded vec4-aligned copies of X and dY, lanes along input channels
  * (conv-subgroup-weightgrad-packed.wgsl) or, `rows`, along the rows of the sum for few input
- * channels (conv-subgroup-weightgrad-rows.wgsl, a workgroup of one subgroup); PX and PX * stride are then multiples
- * of 4. */
-export interface WeightGradTile { R: number; PX: number; chunks: number; WG: number; packed?: 'channels' | 'rows' }
+ * channels (conv-subgroup-weightgrad-rows.wgsl, a workgroup of one subgroup) or, `rolling`, as
+ * 'channels' with each window's rows carried to the next output row's (its chunks are slices of
+ * the images; conv-subgroup-weightgrad-rolling.wgsl); PX and PX * stride are then multiples of 4. */
+export interface WeightGradTile { R: number; PX: number; chunks: number; WG: number; packed?: 'channels' | 'rows' | 'rolling' }
 
 let lanesOverride: 4 | null = null;
 
@@ -413,15 +423,21 @@ function weightGradCode(t: WeightGradTile, KH: number, KW: number, S: number, L:
   return { DYOFF: dyoff.join('\n'), ACC: weightGradAccumulators(R, KK), BODY: body.join('\n'), STORE: weightGradStore(R, KK, 'a') };
 }
 
-/** The unrolled parts of conv-subgroup-weightgrad-packed.wgsl for one tile and window. */
-function weightGradPackedCode(t: WeightGradTile, KH: number, KW: number, S: number, L: number): { DYOFF: string; ACC: string; BODY: string; STORE: string } {
+/** The unrolled parts of conv-subgroup-weightgrad-packed.wgsl (or, `rolling`,
+ * conv-subgroup-weightgrad-rolling.wgsl) for one tile and window. Rolling: the window's first
+ * KH - S rows are the carried variables c{kh}_{j}, loaded by FIRST and, after a step's
+ * multiply-adds, taken from that step's rows S on. `leads` (rolling only): X is read unpadded,
+ * window row kh from lane leads[kh] of its first vec4, the loads masked to X's rows and columns. */
+function weightGradPackedCode(t: WeightGradTile, KH: number, KW: number, S: number, L: number, rolling: boolean, leads: number[] | null = null): { DYOFF: string; ACC: string; FIRST: string; BODY: string; STORE: string } {
   const { R, PX } = t;
   const KK = KH * KW;
   const NS = (PX - 1) * S + KW;
-  const NV = Math.ceil(NS / 4);
+  const lead = (kh: number) => leads?.[kh] ?? 0;
+  const NV = (kh: number) => Math.ceil((lead(kh) + NS) / 4);
   const quarters = PX / 4;
   const vecs = R * quarters;
   const loads = Math.ceil(vecs / L);
+  const carried = rolling ? Math.max(KH - S, 0) : 0;
   const dyoff: string[] = [];
   for (let i = 0; i < loads; i++) {
     // Lane `lane` loads dY vec4 e = lane + L i of the step: channel e / quarters (clamped: the
@@ -429,12 +445,31 @@ function weightGradPackedCode(t: WeightGradTile, KH: number, KW: number, S: numb
     dyoff.push(`  let dyE${i} = min(lane + ${L * i}u, ${vecs - 1}u);`);
     dyoff.push(`  let dyOff${i} = min(co0 + dyE${i} / ${quarters}u, p.Cout - 1u) * dyPlane + dyE${i} % ${quarters}u;`);
   }
+  const load = (kh: number, j: number) => {
+    if (!rolling) return `Xp[xStep + ${kh}u * xRowStride + ${j}u]`;
+    const at = `Xp[((xe + ${kh}u * p.Wp - ${lead(kh)}u) >> 2u) + ${j}u]`;
+    return leads === null ? at : `select(vec4<f32>(0.0), ${at}, m${lead(kh)}_${j} & vec4<bool>(u32(ih + ${kh}) < p.H))`;
+  };
+  const first: string[] = [];
+  if (leads !== null) {
+    // Which lanes of vec4 j hold columns of X, for each lead.
+    for (const l of new Set(leads)) {
+      for (let j = 0; j < Math.ceil((l + NS) / 4); j++) {
+        const lanes = [0, 1, 2, 3].map((c) => `u32(iw0 + ${4 * j + c - l}) < p.W`);
+        first.push(`      let m${l}_${j} = vec4<bool>(${lanes.join(', ')});`);
+      }
+    }
+  }
+  for (let kh = 0; kh < carried; kh++) {
+    for (let j = 0; j < NV(kh); j++) first.push(`      var c${kh}_${j} = ${load(kh, j)};`);
+  }
   const body: string[] = [];
   for (let i = 0; i < loads; i++) body.push(`      let d${i} = dYp[dyStep + dyOff${i}];`);
-  for (let kh = 0; kh < KH; kh++) {
-    for (let j = 0; j < NV; j++) body.push(`      let v${kh}_${j} = Xp[xStep + ${kh}u * xRowStride + ${j}u];`);
+  for (let kh = carried; kh < KH; kh++) {
+    for (let j = 0; j < NV(kh); j++) body.push(`      let v${kh}_${j} = ${load(kh, j)};`);
   }
-  const x = (kh: number, s: number) => `v${kh}_${s >> 2}.${xyzw[s & 3]}`;
+  const row = (kh: number) => (kh < carried ? 'c' : 'v') + kh;
+  const x = (kh: number, s: number) => `${row(kh)}_${(lead(kh) + s) >> 2}.${xyzw[(lead(kh) + s) & 3]}`;
   for (let r = 0; r < R; r++) {
     for (let px = 0; px < PX; px++) {
       const e = r * quarters + (px >> 2);
@@ -442,7 +477,12 @@ function weightGradPackedCode(t: WeightGradTile, KH: number, KW: number, S: numb
     }
     body.push(...weightGradMultiplyAdds(r, PX, KH, KW, S, (px) => `y${r}_${px}`, x));
   }
-  return { DYOFF: dyoff.join('\n'), ACC: weightGradAccumulators(R, KK), BODY: body.join('\n'), STORE: weightGradStore(R, KK, 'a') };
+  // In increasing kh: c{kh} takes row kh + S, which is carried (not yet overwritten) or new.
+  for (let kh = 0; kh < carried; kh++) {
+    for (let j = 0; j < NV(kh); j++) body.push(`      c${kh}_${j} = ${row(kh + S)}_${j};`);
+  }
+  if (first.length === 0) first.push('      // Nothing carried: the window is no taller than the stride.');
+  return { DYOFF: dyoff.join('\n'), ACC: weightGradAccumulators(R, KK), FIRST: first.join('\n'), BODY: body.join('\n'), STORE: weightGradStore(R, KK, 'a') };
 }
 
 /** The unrolled parts of conv-subgroup-weightgrad-rows.wgsl for one tile and window. */
@@ -567,16 +607,23 @@ function subgroupWeightGradPacked(gradOut: Tensor, x: Tensor, g: ConvGeometry, t
   const S = g.stride;
   if (tile.PX % 4 !== 0 || (tile.PX * S) % 4 !== 0) throw new RangeError(`conv2d weight gradient: packed tile needs PX and PX * stride multiples of 4 (PX ${tile.PX}, stride ${S})`);
   const rows = g.N * g.OH;
+  // Rolling chunks are slices of the images, the others of the (n, oh) rows.
+  const imagesPerChunk = Math.ceil(g.N / tile.chunks);
   const rowsPerChunk = Math.ceil(rows / tile.chunks);
-  const chunks = Math.ceil(rows / rowsPerChunk);
+  const chunks = tile.packed === 'rolling' ? Math.ceil(g.N / imagesPerChunk) : Math.ceil(rows / rowsPerChunk);
   const steps = Math.ceil(g.OW / tile.PX);
   const OWp = steps * tile.PX;
   // The last step reads NV vec4s per row from column (steps - 1) PX S; the rows run to
   // (OH - 1) S + kH - 1. Both at least cover the padded map.
   const NV = Math.ceil(((tile.PX - 1) * S + g.kW) / 4);
-  const Wp = Math.max(Math.ceil((g.W + g.pad) / 4) * 4, (steps - 1) * tile.PX * S + 4 * NV);
-  const Hp = Math.max(g.H + g.pad, (g.OH - 1) * S + g.kH);
-  const xp = padPlanes(x, g.N * g.Cin, g.H, g.W, Hp, Wp, g.pad, g.pad);
+  // Rolling where every window row starts at the same lane of a vec4 at every step (X's planes
+  // and S of its rows whole vec4s): X itself, the loads masked.
+  const direct = tile.packed === 'rolling' && (g.H * g.W) % 4 === 0 && (S * g.W) % 4 === 0;
+  const Wp = direct ? g.W : Math.max(Math.ceil((g.W + g.pad) / 4) * 4, (steps - 1) * tile.PX * S + 4 * NV);
+  const Hp = direct ? g.H : Math.max(g.H + g.pad, (g.OH - 1) * S + g.kH);
+  // Window row kh starts at element (kh - pad) W - pad of a plane, modulo S W (a multiple of 4).
+  const leads = direct ? Array.from({ length: g.kH }, (_, kh) => ((((kh - g.pad) * g.W - g.pad) % 4) + 4) % 4) : null;
+  const xp = direct ? x : padPlanes(x, g.N * g.Cin, g.H, g.W, Hp, Wp, g.pad, g.pad);
   // Rows a whole number of steps wide are already vec4-aligned: dY serves as it is.
   const dyp = OWp === g.OW ? gradOut : padPlanes(gradOut, g.N * g.Cout, g.OH, g.OW, g.OH, OWp, 0, 0);
   const shape = [g.Cout, g.Cin, g.kH, g.kW];
@@ -591,14 +638,22 @@ function subgroupWeightGradPacked(gradOut: Tensor, x: Tensor, g: ConvGeometry, t
       defines: { ...window, LANES: L, ...weightGradRowsCode(tile, g.kH, g.kW, S) },
       workgroups: [g.Cin, Math.ceil(g.Cout / tile.R), chunks],
     });
+  } else if (tile.packed === 'rolling') {
+    launch(weightGradRollingKernels.weightGrad, {
+      label: `${label}${direct ? ' direct' : ''}`, inputs: { dYp: dyp, Xp: xp }, outputs: { Out: out },
+      params: { ...g, imagesPerChunk, Hp, Wp, OWp, top: direct ? g.pad : 0, left: direct ? g.pad : 0 },
+      defines: { ...window, WG: tile.WG, ...weightGradPackedCode(tile, g.kH, g.kW, S, L, true, leads) },
+      workgroups: [Math.ceil(g.Cin / tile.WG), Math.ceil(g.Cout / tile.R), chunks],
+    });
   } else {
+    const { FIRST: _, ...code } = weightGradPackedCode(tile, g.kH, g.kW, S, L, false);
     launch(weightGradPackedKernels.weightGrad, {
       label, inputs: { dYp: dyp, Xp: xp }, outputs: { Out: out }, params,
-      defines: { ...window, WG: tile.WG, ...weightGradPackedCode(tile, g.kH, g.kW, S, L) },
+      defines: { ...window, WG: tile.WG, ...code },
       workgroups: [Math.ceil(g.Cin / tile.WG), Math.ceil(g.Cout / tile.R), chunks],
     });
   }
-  xp.dispose();
+  if (xp !== x) xp.dispose();
   if (dyp !== gradOut) dyp.dispose();
   if (chunks === 1) return out;
   const total = sum(out, [0]);

@@ -248,6 +248,12 @@ function weightGradCandidates(g: ConvGeometry): Candidate<Variant<WeightGradTile
       for (const chunks of split > 1 ? [split, 1] : [1]) {
         subgroup.push({ name: `subgroup ${R}x4 wg${WG} split${chunks} packed`, config: { design: 'subgroup', tile: { R, PX: 4, chunks, WG, packed: 'channels' } } });
       }
+      // The same with each window's rows carried to the next output row's, the sum split over
+      // the images.
+      const imageSplit = Math.max(1, Math.min(split, g.N));
+      for (const chunks of imageSplit > 1 ? [imageSplit, 1] : [1]) {
+        subgroup.push({ name: `subgroup ${R}x4 wg${WG} split${chunks} rolling`, config: { design: 'subgroup', tile: { R, PX: 4, chunks, WG, packed: 'rolling' } } });
+      }
     }
     if (g.Cin < 8) {
       // Few input channels (the stem): lanes along the rows of the sum, one input channel a
@@ -309,15 +315,18 @@ export function conv2dVariants(op: 'forward' | 'inputGrad' | 'weightGrad', g: Co
 
 /** Weight-gradient rule, where the subgroup kernels run: with fewer than 8 input channels the
  * lanes along rows with the narrower channel block (the first such), else the packed copies
- * with the widest channel block split into some 32 workgroups (the first packed). Measured on
+ * with the widest channel block split into some 32 workgroups (the first packed; at strides
+ * over 1 the first rolling: wall ms of one call at batch 256, interleaved, a loaded machine,
+ * packed -> rolling: 16->32 28x28 43.0 -> 21.7, 32->64 14x14 38.7 -> 23.1; ResNet-18's 64->128
+ * 32x32 at batch 32 112 -> 65, 128->256 16x16 124 -> 72). Measured on
  * lavapipe at the small ResNet's batch-64 shapes (GPU ms of one call, a loaded machine): the
  * stem 1->16 28x28 4.5 -> 1.9; packed about equal (16->32 s2, 64->64 7x7) or faster (32->64 s2
  * 17 -> 14, 128->128 4x4 29 -> 22, 16->16 28x28 13.6 -> 8.9); in the training step, tuning
  * chose packed for every 3x3 shape but 16->16 28x28. */
-function weightGradRule(c: Candidate<Variant<WeightGradTile>>[]): number {
-  const packed = (kind: 'channels' | 'rows') => c.findIndex((v) => v.config.design === 'subgroup' && v.config.tile.packed === kind);
+function weightGradRule(c: Candidate<Variant<WeightGradTile>>[], g: ConvGeometry): number {
+  const packed = (kind: 'channels' | 'rows' | 'rolling') => c.findIndex((v) => v.config.design === 'subgroup' && v.config.tile.packed === kind);
   const rows = packed('rows');
-  const channels = packed('channels');
+  const channels = packed(g.stride > 1 ? 'rolling' : 'channels');
   return ruleDesign(c, rows >= 0 ? rows : Math.max(channels, 0));
 }
 
@@ -377,7 +386,7 @@ export function conv2dWeightGrad(gradOut: Tensor, x: Tensor, g: ConvGeometry): T
     return out;
   }
   const candidates = weightGradCandidates(g);
-  const pick = choose('conv2d.weightGrad', shapeKey(g), candidates, weightGradRule(candidates), () => {
+  const pick = choose('conv2d.weightGrad', shapeKey(g), candidates, weightGradRule(candidates, g), () => {
     const [gy, xb] = benchInputs([[g.N, g.Cout, g.OH, g.OW], [g.N, g.Cin, g.H, g.W]]);
     return { run: (v) => { runWeightGrad(gy, xb, g, v); }, dispose: () => { gy.dispose(); xb.dispose(); } };
   });

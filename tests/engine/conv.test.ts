@@ -129,6 +129,13 @@ const designCases: [string, number[], number[], number, number][] = [
   // start off the vec4 grid, at stride 2 without padding.
   ['3x3 s2 p1, 3->17 on 11x13, batch 3', [3, 3, 11, 13], [17, 3, 3, 3], 2, 1],
   ['3x3 s2 p0, 9->12 on 7x9', [2, 9, 7, 9], [12, 9, 3, 3], 2, 0],
+  // The rolling weight gradient reading X itself (planes and stride rows whole vec4s): window
+  // rows starting at two lanes of a vec4 (14- and 10-wide maps), 3 carried rows (5x5), no
+  // padding, an odd height at stride 1; channels past the tile and not a multiple of 8.
+  ['3x3 s2 p1, 10->20 on 10x14, batch 3', [3, 10, 10, 14], [20, 10, 3, 3], 2, 1],
+  ['5x5 s2 p2, 9->7 on 10x10', [2, 9, 10, 10], [7, 9, 5, 5], 2, 2],
+  ['3x3 s2 p0, 5->6 on 6x14', [2, 5, 6, 14], [6, 5, 3, 3], 2, 0],
+  ['3x3 s1 p1, 9->5 on 7x8', [2, 9, 7, 8], [5, 9, 3, 3], 1, 1],
 ];
 
 for (const [name, xs, ws, stride, padding] of designCases) {
