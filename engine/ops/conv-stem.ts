@@ -16,14 +16,14 @@ import { sum } from './reduce.ts';
 // The geometry (kH, kW and stride are in the generated code) and the rows a chunk takes.
 const params = {
   N: 'u32', Cin: 'u32', H: 'u32', W: 'u32', Cout: 'u32', OH: 'u32', OW: 'u32',
-  kH: 'u32', kW: 'u32', stride: 'u32', pad: 'u32', rowsPerChunk: 'u32',
+  kH: 'u32', kW: 'u32', stride: 'u32', pad: 'u32', perChunk: 'u32',
 } as const;
 
 const forwardKernels = declareKernels({
   name: 'conv2d.stem',
   source: forwardSource,
   params,
-  defines: { R: 'u32', XV: 'type', OV: 'type', WEIGHTS: 'code', BODY: 'code' },
+  defines: { R: 'u32', XV: 'type', OV: 'type', WEIGHTS: 'code', PROLOGUE: 'code', BODY: 'code' },
   entryPoints: { forward: { inputs: { Wt: 'f32', X: 'XV' }, outputs: { Out: 'OV' } } },
 });
 
@@ -31,7 +31,7 @@ const weightGradKernels = declareKernels({
   name: 'conv2d.stem.weightGrad',
   source: weightGradSource,
   params,
-  defines: { R: 'u32', KH: 'u32', KW: 'u32', YV: 'type', XV: 'type', ACC: 'code', BODY: 'code', STORE: 'code' },
+  defines: { R: 'u32', KH: 'u32', KW: 'u32', YV: 'type', XV: 'type', ACC: 'code', PROLOGUE: 'code', BODY: 'code', STORE: 'code' },
   entryPoints: { weightGrad: { inputs: { dY: 'YV', X: 'XV' }, outputs: { Out: 'f32' } } },
 });
 
@@ -44,24 +44,25 @@ export function stemFits(g: ConvGeometry): boolean {
   return g.stride === 1 && g.Cin <= STEM_MAX_CIN && g.kH <= 5 && g.kW <= 5;
 }
 
-/** R output channels an invocation (every channel when there are fewer); output rows are split
- * into chunks of `rowsPerChunk` (forward: rows of one map; weight gradient: (n, oh) rows). */
-export interface StemTile { R: number; rowsPerChunk: number }
+/** R output channels an invocation (every channel when there are fewer); the work split into
+ * chunks of `perChunk` (forward: output rows of one map; weight gradient: images). */
+export interface StemTile { R: number; perChunk: number }
 
-/** Forward tiles worth measuring: 16 and 8 output channels, whole maps an invocation. */
+/** Forward tiles worth measuring: 8, 4 and 16 output channels, whole maps an invocation. */
 export function stemForwardTiles(g: ConvGeometry): StemTile[] {
-  const blocks = g.Cout <= 8 ? [g.Cout] : [16, 8];
-  return blocks.map((R) => ({ R, rowsPerChunk: g.OH }));
+  const blocks = g.Cout <= 4 ? [g.Cout] : [8, 4, 16].filter((r) => r < 2 * g.Cout);
+  return blocks.map((R) => ({ R, perChunk: g.OH }));
 }
 
-/** Weight-gradient tiles worth measuring: 16 and 8 output channels (fewer with more input
- * channels: the accumulators are R x Cin x taps), the (n, oh) rows split into about 512 chunks. */
+/** Weight-gradient tiles worth measuring: 8, 4 and 16 output channels (at most 16 / Cin: the
+ * accumulators are R x Cin x taps), the images split into chunks so that there are about 1024
+ * (chunk, strip) pairs, each writing its own partial sums. */
 export function stemWeightGradTiles(g: ConvGeometry): StemTile[] {
   const most = Math.max(4, Math.floor(16 / g.Cin));
-  const blocks = g.Cout <= 4 ? [g.Cout] : [16, 8, 4].filter((r) => r <= most && r < 2 * g.Cout);
-  const rows = g.N * g.OH;
-  const rowsPerChunk = Math.max(1, Math.ceil(rows / 512));
-  return blocks.map((R) => ({ R, rowsPerChunk }));
+  const blocks = g.Cout <= 4 ? [g.Cout] : [8, 4, 16].filter((r) => r <= most && r < 2 * g.Cout);
+  const strips = Math.ceil(g.OW / 4);
+  const perChunk = Math.max(1, Math.round((g.N * strips) / 1024));
+  return blocks.map((R) => ({ R, perChunk }));
 }
 
 const XYZW = 'xyzw';
@@ -106,26 +107,41 @@ function columns(KW: number, pad: number, vec: boolean): { colSetup: string[]; l
   return { colSetup, load };
 }
 
-/** Code that reads every window row of output row `oh` and makes, per (ci, kh, kw), the vec4 of
- * the strip's 4 pixels' inputs under that tap: `s${ci}_${kh}_${kw}`. */
-function windowRows(g: ConvGeometry, vec: boolean, ind: string, load: ReturnType<typeof columns>['load']): string[] {
-  const body: string[] = [];
-  for (let kh = 0; kh < g.kH; kh++) {
-    body.push(`${ind}let ih${kh} = i32(oh) + ${kh - g.pad};`);
-    body.push(`${ind}let rIn${kh} = ih${kh} >= 0 && ih${kh} < i32(p.H);`);
-    body.push(`${ind}let rOff${kh} = select(0u, u32(ih${kh}), rIn${kh}) * p.W;`);
-  }
-  for (let ci = 0; ci < g.Cin; ci++) {
-    for (let kh = 0; kh < g.kH; kh++) {
-      body.push(...load(`${ci}_${kh}`, `rIn${kh}`, `image + ${ci}u * plane + rOff${kh}`, ind));
-      for (let kw = 0; kw < g.kW; kw++) {
-        const xs = [0, 1, 2, 3].map((j) => `x${ci}_${kh}_${kw + j}`);
-        body.push(`${ind}let s${ci}_${kh}_${kw} = vec4<f32>(${xs.join(', ')});`);
-      }
+/** Code for the window rows of output rows walked down a strip, each input row read once: the
+ * first kH - 1 rows before the walk (`prologue`, at output row `first`) into variables, then per
+ * output row (`body`) the row entering the window, the vec4 of the strip's 4 pixels' inputs
+ * under each tap (`s${ci}_${kh}_${kw}`), and (`shift`, after the row's work) the window moved
+ * down one row. */
+function rollingRows(g: ConvGeometry, load: ReturnType<typeof columns>['load'], first: string, ind: string, bodyInd: string): { prologue: string[]; body: string[]; shift: string[] } {
+  const NS = 3 + g.kW;
+  const last = g.kH - 1;
+  const rowCode = (name: string, ih: string, i: string) => [
+    `${i}let ih${name} = ${ih};`,
+    `${i}let rIn${name} = ih${name} >= 0 && ih${name} < i32(p.H);`,
+    `${i}let rOff${name} = select(0u, u32(ih${name}), rIn${name}) * p.W;`,
+  ];
+  const prologue: string[] = [];
+  for (let k = 0; k < last; k++) {
+    prologue.push(...rowCode(`P${k}`, `i32(${first}) + ${k - g.pad}`, ind));
+    for (let ci = 0; ci < g.Cin; ci++) {
+      prologue.push(...load(`P${ci}_${k}`, `rInP${k}`, `image + ${ci}u * plane + rOffP${k}`, ind));
+      for (let c = 0; c < NS; c++) prologue.push(`${ind}var r${ci}_${k}_${c} = xP${ci}_${k}_${c};`);
     }
   }
-  void vec;
-  return body;
+  const body: string[] = rowCode('N', `i32(oh) + ${last - g.pad}`, bodyInd);
+  const shift: string[] = [];
+  for (let ci = 0; ci < g.Cin; ci++) {
+    body.push(...load(`N${ci}`, 'rInN', `image + ${ci}u * plane + rOffN`, bodyInd));
+    const col = (kh: number, c: number) => (kh === last ? `xN${ci}_${c}` : `r${ci}_${kh}_${c}`);
+    for (let kh = 0; kh < g.kH; kh++) {
+      for (let kw = 0; kw < g.kW; kw++) {
+        const xs = [0, 1, 2, 3].map((j) => col(kh, kw + j));
+        body.push(`${bodyInd}let s${ci}_${kh}_${kw} = vec4<f32>(${xs.join(', ')});`);
+      }
+    }
+    for (let k = 0; k < last; k++) for (let c = 0; c < NS; c++) shift.push(`${bodyInd}r${ci}_${k}_${c} = ${col(k + 1, c)};`);
+  }
+  return { prologue, body, shift };
 }
 
 /** Whether rows can be read and written as vec4s: the input's and the output's widths are
@@ -135,7 +151,7 @@ function rowsAreVec4(g: ConvGeometry): boolean {
 }
 
 /** The generated parts of the forward shader. */
-export function stemForwardCode(g: ConvGeometry, t: StemTile, flipped: boolean): { WEIGHTS: string; BODY: string } {
+export function stemForwardCode(g: ConvGeometry, t: StemTile, flipped: boolean): { WEIGHTS: string; PROLOGUE: string; BODY: string } {
   const vec = rowsAreVec4(g);
   const { colSetup, load } = columns(g.kW, g.pad, vec);
   const R = t.R;
@@ -157,7 +173,8 @@ export function stemForwardCode(g: ConvGeometry, t: StemTile, flipped: boolean):
   }
   if (!vec) for (let j = 0; j < 4; j++) weights.push(`  let ok${j} = ow0 + ${j}u < p.OW;`);
   const ind = '    ';
-  const body = windowRows(g, vec, ind, load);
+  const rows = rollingRows(g, load, 'oh0', '  ', ind);
+  const body = rows.body;
   for (let r = 0; r < R; r++) {
     const terms: string[] = [];
     for (let ci = 0; ci < g.Cin; ci++) for (let kh = 0; kh < g.kH; kh++) for (let kw = 0; kw < g.kW; kw++) terms.push(`s${ci}_${kh}_${kw} * w${r}_${ci}_${kh}_${kw}`);
@@ -169,7 +186,8 @@ export function stemForwardCode(g: ConvGeometry, t: StemTile, flipped: boolean):
     if (partial) body.push(`${ind}if (co0 + ${r}u < p.Cout) {`, ...store.map((l) => `${ind}  ${l}`), `${ind}}`);
     else body.push(...store.map((l) => `${ind}${l}`));
   }
-  return { WEIGHTS: weights.join('\n'), BODY: body.join('\n') };
+  body.push(...rows.shift);
+  return { WEIGHTS: weights.join('\n'), PROLOGUE: rows.prologue.join('\n'), BODY: body.join('\n') };
 }
 
 /** The stem forward (`flipped`: `weight` is [Cin, Cout, kH, kW], read transposed and rotated). */
@@ -178,44 +196,47 @@ export function stemForward(x: Tensor, weight: Tensor, g: ConvGeometry, flipped:
   const vec = rowsAreVec4(g);
   const strips = Math.ceil(g.OW / 4);
   launch(forwardKernels.forward, {
-    label: `conv2d.stem ${x.describe()}, ${weight.describe()} k${g.kH}x${g.kW} p${g.pad}${flipped ? ' flipped' : ''} tile ${t.R}/${t.rowsPerChunk}`,
+    label: `conv2d.stem ${x.describe()}, ${weight.describe()} k${g.kH}x${g.kW} p${g.pad}${flipped ? ' flipped' : ''} tile ${t.R}/${t.perChunk}`,
     inputs: { Wt: weight, X: x },
     outputs: { Out: out },
-    params: { ...g, rowsPerChunk: t.rowsPerChunk },
+    params: { ...g, perChunk: t.perChunk },
     defines: { R: t.R, XV: vec ? 'vec4<f32>' : 'f32', OV: vec ? 'vec4<f32>' : 'f32', ...stemForwardCode(g, t, flipped) },
-    workgroups: [Math.ceil((g.N * strips) / 64), Math.ceil(g.Cout / t.R), Math.ceil(g.OH / t.rowsPerChunk)],
+    workgroups: [Math.ceil((g.N * strips) / 64), Math.ceil(g.Cout / t.R), Math.ceil(g.OH / t.perChunk)],
   });
   return out;
 }
 
 /** The generated parts of the weight-gradient shader. */
-export function stemWeightGradCode(g: ConvGeometry, t: StemTile): { ACC: string; BODY: string; STORE: string } {
+export function stemWeightGradCode(g: ConvGeometry, t: StemTile): { ACC: string; PROLOGUE: string; BODY: string; STORE: string } {
   const vec = rowsAreVec4(g);
   const { colSetup, load } = columns(g.kW, g.pad, vec);
   const R = t.R;
   const partial = g.Cout % R !== 0;
   const taps = g.kH * g.kW;
-  const acc: string[] = [];
+  const acc: string[] = colSetup.map((l) => `  ${l}`);
+  if (!vec) for (let j = 0; j < 4; j++) acc.push(`  let ok${j} = ow0 + ${j}u < p.OW;`);
   for (let r = 0; r < R; r++) {
-    acc.push(`  let ch${r} = ${partial ? `min(co0 + ${r}u, p.Cout - 1u)` : `(co0 + ${r}u)`} * oplane;`);
+    acc.push(`  let ch${r} = ${partial ? `min(co0 + ${r}u, p.Cout - 1u)` : `(co0 + ${r}u)`} * oplane + ow0;`);
     for (let ci = 0; ci < g.Cin; ci++) for (let tap = 0; tap < taps; tap++) acc.push(`  var a${r}_${ci}_${tap} = 0.0;`);
   }
   const ind = '      ';
-  const body = colSetup.map((l) => `${ind}${l}`);
+  const rows = rollingRows(g, load, '0u', '    ', ind);
+  const body: string[] = [];
   for (let r = 0; r < R; r++) {
-    if (vec) body.push(`${ind}let d${r} = dY[(dyRow + ch${r} + ow0) / 4u];`);
+    if (vec) body.push(`${ind}let d${r} = dY[(dyRow + ch${r}) / 4u];`);
     else {
-      // Pixels past the row read as zero (from the row's last pixel).
-      const ds = [0, 1, 2, 3].map((j) => `select(0.0, dY[dyRow + ch${r} + min(ow0 + ${j}u, p.OW - 1u)], ow0 + ${j}u < p.OW)`);
+      // Pixels past the row read as zero (from the row's first pixel).
+      const ds = [0, 1, 2, 3].map((j) => `select(0.0, dY[dyRow + ch${r} + select(0u, ${j}u, ok${j})], ok${j})`);
       body.push(`${ind}let d${r} = vec4<f32>(${ds.join(', ')});`);
     }
   }
-  body.push(...windowRows(g, vec, ind, load));
+  body.push(...rows.body);
   for (let r = 0; r < R; r++) {
     for (let ci = 0; ci < g.Cin; ci++) for (let kh = 0; kh < g.kH; kh++) for (let kw = 0; kw < g.kW; kw++) {
       body.push(`${ind}a${r}_${ci}_${kh * g.kW + kw} += dot(d${r}, s${ci}_${kh}_${kw});`);
     }
   }
+  body.push(...rows.shift);
   const store: string[] = [];
   for (let r = 0; r < R; r++) {
     const lines = [`let o${r} = outBase + (co0 + ${r}u) * taps;`];
@@ -223,25 +244,24 @@ export function stemWeightGradCode(g: ConvGeometry, t: StemTile): { ACC: string;
     if (partial) store.push(`  if (co0 + ${r}u < p.Cout) {`, ...lines.map((l) => `    ${l}`), '  }');
     else store.push(...lines.map((l) => `  ${l}`));
   }
-  return { ACC: acc.join('\n'), BODY: body.join('\n'), STORE: store.join('\n') };
+  return { ACC: acc.join('\n'), PROLOGUE: rows.prologue.join('\n'), BODY: body.join('\n'), STORE: store.join('\n') };
 }
 
-/** dL/dW with the stem kernel: partial slabs per chunk of rows, then their sum. */
+/** dL/dW with the stem kernel: partial sums per (chunk of images, strip), then their sum. */
 export function stemWeightGrad(gradOut: Tensor, x: Tensor, g: ConvGeometry, t: StemTile): Tensor {
   const vec = rowsAreVec4(g);
-  const rows = g.N * g.OH;
-  const chunks = Math.ceil(rows / t.rowsPerChunk);
+  const slabs = Math.ceil(g.N / t.perChunk) * Math.ceil(g.OW / 4);
   const shape = [g.Cout, g.Cin, g.kH, g.kW];
-  const out = Tensor.empty(chunks === 1 ? shape : [chunks, ...shape]);
+  const out = Tensor.empty(slabs === 1 ? shape : [slabs, ...shape]);
   launch(weightGradKernels.weightGrad, {
-    label: `conv2d.stem.weightGrad ${gradOut.describe()}, ${x.describe()} k${g.kH}x${g.kW} p${g.pad} tile ${t.R}/${t.rowsPerChunk}`,
+    label: `conv2d.stem.weightGrad ${gradOut.describe()}, ${x.describe()} k${g.kH}x${g.kW} p${g.pad} tile ${t.R}/${t.perChunk}`,
     inputs: { dY: gradOut, X: x },
     outputs: { Out: out },
-    params: { ...g, rowsPerChunk: t.rowsPerChunk },
+    params: { ...g, perChunk: t.perChunk },
     defines: { R: t.R, KH: g.kH, KW: g.kW, YV: vec ? 'vec4<f32>' : 'f32', XV: vec ? 'vec4<f32>' : 'f32', ...stemWeightGradCode(g, t) },
-    workgroups: [Math.ceil(chunks / 64), Math.ceil(g.Cout / t.R), 1],
+    workgroups: [Math.ceil(slabs / 64), Math.ceil(g.Cout / t.R), 1],
   });
-  if (chunks === 1) return out;
+  if (slabs === 1) return out;
   const total = sum(out, [0]);
   out.dispose();
   return total;
