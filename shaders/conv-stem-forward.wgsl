@@ -1,5 +1,5 @@
 // The conv forward for very few input channels (an image stem: 1 or 3 channels), stride 1
-// (engine/ops/conv-stem.ts generates WEIGHTS, BODY): there the work is mostly storing the output
+// (engine/ops/conv-stem.ts generates WEIGHTS, PROLOGUE, BODY): there the work is mostly storing the output
 // (9 multiply-adds per output value and input channel), so an invocation owns a strip of 4
 // output pixels along a row, for R output channels, and walks down the map, storing each row's
 // R vec4s (or 4 scalars where the map's width is not a multiple of 4). Walking down, each input

@@ -46,7 +46,8 @@ export function stemFits(g: ConvGeometry): boolean {
 }
 
 /** Output channels an invocation: 8 and 4 (16 were slower at the small ResNet's stem, N = 256,
- * GPU time: forward 4.3 ms against 3.3 for 8, weight gradient 5.4 against 3.8), only 4 with
+ * a loaded machine: forward 4.3 ms against 3.3 for 8 wall-clock, weight gradient 5.4 against
+ * 3.8 GPU time), only 4 with
  * more than 2 input channels, every channel where there are at most 4. */
 function channelBlocks(g: ConvGeometry): number[] {
   return g.Cout <= 4 ? [g.Cout] : g.Cin <= 2 ? [8, 4] : [4];
