@@ -3,8 +3,9 @@
 // storing the output (9 multiply-adds per output value and input channel), so an invocation
 // owns a strip of 4 output pixels along a row, for R output channels, and walks down the map,
 // storing each row's R vec4s (or 4 scalars where the map's width is not a multiple of 4).
-// Walking down, each input row is read once: the window's first kH - 1 rows are read before the walk (PROLOGUE) and kept
-// in variables, each output row reads the one row that enters the window and moves it down.
+// Walking down, each input row is read once: the window's first kH - 1 rows are read before
+// the walk (PROLOGUE) and kept in variables, each output row reads the one row that enters the
+// window and moves it down.
 //
 // out[n, co, oh, ow0 + j] = sum over (ci, kh, kw) of W[co, ci, kh, kw] * X[n, ci, oh + kh - pad, ow0 + j + kw - pad]
 //
