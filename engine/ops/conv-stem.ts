@@ -45,12 +45,16 @@ export function stemFits(g: ConvGeometry): boolean {
   return g.stride === 1 && g.Cin <= STEM_MAX_CIN && g.kH <= 3 && g.kW <= 3;
 }
 
-/** Output channels an invocation: 8 and 4 (16 were slower at the small ResNet's stem, N = 256,
- * a loaded machine: forward 4.3 ms against 3.3 for 8 wall-clock, weight gradient 5.4 against
- * 3.8 GPU time), only 4 with
- * more than 2 input channels, every channel where there are at most 4. */
-function channelBlocks(g: ConvGeometry): number[] {
-  return g.Cout <= 4 ? [g.Cout] : g.Cin <= 2 ? [8, 4] : [4];
+/** Output channels an invocation, the rule's pick first: 8 and 4 for the forward, 4 and 8 for
+ * the weight gradient (16 were slower at the small ResNet's stem, N = 256, a loaded machine:
+ * forward 4.3 ms against 3.3 for 8 wall-clock, weight gradient 5.4 against 3.8 GPU time; the
+ * weight gradient with 4 about as fast as with 8 on lavapipe, 2.0 against 1.5 GFLOP/s in
+ * Chromium at N = 32, where the forward ran 2.3 with 8 against 2.0 with 4); only 4 with more
+ * than 2 input channels; every channel where there are at most 4. */
+function channelBlocks(g: ConvGeometry, op: 'forward' | 'weightGrad'): number[] {
+  if (g.Cout <= 4) return [g.Cout];
+  if (g.Cin > 2) return [4];
+  return op === 'forward' ? [8, 4] : [4, 8];
 }
 
 /** R output channels an invocation (every channel when there are fewer); the work split into
@@ -59,7 +63,7 @@ export interface StemTile { R: number; perChunk: number }
 
 /** Forward tiles worth measuring: whole maps an invocation. */
 export function stemForwardTiles(g: ConvGeometry): StemTile[] {
-  return channelBlocks(g).map((R) => ({ R, perChunk: g.OH }));
+  return channelBlocks(g, 'forward').map((R) => ({ R, perChunk: g.OH }));
 }
 
 /** Weight-gradient tiles worth measuring: the images split into chunks so that there are about 512
@@ -69,7 +73,7 @@ export function stemForwardTiles(g: ConvGeometry): StemTile[] {
 export function stemWeightGradTiles(g: ConvGeometry): StemTile[] {
   const strips = Math.ceil(g.OW / 4);
   const perChunk = Math.max(1, Math.round((g.N * strips) / 512));
-  return channelBlocks(g).map((R) => ({ R, perChunk }));
+  return channelBlocks(g, 'weightGrad').map((R) => ({ R, perChunk }));
 }
 
 const XYZW = 'xyzw';
