@@ -1,0 +1,281 @@
+// Conv kernels for very few input channels at stride 1 (an image stem: the small ResNet's 1->16
+// on 28x28, ResNet-18's 3->64 on 32x32): the forward (shaders/conv-stem-forward.wgsl) and the
+// weight gradient (shaders/conv-stem-weightgrad.wgsl), with every per-tap, per-column and
+// per-channel step generated here into named values. With one input channel a stem conv does 9
+// multiply-adds per output value, so the general kernels, built to share loads among many input
+// channels, spend their time on tile set-up and scattered stores; these store (forward) or read
+// (weight gradient) the output-sized tensor as vec4 rows and keep everything else in registers.
+import forwardSource from '../../shaders/conv-stem-forward.wgsl';
+import weightGradSource from '../../shaders/conv-stem-weightgrad.wgsl';
+import { declareKernels } from '../kernels.ts';
+import { launch } from '../launch.ts';
+import { Tensor } from '../tensor.ts';
+import type { ConvGeometry } from './conv.ts';
+import { sum } from './reduce.ts';
+
+// The geometry (kH, kW and stride are in the generated code) and the rows a chunk takes.
+const params = {
+  N: 'u32', Cin: 'u32', H: 'u32', W: 'u32', Cout: 'u32', OH: 'u32', OW: 'u32',
+  kH: 'u32', kW: 'u32', stride: 'u32', pad: 'u32', perChunk: 'u32',
+} as const;
+
+const forwardKernels = declareKernels({
+  name: 'conv2d.stem',
+  source: forwardSource,
+  params,
+  defines: { R: 'u32', XV: 'type', OV: 'type', WEIGHTS: 'code', PROLOGUE: 'code', BODY: 'code' },
+  entryPoints: { forward: { inputs: { Wt: 'f32', X: 'XV' }, outputs: { Out: 'OV' } } },
+});
+
+const weightGradKernels = declareKernels({
+  name: 'conv2d.stem.weightGrad',
+  source: weightGradSource,
+  params,
+  defines: { R: 'u32', KH: 'u32', KW: 'u32', YV: 'type', XV: 'type', ACC: 'code', PROLOGUE: 'code', BODY: 'code', STORE: 'code' },
+  entryPoints: { weightGrad: { inputs: { dY: 'YV', X: 'XV' }, outputs: { Out: 'f32' } } },
+});
+
+/** The most input channels these kernels take (the generated body grows with them). */
+export const STEM_MAX_CIN = 4;
+
+/** Whether the stem kernels fit `g`: stride 1, at most STEM_MAX_CIN input channels, a window
+ * of at most 3x3 (so that the weights or accumulators an invocation holds stay at most 8 x 2 x 9
+ * or 4 x 4 x 9). */
+export function stemFits(g: ConvGeometry): boolean {
+  return g.stride === 1 && g.Cin <= STEM_MAX_CIN && g.kH <= 3 && g.kW <= 3;
+}
+
+/** Output channels an invocation, the rule's pick first: 8 and 4 for the forward, 4 and 8 for
+ * the weight gradient (16 were slower at the small ResNet's stem, N = 256, a loaded machine:
+ * forward 4.3 ms against 3.3 for 8 wall-clock, weight gradient 5.4 against 3.8 GPU time; the
+ * weight gradient with 4 about as fast as with 8 on lavapipe, 2.0 against 1.5 GFLOP/s in
+ * Chromium at N = 32, where the forward ran 2.3 with 8 against 2.0 with 4); only 4 with more
+ * than 2 input channels; every channel where there are at most 4. */
+function channelBlocks(g: ConvGeometry, op: 'forward' | 'weightGrad'): number[] {
+  if (g.Cout <= 4) return [g.Cout];
+  if (g.Cin > 2) return [4];
+  return op === 'forward' ? [8, 4] : [4, 8];
+}
+
+/** R output channels an invocation (every channel when there are fewer); the work split into
+ * chunks of `perChunk` (forward: output rows of one map; weight gradient: images). */
+export interface StemTile { R: number; perChunk: number }
+
+/** Forward tiles worth measuring: whole maps an invocation. */
+export function stemForwardTiles(g: ConvGeometry): StemTile[] {
+  return channelBlocks(g, 'forward').map((R) => ({ R, perChunk: g.OH }));
+}
+
+/** Weight-gradient tiles worth measuring: the images split into chunks so that there are about 512
+ * (chunk, strip) pairs, each writing its own partial sums (at the small ResNet's stem, N = 256:
+ * 4 images a chunk, GPU time about equal to 2 a chunk, whose partial sums took 0.8 ms to add
+ * against 0.3). */
+export function stemWeightGradTiles(g: ConvGeometry): StemTile[] {
+  const strips = Math.ceil(g.OW / 4);
+  const perChunk = Math.max(1, Math.round((g.N * strips) / 512));
+  return channelBlocks(g, 'weightGrad').map((R) => ({ R, perChunk }));
+}
+
+const XYZW = 'xyzw';
+
+/** Code that reads the input columns ow0 - pad .. ow0 + 3 + kW - 1 - pad of one window row into
+ * `x${sfx}_${c}`: `colSetup` (once per strip) and `load` (per row; `rowIn`, `rowOff` name the
+ * row's in-map flag and element offset, a multiple of 4 where `vec`). */
+function columns(KW: number, pad: number, vec: boolean): { colSetup: string[]; load: (sfx: string, rowIn: string, rowOff: string, ind: string) => string[] } {
+  const NS = 3 + KW;
+  if (!vec) {
+    const colSetup: string[] = [];
+    for (let c = 0; c < NS; c++) {
+      colSetup.push(`let cIn${c} = i32(ow0) + ${c - pad} >= 0 && i32(ow0) + ${c - pad} < i32(p.W);`);
+      colSetup.push(`let cOff${c} = select(0u, u32(i32(ow0) + ${c - pad}), cIn${c});`);
+    }
+    const load = (sfx: string, rowIn: string, rowOff: string, ind: string) =>
+      Array.from({ length: NS }, (_, c) => `${ind}let x${sfx}_${c} = select(0.0, X[${rowOff} + cOff${c}], ${rowIn} && cIn${c});`);
+    return { colSetup, load };
+  }
+  // Column c sits in vec4 floor((c - pad) / 4) relative to ow0's, component (c - pad) mod 4;
+  // a vec4 of a row whose width is a multiple of 4 is either wholly in the map or wholly out.
+  const v0 = Math.floor(-pad / 4);
+  const v1 = Math.floor((NS - 1 - pad) / 4);
+  const colSetup: string[] = [];
+  for (let v = v0; v <= v1; v++) {
+    const k = v - v0;
+    colSetup.push(`let vIn${k} = i32(ow0 / 4u) + ${v} >= 0 && i32(ow0 / 4u) + ${v} < i32(p.W / 4u);`);
+    colSetup.push(`let vOff${k} = select(0u, u32(i32(ow0 / 4u) + ${v}), vIn${k});`);
+  }
+  const load = (sfx: string, rowIn: string, rowOff: string, ind: string) => {
+    const body: string[] = [];
+    for (let v = v0; v <= v1; v++) {
+      const k = v - v0;
+      body.push(`${ind}let xv${sfx}_${k} = select(vec4<f32>(0.0), X[(${rowOff}) / 4u + vOff${k}], ${rowIn} && vIn${k});`);
+    }
+    for (let c = 0; c < NS; c++) {
+      const v = Math.floor((c - pad) / 4);
+      body.push(`${ind}let x${sfx}_${c} = xv${sfx}_${v - v0}.${XYZW[c - pad - 4 * v]};`);
+    }
+    return body;
+  };
+  return { colSetup, load };
+}
+
+/** Code for the window rows of output rows walked down a strip, each input row read once: the
+ * first kH - 1 rows before the walk (`prologue`, at output row `first`) into variables, then per
+ * output row (`body`) the row entering the window, the vec4 of the strip's 4 pixels' inputs
+ * under each tap (`s${ci}_${kh}_${kw}`), and (`shift`, after the row's work) the window moved
+ * down one row. */
+function rollingRows(g: ConvGeometry, load: ReturnType<typeof columns>['load'], first: string, ind: string, bodyInd: string): { prologue: string[]; body: string[]; shift: string[] } {
+  const NS = 3 + g.kW;
+  const last = g.kH - 1;
+  const rowCode = (name: string, ih: string, i: string) => [
+    `${i}let ih${name} = ${ih};`,
+    `${i}let rIn${name} = ih${name} >= 0 && ih${name} < i32(p.H);`,
+    `${i}let rOff${name} = select(0u, u32(ih${name}), rIn${name}) * p.W;`,
+  ];
+  const prologue: string[] = [];
+  for (let k = 0; k < last; k++) {
+    prologue.push(...rowCode(`P${k}`, `i32(${first}) + ${k - g.pad}`, ind));
+    for (let ci = 0; ci < g.Cin; ci++) {
+      prologue.push(...load(`P${ci}_${k}`, `rInP${k}`, `image + ${ci}u * plane + rOffP${k}`, ind));
+      for (let c = 0; c < NS; c++) prologue.push(`${ind}var r${ci}_${k}_${c} = xP${ci}_${k}_${c};`);
+    }
+  }
+  const body: string[] = rowCode('N', `i32(oh) + ${last - g.pad}`, bodyInd);
+  const shift: string[] = [];
+  for (let ci = 0; ci < g.Cin; ci++) {
+    body.push(...load(`N${ci}`, 'rInN', `image + ${ci}u * plane + rOffN`, bodyInd));
+    const col = (kh: number, c: number) => (kh === last ? `xN${ci}_${c}` : `r${ci}_${kh}_${c}`);
+    for (let kh = 0; kh < g.kH; kh++) {
+      for (let kw = 0; kw < g.kW; kw++) {
+        const xs = [0, 1, 2, 3].map((j) => col(kh, kw + j));
+        body.push(`${bodyInd}let s${ci}_${kh}_${kw} = vec4<f32>(${xs.join(', ')});`);
+      }
+    }
+    for (let k = 0; k < last; k++) for (let c = 0; c < NS; c++) shift.push(`${bodyInd}r${ci}_${k}_${c} = ${col(k + 1, c)};`);
+  }
+  // A code define may not be empty.
+  if (prologue.length === 0) prologue.push(`${ind}// A window of one row: nothing to read before the walk.`);
+  return { prologue, body, shift };
+}
+
+/** Whether rows can be read and written as vec4s: the input's and the output's widths are
+ * multiples of 4 (so every row and plane starts on a vec4). */
+function rowsAreVec4(g: ConvGeometry): boolean {
+  return g.W % 4 === 0 && g.OW % 4 === 0;
+}
+
+/** The generated parts of the forward shader. */
+export function stemForwardCode(g: ConvGeometry, t: StemTile, flipped: boolean): { WEIGHTS: string; PROLOGUE: string; BODY: string } {
+  const vec = rowsAreVec4(g);
+  const { colSetup, load } = columns(g.kW, g.pad, vec);
+  const R = t.R;
+  const partial = g.Cout % R !== 0;
+  const weights: string[] = colSetup.map((l) => `  ${l}`);
+  for (let r = 0; r < R; r++) {
+    weights.push(`  let ch${r} = ${partial ? `min(co0 + ${r}u, p.Cout - 1u)` : `co0 + ${r}u`};`);
+    for (let ci = 0; ci < g.Cin; ci++) {
+      for (let kh = 0; kh < g.kH; kh++) {
+        for (let kw = 0; kw < g.kW; kw++) {
+          // Flipped: the [Cin, Cout, kH, kW] weight of the conv whose input gradient this is, rotated.
+          const idx = flipped
+            ? `(${ci}u * p.Cout + ch${r}) * ${g.kH * g.kW}u + ${(g.kH - 1 - kh) * g.kW + (g.kW - 1 - kw)}u`
+            : `(ch${r} * p.Cin + ${ci}u) * ${g.kH * g.kW}u + ${kh * g.kW + kw}u`;
+          weights.push(`  let w${r}_${ci}_${kh}_${kw} = Wt[${idx}];`);
+        }
+      }
+    }
+  }
+  if (!vec) for (let j = 0; j < 4; j++) weights.push(`  let ok${j} = ow0 + ${j}u < p.OW;`);
+  const ind = '    ';
+  const rows = rollingRows(g, load, 'oh0', '  ', ind);
+  const body = rows.body;
+  for (let r = 0; r < R; r++) {
+    const terms: string[] = [];
+    for (let ci = 0; ci < g.Cin; ci++) for (let kh = 0; kh < g.kH; kh++) for (let kw = 0; kw < g.kW; kw++) terms.push(`s${ci}_${kh}_${kw} * w${r}_${ci}_${kh}_${kw}`);
+    body.push(`${ind}let a${r} = ${terms.join(' + ')};`);
+    const store: string[] = [];
+    store.push(`let o${r} = outImage + (co0 + ${r}u) * oplane + oh * p.OW + ow0;`);
+    if (vec) store.push(`Out[o${r} / 4u] = a${r};`);
+    else for (let j = 0; j < 4; j++) store.push(`if (ok${j}) { Out[o${r} + ${j}u] = a${r}.${XYZW[j]}; }`);
+    if (partial) body.push(`${ind}if (co0 + ${r}u < p.Cout) {`, ...store.map((l) => `${ind}  ${l}`), `${ind}}`);
+    else body.push(...store.map((l) => `${ind}${l}`));
+  }
+  body.push(...rows.shift);
+  return { WEIGHTS: weights.join('\n'), PROLOGUE: rows.prologue.join('\n'), BODY: body.join('\n') };
+}
+
+/** The stem forward (`flipped`: `weight` is [Cin, Cout, kH, kW], read transposed and rotated). */
+export function stemForward(x: Tensor, weight: Tensor, g: ConvGeometry, flipped: boolean, t: StemTile): Tensor {
+  const out = Tensor.empty([g.N, g.Cout, g.OH, g.OW]);
+  const vec = rowsAreVec4(g);
+  const strips = Math.ceil(g.OW / 4);
+  launch(forwardKernels.forward, {
+    label: `conv2d.stem ${x.describe()}, ${weight.describe()} k${g.kH}x${g.kW} p${g.pad}${flipped ? ' flipped' : ''} tile ${t.R}/${t.perChunk}`,
+    inputs: { Wt: weight, X: x },
+    outputs: { Out: out },
+    params: { ...g, perChunk: t.perChunk },
+    defines: { R: t.R, XV: vec ? 'vec4<f32>' : 'f32', OV: vec ? 'vec4<f32>' : 'f32', ...stemForwardCode(g, t, flipped) },
+    workgroups: [Math.ceil((g.N * strips) / 64), Math.ceil(g.Cout / t.R), Math.ceil(g.OH / t.perChunk)],
+  });
+  return out;
+}
+
+/** The generated parts of the weight-gradient shader. */
+export function stemWeightGradCode(g: ConvGeometry, t: StemTile): { ACC: string; PROLOGUE: string; BODY: string; STORE: string } {
+  const vec = rowsAreVec4(g);
+  const { colSetup, load } = columns(g.kW, g.pad, vec);
+  const R = t.R;
+  const partial = g.Cout % R !== 0;
+  const taps = g.kH * g.kW;
+  const acc: string[] = colSetup.map((l) => `  ${l}`);
+  if (!vec) for (let j = 0; j < 4; j++) acc.push(`  let ok${j} = ow0 + ${j}u < p.OW;`);
+  for (let r = 0; r < R; r++) {
+    acc.push(`  let ch${r} = ${partial ? `min(co0 + ${r}u, p.Cout - 1u)` : `(co0 + ${r}u)`} * oplane + ow0;`);
+    for (let ci = 0; ci < g.Cin; ci++) for (let tap = 0; tap < taps; tap++) acc.push(`  var a${r}_${ci}_${tap} = 0.0;`);
+  }
+  const ind = '      ';
+  const rows = rollingRows(g, load, '0u', '    ', ind);
+  const body: string[] = [];
+  for (let r = 0; r < R; r++) {
+    if (vec) body.push(`${ind}let d${r} = dY[(dyRow + ch${r}) / 4u];`);
+    else {
+      // Pixels past the row read as zero (from the row's first pixel).
+      const ds = [0, 1, 2, 3].map((j) => `select(0.0, dY[dyRow + ch${r} + select(0u, ${j}u, ok${j})], ok${j})`);
+      body.push(`${ind}let d${r} = vec4<f32>(${ds.join(', ')});`);
+    }
+  }
+  body.push(...rows.body);
+  for (let r = 0; r < R; r++) {
+    for (let ci = 0; ci < g.Cin; ci++) for (let kh = 0; kh < g.kH; kh++) for (let kw = 0; kw < g.kW; kw++) {
+      body.push(`${ind}a${r}_${ci}_${kh * g.kW + kw} += dot(d${r}, s${ci}_${kh}_${kw});`);
+    }
+  }
+  body.push(...rows.shift);
+  const store: string[] = [];
+  for (let r = 0; r < R; r++) {
+    const lines = [`let o${r} = outBase + (co0 + ${r}u) * taps;`];
+    for (let ci = 0; ci < g.Cin; ci++) for (let tap = 0; tap < taps; tap++) lines.push(`Out[o${r} + ${ci * taps + tap}u] = a${r}_${ci}_${tap};`);
+    if (partial) store.push(`  if (co0 + ${r}u < p.Cout) {`, ...lines.map((l) => `    ${l}`), '  }');
+    else store.push(...lines.map((l) => `  ${l}`));
+  }
+  return { ACC: acc.join('\n'), PROLOGUE: rows.prologue.join('\n'), BODY: body.join('\n'), STORE: store.join('\n') };
+}
+
+/** dL/dW with the stem kernel: partial sums per (chunk of images, strip), then their sum. */
+export function stemWeightGrad(gradOut: Tensor, x: Tensor, g: ConvGeometry, t: StemTile): Tensor {
+  const vec = rowsAreVec4(g);
+  const slabs = Math.ceil(g.N / t.perChunk) * Math.ceil(g.OW / 4);
+  const shape = [g.Cout, g.Cin, g.kH, g.kW];
+  const out = Tensor.empty(slabs === 1 ? shape : [slabs, ...shape]);
+  launch(weightGradKernels.weightGrad, {
+    label: `conv2d.stem.weightGrad ${gradOut.describe()}, ${x.describe()} k${g.kH}x${g.kW} p${g.pad} tile ${t.R}/${t.perChunk}`,
+    inputs: { dY: gradOut, X: x },
+    outputs: { Out: out },
+    params: { ...g, perChunk: t.perChunk },
+    defines: { R: t.R, KH: g.kH, KW: g.kW, YV: vec ? 'vec4<f32>' : 'f32', XV: vec ? 'vec4<f32>' : 'f32', ...stemWeightGradCode(g, t) },
+    workgroups: [Math.ceil(slabs / 64), Math.ceil(g.Cout / t.R), 1],
+  });
+  if (slabs === 1) return out;
+  const total = sum(out, [0]);
+  out.dispose();
+  return total;
+}

@@ -1,0 +1,108 @@
+// The stem conv kernels (engine/ops/conv-stem.ts: forward, its flipped form, weight gradient)
+// against float64 at several tiles: channel blocks past Cout and of every channel, maps whose
+// width is not a multiple of 4 (a partial last strip, scalar rows) and whose width is (vec4
+// rows), padding 0 to 2, the forward's rows split
+// into chunks (a partial last one), the weight gradient's images split into chunks (a partial
+// last one, and one chunk: no partial sums), 1 to 4 input channels, 1x1 to 3x3 windows.
+import { test } from 'uvu';
+import { Tensor } from '../../engine/index.ts';
+import { conv2dGeometry } from '../../engine/ops/conv.ts';
+import type { ConvGeometry } from '../../engine/ops/conv.ts';
+import { stemFits, stemForward, stemForwardTiles, stemWeightGrad, stemWeightGradTiles } from '../../engine/ops/conv-stem.ts';
+import type { StemTile } from '../../engine/ops/conv-stem.ts';
+import { assertClose, randomArray } from '../helpers.ts';
+
+/** out[n, co] = sum over (ci, kh, kw) of w(co, ci, kh, kw) * x[n, ci, oh + kh - pad, ow + kw - pad]. */
+function forwardRef(x: Float64Array, w: (co: number, ci: number, kh: number, kw: number) => number, g: ConvGeometry): Float64Array {
+  const y = new Float64Array(g.N * g.Cout * g.OH * g.OW);
+  for (let n = 0; n < g.N; n++) for (let co = 0; co < g.Cout; co++) for (let oh = 0; oh < g.OH; oh++) for (let ow = 0; ow < g.OW; ow++) {
+    let acc = 0;
+    for (let ci = 0; ci < g.Cin; ci++) for (let i = 0; i < g.kH; i++) for (let j = 0; j < g.kW; j++) {
+      const ih = oh - g.pad + i;
+      const iw = ow - g.pad + j;
+      if (ih < 0 || iw < 0 || ih >= g.H || iw >= g.W) continue;
+      acc += x[((n * g.Cin + ci) * g.H + ih) * g.W + iw] * w(co, ci, i, j);
+    }
+    y[((n * g.Cout + co) * g.OH + oh) * g.OW + ow] = acc;
+  }
+  return y;
+}
+
+function weightGradRef(gy: Float64Array, x: Float64Array, g: ConvGeometry): Float64Array {
+  const dw = new Float64Array(g.Cout * g.Cin * g.kH * g.kW);
+  for (let n = 0; n < g.N; n++) for (let co = 0; co < g.Cout; co++) for (let oh = 0; oh < g.OH; oh++) for (let ow = 0; ow < g.OW; ow++) {
+    const d = gy[((n * g.Cout + co) * g.OH + oh) * g.OW + ow];
+    for (let ci = 0; ci < g.Cin; ci++) for (let i = 0; i < g.kH; i++) for (let j = 0; j < g.kW; j++) {
+      const ih = oh - g.pad + i;
+      const iw = ow - g.pad + j;
+      if (ih < 0 || iw < 0 || ih >= g.H || iw >= g.W) continue;
+      dw[((co * g.Cin + ci) * g.kH + i) * g.kW + j] += d * x[((n * g.Cin + ci) * g.H + ih) * g.W + iw];
+    }
+  }
+  return dw;
+}
+
+// [name, input shape, weight shape, padding]
+const cases: [string, number[], number[], number][] = [
+  ['1->6 on 13x11, batch 3 (scalar rows, a partial strip)', [3, 1, 13, 11], [6, 1, 3, 3], 1],
+  ['1->16 on 8x12, batch 2 (vec4 rows)', [2, 1, 8, 12], [16, 1, 3, 3], 1],
+  ['1->20 on 28x28, batch 2 (the small ResNet stem, vec4 rows, a partial channel block)', [2, 1, 28, 28], [20, 1, 3, 3], 1],
+  ['3->20 on 8x8, batch 3 (an RGB stem, vec4 rows)', [3, 3, 8, 8], [20, 3, 3, 3], 1],
+  ['2->5 on 9x7, 2x2 window, padding 1', [2, 2, 9, 7], [5, 2, 2, 2], 1],
+  ['4->7 on 6x8, padding 2 (a 10-wide output: scalar rows)', [2, 4, 6, 8], [7, 4, 3, 3], 2],
+  ['1->12 on 6x10, padding 0 to an 8-wide output (scalar rows: the input is 10 wide)', [2, 1, 6, 10], [12, 1, 3, 3], 0],
+  ['2->3 on 5x4, 1x1 window', [3, 2, 5, 4], [3, 2, 1, 1], 0],
+  ['1->4 on 3x3, padding 2 (padding past the window)', [2, 1, 3, 3], [4, 1, 3, 3], 2],
+];
+
+// Extra tiles differ from the rule's only in their params (no pipeline to compile: SwiftShader
+// takes seconds for each).
+function forwardTilesFor(g: ConvGeometry): StemTile[] {
+  const tiles = stemForwardTiles(g);
+  return [...tiles, { R: tiles[tiles.length - 1].R, perChunk: 3 }, { R: tiles[0].R, perChunk: Math.max(1, g.OH - 1) }];
+}
+
+function weightGradTilesFor(g: ConvGeometry): StemTile[] {
+  const tiles = stemWeightGradTiles(g);
+  return [...tiles, { R: tiles[tiles.length - 1].R, perChunk: 2 }, { R: tiles[0].R, perChunk: g.N }, { R: tiles[0].R, perChunk: 1 }];
+}
+
+for (const [name, xs, ws, padding] of cases) {
+  test(`conv2d.stem ${name}: forward, flipped forward and weight gradient at several tiles against float64`, async () => {
+    const xd = randomArray(xs, 41);
+    const wd = randomArray(ws, 42);
+    const x = Tensor.fromArray(xd, xs);
+    const w = Tensor.fromArray(wd, ws);
+    const g = conv2dGeometry(x, w, { padding });
+    if (!stemFits(g)) throw new Error(`${name}: the stem kernels do not fit`);
+    const tol = { rtol: 1e-4, atol: 1e-5 * Math.sqrt(g.Cin * g.kH * g.kW) };
+    const kk = g.kH * g.kW;
+    const yRef = forwardRef(xd, (co, ci, kh, kw) => wd[(co * g.Cin + ci) * kk + kh * g.kW + kw], g);
+    // The same weight read as the [Cin, Cout, kH, kW] weight of another conv, rotated: the
+    // kernel's flipped form, which computes that conv's stride-1 input gradient.
+    const wf = Tensor.fromArray(wd, [g.Cin, g.Cout, g.kH, g.kW]);
+    const yFlippedRef = forwardRef(xd, (co, ci, kh, kw) => wd[(ci * g.Cout + co) * kk + (g.kH - 1 - kh) * g.kW + (g.kW - 1 - kw)], g);
+    for (const t of forwardTilesFor(g)) {
+      const y = stemForward(x, w, g, false, t);
+      assertClose(await y.toArray(), yRef, tol, `${name} forward tile ${JSON.stringify(t)}`);
+      y.dispose();
+      if (t.R !== stemForwardTiles(g)[0].R) continue; // the flipped form with the first block only
+      const yf = stemForward(x, wf, g, true, t);
+      assertClose(await yf.toArray(), yFlippedRef, tol, `${name} flipped forward tile ${JSON.stringify(t)}`);
+      yf.dispose();
+    }
+    const gys = [g.N, g.Cout, g.OH, g.OW];
+    const gyd = randomArray(gys, 43);
+    const gy = Tensor.fromArray(gyd, gys);
+    const dwRef = weightGradRef(gyd, xd, g);
+    const wgTol = { rtol: 1e-4, atol: 1e-5 * Math.sqrt(g.N * g.OH * g.OW) };
+    for (const t of weightGradTilesFor(g)) {
+      const dw = stemWeightGrad(gy, x, g, t);
+      assertClose(await dw.toArray(), dwRef, wgTol, `${name} weight grad tile ${JSON.stringify(t)}`);
+      dw.dispose();
+    }
+    for (const t of [x, w, wf, gy]) t.dispose();
+  });
+}
+
+test.run();
