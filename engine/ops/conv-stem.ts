@@ -8,16 +8,13 @@
 import forwardSource from '../../shaders/conv-stem-forward.wgsl';
 import weightGradSource from '../../shaders/conv-stem-weightgrad.wgsl';
 import { declareKernels } from '../kernels.ts';
+import { convGeometryParams, sumWeightGradSlices } from './conv-common.ts';
 import { launch } from '../launch.ts';
 import { Tensor } from '../tensor.ts';
 import type { ConvGeometry } from './conv.ts';
-import { sum } from './reduce.ts';
 
 // The geometry (kH, kW and stride are in the generated code) and the rows a chunk takes.
-const params = {
-  N: 'u32', Cin: 'u32', H: 'u32', W: 'u32', Cout: 'u32', OH: 'u32', OW: 'u32',
-  kH: 'u32', kW: 'u32', stride: 'u32', pad: 'u32', perChunk: 'u32',
-} as const;
+const params = { ...convGeometryParams, perChunk: 'u32' } as const;
 
 const forwardKernels = declareKernels({
   name: 'conv2d.stem',
@@ -274,8 +271,5 @@ export function stemWeightGrad(gradOut: Tensor, x: Tensor, g: ConvGeometry, t: S
     defines: { R: t.R, KH: g.kH, KW: g.kW, YV: vec ? 'vec4<f32>' : 'f32', XV: vec ? 'vec4<f32>' : 'f32', ...stemWeightGradCode(g, t) },
     workgroups: [Math.ceil(slabs / 64), Math.ceil(g.Cout / t.R), 1],
   });
-  if (slabs === 1) return out;
-  const total = sum(out, [0]);
-  out.dispose();
-  return total;
+  return sumWeightGradSlices(out, slabs);
 }

@@ -13,23 +13,18 @@ import weightGradRowsSource from '../../shaders/conv-subgroup-weightgrad-rows.wg
 import weightGradRollingSource from '../../shaders/conv-subgroup-weightgrad-rolling.wgsl';
 import padSource from '../../shaders/conv-weightgrad-pad.wgsl';
 import { declareKernels } from '../kernels.ts';
+import { convGeometryParams, sumWeightGradSlices } from './conv-common.ts';
 import { grid1d, launch } from '../launch.ts';
 import { Tensor } from '../tensor.ts';
 import type { ConvGeometry } from './conv.ts';
 import { packWeights } from './conv-pack.ts';
 import { fixedSubgroupSize } from '../device.ts';
-import { sum } from './reduce.ts';
-
-const geometryParams = {
-  N: 'u32', Cin: 'u32', H: 'u32', W: 'u32', Cout: 'u32', OH: 'u32', OW: 'u32',
-  kH: 'u32', kW: 'u32', stride: 'u32', pad: 'u32',
-} as const;
 
 // Input rows read as XV (f32, vec2 or vec4), outputs stored as OV.
 const forwardKernels = declareKernels({
   name: 'conv2d.subgroup',
   source: forwardSource,
-  params: { ...geometryParams, CP: 'u32' },
+  params: { ...convGeometryParams, CP: 'u32' },
   defines: { R: 'u32', TR: 'u32', TC: 'u32', KH: 'u32', KW: 'u32', STRIDE: 'u32', VX: 'u32', LEAD: 'u32', NV: 'u32', XV: 'type', OV: 'type', WOFF: 'code', ACC: 'code', BODY: 'code', STORE: 'code' },
   entryPoints: { forward: { inputs: { Wp: 'vec4<f32>', X: 'XV' }, outputs: { Out: 'OV' } } },
 });
@@ -37,7 +32,7 @@ const forwardKernels = declareKernels({
 const weightGradKernels = declareKernels({
   name: 'conv2d.subgroup',
   source: weightGradSource,
-  params: { ...geometryParams, rowsPerChunk: 'u32' },
+  params: { ...convGeometryParams, rowsPerChunk: 'u32' },
   defines: { R: 'u32', PX: 'u32', KH: 'u32', KW: 'u32', STRIDE: 'u32', WG: 'u32', DYOFF: 'code', ACC: 'code', BODY: 'code', STORE: 'code' },
   entryPoints: { weightGrad: { inputs: { dY: 'f32', X: 'f32' }, outputs: { Out: 'f32' } } },
 });
@@ -45,7 +40,7 @@ const weightGradKernels = declareKernels({
 const weightGradPackedKernels = declareKernels({
   name: 'conv2d.subgroup',
   source: weightGradPackedSource,
-  params: { ...geometryParams, rowsPerChunk: 'u32', Hp: 'u32', Wp: 'u32', OWp: 'u32' },
+  params: { ...convGeometryParams, rowsPerChunk: 'u32', Hp: 'u32', Wp: 'u32', OWp: 'u32' },
   defines: { R: 'u32', PX: 'u32', KH: 'u32', KW: 'u32', STRIDE: 'u32', WG: 'u32', DYOFF: 'code', ACC: 'code', BODY: 'code', STORE: 'code' },
   entryPoints: { weightGrad: { inputs: { dYp: 'vec4<f32>', Xp: 'vec4<f32>' }, outputs: { Out: 'f32' } } },
 });
@@ -53,7 +48,7 @@ const weightGradPackedKernels = declareKernels({
 const weightGradRollingKernels = declareKernels({
   name: 'conv2d.subgroup',
   source: weightGradRollingSource,
-  params: { ...geometryParams, imagesPerChunk: 'u32', Hp: 'u32', Wp: 'u32', OWp: 'u32', top: 'u32', left: 'u32' },
+  params: { ...convGeometryParams, imagesPerChunk: 'u32', Hp: 'u32', Wp: 'u32', OWp: 'u32', top: 'u32', left: 'u32' },
   defines: { R: 'u32', PX: 'u32', KH: 'u32', KW: 'u32', STRIDE: 'u32', WG: 'u32', DYOFF: 'code', ACC: 'code', FIRST: 'code', BODY: 'code', STORE: 'code' },
   entryPoints: { weightGrad: { inputs: { dYp: 'vec4<f32>', Xp: 'vec4<f32>' }, outputs: { Out: 'f32' } } },
 });
@@ -61,7 +56,7 @@ const weightGradRollingKernels = declareKernels({
 const weightGradRowsKernels = declareKernels({
   name: 'conv2d.subgroup',
   source: weightGradRowsSource,
-  params: { ...geometryParams, rowsPerChunk: 'u32', Hp: 'u32', Wp: 'u32', OWp: 'u32' },
+  params: { ...convGeometryParams, rowsPerChunk: 'u32', Hp: 'u32', Wp: 'u32', OWp: 'u32' },
   defines: { R: 'u32', PX: 'u32', KH: 'u32', KW: 'u32', STRIDE: 'u32', LANES: 'u32', DYOFF: 'code', ACC: 'code', BODY: 'code', STORE: 'code' },
   entryPoints: { weightGrad: { inputs: { dYp: 'vec4<f32>', Xp: 'vec4<f32>' }, outputs: { Out: 'f32' } } },
 });
@@ -77,7 +72,7 @@ const padKernels = declareKernels({
 const inputGradKernels = declareKernels({
   name: 'conv2d.subgroup',
   source: inputGradSource,
-  params: { ...geometryParams, CP: 'u32' },
+  params: { ...convGeometryParams, CP: 'u32' },
   defines: { R: 'u32', TR: 'u32', TC: 'u32', STRIDE: 'u32', NR: 'u32', DH0: 'i32', VX: 'u32', NV: 'u32', VFIRST: 'i32', YV: 'type', WOFF: 'code', ACC: 'code', BODY: 'code', STORE: 'code' },
   entryPoints: { inputGrad: { inputs: { Wp: 'vec4<f32>', dY: 'YV' }, outputs: { Out: 'f32' } } },
 });
@@ -596,10 +591,7 @@ export function subgroupWeightGrad(gradOut: Tensor, x: Tensor, g: ConvGeometry, 
     defines: { R: tile.R, PX: tile.PX, WG: tile.WG, KH: g.kH, KW: g.kW, STRIDE: g.stride, ...weightGradCode(tile, g.kH, g.kW, g.stride, lanesHere('weightGrad')) },
     workgroups: [Math.ceil(g.Cin / tile.WG), Math.ceil(g.Cout / tile.R), chunks],
   });
-  if (chunks === 1) return out;
-  const total = sum(out, [0]);
-  out.dispose();
-  return total;
+  return sumWeightGradSlices(out, chunks);
 }
 
 /** dL/dW with the subgroup kernel that reads padded vec4-aligned copies of X and dY. */
@@ -655,8 +647,5 @@ function subgroupWeightGradPacked(gradOut: Tensor, x: Tensor, g: ConvGeometry, t
   }
   if (xp !== x) xp.dispose();
   if (dyp !== gradOut) dyp.dispose();
-  if (chunks === 1) return out;
-  const total = sum(out, [0]);
-  out.dispose();
-  return total;
+  return sumWeightGradSlices(out, chunks);
 }

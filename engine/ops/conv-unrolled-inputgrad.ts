@@ -4,6 +4,7 @@
 // are not 8 wide (but at least 4), SwiftShader above all (see the shader for why).
 import source from '../../shaders/conv-unrolled-inputgrad.wgsl';
 import { declareKernels } from '../kernels.ts';
+import { convGeometryParams } from './conv-common.ts';
 import { launch } from '../launch.ts';
 import { Tensor } from '../tensor.ts';
 import type { ConvGeometry } from './conv.ts';
@@ -14,10 +15,7 @@ import { phaseTaps, transposedAccName, transposedConvStore, windowOf } from './c
 const kernels = declareKernels({
   name: 'conv2d.unrolled.inputGrad',
   source,
-  params: {
-    N: 'u32', Cin: 'u32', H: 'u32', W: 'u32', Cout: 'u32', OH: 'u32', OW: 'u32',
-    kH: 'u32', kW: 'u32', stride: 'u32', pad: 'u32', CP: 'u32',
-  },
+  params: { ...convGeometryParams, CP: 'u32' },
   defines: { R: 'u32', TR: 'u32', TC: 'u32', PT: 'u32', STRIDE: 'u32', DH0: 'i32', DW0: 'i32', SETUP: 'code', ACC: 'code', BODY: 'code', STORE: 'code' },
   entryPoints: { inputGrad: { inputs: { Wp: 'vec4<f32>', dY: 'f32' }, outputs: { Out: 'f32' } } },
 });

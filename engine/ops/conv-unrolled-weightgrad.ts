@@ -3,19 +3,16 @@
 // whose subgroups are not 8 wide (but at least 4), SwiftShader above all (see the shader for why).
 import source from '../../shaders/conv-unrolled-weightgrad.wgsl';
 import { declareKernels } from '../kernels.ts';
+import { convGeometryParams, sumWeightGradSlices } from './conv-common.ts';
 import { launch } from '../launch.ts';
 import { Tensor } from '../tensor.ts';
 import type { ConvGeometry } from './conv.ts';
 import { fixedSubgroupSize } from '../device.ts';
-import { sum } from './reduce.ts';
 
 const kernels = declareKernels({
   name: 'conv2d.unrolled.weightGrad',
   source,
-  params: {
-    N: 'u32', Cin: 'u32', H: 'u32', W: 'u32', Cout: 'u32', OH: 'u32', OW: 'u32',
-    kH: 'u32', kW: 'u32', stride: 'u32', pad: 'u32', rowsPerChunk: 'u32',
-  },
+  params: { ...convGeometryParams, rowsPerChunk: 'u32' },
   defines: { R: 'u32', PX: 'u32', WG: 'u32', SETUP: 'code', ACC: 'code', LOOP: 'code', STORE: 'code' },
   entryPoints: { weightGrad: { inputs: { dY: 'f32', X: 'f32' }, outputs: { Out: 'f32' } } },
 });
@@ -203,8 +200,5 @@ export function unrolledWeightGrad(gradOut: Tensor, x: Tensor, g: ConvGeometry, 
     defines: { R: tile.R, PX: tile.PX, WG: tile.WG, ...unrolledWeightGradCode(tile, g.kH, g.kW, g.stride, g.OW) },
     workgroups: [Math.ceil(g.Cin / tile.WG), Math.ceil(g.Cout / tile.R), chunks],
   });
-  if (chunks === 1) return out;
-  const total = sum(out, [0]);
-  out.dispose();
-  return total;
+  return sumWeightGradSlices(out, chunks);
 }

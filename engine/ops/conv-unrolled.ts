@@ -5,6 +5,7 @@
 import source from '../../shaders/conv-unrolled-forward.wgsl';
 import { subgroupSizes } from '../device.ts';
 import { declareKernels } from '../kernels.ts';
+import { convGeometryParams } from './conv-common.ts';
 import { launch } from '../launch.ts';
 import { Tensor } from '../tensor.ts';
 import type { ConvGeometry } from './conv.ts';
@@ -13,10 +14,7 @@ import { packWeights } from './conv-pack.ts';
 const kernels = declareKernels({
   name: 'conv2d.unrolled',
   source,
-  params: {
-    N: 'u32', Cin: 'u32', H: 'u32', W: 'u32', Cout: 'u32', OH: 'u32', OW: 'u32',
-    kH: 'u32', kW: 'u32', stride: 'u32', pad: 'u32', CP: 'u32',
-  },
+  params: { ...convGeometryParams, CP: 'u32' },
   defines: { R: 'u32', TR: 'u32', TC: 'u32', PT: 'u32', SETUP: 'code', ACC: 'code', BODY: 'code', STORE: 'code' },
   entryPoints: { forward: { inputs: { Wp: 'vec4<f32>', X: 'f32' }, outputs: { Out: 'f32' } } },
 });

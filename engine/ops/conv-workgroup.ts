@@ -4,6 +4,7 @@
 import source from '../../shaders/conv-workgroup.wgsl';
 import { engine } from '../device.ts';
 import { declareKernels } from '../kernels.ts';
+import { convGeometryParams } from './conv-common.ts';
 import { launch } from '../launch.ts';
 import { Tensor } from '../tensor.ts';
 import type { ConvGeometry } from './conv.ts';
@@ -11,10 +12,7 @@ import type { ConvGeometry } from './conv.ts';
 const kernels = declareKernels({
   name: 'conv2d.workgroup',
   source,
-  params: {
-    N: 'u32', Cin: 'u32', H: 'u32', W: 'u32', Cout: 'u32', OH: 'u32', OW: 'u32',
-    kH: 'u32', kW: 'u32', stride: 'u32', pad: 'u32',
-  },
+  params: convGeometryParams,
   defines: { OP: 'u32', WG_M: 'u32', WG_N: 'u32', TM: 'u32', TN: 'u32', TK: 'u32' },
   entryPoints: { main: { inputs: { In0: 'f32', In1: 'f32' }, outputs: { Out: 'f32' } } },
 });

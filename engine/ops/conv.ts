@@ -24,6 +24,7 @@
 import source from '../../shaders/conv.wgsl';
 import { noGrad, record } from '../autograd.ts';
 import { declareKernels } from '../kernels.ts';
+import { convGeometryParams } from './conv-common.ts';
 import { launch } from '../launch.ts';
 import { keep } from '../scope.ts';
 import { Tensor, checkDtype } from '../tensor.ts';
@@ -54,10 +55,7 @@ const kernels = declareKernels({
   name: 'conv2d',
   source,
   // The params are a ConvGeometry.
-  params: {
-    N: 'u32', Cin: 'u32', H: 'u32', W: 'u32', Cout: 'u32', OH: 'u32', OW: 'u32',
-    kH: 'u32', kW: 'u32', stride: 'u32', pad: 'u32',
-  },
+  params: convGeometryParams,
   defines: { KH: 'u32', KW: 'u32', STRIDE: 'u32', TC: 'u32', FLIPPED: 'bool', WG_X: 'u32', WG_Y: 'u32' },
   entryPoints: { forward: bindings, inputGrad: bindings, weightGrad: bindings },
 });
