@@ -328,19 +328,20 @@ export function conv2dVariants(op: 'forward' | 'inputGrad' | 'weightGrad', g: Co
 
 /** Weight-gradient rule, where the subgroup kernels run: with fewer than 8 input channels the
  * lanes along rows with the narrower channel block (the first such; the stem kernels take
- * precedence on software adapters), else the rolling kernel with the widest channel block split
- * into some 32 workgroups (the first rolling), at every stride. Stride 2 (wall ms of one call at
- * batch 256, interleaved, a loaded machine, the 'packed' kernel, since retired, that reloaded
- * every window row from padded copies -> rolling): 16->32 28x28 43.0 -> 21.7, 32->64 14x14 38.7 -> 23.1;
- * ResNet-18's 64->128 32x32 at batch 32 112 -> 65, 128->256 16x16 124 -> 72. Stride 1 (GPU
- * ms of one call, timestamp queries, medians of 9 interleaved rounds, a loaded machine, that
- * kernel's rule pick -> the first rolling): ResNet-18 at batch 32 64x32x32 206 -> 175,
- * 128x16x16 274 -> 204, 256x8x8 329 -> 259, 512x4x4 304 -> 283, the 1x1 128x16x16 55 -> 43; the
- * small ResNet at batch 256 16x28x28 66 -> 51, 32x14x14 93 -> 68; the training step's batch 64
- * 16x28x28 14.2 -> 10.1, 32x14x14 26 -> 16, 64x7x7 22 -> 10, 128x4x4 45 -> 27. Over every
- * tile, rolling was also the fastest or within noise of it at the step's 1x1 stride-2
- * shortcuts, and at batches 1 and 2 (64x32x32 at batch 1: 2.2 against 4.3 for the best tile of
- * the retired kernel, whose row chunks split the sum more finely). */
+ * precedence on software adapters; the 1->16 28x28 stem at batch 64, GPU ms, the retired
+ * 'packed' kernel -> rows, 4.5 -> 1.9), else the rolling kernel with the widest channel block
+ * split into some 32 workgroups (the first rolling), at every stride. The 'packed' kernel (the
+ * same lanes, every window row reloaded from padded copies) against rolling, stride 2 (wall ms
+ * of one call at batch 256, interleaved, a loaded machine): 16->32 28x28 43.0 -> 21.7, 32->64
+ * 14x14 38.7 -> 23.1; ResNet-18's 64->128 32x32 at batch 32 112 -> 65, 128->256 16x16
+ * 124 -> 72. Stride 1 (GPU ms of one call, timestamp queries, medians of 9 interleaved rounds,
+ * a loaded machine, packed's rule pick -> the first rolling): ResNet-18 at batch 32 64x32x32
+ * 206 -> 175, 128x16x16 274 -> 204, 256x8x8 329 -> 259, 512x4x4 304 -> 283, the 1x1 128x16x16
+ * 55 -> 43; the small ResNet at batch 256 16x28x28 66 -> 51, 32x14x14 93 -> 68; the training
+ * step's batch 64 16x28x28 14.2 -> 10.1, 32x14x14 26 -> 16, 64x7x7 22 -> 10, 128x4x4 45 -> 27.
+ * Over every tile, rolling was also the fastest or within noise of it at the step's 1x1
+ * stride-2 shortcuts, and at batches 1 and 2 (64x32x32 at batch 1: 2.2 against 4.3 for
+ * packed's best tile, whose row chunks split the sum more finely). */
 function weightGradRule(c: Candidate<Variant<WeightGradTile>>[]): number {
   const first = (kind: 'rows' | 'rolling') => c.findIndex((v) => v.config.design === 'subgroup' && v.config.tile.packed === kind);
   const rows = first('rows');
