@@ -1,8 +1,10 @@
 enable subgroups;
 // Weight gradient of a conv with few input channels (the image stem: Cin = 1) for adapters with
 // fixed subgroups of LANES = 8 (lavapipe) or 4; declared in engine/ops/conv-subgroup.ts, which generates the
-// unrolled parts (code defines). Reads the padded, vec4-aligned copies of X and dY that
-// conv-subgroup-weightgrad-packed.wgsl reads (made by conv-weightgrad-pad.wgsl).
+// unrolled parts (code defines). Reads the zero-padded, vec4-aligned copies of X and dY that
+// conv-subgroup-weightgrad-rolling.wgsl reads where X is not aligned (made by
+// conv-weightgrad-pad.wgsl): Xp [N * Cin][Hp][Wp], X shifted down and right by pad; dYp
+// [N * Cout][OH][OWp] (dY itself when OW is a whole number of steps).
 //
 //   dW[co, ci, kh, kw] = sum over (n, oh, ow) of dY[n, co, oh, ow] * X[n, ci, oh*s + kh - pad, ow*s + kw - pad]
 //
@@ -16,7 +18,8 @@ enable subgroups;
 // The sum over (n, oh) rows is split into chunks of `rowsPerChunk` rows (workgroup wid.z), each
 // written to its own slice of Out ([chunks][Cout][Cin][kH][kW]); the caller adds the slices.
 //
-// Params: as conv-subgroup-weightgrad-packed.wgsl. Bindings: dYp, Xp (vec4) -> Out. Defines:
+// Params: the geometry (N, Cin, H, W, Cout, OH, OW, kH, kW, stride, pad), rowsPerChunk, Hp, Wp,
+// OWp. Bindings: dYp, Xp (vec4) -> Out. Defines:
 // R, PX (a multiple of 4, PX * STRIDE too), KH, KW, STRIDE, LANES (the subgroup size, also the
 // workgroup's); code: DYOFF (per-channel dY
 // offsets), ACC (accumulators), BODY (one step of one row), STORE (the sums over lanes).

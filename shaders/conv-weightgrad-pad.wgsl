@@ -1,4 +1,5 @@
-// The zero-padded, vec4-aligned copies conv-subgroup-weightgrad-packed.wgsl reads; declared in
+// The zero-padded, vec4-aligned copies the subgroup weight-gradient kernels read (rolling where
+// X's rows are not vec4-aligned, rows always); declared in
 // engine/ops/conv-subgroup.ts. Out[plane][r][c] = In[plane][r - top][c - left] where that is
 // inside In's [planes][inH][inW], else 0, for Out [planes][outH][4 OUTV].
 //

@@ -8,7 +8,6 @@
 import forwardSource from '../../shaders/conv-subgroup-forward.wgsl';
 import weightGradSource from '../../shaders/conv-subgroup-weightgrad.wgsl';
 import inputGradSource from '../../shaders/conv-subgroup-inputgrad.wgsl';
-import weightGradPackedSource from '../../shaders/conv-subgroup-weightgrad-packed.wgsl';
 import weightGradRowsSource from '../../shaders/conv-subgroup-weightgrad-rows.wgsl';
 import weightGradRollingSource from '../../shaders/conv-subgroup-weightgrad-rolling.wgsl';
 import padSource from '../../shaders/conv-weightgrad-pad.wgsl';
@@ -35,14 +34,6 @@ const weightGradKernels = declareKernels({
   params: { ...convGeometryParams, rowsPerChunk: 'u32' },
   defines: { R: 'u32', PX: 'u32', KH: 'u32', KW: 'u32', STRIDE: 'u32', WG: 'u32', DYOFF: 'code', ACC: 'code', BODY: 'code', STORE: 'code' },
   entryPoints: { weightGrad: { inputs: { dY: 'f32', X: 'f32' }, outputs: { Out: 'f32' } } },
-});
-
-const weightGradPackedKernels = declareKernels({
-  name: 'conv2d.subgroup',
-  source: weightGradPackedSource,
-  params: { ...convGeometryParams, rowsPerChunk: 'u32', Hp: 'u32', Wp: 'u32', OWp: 'u32' },
-  defines: { R: 'u32', PX: 'u32', KH: 'u32', KW: 'u32', STRIDE: 'u32', WG: 'u32', DYOFF: 'code', ACC: 'code', BODY: 'code', STORE: 'code' },
-  entryPoints: { weightGrad: { inputs: { dYp: 'vec4<f32>', Xp: 'vec4<f32>' }, outputs: { Out: 'f32' } } },
 });
 
 const weightGradRollingKernels = declareKernels({
@@ -100,12 +91,12 @@ export function rowVectorFits(v: 2 | 4, TC: number, g: ConvGeometry): boolean {
 
 /** Weight-gradient tile: R output channels x all taps per invocation (one input channel), PX
  * output pixels a step, `chunks` slices of the (n, oh) rows, WG invocations a workgroup.
- * `packed`: read padded vec4-aligned copies of X and dY, lanes along input channels
- * (conv-subgroup-weightgrad-packed.wgsl) or, `rows`, along the rows of the sum for few input
- * channels (conv-subgroup-weightgrad-rows.wgsl, a workgroup of one subgroup) or, `rolling`, as
- * 'channels' with each window's rows carried to the next output row's (its chunks are slices of
- * the images; conv-subgroup-weightgrad-rolling.wgsl); PX and PX * stride are then multiples of 4. */
-export interface WeightGradTile { R: number; PX: number; chunks: number; WG: number; packed?: 'channels' | 'rows' | 'rolling' }
+ * `packed`: read vec4-aligned dY and X (or zero-padded copies, conv-weightgrad-pad.wgsl), either
+ * `rolling`, lanes along input channels and each window's rows carried to the next output row's
+ * (conv-subgroup-weightgrad-rolling.wgsl; its chunks are slices of the images), or `rows`,
+ * lanes along the rows of the sum for few input channels (conv-subgroup-weightgrad-rows.wgsl, a
+ * workgroup of one subgroup); PX and PX * stride are then multiples of 4. */
+export interface WeightGradTile { R: number; PX: number; chunks: number; WG: number; packed?: 'rows' | 'rolling' }
 
 let lanesOverride: 4 | null = null;
 
@@ -418,12 +409,12 @@ function weightGradCode(t: WeightGradTile, KH: number, KW: number, S: number, L:
   return { DYOFF: dyoff.join('\n'), ACC: weightGradAccumulators(R, KK), BODY: body.join('\n'), STORE: weightGradStore(R, KK, 'a') };
 }
 
-/** The unrolled parts of conv-subgroup-weightgrad-packed.wgsl (or, `rolling`,
- * conv-subgroup-weightgrad-rolling.wgsl) for one tile and window. Rolling: the window's first
- * KH - S rows are the carried variables c{kh}_{j}, loaded by FIRST and, after a step's
- * multiply-adds, taken from that step's rows S on. `leads` (rolling only): X is read unpadded,
- * window row kh from lane leads[kh] of its first vec4, the loads masked to X's rows and columns. */
-function weightGradPackedCode(t: WeightGradTile, KH: number, KW: number, S: number, L: number, rolling: boolean, leads: number[] | null = null): { DYOFF: string; ACC: string; FIRST: string; BODY: string; STORE: string } {
+/** The unrolled parts of conv-subgroup-weightgrad-rolling.wgsl for one tile and window: the
+ * window's first KH - S rows are the carried variables c{kh}_{j}, loaded by FIRST and, after a
+ * step's multiply-adds, taken from that step's rows S on. `leads`: X is read unpadded, window
+ * row kh from lane leads[kh] of its first vec4, the loads masked to X's rows and columns; null:
+ * X is the padded copy. */
+function weightGradRollingCode(t: WeightGradTile, KH: number, KW: number, S: number, L: number, leads: number[] | null): { DYOFF: string; ACC: string; FIRST: string; BODY: string; STORE: string } {
   const { R, PX } = t;
   const KK = KH * KW;
   const NS = (PX - 1) * S + KW;
@@ -432,7 +423,7 @@ function weightGradPackedCode(t: WeightGradTile, KH: number, KW: number, S: numb
   const quarters = PX / 4;
   const vecs = R * quarters;
   const loads = Math.ceil(vecs / L);
-  const carried = rolling ? Math.max(KH - S, 0) : 0;
+  const carried = Math.max(KH - S, 0);
   const dyoff: string[] = [];
   for (let i = 0; i < loads; i++) {
     // Lane `lane` loads dY vec4 e = lane + L i of the step: channel e / quarters (clamped: the
@@ -441,7 +432,6 @@ function weightGradPackedCode(t: WeightGradTile, KH: number, KW: number, S: numb
     dyoff.push(`  let dyOff${i} = min(co0 + dyE${i} / ${quarters}u, p.Cout - 1u) * dyPlane + dyE${i} % ${quarters}u;`);
   }
   const load = (kh: number, j: number) => {
-    if (!rolling) return `Xp[xStep + ${kh}u * xRowStride + ${j}u]`;
     const at = `Xp[((xe + ${kh}u * p.Wp - ${lead(kh)}u) >> 2u) + ${j}u]`;
     return leads === null ? at : `select(vec4<f32>(0.0), ${at}, m${lead(kh)}_${j} & vec4<bool>(u32(ih + ${kh}) < p.H))`;
   };
@@ -594,12 +584,12 @@ export function subgroupWeightGrad(gradOut: Tensor, x: Tensor, g: ConvGeometry, 
   return sumWeightGradSlices(out, chunks);
 }
 
-/** dL/dW with the subgroup kernel that reads padded vec4-aligned copies of X and dY. */
+/** dL/dW with the subgroup kernels that read vec4-aligned X (or a padded copy) and dY. */
 function subgroupWeightGradPacked(gradOut: Tensor, x: Tensor, g: ConvGeometry, tile: WeightGradTile): Tensor {
   const S = g.stride;
   if (tile.PX % 4 !== 0 || (tile.PX * S) % 4 !== 0) throw new RangeError(`conv2d weight gradient: packed tile needs PX and PX * stride multiples of 4 (PX ${tile.PX}, stride ${S})`);
   const rows = g.N * g.OH;
-  // Rolling chunks are slices of the images, the others of the (n, oh) rows.
+  // Rolling chunks are slices of the images, the rows kernel's of the (n, oh) rows.
   const imagesPerChunk = Math.ceil(g.N / tile.chunks);
   const rowsPerChunk = Math.ceil(rows / tile.chunks);
   const chunks = tile.packed === 'rolling' ? Math.ceil(g.N / imagesPerChunk) : Math.ceil(rows / rowsPerChunk);
@@ -630,18 +620,11 @@ function subgroupWeightGradPacked(gradOut: Tensor, x: Tensor, g: ConvGeometry, t
       defines: { ...window, LANES: L, ...weightGradRowsCode(tile, g.kH, g.kW, S) },
       workgroups: [g.Cin, Math.ceil(g.Cout / tile.R), chunks],
     });
-  } else if (tile.packed === 'rolling') {
+  } else {
     launch(weightGradRollingKernels.weightGrad, {
       label: `${label}${direct ? ' direct' : ''}`, inputs: { dYp: dyp, Xp: xp }, outputs: { Out: out },
       params: { ...g, imagesPerChunk, Hp, Wp, OWp, top: direct ? g.pad : 0, left: direct ? g.pad : 0 },
-      defines: { ...window, WG: tile.WG, ...weightGradPackedCode(tile, g.kH, g.kW, S, L, true, leads) },
-      workgroups: [Math.ceil(g.Cin / tile.WG), Math.ceil(g.Cout / tile.R), chunks],
-    });
-  } else {
-    const { FIRST: _, ...code } = weightGradPackedCode(tile, g.kH, g.kW, S, L, false);
-    launch(weightGradPackedKernels.weightGrad, {
-      label, inputs: { dYp: dyp, Xp: xp }, outputs: { Out: out }, params,
-      defines: { ...window, WG: tile.WG, ...code },
+      defines: { ...window, WG: tile.WG, ...weightGradRollingCode(tile, g.kH, g.kW, S, L, leads) },
       workgroups: [Math.ceil(g.Cin / tile.WG), Math.ceil(g.Cout / tile.R), chunks],
     });
   }

@@ -261,13 +261,8 @@ function weightGradCandidates(g: ConvGeometry): Candidate<Variant<WeightGradTile
       for (const chunks of split > 1 ? [split, 1] : [1]) {
         subgroup.push({ name: `subgroup ${R}x${PX} wg${WG} split${chunks}`, config: { design: 'subgroup', tile: { R, PX, chunks, WG } } });
       }
-      // The same lanes reading padded vec4-aligned copies of X and dY, 4 pixels a step (8
-      // measured slower everywhere).
-      for (const chunks of split > 1 ? [split, 1] : [1]) {
-        subgroup.push({ name: `subgroup ${R}x4 wg${WG} split${chunks} packed`, config: { design: 'subgroup', tile: { R, PX: 4, chunks, WG, packed: 'channels' } } });
-      }
-      // The same with each window's rows carried to the next output row's, the sum split over
-      // the images.
+      // The same lanes reading vec4-aligned X (or a padded copy) and dY, 4 pixels a step, each
+      // window's rows carried to the next output row's, the sum split over the images.
       const imageSplit = Math.max(1, Math.min(split, g.N));
       for (const chunks of imageSplit > 1 ? [imageSplit, 1] : [1]) {
         subgroup.push({ name: `subgroup ${R}x4 wg${WG} split${chunks} rolling`, config: { design: 'subgroup', tile: { R, PX: 4, chunks, WG, packed: 'rolling' } } });
@@ -332,20 +327,25 @@ export function conv2dVariants(op: 'forward' | 'inputGrad' | 'weightGrad', g: Co
 }
 
 /** Weight-gradient rule, where the subgroup kernels run: with fewer than 8 input channels the
- * lanes along rows with the narrower channel block (the first such), else the packed copies
- * with the widest channel block split into some 32 workgroups (the first packed; at strides
- * over 1 the first rolling: wall ms of one call at batch 256, interleaved, a loaded machine,
- * packed -> rolling: 16->32 28x28 43.0 -> 21.7, 32->64 14x14 38.7 -> 23.1; ResNet-18's 64->128
- * 32x32 at batch 32 112 -> 65, 128->256 16x16 124 -> 72). Measured on
- * lavapipe at the small ResNet's batch-64 shapes (GPU ms of one call, a loaded machine): the
- * stem 1->16 28x28 4.5 -> 1.9; packed about equal (16->32 s2, 64->64 7x7) or faster (32->64 s2
- * 17 -> 14, 128->128 4x4 29 -> 22, 16->16 28x28 13.6 -> 8.9); in the training step, tuning
- * chose packed for every 3x3 shape but 16->16 28x28. */
-function weightGradRule(c: Candidate<Variant<WeightGradTile>>[], g: ConvGeometry): number {
-  const packed = (kind: 'channels' | 'rows' | 'rolling') => c.findIndex((v) => v.config.design === 'subgroup' && v.config.tile.packed === kind);
-  const rows = packed('rows');
-  const channels = packed(g.stride > 1 ? 'rolling' : 'channels');
-  return stemRule(c, ruleDesign(c, rows >= 0 ? rows : Math.max(channels, 0)));
+ * lanes along rows with the narrower channel block (the first such; the stem kernels take
+ * precedence on software adapters; the 1->16 28x28 stem at batch 64, GPU ms, the retired
+ * 'packed' kernel -> rows, 4.5 -> 1.9), else the rolling kernel with the widest channel block
+ * split into some 32 workgroups (the first rolling), at every stride. The 'packed' kernel (the
+ * same lanes, every window row reloaded from padded copies) against rolling, stride 2 (wall ms
+ * of one call at batch 256, interleaved, a loaded machine): 16->32 28x28 43.0 -> 21.7, 32->64
+ * 14x14 38.7 -> 23.1; ResNet-18's 64->128 32x32 at batch 32 112 -> 65, 128->256 16x16
+ * 124 -> 72. Stride 1 (GPU ms of one call, timestamp queries, medians of 9 interleaved rounds,
+ * a loaded machine, packed's rule pick -> the first rolling): ResNet-18 at batch 32 64x32x32
+ * 206 -> 175, 128x16x16 274 -> 204, 256x8x8 329 -> 259, 512x4x4 304 -> 283, the 1x1 128x16x16
+ * 55 -> 43; the small ResNet at batch 256 16x28x28 66 -> 51, 32x14x14 93 -> 68; the training
+ * step's batch 64 16x28x28 14.2 -> 10.1, 32x14x14 26 -> 16, 64x7x7 22 -> 10, 128x4x4 45 -> 27.
+ * Over every tile, rolling was also the fastest or within noise of it at the step's 1x1
+ * stride-2 shortcuts, and at batches 1 and 2 (64x32x32 at batch 1: 2.2 against 4.3 for
+ * packed's best tile, whose row chunks split the sum more finely). */
+function weightGradRule(c: Candidate<Variant<WeightGradTile>>[]): number {
+  const first = (kind: 'rows' | 'rolling') => c.findIndex((v) => v.config.design === 'subgroup' && v.config.tile.packed === kind);
+  const rows = first('rows');
+  return stemRule(c, ruleDesign(c, rows >= 0 ? rows : Math.max(first('rolling'), 0)));
 }
 
 function runWeightGrad(gradOut: Tensor, x: Tensor, g: ConvGeometry, v: Variant<WeightGradTile>): Tensor {
@@ -405,7 +405,7 @@ export function conv2dWeightGrad(gradOut: Tensor, x: Tensor, g: ConvGeometry): T
     return out;
   }
   const candidates = weightGradCandidates(g);
-  const pick = choose('conv2d.weightGrad', shapeKey(g), candidates, weightGradRule(candidates, g), () => {
+  const pick = choose('conv2d.weightGrad', shapeKey(g), candidates, weightGradRule(candidates), () => {
     const [gy, xb] = benchInputs([[g.N, g.Cout, g.OH, g.OW], [g.N, g.Cin, g.H, g.W]]);
     return { run: (v) => { runWeightGrad(gy, xb, g, v); }, dispose: () => { gy.dispose(); xb.dispose(); } };
   });

@@ -266,6 +266,26 @@ test('conv2d variants: the designs this adapter offers, the real-GPU one among t
   assert.equal(conv2dVariants('inputGrad', g), [], 'a stride-1 input gradient runs as a flipped forward conv');
 });
 
+test('conv2d weight-gradient rule: the rolling subgroup kernel at strides 1 and 2 (where the subgroup kernels run), correct', async () => {
+  const e = engine();
+  if (!subgroupConvOffered() || !e.device.features.has('timestamp-query')) return;
+  clearTuning();
+  for (const stride of [1, 2]) {
+    const xs = [2, 16, 9, 12];
+    const x = Tensor.fromArray(randomArray(xs, 31), xs);
+    const w = Tensor.empty([12, 16, 3, 3]);
+    const g = conv2dGeometry(x, w, { stride, padding: 1 });
+    const gys = [g.N, g.Cout, g.OH, g.OW];
+    const gy = Tensor.fromArray(randomArray(gys, 32), gys);
+    e.startProfile({ byLabel: true });
+    const dw = conv2dWeightGrad(gy, x, g);
+    const labels = [...(await e.stopProfile()).keys()];
+    assert.ok(labels.some((l) => l.includes('packed rolling')), `stride ${stride}: ${labels.join(' | ')}`);
+    assertClose(await dw.toArray(), weightGradRef(randomArray(gys, 32), randomArray(xs, 31), g), { rtol: 1e-4, atol: 1e-4 }, `stride ${stride}`);
+    for (const t of [x, w, gy, dw]) t.dispose();
+  }
+});
+
 test('conv2d tuning: off, a shape runs the rule; on, it is measured once and its choice kept', async () => {
   clearTuning();
   const x = Tensor.fromArray(randomArray([2, 8, 6, 6], 21), [2, 8, 6, 6]);
