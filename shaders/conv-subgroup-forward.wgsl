@@ -16,9 +16,11 @@ enable subgroups;
 // loading the NR x NS input values under the tile's windows once and the R x KH x KW weights
 // once.
 //
-// The input rows are read as vectors XV of VX = 1, 2 or 4 floats: a per-lane load costs about
-// as much for a vec4 as for one float, and the input loads are much of what the kernel spends
-// beyond its FMAs (a 2x4 tile at stride 2 reads 45 input values a channel, 15 vec4s). Vectors
+// The input rows are read as vectors XV of VX = 1, 2 or 4 floats. On lavapipe a per-lane load
+// checks and loads each component on its own (docs/environment.md), so a vector saves only the
+// per-lane overhead, and the input loads are most of what the kernel spends (a 2x4 tile at
+// stride 2 reads 45 input values a channel, 15 vec4s): wide tiles and channel blocks, which
+// serve more FMAs per loaded float, matter more than the vector width. Vectors
 // need aligned rows: W % VX == 0 and TC * STRIDE % VX == 0 (rowVectorFits), so that every tile's first window column sits at the same lane LEAD of an
 // aligned vector, and a vector is either inside its row or wholly outside it (padding). Where
 // the output rows allow it, outputs are stored as vectors OV of 2 or 4.

@@ -161,13 +161,18 @@ function ruleDesign<T>(candidates: Candidate<Variant<T>>[], subgroupPick: number
 function forwardCandidates(g: ConvGeometry): Candidate<Variant<ForwardTile>>[] {
   const subgroup: Candidate<Variant<ForwardTile>>[] = [];
   if (subgroupConvOffered()) {
-    // Pixel tiles of 8 or 4 (TR x TC), as wide as the map allows; and where 4-wide tiles would
-    // run past the map's edge, tiles of the rows split evenly into at most 8 columns (a 7- or
-    // 14-wide map: 7 columns, none past the edge; at stride 2 they read their input as vec2s).
-    const shapes = g.OW >= 4 ? [[2, 4], [1, 4]] : g.OW >= 2 ? [[2, 2], [4, 2]] : [[4, 1], [8, 1]];
+    // Pixel tiles, the rule's first: where 4-wide tiles would run past the map's edge, tiles of
+    // the rows split evenly into at most 8 columns (a 7- or 14-wide map: 7 columns, none past the
+    // edge; at stride 2 they read their input as vec2s); 2x8 where rows are multiples of 8; then
+    // tiles of 8 or 4 pixels as wide as the map allows.
+    const base = g.OW >= 4 ? [[2, 4], [1, 4]] : g.OW >= 2 ? [[2, 2], [4, 2]] : [[4, 1], [8, 1]];
     const even = Math.ceil(g.OW / Math.ceil(g.OW / 8));
-    if (g.OW > 4 && g.OW % 4 !== 0 && even % 4 !== 0) shapes.push([1, even], [2, even]);
-    for (const R of channelBlocks(g.Cout, g.kH * g.kW).slice(0, 2)) {
+    const shapes = g.OW > 4 && g.OW % 4 !== 0 && even % 4 !== 0 ? [[2, even], [1, even], ...base] : g.OW % 8 === 0 ? [[2, 8], ...base] : base;
+    // Blocks of 32 output channels for 3x3 windows where there are that many: each input value
+    // a lane loads then serves twice the multiply-adds (the loads, a loop over the lanes for
+    // every component, are most of the kernel's time on lavapipe).
+    const blocks = g.Cout >= 32 && g.kH * g.kW <= 9 ? [32, 16] : channelBlocks(g.Cout, g.kH * g.kW).slice(0, 2);
+    for (const R of blocks) {
       for (const [TR, TC] of shapes) subgroup.push({ name: `subgroup ${R}x${TR}x${TC}`, config: { design: 'subgroup', tile: { R, TR, TC } } });
       // The same tiles reading input rows as vectors, the widest that fits.
       for (const [TR, TC] of shapes) {
@@ -202,10 +207,12 @@ function unrolledCandidate<T>(): Candidate<Variant<T>>[] {
   return hasUnrolledSubgroups() ? [{ name: 'unrolled', config: { design: 'unrolled' } }] : [];
 }
 
-/** Forward rule: the subgroup tile of the widest channel block and 8 pixels, reading its input
- * rows as vectors where they are aligned (the first such candidate, else the first). */
+/** Forward rule: the first subgroup tile (the widest channel block, the first pixel tile),
+ * reading its input rows as vectors where they are aligned. */
 function forwardRule(c: Candidate<Variant<ForwardTile>>[]): number {
-  const rows = c.findIndex((v) => v.config.design === 'subgroup' && v.config.tile.rowVector !== undefined);
+  const first = c[0].config;
+  const rows = first.design !== 'subgroup' ? -1 : c.findIndex(({ config: v }) => v.design === 'subgroup' && v.tile.rowVector !== undefined
+    && v.tile.R === first.tile.R && v.tile.TR === first.tile.TR && v.tile.TC === first.tile.TC);
   return stemRule(c, ruleDesign(c, Math.max(rows, 0)));
 }
 

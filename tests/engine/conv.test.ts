@@ -109,6 +109,10 @@ const designCases: [string, number[], number[], number, number][] = [
   // A 14-wide map read as vec2s at stride 2 (an odd-width output stored as scalars); the forward's
   // tiles a whole 7-wide output row (a partial 4-pixel accumulator, 5 channels in a block of 8).
   ['3x3 s2 p1, 6->5 on 5x14', [2, 6, 5, 14], [5, 6, 3, 3], 2, 1],
+  // Blocks of 32 output channels (the second mostly past Cout) and 2x8 tiles, two across a
+  // 16-wide map with a partial row of tiles, at strides 1 and 2.
+  ['3x3 s1 p1, 5->37 on 5x16', [2, 5, 5, 16], [37, 5, 3, 3], 1, 1],
+  ['3x3 s2 p1, 3->33 on 7x32', [1, 3, 7, 32], [33, 3, 3, 3], 2, 1],
   ['3x3 s1 p1 on a 3x2 map, 9->5', [2, 9, 3, 2], [5, 9, 3, 3], 1, 1],
   ['3x3 s1 p1 on a 1x1 map, 4->3', [3, 4, 1, 1], [3, 4, 3, 3], 1, 1],
   ['5x5 s1 p2, 3->2 on 7x6', [1, 3, 7, 6], [2, 3, 5, 5], 1, 2],
