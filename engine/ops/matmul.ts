@@ -35,8 +35,9 @@ export const MATMUL_TILE: MatmulTile = { TM: 8, TN: 8, WG_X: 16, WG_Y: 4 };
 const XYZW = 'xyzw';
 
 /** How the kernel reads an operand: as vec4s of consecutive elements wherever the layout allows,
- * because on software adapters each load is a loop over the SIMD lanes (lavapipe) and a vec4
- * costs about what a scalar does:
+ * because on software adapters each load is a loop over the SIMD lanes (lavapipe), whose
+ * per-lane set-up a vec4 pays once for four floats (its components are still loaded one by one,
+ * docs/environment.md):
  *   A 'm4': four rows of op(A) at one k (A transposed, M % 4 == 0)
  *   B 'n4': four columns of op(B) at one k (B not transposed, N % 4 == 0)
  *   A 'k4': one row of op(A) at four k (A not transposed, K % 4 == 0; the 'k4' design only)
