@@ -6,6 +6,7 @@
 // channels, spend their time on tile set-up and scattered stores; these store (forward) or read
 // (weight gradient) the output-sized tensor as vec4 rows and keep everything else in registers.
 import forwardSource from '../../shaders/conv-stem-forward.wgsl';
+import narrowSource from '../../shaders/conv-stem-narrow.wgsl';
 import weightGradSource from '../../shaders/conv-stem-weightgrad.wgsl';
 import { declareKernels } from '../kernels.ts';
 import { convGeometryParams, sumWeightGradSlices } from './conv-common.ts';
@@ -22,6 +23,14 @@ const forwardKernels = declareKernels({
   params,
   defines: { R: 'u32', XV: 'type', OV: 'type', WEIGHTS: 'code', PROLOGUE: 'code', BODY: 'code' },
   entryPoints: { forward: { inputs: { Wt: 'f32', X: 'XV' }, outputs: { Out: 'OV' } } },
+});
+
+const narrowKernels = declareKernels({
+  name: 'conv2d.stem.narrow',
+  source: narrowSource,
+  params,
+  defines: { XV: 'type', OV: 'type', SETUP: 'code', BODY: 'code', STORE: 'code' },
+  entryPoints: { narrow: { inputs: { Wt: 'f32', X: 'XV' }, outputs: { Out: 'OV' } } },
 });
 
 const weightGradKernels = declareKernels({
@@ -42,6 +51,14 @@ export function stemFits(g: ConvGeometry): boolean {
   return g.stride === 1 && g.Cin <= STEM_MAX_CIN && g.kH <= 3 && g.kW <= 3;
 }
 
+/** Whether the narrow forward (shaders/conv-stem-narrow.wgsl) fits `g`: stride 1, at most 4
+ * output channels (an invocation accumulates them all), a window of at most 3x3, more input
+ * channels than the stem kernels take (with fewer, they fit and are offered instead). Above
+ * all the stride-1 input gradient of a stem, a flipped forward from 16 or 64 channels to 1 or 3. */
+export function stemNarrowFits(g: ConvGeometry): boolean {
+  return g.stride === 1 && g.Cout <= 4 && g.Cin > STEM_MAX_CIN && g.kH <= 3 && g.kW <= 3;
+}
+
 /** Output channels an invocation, the rule's pick first: 8 and 4 for the forward, 4 and 8 for
  * the weight gradient (16 were slower at the small ResNet's stem, N = 256, a loaded machine:
  * forward 4.3 ms against 3.3 for 8 wall-clock, weight gradient 5.4 against 3.8 GPU time; the
@@ -55,12 +72,17 @@ function channelBlocks(g: ConvGeometry, op: 'forward' | 'weightGrad'): number[] 
 }
 
 /** R output channels an invocation (every channel when there are fewer); the work split into
- * chunks of `perChunk` (forward: output rows of one map; weight gradient: images). */
-export interface StemTile { R: number; perChunk: number }
+ * chunks of `perChunk` (forward: output rows of one map; weight gradient: images). `narrow`:
+ * the narrow forward, R every output channel and perChunk the output rows an invocation
+ * accumulates (unrolled into its code). */
+export interface StemTile { R: number; perChunk: number; narrow?: boolean }
 
-/** Forward tiles worth measuring: whole maps an invocation. */
+/** Forward tiles worth measuring (none where neither kernel fits): the stem kernel's whole
+ * maps an invocation, or the narrow kernel's chunks of rows. */
 export function stemForwardTiles(g: ConvGeometry): StemTile[] {
-  return channelBlocks(g, 'forward').map((R) => ({ R, perChunk: g.OH }));
+  if (stemFits(g)) return channelBlocks(g, 'forward').map((R) => ({ R, perChunk: g.OH }));
+  if (!stemNarrowFits(g)) return [];
+  return [...new Set([4, 8].map((rows) => Math.min(rows, g.OH)))].map((perChunk) => ({ R: g.Cout, perChunk, narrow: true }));
 }
 
 /** Weight-gradient tiles worth measuring: the images split into chunks so that there are about 512
@@ -68,6 +90,7 @@ export function stemForwardTiles(g: ConvGeometry): StemTile[] {
  * 4 images a chunk, GPU time about equal to 2 a chunk, whose partial sums took 0.8 ms to add
  * against 0.3). */
 export function stemWeightGradTiles(g: ConvGeometry): StemTile[] {
+  if (!stemFits(g)) return [];
   const strips = Math.ceil(g.OW / 4);
   const perChunk = Math.max(1, Math.round((g.N * strips) / 512));
   return channelBlocks(g, 'weightGrad').map((R) => ({ R, perChunk }));
@@ -172,11 +195,7 @@ export function stemForwardCode(g: ConvGeometry, t: StemTile, flipped: boolean):
     for (let ci = 0; ci < g.Cin; ci++) {
       for (let kh = 0; kh < g.kH; kh++) {
         for (let kw = 0; kw < g.kW; kw++) {
-          // Flipped: the [Cin, Cout, kH, kW] weight of the conv whose input gradient this is, rotated.
-          const idx = flipped
-            ? `(${ci}u * p.Cout + ch${r}) * ${g.kH * g.kW}u + ${(g.kH - 1 - kh) * g.kW + (g.kW - 1 - kw)}u`
-            : `(ch${r} * p.Cin + ${ci}u) * ${g.kH * g.kW}u + ${kh * g.kW + kw}u`;
-          weights.push(`  let w${r}_${ci}_${kh}_${kw} = Wt[${idx}];`);
+          weights.push(`  let w${r}_${ci}_${kh}_${kw} = Wt[${weightIndex(g, flipped, `ch${r}`, `${ci}u`, kh, kw)}];`);
         }
       }
     }
@@ -200,11 +219,78 @@ export function stemForwardCode(g: ConvGeometry, t: StemTile, flipped: boolean):
   return { WEIGHTS: weights.join('\n'), PROLOGUE: rows.prologue.join('\n'), BODY: body.join('\n') };
 }
 
+/** The index of weight (co, ci, kh, kw) (`flipped`: of the [Cin, Cout, kH, kW] weight of the
+ * conv whose input gradient this is, rotated). */
+function weightIndex(g: ConvGeometry, flipped: boolean, co: string, ci: string, kh: number, kw: number): string {
+  return flipped
+    ? `(${ci} * p.Cout + ${co}) * ${g.kH * g.kW}u + ${(g.kH - 1 - kh) * g.kW + (g.kW - 1 - kw)}u`
+    : `(${co} * p.Cin + ${ci}) * ${g.kH * g.kW}u + ${kh * g.kW + kw}u`;
+}
+
+/** The generated parts of the narrow forward's shader. */
+export function stemNarrowCode(g: ConvGeometry, t: StemTile, flipped: boolean): { SETUP: string; BODY: string; STORE: string } {
+  const vec = rowsAreVec4(g);
+  const { colSetup, load } = columns(g.kW, g.pad, vec);
+  const TR = t.perChunk;
+  const rows = TR + g.kH - 1;
+  const setup: string[] = colSetup.map((l) => `  ${l}`);
+  for (let k = 0; k < rows; k++) {
+    setup.push(`  let ih${k} = i32(oh0) + ${k - g.pad};`);
+    setup.push(`  let rIn${k} = ih${k} >= 0 && ih${k} < i32(p.H);`);
+    setup.push(`  let rOff${k} = select(0u, u32(ih${k}), rIn${k}) * p.W;`);
+  }
+  for (let r = 0; r < g.Cout; r++) for (let i = 0; i < TR; i++) setup.push(`  var a${r}_${i} = vec4<f32>(0.0);`);
+  const ind = '    ';
+  const body: string[] = [];
+  for (let r = 0; r < g.Cout; r++) {
+    for (let kh = 0; kh < g.kH; kh++) for (let kw = 0; kw < g.kW; kw++) body.push(`${ind}let w${r}_${kh}_${kw} = Wt[${weightIndex(g, flipped, `${r}u`, 'ci', kh, kw)}];`);
+  }
+  // Row k of the chunk's window is row k - kh of the window of output row k - kh.
+  for (let k = 0; k < rows; k++) {
+    body.push(...load(`${k}`, `rIn${k}`, `chan + rOff${k}`, ind));
+    for (let kw = 0; kw < g.kW; kw++) body.push(`${ind}let s${k}_${kw} = vec4<f32>(${[0, 1, 2, 3].map((j) => `x${k}_${kw + j}`).join(', ')});`);
+    for (let kh = 0; kh < g.kH; kh++) {
+      const i = k - kh;
+      if (i < 0 || i >= TR) continue;
+      for (let r = 0; r < g.Cout; r++) {
+        const terms = Array.from({ length: g.kW }, (_, kw) => `s${k}_${kw} * w${r}_${kh}_${kw}`);
+        body.push(`${ind}a${r}_${i} += ${terms.join(' + ')};`);
+      }
+    }
+  }
+  const store: string[] = [];
+  if (!vec) for (let j = 0; j < 4; j++) store.push(`  let ok${j} = ow0 + ${j}u < p.OW;`);
+  // Rows past the map exist only in the last chunk where TR does not divide OH.
+  const partial = g.OH % TR !== 0;
+  for (let i = 0; i < TR; i++) {
+    const lines: string[] = [];
+    for (let r = 0; r < g.Cout; r++) {
+      lines.push(`let o${r}_${i} = outImage + ${r}u * oplane + (oh0 + ${i}u) * p.OW + ow0;`);
+      if (vec) lines.push(`Out[o${r}_${i} / 4u] = a${r}_${i};`);
+      else for (let j = 0; j < 4; j++) lines.push(`if (ok${j}) { Out[o${r}_${i} + ${j}u] = a${r}_${i}.${XYZW[j]}; }`);
+    }
+    if (partial) store.push(`  if (oh0 + ${i}u < p.OH) {`, ...lines.map((l) => `    ${l}`), '  }');
+    else store.push(...lines.map((l) => `  ${l}`));
+  }
+  return { SETUP: setup.join('\n'), BODY: body.join('\n'), STORE: store.join('\n') };
+}
+
 /** The stem forward (`flipped`: `weight` is [Cin, Cout, kH, kW], read transposed and rotated). */
 export function stemForward(x: Tensor, weight: Tensor, g: ConvGeometry, flipped: boolean, t: StemTile): Tensor {
   const out = Tensor.empty([g.N, g.Cout, g.OH, g.OW]);
   const vec = rowsAreVec4(g);
   const strips = Math.ceil(g.OW / 4);
+  if (t.narrow) {
+    launch(narrowKernels.narrow, {
+      label: `conv2d.stem.narrow ${x.describe()}, ${weight.describe()} k${g.kH}x${g.kW} p${g.pad}${flipped ? ' flipped' : ''} rows ${t.perChunk}`,
+      inputs: { Wt: weight, X: x },
+      outputs: { Out: out },
+      params: { ...g, perChunk: t.perChunk },
+      defines: { XV: vec ? 'vec4<f32>' : 'f32', OV: vec ? 'vec4<f32>' : 'f32', ...stemNarrowCode(g, t, flipped) },
+      workgroups: [Math.ceil((g.N * strips) / 64), 1, Math.ceil(g.OH / t.perChunk)],
+    });
+    return out;
+  }
   launch(forwardKernels.forward, {
     label: `conv2d.stem ${x.describe()}, ${weight.describe()} k${g.kH}x${g.kW} p${g.pad}${flipped ? ' flipped' : ''} tile ${t.R}/${t.perChunk}`,
     inputs: { Wt: weight, X: x },

@@ -37,7 +37,7 @@ import { unrolledWeightGrad } from './conv-unrolled-weightgrad.ts';
 import { subgroupConvOffered, subgroupForward, subgroupInputGrad, subgroupWeightGrad, rowVectorFits, dyRowVectorFits } from './conv-subgroup.ts';
 import type { ForwardTile, InputGradTile, WeightGradTile } from './conv-subgroup.ts';
 import { workgroupForward, workgroupTileFits, workgroupWeightGrad } from './conv-workgroup.ts';
-import { stemFits, stemForward, stemForwardTiles, stemWeightGrad, stemWeightGradTiles } from './conv-stem.ts';
+import { stemForward, stemForwardTiles, stemWeightGrad, stemWeightGradTiles } from './conv-stem.ts';
 import type { StemTile } from './conv-stem.ts';
 import type { WorkgroupTile } from './conv-workgroup.ts';
 import { add } from './elementwise.ts';
@@ -184,8 +184,7 @@ function forwardCandidates(g: ConvGeometry): Candidate<Variant<ForwardTile>>[] {
 
 /** The stem kernels' tiles where they fit `g` (after the others: the rules index from the front). */
 function stemCandidates<T>(g: ConvGeometry, tiles: (g: ConvGeometry) => StemTile[]): Candidate<Variant<T>>[] {
-  if (!stemFits(g)) return [];
-  return tiles(g).map((tile) => ({ name: `stem ${tile.R}/${tile.perChunk}`, config: { design: 'stem', tile } }));
+  return tiles(g).map((tile) => ({ name: tile.narrow ? `stem narrow ${tile.R}/${tile.perChunk}` : `stem ${tile.R}/${tile.perChunk}`, config: { design: 'stem', tile } }));
 }
 
 /** On software adapters the rules take the stem kernel wherever it fits (its first tile). At
