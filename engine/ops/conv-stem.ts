@@ -8,6 +8,7 @@
 import forwardSource from '../../shaders/conv-stem-forward.wgsl';
 import narrowSource from '../../shaders/conv-stem-narrow.wgsl';
 import weightGradSource from '../../shaders/conv-stem-weightgrad.wgsl';
+import { fixedSubgroupSize } from '../device.ts';
 import { declareKernels } from '../kernels.ts';
 import { convGeometryParams, sumWeightGradSlices } from './conv-common.ts';
 import { launch } from '../launch.ts';
@@ -28,7 +29,7 @@ const forwardKernels = declareKernels({
 const narrowKernels = declareKernels({
   name: 'conv2d.stem.narrow',
   source: narrowSource,
-  params,
+  params: { ...params, lanesPerRow: 'u32' },
   defines: { XV: 'type', OV: 'type', SETUP: 'code', BODY: 'code', STORE: 'code' },
   entryPoints: { narrow: { inputs: { Wt: 'f32', X: 'XV' }, outputs: { Out: 'OV' } } },
 });
@@ -56,7 +57,14 @@ export function stemFits(g: ConvGeometry): boolean {
  * channels than the stem kernels take (with fewer, they fit and are offered instead). Above
  * all the stride-1 input gradient of a stem, a flipped forward from 16 or 64 channels to 1 or 3. */
 export function stemNarrowFits(g: ConvGeometry): boolean {
-  return g.stride === 1 && g.Cout <= 4 && g.Cin > STEM_MAX_CIN && g.kH <= 3 && g.kW <= 3;
+  return g.stride === 1 && g.Cout <= 4 && g.Cin > STEM_MAX_CIN && g.kH <= 3 && g.kW <= 3 && g.pad <= 3 && narrowLanes() >= 4;
+}
+
+/** The lanes that share the narrow kernel's loads: the adapter's fixed subgroup size (8 on
+ * lavapipe, 4 on SwiftShader; 0 where it varies or there are no subgroups, and the kernel is
+ * not offered), whose lanes are consecutive invocations. */
+function narrowLanes(): number {
+  return fixedSubgroupSize();
 }
 
 /** Output channels an invocation, the rule's pick first: 8 and 4 for the forward, 4 and 8 for
@@ -82,7 +90,10 @@ export interface StemTile { R: number; perChunk: number; narrow?: boolean }
 export function stemForwardTiles(g: ConvGeometry): StemTile[] {
   if (stemFits(g)) return channelBlocks(g, 'forward').map((R) => ({ R, perChunk: g.OH }));
   if (!stemNarrowFits(g)) return [];
-  return [...new Set([4, 8].map((rows) => Math.min(rows, g.OH)))].map((perChunk) => ({ R: g.Cout, perChunk, narrow: true }));
+  // Only where at most a quarter of a row's lanes are idle (a 28-wide map: 7 strips on 8 lanes).
+  const { lanesPerRow } = narrowLayout(g);
+  if (4 * Math.ceil(g.OW / 4) < 3 * lanesPerRow) return [];
+  return [...new Set((process.env.HACK_TR ? process.env.HACK_TR.split(',').map(Number) : [4, 8]).map((rows) => Math.min(rows, g.OH)))].map((perChunk) => ({ R: g.Cout, perChunk, narrow: true }));
 }
 
 /** Weight-gradient tiles worth measuring: the images split into chunks so that there are about 512
@@ -227,28 +238,74 @@ function weightIndex(g: ConvGeometry, flipped: boolean, co: string, ci: string, 
     : `(${co} * p.Cin + ${ci}) * ${g.kH * g.kW}u + ${kh * g.kW + kw}u`;
 }
 
+/** How the narrow forward lays a row out on lanes: L lanes a subgroup, lanesPerRow of them a
+ * row (a multiple of L covering the output's strips and the input row's), and whether a row
+ * takes more than one subgroup (then lanes 0 and L - 1 read their outer neighbours' columns). */
+function narrowLayout(g: ConvGeometry): { L: number; lanesPerRow: number; extra: boolean } {
+  const L = narrowLanes();
+  const strips = Math.max(Math.ceil(g.OW / 4), Math.ceil(g.W / 4));
+  const lanesPerRow = Math.ceil(strips / L) * L;
+  return { L, lanesPerRow, extra: lanesPerRow > L };
+}
+
 /** The generated parts of the narrow forward's shader. */
 export function stemNarrowCode(g: ConvGeometry, t: StemTile, flipped: boolean): { SETUP: string; BODY: string; STORE: string } {
   const vec = rowsAreVec4(g);
-  const { colSetup, load } = columns(g.kW, g.pad, vec);
+  const { L, extra } = narrowLayout(g);
   const TR = t.perChunk;
   const rows = TR + g.kH - 1;
-  const setup: string[] = colSetup.map((l) => `  ${l}`);
+  const right = g.kW - 1 - g.pad;
+  const setup: string[] = [];
   for (let k = 0; k < rows; k++) {
     setup.push(`  let ih${k} = i32(oh0) + ${k - g.pad};`);
     setup.push(`  let rIn${k} = ih${k} >= 0 && ih${k} < i32(p.H);`);
     setup.push(`  let rOff${k} = select(0u, u32(ih${k}), rIn${k}) * p.W;`);
   }
+  // The lane's own columns and (EXTRA) those of its outer neighbour, clamped into the row.
+  if (extra) setup.push(`  let eS = select(i32(s) + 1, i32(s) - 1, lane == 0u);`);
+  if (vec) {
+    setup.push('  let ownIn = ow0 < p.W;', '  let ownOff = select(0u, s, ownIn);');
+    if (extra) setup.push('  let extraIn = eS >= 0 && u32(eS) * 4u < p.W;', '  let extraOff = select(0u, u32(eS), extraIn);');
+  } else {
+    for (let j = 0; j < 4; j++) {
+      setup.push(`  let ownIn${j} = ow0 + ${j}u < p.W;`, `  let ownOff${j} = select(0u, ow0 + ${j}u, ownIn${j});`);
+      if (extra) setup.push(`  let extraIn${j} = eS >= 0 && u32(eS) * 4u + ${j}u < p.W;`, `  let extraOff${j} = select(0u, u32(eS) * 4u + ${j}u, extraIn${j});`);
+    }
+  }
   for (let r = 0; r < g.Cout; r++) for (let i = 0; i < TR; i++) setup.push(`  var a${r}_${i} = vec4<f32>(0.0);`);
+  // Lane l loads element c L + l of each channel's Cout x taps weights (the flipped weight's are
+  // contiguous, in rotated order; the other's Cin x taps apart per output channel).
+  const taps = g.kH * g.kW;
+  const loads = Math.ceil((g.Cout * taps) / L);
+  for (let c = 0; c < loads; c++) {
+    setup.push(`  let wk${c} = min(${c * L}u + lane, ${g.Cout * taps - 1}u);`);
+    setup.push(flipped ? `  let wo${c} = wk${c};` : `  let wo${c} = (wk${c} / ${taps}u) * p.Cin * ${taps}u + wk${c} % ${taps}u;`);
+  }
   const ind = '    ';
   const body: string[] = [];
+  for (let c = 0; c < loads; c++) body.push(`${ind}let wl${c} = Wt[ci * ${flipped ? `p.Cout * ${taps}u` : `${taps}u`} + wo${c}];`);
   for (let r = 0; r < g.Cout; r++) {
-    for (let kh = 0; kh < g.kH; kh++) for (let kw = 0; kw < g.kW; kw++) body.push(`${ind}let w${r}_${kh}_${kw} = Wt[${weightIndex(g, flipped, `${r}u`, 'ci', kh, kw)}];`);
+    for (let kh = 0; kh < g.kH; kh++) for (let kw = 0; kw < g.kW; kw++) {
+      const k = r * taps + (flipped ? (g.kH - 1 - kh) * g.kW + (g.kW - 1 - kw) : kh * g.kW + kw);
+      body.push(`${ind}let w${r}_${kh}_${kw} = subgroupBroadcast(wl${Math.floor(k / L)}, ${k % L}u);`);
+    }
   }
+  const read = (k: number, which: 'own' | 'extra') => vec
+    ? `select(vec4<f32>(0.0), X[(chan + rOff${k}) / 4u + ${which}Off], rIn${k} && ${which}In)`
+    : `vec4<f32>(${[0, 1, 2, 3].map((j) => `select(0.0, X[chan + rOff${k} + ${which}Off${j}], rIn${k} && ${which}In${j})`).join(', ')})`;
   // Row k of the chunk's window is row k - kh of the window of output row k - kh.
   for (let k = 0; k < rows; k++) {
-    body.push(...load(`${k}`, `rIn${k}`, `chan + rOff${k}`, ind));
-    for (let kw = 0; kw < g.kW; kw++) body.push(`${ind}let s${k}_${kw} = vec4<f32>(${[0, 1, 2, 3].map((j) => `x${k}_${kw + j}`).join(', ')});`);
+    body.push(`${ind}let xo${k} = ${read(k, 'own')};`);
+    if (extra) body.push(`${ind}let xe${k} = ${read(k, 'extra')};`);
+    const outer = extra ? `xe${k}` : 'vec4<f32>(0.0)';
+    if (g.pad > 0) body.push(`${ind}let xl${k} = select(subgroupShuffleUp(xo${k}, 1u), ${outer}, lane == 0u);`);
+    if (right > 0) body.push(`${ind}let xr${k} = select(subgroupShuffleDown(xo${k}, 1u), ${outer}, lane == ${L - 1}u);`);
+    // Window column c is input column ow0 + c - pad: the left neighbour's, the lane's own or the right one's.
+    const col = (c: number) => {
+      const rel = c - g.pad;
+      return rel < 0 ? `xl${k}.${XYZW[4 + rel]}` : rel < 4 ? `xo${k}.${XYZW[rel]}` : `xr${k}.${XYZW[rel - 4]}`;
+    };
+    for (let kw = 0; kw < g.kW; kw++) body.push(`${ind}let s${k}_${kw} = vec4<f32>(${[0, 1, 2, 3].map((j) => col(kw + j)).join(', ')});`);
     for (let kh = 0; kh < g.kH; kh++) {
       const i = k - kh;
       if (i < 0 || i >= TR) continue;
@@ -269,8 +326,8 @@ export function stemNarrowCode(g: ConvGeometry, t: StemTile, flipped: boolean): 
       if (vec) lines.push(`Out[o${r}_${i} / 4u] = a${r}_${i};`);
       else for (let j = 0; j < 4; j++) lines.push(`if (ok${j}) { Out[o${r}_${i} + ${j}u] = a${r}_${i}.${XYZW[j]}; }`);
     }
-    if (partial) store.push(`  if (oh0 + ${i}u < p.OH) {`, ...lines.map((l) => `    ${l}`), '  }');
-    else store.push(...lines.map((l) => `  ${l}`));
+    const live = ['live', ...(vec ? ['ow0 < p.OW'] : []), ...(partial ? [`oh0 + ${i}u < p.OH`] : [])];
+    store.push(`  if (${live.join(' && ')}) {`, ...lines.map((l) => `    ${l}`), '  }');
   }
   return { SETUP: setup.join('\n'), BODY: body.join('\n'), STORE: store.join('\n') };
 }
@@ -281,13 +338,14 @@ export function stemForward(x: Tensor, weight: Tensor, g: ConvGeometry, flipped:
   const vec = rowsAreVec4(g);
   const strips = Math.ceil(g.OW / 4);
   if (t.narrow) {
+    const { lanesPerRow } = narrowLayout(g);
     launch(narrowKernels.narrow, {
       label: `conv2d.stem.narrow ${x.describe()}, ${weight.describe()} k${g.kH}x${g.kW} p${g.pad}${flipped ? ' flipped' : ''} rows ${t.perChunk}`,
       inputs: { Wt: weight, X: x },
       outputs: { Out: out },
-      params: { ...g, perChunk: t.perChunk },
+      params: { ...g, perChunk: t.perChunk, lanesPerRow },
       defines: { XV: vec ? 'vec4<f32>' : 'f32', OV: vec ? 'vec4<f32>' : 'f32', ...stemNarrowCode(g, t, flipped) },
-      workgroups: [Math.ceil((g.N * strips) / 64), 1, Math.ceil(g.OH / t.perChunk)],
+      workgroups: [Math.ceil((g.N * lanesPerRow) / 64), 1, Math.ceil(g.OH / t.perChunk)],
     });
     return out;
   }

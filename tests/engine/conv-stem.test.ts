@@ -114,7 +114,8 @@ const narrowCases: [string, number[], number[], number][] = [
   ['5->2 on 13x11, batch 3 (scalar rows, a partial strip)', [3, 5, 13, 11], [2, 5, 3, 3], 1],
   ['7->3 on 9x8, padding 0 to a 6-wide output (scalar rows)', [2, 7, 9, 8], [3, 7, 3, 3], 0],
   ['6->4 on 5x12, padding 2 (padding past the window, a 14-wide output)', [2, 6, 5, 12], [4, 6, 3, 3], 2],
-  ['9->4 on 7x8, batch 2 (vec4 rows, an odd height)', [2, 9, 7, 8], [4, 9, 3, 3], 1],
+  ['9->4 on 7x40, batch 2 (vec4 rows on two subgroups)', [2, 9, 7, 40], [4, 9, 3, 3], 1],
+  ['5->3 on 4x37, padding 0 (scalar rows on two subgroups, the input wider than the output)', [2, 5, 4, 37], [3, 5, 3, 3], 0],
   ['6->3 on 1x3, 2x2 window', [2, 6, 1, 3], [3, 6, 2, 2], 1],
   ['5->1 on 3x5, 1x1 window', [3, 5, 3, 5], [1, 5, 1, 1], 0],
 ];
@@ -132,8 +133,8 @@ for (const [name, xs, ws, padding] of narrowCases) {
     const yRef = forwardRef(xd, (co, ci, kh, kw) => wd[(co * g.Cin + ci) * kk + kh * g.kW + kw], g);
     const wf = Tensor.fromArray(wd, [g.Cin, g.Cout, g.kH, g.kW]);
     const yFlippedRef = forwardRef(xd, (co, ci, kh, kw) => wd[(ci * g.Cout + co) * kk + (g.kH - 1 - kh) * g.kW + (g.kW - 1 - kw)], g);
-    const tiles = stemForwardTiles(g);
-    const chunks = [...tiles.map((t) => t.perChunk), 3, g.OH].filter((rows, i, all) => rows <= g.OH && all.indexOf(rows) === i);
+    // The rule's chunk (or, where the kernel is not offered, 4 rows) and 3 (a partial last chunk).
+    const chunks = [stemForwardTiles(g)[0]?.perChunk ?? Math.min(4, g.OH), 3].filter((rows, i, all) => rows <= g.OH && all.indexOf(rows) === i);
     for (const perChunk of chunks) {
       const t: StemTile = { R: g.Cout, perChunk, narrow: true };
       const y = stemForward(x, w, g, false, t);
