@@ -297,13 +297,15 @@ export function stemNarrowCode(g: ConvGeometry, t: StemTile, flipped: boolean): 
   for (let k = 0; k < rows; k++) {
     body.push(`${ind}let xo${k} = ${read(k, 'own')};`);
     if (extra) body.push(`${ind}let xe${k} = ${read(k, 'extra')};`);
-    const outer = extra ? `xe${k}` : 'vec4<f32>(0.0)';
-    if (g.pad > 0) body.push(`${ind}let xl${k} = select(subgroupShuffleUp(xo${k}, 1u), ${outer}, lane == 0u);`);
-    if (right > 0) body.push(`${ind}let xr${k} = select(subgroupShuffleDown(xo${k}, 1u), ${outer}, lane == ${L - 1}u);`);
+    // Only the neighbours' columns the window covers, one value a shuffle (on llvmpipe a shuffle
+    // whose source lane is not a constant moves each value lane by lane).
+    const outer = (j: number) => (extra ? `xe${k}.${XYZW[j]}` : '0.0');
+    for (let j = 4 - g.pad; j < 4; j++) body.push(`${ind}let xl${k}_${j} = select(subgroupShuffleUp(xo${k}.${XYZW[j]}, 1u), ${outer(j)}, lane == 0u);`);
+    for (let j = 0; j < right; j++) body.push(`${ind}let xr${k}_${j} = select(subgroupShuffleDown(xo${k}.${XYZW[j]}, 1u), ${outer(j)}, lane == ${L - 1}u);`);
     // Window column c is input column ow0 + c - pad: the left neighbour's, the lane's own or the right one's.
     const col = (c: number) => {
       const rel = c - g.pad;
-      return rel < 0 ? `xl${k}.${XYZW[4 + rel]}` : rel < 4 ? `xo${k}.${XYZW[rel]}` : `xr${k}.${XYZW[rel - 4]}`;
+      return rel < 0 ? `xl${k}_${4 + rel}` : rel < 4 ? `xo${k}.${XYZW[rel]}` : `xr${k}_${rel - 4}`;
     };
     for (let kw = 0; kw < g.kW; kw++) body.push(`${ind}let s${k}_${kw} = vec4<f32>(${[0, 1, 2, 3].map((j) => col(kw + j)).join(', ')});`);
     for (let kh = 0; kh < g.kH; kh++) {
