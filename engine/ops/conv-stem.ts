@@ -60,6 +60,14 @@ export function stemNarrowFits(g: ConvGeometry): boolean {
   return g.stride === 1 && g.Cout <= 4 && g.Cin > STEM_MAX_CIN && g.kH <= 3 && g.kW <= 3 && g.pad <= 3 && narrowLanes() >= 4;
 }
 
+/** Whether the rules should pick the narrow forward where it is offered: with subgroups of 8
+ * (lavapipe). With SwiftShader's 4 it was slower than the unrolled kernel at the small ResNet's
+ * stem input gradient (16->1 28x28, N = 32, interleaved in one page: 4.6-4.8 ms a call against
+ * 3.7), where a row takes two subgroups and each row read is a gather per value. */
+export function stemNarrowPreferred(): boolean {
+  return narrowLanes() === 8;
+}
+
 /** The lanes that share the narrow kernel's loads: the adapter's fixed subgroup size (8 on
  * lavapipe, 4 on SwiftShader; 0 where it varies or there are no subgroups, and the kernel is
  * not offered), whose lanes are consecutive invocations. */
@@ -93,7 +101,9 @@ export function stemForwardTiles(g: ConvGeometry): StemTile[] {
   // Only where at most a quarter of a row's lanes are idle (a 28-wide map: 7 strips on 8 lanes).
   const { lanesPerRow } = narrowLayout(g);
   if (4 * Math.ceil(g.OW / 4) < 3 * lanesPerRow) return [];
-  return [...new Set((process.env.HACK_TR ? process.env.HACK_TR.split(',').map(Number) : [4, 8]).map((rows) => Math.min(rows, g.OH)))].map((perChunk) => ({ R: g.Cout, perChunk, narrow: true }));
+  // Chunks of at most 8 rows split evenly (28 rows: 7), and of 4.
+  const even = Math.ceil(g.OH / Math.ceil(g.OH / 8));
+  return [...new Set([even, Math.min(4, g.OH)])].map((perChunk) => ({ R: g.Cout, perChunk, narrow: true }));
 }
 
 /** Weight-gradient tiles worth measuring: the images split into chunks so that there are about 512

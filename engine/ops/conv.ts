@@ -37,7 +37,7 @@ import { unrolledWeightGrad } from './conv-unrolled-weightgrad.ts';
 import { subgroupConvOffered, subgroupForward, subgroupInputGrad, subgroupWeightGrad, rowVectorFits, dyRowVectorFits } from './conv-subgroup.ts';
 import type { ForwardTile, InputGradTile, WeightGradTile } from './conv-subgroup.ts';
 import { workgroupForward, workgroupTileFits, workgroupWeightGrad } from './conv-workgroup.ts';
-import { stemForward, stemForwardTiles, stemWeightGrad, stemWeightGradTiles } from './conv-stem.ts';
+import { stemForward, stemNarrowPreferred, stemForwardTiles, stemWeightGrad, stemWeightGradTiles } from './conv-stem.ts';
 import type { StemTile } from './conv-stem.ts';
 import type { WorkgroupTile } from './conv-workgroup.ts';
 import { add } from './elementwise.ts';
@@ -192,7 +192,7 @@ function stemCandidates<T>(g: ConvGeometry, tiles: (g: ConvGeometry) => StemTile
  * lavapipe (N = 256) and 2.1-2.3x faster than the unrolled kernel in Chromium (SwiftShader,
  * N = 32); real GPUs are unmeasured. */
 function stemRule<T>(c: Candidate<Variant<T>>[], otherwise: number): number {
-  const stem = c.findIndex((v) => v.config.design === 'stem');
+  const stem = c.findIndex((v) => v.config.design === 'stem' && (!v.config.tile.narrow || stemNarrowPreferred()));
   return stem >= 0 && softwareAdapter() ? stem : otherwise;
 }
 
