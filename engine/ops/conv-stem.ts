@@ -5,6 +5,11 @@
 // multiply-adds per output value, so the general kernels, built to share loads among many input
 // channels, spend their time on tile set-up and scattered stores; these store (forward) or read
 // (weight gradient) the output-sized tensor as vec4 rows and keep everything else in registers.
+// The same family's narrow forward (shaders/conv-stem-narrow.wgsl) is the other side of a stem:
+// at most 4 output channels from many input channels, the stride-1 input gradient of a stem (a
+// flipped forward, 16->1 or 64->3), where the general kernels pad the channel block to 4 or 8
+// and read each input row three times per strip; its lanes share their input columns and the
+// weights through subgroup operations.
 import forwardSource from '../../shaders/conv-stem-forward.wgsl';
 import narrowSource from '../../shaders/conv-stem-narrow.wgsl';
 import weightGradSource from '../../shaders/conv-stem-weightgrad.wgsl';
@@ -219,7 +224,11 @@ export function stemForwardCode(g: ConvGeometry, t: StemTile, flipped: boolean):
     for (let ci = 0; ci < g.Cin; ci++) {
       for (let kh = 0; kh < g.kH; kh++) {
         for (let kw = 0; kw < g.kW; kw++) {
-          weights.push(`  let w${r}_${ci}_${kh}_${kw} = Wt[${weightIndex(g, flipped, `ch${r}`, `${ci}u`, kh, kw)}];`);
+          // Flipped: the [Cin, Cout, kH, kW] weight of the conv whose input gradient this is, rotated.
+          const idx = flipped
+            ? `(${ci}u * p.Cout + ch${r}) * ${g.kH * g.kW}u + ${(g.kH - 1 - kh) * g.kW + (g.kW - 1 - kw)}u`
+            : `(ch${r} * p.Cin + ${ci}u) * ${g.kH * g.kW}u + ${kh * g.kW + kw}u`;
+          weights.push(`  let w${r}_${ci}_${kh}_${kw} = Wt[${idx}];`);
         }
       }
     }
@@ -241,14 +250,6 @@ export function stemForwardCode(g: ConvGeometry, t: StemTile, flipped: boolean):
   }
   body.push(...rows.shift);
   return { WEIGHTS: weights.join('\n'), PROLOGUE: rows.prologue.join('\n'), BODY: body.join('\n') };
-}
-
-/** The index of weight (co, ci, kh, kw) (`flipped`: of the [Cin, Cout, kH, kW] weight of the
- * conv whose input gradient this is, rotated). */
-function weightIndex(g: ConvGeometry, flipped: boolean, co: string, ci: string, kh: number, kw: number): string {
-  return flipped
-    ? `(${ci} * p.Cout + ${co}) * ${g.kH * g.kW}u + ${(g.kH - 1 - kh) * g.kW + (g.kW - 1 - kw)}u`
-    : `(${co} * p.Cin + ${ci}) * ${g.kH * g.kW}u + ${kh * g.kW + kw}u`;
 }
 
 /** How the narrow forward lays a row out on lanes: L lanes a subgroup, lanesPerRow of them a
