@@ -5,8 +5,15 @@
 // multiply-adds per output value, so the general kernels, built to share loads among many input
 // channels, spend their time on tile set-up and scattered stores; these store (forward) or read
 // (weight gradient) the output-sized tensor as vec4 rows and keep everything else in registers.
+// The same family's narrow forward (shaders/conv-stem-narrow.wgsl) is the other side of a stem:
+// at most 4 output channels from many input channels, the stride-1 input gradient of a stem (a
+// flipped forward, 16->1 or 64->3), where the general kernels pad the channel block to 4 or 8
+// and read each input row three times per strip; its lanes share their input columns and the
+// weights through subgroup operations.
 import forwardSource from '../../shaders/conv-stem-forward.wgsl';
+import narrowSource from '../../shaders/conv-stem-narrow.wgsl';
 import weightGradSource from '../../shaders/conv-stem-weightgrad.wgsl';
+import { fixedSubgroupSize } from '../device.ts';
 import { declareKernels } from '../kernels.ts';
 import { convGeometryParams, sumWeightGradSlices } from './conv-common.ts';
 import { launch } from '../launch.ts';
@@ -22,6 +29,14 @@ const forwardKernels = declareKernels({
   params,
   defines: { R: 'u32', XV: 'type', OV: 'type', WEIGHTS: 'code', PROLOGUE: 'code', BODY: 'code' },
   entryPoints: { forward: { inputs: { Wt: 'f32', X: 'XV' }, outputs: { Out: 'OV' } } },
+});
+
+const narrowKernels = declareKernels({
+  name: 'conv2d.stem.narrow',
+  source: narrowSource,
+  params: { ...params, lanesPerRow: 'u32' },
+  defines: { XV: 'type', OV: 'type', SETUP: 'code', BODY: 'code', STORE: 'code' },
+  entryPoints: { narrow: { inputs: { Wt: 'f32', X: 'XV' }, outputs: { Out: 'OV' } } },
 });
 
 const weightGradKernels = declareKernels({
@@ -42,6 +57,29 @@ export function stemFits(g: ConvGeometry): boolean {
   return g.stride === 1 && g.Cin <= STEM_MAX_CIN && g.kH <= 3 && g.kW <= 3;
 }
 
+/** Whether the narrow forward (shaders/conv-stem-narrow.wgsl) fits `g`: stride 1, at most 4
+ * output channels (an invocation accumulates them all), a window of at most 3x3, more input
+ * channels than the stem kernels take (with fewer, they fit and are offered instead). Above
+ * all the stride-1 input gradient of a stem, a flipped forward from 16 or 64 channels to 1 or 3. */
+export function stemNarrowFits(g: ConvGeometry): boolean {
+  return g.stride === 1 && g.Cout <= 4 && g.Cin > STEM_MAX_CIN && g.kH <= 3 && g.kW <= 3 && g.pad <= 3 && narrowLanes() >= 4;
+}
+
+/** Whether the rules should pick the narrow forward where it is offered: with subgroups of 8
+ * (lavapipe). With SwiftShader's 4 it was slower than the unrolled kernel at the small ResNet's
+ * stem input gradient (16->1 28x28, N = 32, interleaved in one page: 4.6-4.8 ms a call against
+ * 3.7), where a row takes two subgroups and each row read is a gather per value. */
+export function stemNarrowPreferred(): boolean {
+  return narrowLanes() === 8;
+}
+
+/** The lanes that share the narrow kernel's loads: the adapter's fixed subgroup size (8 on
+ * lavapipe, 4 on SwiftShader; 0 where it varies or there are no subgroups, and the kernel is
+ * not offered), whose lanes are consecutive invocations. */
+function narrowLanes(): number {
+  return fixedSubgroupSize();
+}
+
 /** Output channels an invocation, the rule's pick first: 8 and 4 for the forward, 4 and 8 for
  * the weight gradient (16 were slower at the small ResNet's stem, N = 256, a loaded machine:
  * forward 4.3 ms against 3.3 for 8 wall-clock, weight gradient 5.4 against 3.8 GPU time; the
@@ -55,12 +93,25 @@ function channelBlocks(g: ConvGeometry, op: 'forward' | 'weightGrad'): number[] 
 }
 
 /** R output channels an invocation (every channel when there are fewer); the work split into
- * chunks of `perChunk` (forward: output rows of one map; weight gradient: images). */
-export interface StemTile { R: number; perChunk: number }
+ * chunks of `perChunk` (forward: output rows of one map; weight gradient: images). `narrow`:
+ * the narrow forward, R every output channel and perChunk the output rows an invocation
+ * accumulates (unrolled into its code). */
+export interface StemTile { R: number; perChunk: number; narrow?: boolean }
 
-/** Forward tiles worth measuring: whole maps an invocation. */
+/** Forward tiles worth measuring (none where neither kernel fits): the stem kernel's whole
+ * maps an invocation, or the narrow kernel's chunks of rows. */
 export function stemForwardTiles(g: ConvGeometry): StemTile[] {
-  return channelBlocks(g, 'forward').map((R) => ({ R, perChunk: g.OH }));
+  if (stemFits(g)) return channelBlocks(g, 'forward').map((R) => ({ R, perChunk: g.OH }));
+  if (!stemNarrowFits(g)) return [];
+  // Only where at most a quarter of a row's lanes are idle (a 28-wide map: 7 strips on 8 lanes).
+  const { lanesPerRow } = narrowLayout(g);
+  if (4 * Math.ceil(g.OW / 4) < 3 * lanesPerRow) return [];
+  // Chunks of 4 rows, the rule's (GPU ms of one call on lavapipe, interleaved: at the small
+  // ResNet's stem input gradient, 16->1 28x28 at N = 256, medians of 21 pairs 4.46 with 4 rows,
+  // 5.51 with 2, 5.24 with 3, 4.78 with 7; at ResNet-18's, 64->3 32x32 at N = 32, 4.59 with 4,
+  // 4.72 with 3, 8.52 with 8, whose 24 accumulators spill), and of at most 8 split evenly.
+  const even = Math.ceil(g.OH / Math.ceil(g.OH / 8));
+  return [...new Set([Math.min(4, g.OH), even])].map((perChunk) => ({ R: g.Cout, perChunk, narrow: true }));
 }
 
 /** Weight-gradient tiles worth measuring: the images split into chunks so that there are about 512
@@ -68,6 +119,7 @@ export function stemForwardTiles(g: ConvGeometry): StemTile[] {
  * 4 images a chunk, GPU time about equal to 2 a chunk, whose partial sums took 0.8 ms to add
  * against 0.3). */
 export function stemWeightGradTiles(g: ConvGeometry): StemTile[] {
+  if (!stemFits(g)) return [];
   const strips = Math.ceil(g.OW / 4);
   const perChunk = Math.max(1, Math.round((g.N * strips) / 512));
   return channelBlocks(g, 'weightGrad').map((R) => ({ R, perChunk }));
@@ -200,11 +252,119 @@ export function stemForwardCode(g: ConvGeometry, t: StemTile, flipped: boolean):
   return { WEIGHTS: weights.join('\n'), PROLOGUE: rows.prologue.join('\n'), BODY: body.join('\n') };
 }
 
+/** How the narrow forward lays a row out on lanes: L lanes a subgroup, lanesPerRow of them a
+ * row (a multiple of L covering the output's strips and the input row's), and whether a row
+ * takes more than one subgroup (then lanes 0 and L - 1 read their outer neighbours' columns). */
+function narrowLayout(g: ConvGeometry): { L: number; lanesPerRow: number; extra: boolean } {
+  const L = narrowLanes();
+  const strips = Math.max(Math.ceil(g.OW / 4), Math.ceil(g.W / 4));
+  const lanesPerRow = Math.ceil(strips / L) * L;
+  return { L, lanesPerRow, extra: lanesPerRow > L };
+}
+
+/** The generated parts of the narrow forward's shader. */
+export function stemNarrowCode(g: ConvGeometry, t: StemTile, flipped: boolean): { SETUP: string; BODY: string; STORE: string } {
+  const vec = rowsAreVec4(g);
+  const { L, extra } = narrowLayout(g);
+  const TR = t.perChunk;
+  const rows = TR + g.kH - 1;
+  const right = g.kW - 1 - g.pad;
+  const setup: string[] = [];
+  for (let k = 0; k < rows; k++) {
+    setup.push(`  let ih${k} = i32(oh0) + ${k - g.pad};`);
+    setup.push(`  let rIn${k} = ih${k} >= 0 && ih${k} < i32(p.H);`);
+    setup.push(`  let rOff${k} = select(0u, u32(ih${k}), rIn${k}) * p.W;`);
+  }
+  // The lane's own columns and (EXTRA) those of its outer neighbour, clamped into the row.
+  if (extra) setup.push(`  let eS = select(i32(s) + 1, i32(s) - 1, lane == 0u);`);
+  if (vec) {
+    setup.push('  let ownIn = ow0 < p.W;', '  let ownOff = select(0u, s, ownIn);');
+    if (extra) setup.push('  let extraIn = eS >= 0 && u32(eS) * 4u < p.W;', '  let extraOff = select(0u, u32(eS), extraIn);');
+  } else {
+    for (let j = 0; j < 4; j++) {
+      setup.push(`  let ownIn${j} = ow0 + ${j}u < p.W;`, `  let ownOff${j} = select(0u, ow0 + ${j}u, ownIn${j});`);
+      if (extra) setup.push(`  let extraIn${j} = eS >= 0 && u32(eS) * 4u + ${j}u < p.W;`, `  let extraOff${j} = select(0u, u32(eS) * 4u + ${j}u, extraIn${j});`);
+    }
+  }
+  for (let r = 0; r < g.Cout; r++) for (let i = 0; i < TR; i++) setup.push(`  var a${r}_${i} = vec4<f32>(0.0);`);
+  // Lane l loads element c L + l of each channel's Cout x taps weights (the flipped weight's are
+  // contiguous, in rotated order; the other's Cin x taps apart per output channel).
+  const taps = g.kH * g.kW;
+  const loads = Math.ceil((g.Cout * taps) / L);
+  for (let c = 0; c < loads; c++) {
+    setup.push(`  let wk${c} = min(${c * L}u + lane, ${g.Cout * taps - 1}u);`);
+    setup.push(flipped ? `  let wo${c} = wk${c};` : `  let wo${c} = (wk${c} / ${taps}u) * p.Cin * ${taps}u + wk${c} % ${taps}u;`);
+  }
+  const ind = '    ';
+  const body: string[] = [];
+  for (let c = 0; c < loads; c++) body.push(`${ind}let wl${c} = Wt[ci * ${flipped ? `p.Cout * ${taps}u` : `${taps}u`} + wo${c}];`);
+  for (let r = 0; r < g.Cout; r++) {
+    for (let kh = 0; kh < g.kH; kh++) for (let kw = 0; kw < g.kW; kw++) {
+      const k = r * taps + (flipped ? (g.kH - 1 - kh) * g.kW + (g.kW - 1 - kw) : kh * g.kW + kw);
+      body.push(`${ind}let w${r}_${kh}_${kw} = subgroupBroadcast(wl${Math.floor(k / L)}, ${k % L}u);`);
+    }
+  }
+  const read = (k: number, which: 'own' | 'extra') => vec
+    ? `select(vec4<f32>(0.0), X[(chan + rOff${k}) / 4u + ${which}Off], rIn${k} && ${which}In)`
+    : `vec4<f32>(${[0, 1, 2, 3].map((j) => `select(0.0, X[chan + rOff${k} + ${which}Off${j}], rIn${k} && ${which}In${j})`).join(', ')})`;
+  // Row k of the chunk's window is row k - kh of the window of output row k - kh.
+  for (let k = 0; k < rows; k++) {
+    body.push(`${ind}let xo${k} = ${read(k, 'own')};`);
+    if (extra) body.push(`${ind}let xe${k} = ${read(k, 'extra')};`);
+    // Only the neighbours' columns the window covers, one value a shuffle (on llvmpipe a shuffle
+    // whose source lane is not a constant moves each value lane by lane).
+    const outer = (j: number) => (extra ? `xe${k}.${XYZW[j]}` : '0.0');
+    for (let j = 4 - g.pad; j < 4; j++) body.push(`${ind}let xl${k}_${j} = select(subgroupShuffleUp(xo${k}.${XYZW[j]}, 1u), ${outer(j)}, lane == 0u);`);
+    for (let j = 0; j < right; j++) body.push(`${ind}let xr${k}_${j} = select(subgroupShuffleDown(xo${k}.${XYZW[j]}, 1u), ${outer(j)}, lane == ${L - 1}u);`);
+    // Window column c is input column ow0 + c - pad: the left neighbour's, the lane's own or the right one's.
+    const col = (c: number) => {
+      const rel = c - g.pad;
+      return rel < 0 ? `xl${k}_${4 + rel}` : rel < 4 ? `xo${k}.${XYZW[rel]}` : `xr${k}_${rel - 4}`;
+    };
+    for (let kw = 0; kw < g.kW; kw++) body.push(`${ind}let s${k}_${kw} = vec4<f32>(${[0, 1, 2, 3].map((j) => col(kw + j)).join(', ')});`);
+    for (let kh = 0; kh < g.kH; kh++) {
+      const i = k - kh;
+      if (i < 0 || i >= TR) continue;
+      for (let r = 0; r < g.Cout; r++) {
+        const terms = Array.from({ length: g.kW }, (_, kw) => `s${k}_${kw} * w${r}_${kh}_${kw}`);
+        body.push(`${ind}a${r}_${i} += ${terms.join(' + ')};`);
+      }
+    }
+  }
+  const store: string[] = [];
+  if (!vec) for (let j = 0; j < 4; j++) store.push(`  let ok${j} = ow0 + ${j}u < p.OW;`);
+  // Rows past the map exist only in the last chunk where TR does not divide OH.
+  const partial = g.OH % TR !== 0;
+  for (let i = 0; i < TR; i++) {
+    const lines: string[] = [];
+    for (let r = 0; r < g.Cout; r++) {
+      lines.push(`let o${r}_${i} = outImage + ${r}u * oplane + (oh0 + ${i}u) * p.OW + ow0;`);
+      if (vec) lines.push(`Out[o${r}_${i} / 4u] = a${r}_${i};`);
+      else for (let j = 0; j < 4; j++) lines.push(`if (ok${j}) { Out[o${r}_${i} + ${j}u] = a${r}_${i}.${XYZW[j]}; }`);
+    }
+    const live = ['live', ...(vec ? ['ow0 < p.OW'] : []), ...(partial ? [`oh0 + ${i}u < p.OH`] : [])];
+    store.push(`  if (${live.join(' && ')}) {`, ...lines.map((l) => `    ${l}`), '  }');
+  }
+  return { SETUP: setup.join('\n'), BODY: body.join('\n'), STORE: store.join('\n') };
+}
+
 /** The stem forward (`flipped`: `weight` is [Cin, Cout, kH, kW], read transposed and rotated). */
 export function stemForward(x: Tensor, weight: Tensor, g: ConvGeometry, flipped: boolean, t: StemTile): Tensor {
   const out = Tensor.empty([g.N, g.Cout, g.OH, g.OW]);
   const vec = rowsAreVec4(g);
   const strips = Math.ceil(g.OW / 4);
+  if (t.narrow) {
+    const { lanesPerRow } = narrowLayout(g);
+    launch(narrowKernels.narrow, {
+      label: `conv2d.stem.narrow ${x.describe()}, ${weight.describe()} k${g.kH}x${g.kW} p${g.pad}${flipped ? ' flipped' : ''} rows ${t.perChunk}`,
+      inputs: { Wt: weight, X: x },
+      outputs: { Out: out },
+      params: { ...g, perChunk: t.perChunk, lanesPerRow },
+      defines: { XV: vec ? 'vec4<f32>' : 'f32', OV: vec ? 'vec4<f32>' : 'f32', ...stemNarrowCode(g, t, flipped) },
+      workgroups: [Math.ceil((g.N * lanesPerRow) / 64), 1, Math.ceil(g.OH / t.perChunk)],
+    });
+    return out;
+  }
   launch(forwardKernels.forward, {
     label: `conv2d.stem ${x.describe()}, ${weight.describe()} k${g.kH}x${g.kW} p${g.pad}${flipped ? ' flipped' : ''} tile ${t.R}/${t.perChunk}`,
     inputs: { Wt: weight, X: x },

@@ -14,7 +14,9 @@
 //   register   register tiles, no workgroup memory (shaders/conv.wgsl): any adapter
 //   workgroup  tiles staged in workgroup memory (conv-workgroup.ts): the real-GPU design
 //   stem       forward and weight gradient only, stride 1 with at most 4 input channels (an
-//              image stem, conv-stem.ts): 4-pixel row strips, stored or read as vec4 rows
+//              image stem, conv-stem.ts): 4-pixel row strips, stored or read as vec4 rows;
+//              and its 'narrow' forward for at most 4 output channels from more (the stem's
+//              input gradient), where subgroups have a fixed size
 // The other input gradients (strided, or padding past the window) are transposed convs: the
 // subgroup design (conv-subgroup.ts), the unrolled one (conv-unrolled-inputgrad.ts) or the
 // register kernel (conv.wgsl inputGrad). Which
@@ -37,7 +39,7 @@ import { unrolledWeightGrad } from './conv-unrolled-weightgrad.ts';
 import { subgroupConvOffered, subgroupForward, subgroupInputGrad, subgroupWeightGrad, rowVectorFits, dyRowVectorFits } from './conv-subgroup.ts';
 import type { ForwardTile, InputGradTile, WeightGradTile } from './conv-subgroup.ts';
 import { workgroupForward, workgroupTileFits, workgroupWeightGrad } from './conv-workgroup.ts';
-import { stemFits, stemForward, stemForwardTiles, stemWeightGrad, stemWeightGradTiles } from './conv-stem.ts';
+import { stemForward, stemNarrowPreferred, stemForwardTiles, stemWeightGrad, stemWeightGradTiles } from './conv-stem.ts';
 import type { StemTile } from './conv-stem.ts';
 import type { WorkgroupTile } from './conv-workgroup.ts';
 import { add } from './elementwise.ts';
@@ -189,16 +191,17 @@ function forwardCandidates(g: ConvGeometry): Candidate<Variant<ForwardTile>>[] {
 
 /** The stem kernels' tiles where they fit `g` (after the others: the rules index from the front). */
 function stemCandidates<T>(g: ConvGeometry, tiles: (g: ConvGeometry) => StemTile[]): Candidate<Variant<T>>[] {
-  if (!stemFits(g)) return [];
-  return tiles(g).map((tile) => ({ name: `stem ${tile.R}/${tile.perChunk}`, config: { design: 'stem', tile } }));
+  return tiles(g).map((tile) => ({ name: tile.narrow ? `stem narrow ${tile.R}/${tile.perChunk}` : `stem ${tile.R}/${tile.perChunk}`, config: { design: 'stem', tile } }));
 }
 
 /** On software adapters the rules take the stem kernel wherever it fits (its first tile). At
  * the small ResNet's stem (1->16 28x28) it was 2.5-3x faster than the rule's old pick on
  * lavapipe (N = 256) and 2.1-2.3x faster than the unrolled kernel in Chromium (SwiftShader,
- * N = 32); real GPUs are unmeasured. */
+ * N = 32); real GPUs are unmeasured. The narrow forward only where `stemNarrowPreferred`
+ * (lavapipe: the stem's input gradient, 16->1 28x28 at N = 256, 1.3-1.4x faster than the
+ * subgroup kernel; slower than unrolled on SwiftShader). */
 function stemRule<T>(c: Candidate<Variant<T>>[], otherwise: number): number {
-  const stem = c.findIndex((v) => v.config.design === 'stem');
+  const stem = c.findIndex((v) => v.config.design === 'stem' && (!v.config.tile.narrow || stemNarrowPreferred()));
   return stem >= 0 && softwareAdapter() ? stem : otherwise;
 }
 

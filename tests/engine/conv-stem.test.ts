@@ -3,12 +3,15 @@
 // width is not a multiple of 4 (a partial last strip, scalar rows) and whose width is (vec4
 // rows), padding 0 to 2, the forward's rows split
 // into chunks (a partial last one), the weight gradient's images split into chunks (a partial
-// last one, and one chunk: no partial sums), 1 to 4 input channels, 1x1 to 3x3 windows.
+// last one, and one chunk: no partial sums), 1 to 4 input channels, 1x1 to 3x3 windows. The
+// narrow forward (many input channels, 1 to 4 output channels) the same way, at its rule's
+// chunks of rows and at chunks that do not divide the map (a partial last one).
 import { test } from 'uvu';
+import * as assert from 'uvu/assert';
 import { Tensor } from '../../engine/index.ts';
 import { conv2dGeometry } from '../../engine/ops/conv.ts';
 import type { ConvGeometry } from '../../engine/ops/conv.ts';
-import { stemFits, stemForward, stemForwardTiles, stemWeightGrad, stemWeightGradTiles } from '../../engine/ops/conv-stem.ts';
+import { stemFits, stemForward, stemForwardTiles, stemNarrowFits, stemWeightGrad, stemWeightGradTiles } from '../../engine/ops/conv-stem.ts';
 import type { StemTile } from '../../engine/ops/conv-stem.ts';
 import { assertClose, randomArray } from '../helpers.ts';
 
@@ -104,5 +107,55 @@ for (const [name, xs, ws, padding] of cases) {
     for (const t of [x, w, wf, gy]) t.dispose();
   });
 }
+
+// [name, input shape, weight shape, padding]: the narrow forward's.
+const narrowCases: [string, number[], number[], number][] = [
+  ['16->1 on 28x28, batch 2 (the small ResNet stem\'s input gradient, vec4 rows)', [2, 16, 28, 28], [1, 16, 3, 3], 1],
+  ['5->2 on 13x11, batch 3 (scalar rows, a partial strip)', [3, 5, 13, 11], [2, 5, 3, 3], 1],
+  ['7->3 on 9x8, padding 0 to a 6-wide output (scalar rows)', [2, 7, 9, 8], [3, 7, 3, 3], 0],
+  ['6->4 on 5x12, padding 2 (padding past the window, a 14-wide output)', [2, 6, 5, 12], [4, 6, 3, 3], 2],
+  ['9->4 on 7x40, batch 2 (vec4 rows on two subgroups)', [2, 9, 7, 40], [4, 9, 3, 3], 1],
+  ['5->3 on 4x37, padding 0 (scalar rows on two subgroups, the input wider than the output)', [2, 5, 4, 37], [3, 5, 3, 3], 0],
+  ['6->3 on 1x3, 2x2 window', [2, 6, 1, 3], [3, 6, 2, 2], 1],
+  ['5->1 on 3x5, 1x1 window', [3, 5, 3, 5], [1, 5, 1, 1], 0],
+];
+
+for (const [name, xs, ws, padding] of narrowCases) {
+  test(`conv2d.stem narrow ${name}: forward and flipped forward at several chunks against float64`, async () => {
+    const xd = randomArray(xs, 51);
+    const wd = randomArray(ws, 52);
+    const x = Tensor.fromArray(xd, xs);
+    const w = Tensor.fromArray(wd, ws);
+    const g = conv2dGeometry(x, w, { padding });
+    if (!stemNarrowFits(g)) throw new Error(`${name}: the narrow kernel does not fit`);
+    const tol = { rtol: 1e-4, atol: 1e-5 * Math.sqrt(g.Cin * g.kH * g.kW) };
+    const kk = g.kH * g.kW;
+    const yRef = forwardRef(xd, (co, ci, kh, kw) => wd[(co * g.Cin + ci) * kk + kh * g.kW + kw], g);
+    const wf = Tensor.fromArray(wd, [g.Cin, g.Cout, g.kH, g.kW]);
+    const yFlippedRef = forwardRef(xd, (co, ci, kh, kw) => wd[(ci * g.Cout + co) * kk + (g.kH - 1 - kh) * g.kW + (g.kW - 1 - kw)], g);
+    // The rule's chunk (or, where the kernel is not offered, 4 rows) and 3 (a partial last chunk).
+    const chunks = [stemForwardTiles(g)[0]?.perChunk ?? Math.min(4, g.OH), 3].filter((rows, i, all) => rows <= g.OH && all.indexOf(rows) === i);
+    for (const perChunk of chunks) {
+      const t: StemTile = { R: g.Cout, perChunk, narrow: true };
+      const y = stemForward(x, w, g, false, t);
+      assertClose(await y.toArray(), yRef, tol, `${name} narrow forward tile ${JSON.stringify(t)}`);
+      y.dispose();
+      const yf = stemForward(x, wf, g, true, t);
+      assertClose(await yf.toArray(), yFlippedRef, tol, `${name} narrow flipped forward tile ${JSON.stringify(t)}`);
+      yf.dispose();
+    }
+    for (const t of [x, w, wf]) t.dispose();
+  });
+}
+
+test('conv2d.stem narrow: offered only where the stem kernels do not fit, for at most 4 output channels at stride 1', () => {
+  const geometry = (xs: number[], ws: number[], stride = 1) => conv2dGeometry(Tensor.empty(xs), Tensor.empty(ws), { stride, padding: 1 });
+  const stemInputGrad = geometry([2, 16, 28, 28], [1, 16, 3, 3]);
+  assert.ok(stemForwardTiles(stemInputGrad).length > 0 && stemForwardTiles(stemInputGrad).every((t) => t.narrow), '16->1: narrow tiles');
+  assert.is(stemWeightGradTiles(stemInputGrad).length, 0, '16->1: no stem weight gradient');
+  assert.is(stemForwardTiles(geometry([2, 16, 8, 8], [5, 16, 3, 3])).length, 0, '16->5: no stem kernel');
+  assert.is(stemForwardTiles(geometry([2, 16, 8, 8], [2, 16, 3, 3], 2)).length, 0, 'stride 2: no stem kernel');
+  assert.ok(!stemForwardTiles(geometry([2, 3, 8, 8], [2, 3, 3, 3])).some((t) => t.narrow), '3->2: the rolling stem kernel');
+});
 
 test.run();
