@@ -58,6 +58,23 @@ const cases: [string, number[], number[], number][] = [
   ['1->4 on 3x3, padding 2 (padding past the window)', [2, 1, 3, 3], [4, 1, 3, 3], 2],
 ];
 
+/** Random input and weight, the weight also read as the [Cin, Cout, kH, kW] weight of another
+ * conv (`wf`, the kernel's flipped form, which computes that conv's stride-1 input gradient), and
+ * both forward results in float64. */
+function forwardFixture(xs: number[], ws: number[], padding: number, seed: number) {
+  const xd = randomArray(xs, seed);
+  const wd = randomArray(ws, seed + 1);
+  const x = Tensor.fromArray(xd, xs);
+  const w = Tensor.fromArray(wd, ws);
+  const g = conv2dGeometry(x, w, { padding });
+  const tol = { rtol: 1e-4, atol: 1e-5 * Math.sqrt(g.Cin * g.kH * g.kW) };
+  const kk = g.kH * g.kW;
+  const yRef = forwardRef(xd, (co, ci, kh, kw) => wd[(co * g.Cin + ci) * kk + kh * g.kW + kw], g);
+  const wf = Tensor.fromArray(wd, [g.Cin, g.Cout, g.kH, g.kW]);
+  const yFlippedRef = forwardRef(xd, (co, ci, kh, kw) => wd[(ci * g.Cout + co) * kk + (g.kH - 1 - kh) * g.kW + (g.kW - 1 - kw)], g);
+  return { xd, x, w, wf, g, tol, yRef, yFlippedRef };
+}
+
 // Extra tiles differ from the rule's only in their params (no pipeline to compile: SwiftShader
 // takes seconds for each).
 function forwardTilesFor(g: ConvGeometry): StemTile[] {
@@ -72,19 +89,8 @@ function weightGradTilesFor(g: ConvGeometry): StemTile[] {
 
 for (const [name, xs, ws, padding] of cases) {
   test(`conv2d.stem ${name}: forward, flipped forward and weight gradient at several tiles against float64`, async () => {
-    const xd = randomArray(xs, 41);
-    const wd = randomArray(ws, 42);
-    const x = Tensor.fromArray(xd, xs);
-    const w = Tensor.fromArray(wd, ws);
-    const g = conv2dGeometry(x, w, { padding });
+    const { xd, x, w, wf, g, tol, yRef, yFlippedRef } = forwardFixture(xs, ws, padding, 41);
     if (!stemFits(g)) throw new Error(`${name}: the stem kernels do not fit`);
-    const tol = { rtol: 1e-4, atol: 1e-5 * Math.sqrt(g.Cin * g.kH * g.kW) };
-    const kk = g.kH * g.kW;
-    const yRef = forwardRef(xd, (co, ci, kh, kw) => wd[(co * g.Cin + ci) * kk + kh * g.kW + kw], g);
-    // The same weight read as the [Cin, Cout, kH, kW] weight of another conv, rotated: the
-    // kernel's flipped form, which computes that conv's stride-1 input gradient.
-    const wf = Tensor.fromArray(wd, [g.Cin, g.Cout, g.kH, g.kW]);
-    const yFlippedRef = forwardRef(xd, (co, ci, kh, kw) => wd[(ci * g.Cout + co) * kk + (g.kH - 1 - kh) * g.kW + (g.kW - 1 - kw)], g);
     for (const t of forwardTilesFor(g)) {
       const y = stemForward(x, w, g, false, t);
       assertClose(await y.toArray(), yRef, tol, `${name} forward tile ${JSON.stringify(t)}`);
@@ -122,17 +128,8 @@ const narrowCases: [string, number[], number[], number][] = [
 
 for (const [name, xs, ws, padding] of narrowCases) {
   test(`conv2d.stem narrow ${name}: forward and flipped forward at several chunks against float64`, async () => {
-    const xd = randomArray(xs, 51);
-    const wd = randomArray(ws, 52);
-    const x = Tensor.fromArray(xd, xs);
-    const w = Tensor.fromArray(wd, ws);
-    const g = conv2dGeometry(x, w, { padding });
+    const { x, w, wf, g, tol, yRef, yFlippedRef } = forwardFixture(xs, ws, padding, 51);
     if (!stemNarrowFits(g)) throw new Error(`${name}: the narrow kernel does not fit`);
-    const tol = { rtol: 1e-4, atol: 1e-5 * Math.sqrt(g.Cin * g.kH * g.kW) };
-    const kk = g.kH * g.kW;
-    const yRef = forwardRef(xd, (co, ci, kh, kw) => wd[(co * g.Cin + ci) * kk + kh * g.kW + kw], g);
-    const wf = Tensor.fromArray(wd, [g.Cin, g.Cout, g.kH, g.kW]);
-    const yFlippedRef = forwardRef(xd, (co, ci, kh, kw) => wd[(ci * g.Cout + co) * kk + (g.kH - 1 - kh) * g.kW + (g.kW - 1 - kw)], g);
     // The rule's chunk (or, where the kernel is not offered, 4 rows) and 3 (a partial last chunk).
     const chunks = [stemForwardTiles(g)[0]?.perChunk ?? Math.min(4, g.OH), 3].filter((rows, i, all) => rows <= g.OH && all.indexOf(rows) === i);
     for (const perChunk of chunks) {
