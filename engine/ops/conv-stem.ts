@@ -62,7 +62,7 @@ export function stemFits(g: ConvGeometry): boolean {
  * channels than the stem kernels take (with fewer, they fit and are offered instead). Above
  * all the stride-1 input gradient of a stem, a flipped forward from 16 or 64 channels to 1 or 3. */
 export function stemNarrowFits(g: ConvGeometry): boolean {
-  return g.stride === 1 && g.Cout <= 4 && g.Cin > STEM_MAX_CIN && g.kH <= 3 && g.kW <= 3 && g.pad <= 3 && narrowLanes() >= 4;
+  return g.stride === 1 && g.Cout <= 4 && g.Cin > STEM_MAX_CIN && g.kH <= 3 && g.kW <= 3 && g.pad <= 3 && fixedSubgroupSize() >= 4;
 }
 
 /** Whether the rules should pick the narrow forward where it is offered: with subgroups of 8
@@ -70,14 +70,7 @@ export function stemNarrowFits(g: ConvGeometry): boolean {
  * stem input gradient (16->1 28x28, N = 32, interleaved in one page: 4.6-4.8 ms a call against
  * 3.7), where a row takes two subgroups and each row read is a gather per value. */
 export function stemNarrowPreferred(): boolean {
-  return narrowLanes() === 8;
-}
-
-/** The lanes that share the narrow kernel's loads: the adapter's fixed subgroup size (8 on
- * lavapipe, 4 on SwiftShader; 0 where it varies or there are no subgroups, and the kernel is
- * not offered), whose lanes are consecutive invocations. */
-function narrowLanes(): number {
-  return fixedSubgroupSize();
+  return fixedSubgroupSize() === 8;
 }
 
 /** Output channels an invocation, the rule's pick first: 8 and 4 for the forward, 4 and 8 for
@@ -256,7 +249,9 @@ export function stemForwardCode(g: ConvGeometry, t: StemTile, flipped: boolean):
  * row (a multiple of L covering the output's strips and the input row's), and whether a row
  * takes more than one subgroup (then lanes 0 and L - 1 read their outer neighbours' columns). */
 function narrowLayout(g: ConvGeometry): { L: number; lanesPerRow: number; extra: boolean } {
-  const L = narrowLanes();
+  // The lanes that share loads: the adapter's fixed subgroup size (8 on lavapipe, 4 on
+  // SwiftShader; 0 where it varies, and the kernel is not offered), consecutive invocations.
+  const L = fixedSubgroupSize();
   const strips = Math.max(Math.ceil(g.OW / 4), Math.ceil(g.W / 4));
   const lanesPerRow = Math.ceil(strips / L) * L;
   return { L, lanesPerRow, extra: lanesPerRow > L };
