@@ -4,6 +4,14 @@ import * as assert from 'uvu/assert';
 import { Rng, Tensor, engine, scope } from '../engine/index.ts';
 import type { Shape } from '../engine/index.ts';
 
+/** True on SwiftShader (the browser suite), where each distinct pipeline takes seconds to
+ * compile. Tests that sweep many tiles of one kernel run the rule's tile on every shape there
+ * and the other tiles on a few shapes: the tile arithmetic is the same WGSL on both adapters and
+ * lavapipe (the Node suite) checks every tile on every shape. */
+export function slowPipelineCompiles(): boolean {
+  return engine().adapter.architecture === 'swiftshader';
+}
+
 /** A seeded uniform [0, 1) source (the engine's generator). */
 export function rng(seed: number): () => number {
   return new Rng(seed).next;

@@ -39,11 +39,16 @@ for (const [index, file] of files.entries()) {
 
 let passed = 0;
 let total = 0;
+// Seconds per test file, to keep the suite inside CI's time budget (see tools/test.mjs).
+const seconds = new Map<string, number>();
 for (const group of g.UVU_QUEUE) {
+  const file = group[0] as string;
   for (let i = 1; i < group.length; i++) {
     const run = group[i] as () => Promise<Outcome>;
     group[i] = async () => {
+      const t0 = performance.now();
       const outcome = await run();
+      seconds.set(file, (seconds.get(file) ?? 0) + (performance.now() - t0) / 1000);
       passed += outcome[1];
       total += outcome[3];
       return outcome;
@@ -52,5 +57,7 @@ for (const group of g.UVU_QUEUE) {
 }
 await exec(false);
 engine.destroy();
+const slowest = [...seconds].sort((a, b) => b[1] - a[1]).slice(0, 8);
+console.log(`\nslowest test files: ${slowest.map(([f, s]) => `${f} ${s.toFixed(1)} s`).join(', ')}`);
 console.log(`${passed} passed, ${total - passed} failed`);
 process.exit(total - passed > 0 || files.length === 0 ? 1 : 0);
