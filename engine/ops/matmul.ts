@@ -65,18 +65,18 @@ export function matmulLayout(t: MatmulTile, M: number, N: number, transA: boolea
 
 const codeCache = new Map<string, ReturnType<typeof matmulCode>>();
 
-function cachedCode(t: MatmulTile, transA: boolean, transB: boolean, layout: MatmulLayout, kStep: number, subgroup: number): ReturnType<typeof matmulCode> {
-  const key = `${t.TM} ${t.TN} ${t.WG_Y} ${transA} ${transB} ${layout.a} ${layout.b} ${kStep} ${subgroup}`;
+function cachedCode(t: MatmulTile, transA: boolean, transB: boolean, layout: MatmulLayout, kStep: number, subgroup: number, fma: boolean): ReturnType<typeof matmulCode> {
+  const key = `${t.TM} ${t.TN} ${t.WG_Y} ${transA} ${transB} ${layout.a} ${layout.b} ${kStep} ${subgroup} ${fma}`;
   let c = codeCache.get(key);
-  if (!c) codeCache.set(key, (c = matmulCode(t, transA, transB, layout, kStep, subgroup)));
+  if (!c) codeCache.set(key, (c = matmulCode(t, transA, transB, layout, kStep, subgroup, fma)));
   return c;
 }
 
 /** The unrolled parts of shaders/matmul.wgsl for one tile, operand order, layout and number of
  * k per loop step (`kStep` 4 needs K % 4 == 0; a 'k4' layout needs it); `subgroup` > 0 makes
  * the 'subgroup' design for subgroups of that size (TM a multiple of it, WG_Y 1, so that every
- * lane of a subgroup works on the same rows). */
-export function matmulCode(t: MatmulTile, transA: boolean, transB: boolean, layout: MatmulLayout, kStep = 1, subgroup = 0): { INPUTS: string; SETUP: string; ACC: string; BODY: string; STORE: string } {
+ * lane of a subgroup works on the same rows); `fma` writes the multiply-adds as fma() calls. */
+export function matmulCode(t: MatmulTile, transA: boolean, transB: boolean, layout: MatmulLayout, kStep = 1, subgroup = 0, fma = false): { INPUTS: string; SETUP: string; ACC: string; BODY: string; STORE: string } {
   const { TM, TN } = t;
   if (subgroup > 0 && (TM % subgroup !== 0 || t.WG_Y !== 1 || layout.a !== 'f32' || kStep !== 1)) {
     throw new RangeError(`matmul: the subgroup design needs TM a multiple of the subgroup size ${subgroup}, WG_Y 1, A read as f32 and kStep 1`);
@@ -157,7 +157,9 @@ export function matmulCode(t: MatmulTile, transA: boolean, transB: boolean, layo
         va = `va${j}_${r}`;
         body.push(`    let ${va} = A[a${r} + ${transA ? `${kj} * p.M` : kj}];`);
       }
-      for (let q = 0; q < Q; q++) body.push(`    c${r}_${q} += ${va} * vb${j}_${q};`);
+      for (let q = 0; q < Q; q++) {
+        body.push(fma ? `    c${r}_${q} = fma(vec4<f32>(${va}), vb${j}_${q}, c${r}_${q});` : `    c${r}_${q} += ${va} * vb${j}_${q};`);
+      }
     }
   }
   for (let r = 0; r < TM; r++) {
@@ -172,8 +174,9 @@ export function matmulCode(t: MatmulTile, transA: boolean, transB: boolean, layo
   return { INPUTS, SETUP: setup.join('\n'), ACC: acc.join('\n'), BODY: body.join('\n'), STORE: store.join('\n') };
 }
 
-/** A kernel variant: a design and its tile. */
-export interface MatmulVariant { design: MatmulDesign; tile: MatmulTile }
+/** A kernel variant: a design, its tile, and whether its multiply-adds are fma() calls (faster
+ * on SwiftShader, see matmulRule). */
+export interface MatmulVariant { design: MatmulDesign; tile: MatmulTile; fma?: boolean }
 
 /** The candidates every adapter is offered (names as the tuning cache stores them). */
 export const MATMUL_VARIANTS: readonly Candidate<MatmulVariant>[] = [
@@ -183,6 +186,7 @@ export const MATMUL_VARIANTS: readonly Candidate<MatmulVariant>[] = [
   { name: 'k4 8x4', config: { design: 'k4', tile: { TM: 8, TN: 4, WG_X: 16, WG_Y: 4 } } },
   { name: 'subgroup 16x8', config: { design: 'subgroup', tile: { TM: 16, TN: 8, WG_X: 16, WG_Y: 1 } } },
   { name: 'subgroup 8x8', config: { design: 'subgroup', tile: { TM: 8, TN: 8, WG_X: 16, WG_Y: 1 } } },
+  { name: 'subgroup 16x8 fma', config: { design: 'subgroup', tile: { TM: 16, TN: 8, WG_X: 16, WG_Y: 1 }, fma: true } },
 ];
 
 /** The variants this adapter can run: the subgroup ones need a fixed subgroup size that
@@ -193,7 +197,8 @@ export function matmulCandidates(): Candidate<MatmulVariant>[] {
 }
 
 /** The rule when nothing was measured: 'subgroup 16x8' where the adapter has fixed subgroups
- * of 4 or 8 (SwiftShader, lavapipe), else 'register 8x8'. SwiftShader turns every load at a
+ * of 8 (lavapipe), 'subgroup 16x8 fma' where they are 4 wide (SwiftShader), else 'register
+ * 8x8'. SwiftShader turns every load at a
  * lane-varying index into a per-lane gather (each component of a vec4 too), and lavapipe gathers
  * too; in 'register 8x8' the lanes next to each other along a row of tiles gather the same
  * eight values of A at every k. Sharing them through subgroupBroadcast, and a taller tile, cut
@@ -201,9 +206,13 @@ export function matmulCandidates(): Candidate<MatmulVariant>[] {
  * 1.30x (512) faster on SwiftShader (same page, interleaved, quiet machine) and about 2-3x on
  * lavapipe. The 'k4'
  * variants are tuning candidates: on lavapipe 'k4 8x4' ran x Wᵀ at 64x512x(512 or 128) 12-20%
- * faster than 'register 8x8' and A x B at 256-512 up to 2x slower. */
+ * faster than 'register 8x8' and A x B at 256-512 up to 2x slower. SwiftShader's kernel is bound
+ * by its multiply-adds (docs/environment.md); written as fma() they took 0.77-0.97 of the time
+ * there (21 paired rounds, 256, 512 and the step's products); on lavapipe the same A/B was
+ * inconclusive (0.86-1.17), so its pick stays. */
 function matmulRule(candidates: readonly Candidate<MatmulVariant>[]): number {
-  return Math.max(0, candidates.findIndex((c) => c.name === 'subgroup 16x8'));
+  const pick = fixedSubgroupSize() === 4 ? 'subgroup 16x8 fma' : 'subgroup 16x8';
+  return Math.max(0, candidates.findIndex((c) => c.name === pick));
 }
 
 /** Zero inputs of the product's shapes, for measuring candidates (engine/tuning.ts). */
@@ -225,11 +234,11 @@ function launchMatmul(a: Tensor, b: Tensor, out: Tensor, transA: boolean, transB
   const vec = (x: boolean) => (x ? 'vec4<f32>' : 'f32');
   const subgroup = v.design === 'subgroup' ? fixedSubgroupSize() : 0;
   launch(subgroup > 0 ? subgroupKernels.main : kernels.main, {
-    label: `matmul ${a.describe()}${transA ? 'ᵀ' : ''} x ${b.describe()}${transB ? 'ᵀ' : ''}${v.design === 'register' ? '' : ` ${v.design} ${t.TM}x${t.TN}`}`,
+    label: `matmul ${a.describe()}${transA ? 'ᵀ' : ''} x ${b.describe()}${transB ? 'ᵀ' : ''}${v.design === 'register' ? '' : ` ${v.design} ${t.TM}x${t.TN}`}${v.fma ? ' fma' : ''}`,
     inputs: { A: a, B: b },
     outputs: { C: out },
     params: { M, N, K, batchStrideA: batchedA ? M * K : 0, batchStrideB: batchedB ? K * N : 0, batchStrideC: M * N },
-    defines: { ...t, KSTEP: kStep, AElem: vec(layout.a !== 'f32'), BElem: vec(layout.b !== 'f32'), ...cachedCode(t, transA, transB, layout, kStep, subgroup) },
+    defines: { ...t, KSTEP: kStep, AElem: vec(layout.a !== 'f32'), BElem: vec(layout.b !== 'f32'), ...cachedCode(t, transA, transB, layout, kStep, subgroup, v.fma ?? false) },
     workgroups: [Math.ceil(N / (t.TN * t.WG_X)), Math.ceil(M / (t.TM * t.WG_Y)), batch],
   });
 }
