@@ -8,7 +8,8 @@
 // sum of the accumulators, so that none is dead). The accumulators start from lane- and
 // index-dependent values, so that no two chains are the same expression a compiler could merge;
 // m and c come from the uniform block and the turn count too, so nothing can be folded or the
-// loop unrolled away.
+// loop unrolled away. STEP may hold each chain's step several times (an unrolled turn): a loop
+// turn's own cost is large on both adapters (lavapipe's exit test and lane masks).
 //
 // `fmaLoad`: the same chains, each multiply-add fed by a storage load: `a = X[index] * p.m + a`,
 // with an index that differs per lane (each lane walks its own run of X, a few hundred bytes away
