@@ -9,7 +9,7 @@ import { kernelCases, timeCase } from './kernel-cases.ts';
 import type { KernelCase } from './kernel-cases.ts';
 import type { BenchOptions, BenchRecord } from './harness.ts';
 
-interface PageRecord { name: string; median_ms: number; breakdown_ms?: Record<string, number> }
+interface PageRecord { name: string; median_ms: number; min_ms: number; max_ms: number; runs: number; breakdown_ms?: Record<string, number> }
 interface PageResult { adapter?: string; error?: string; records?: PageRecord[] }
 interface Chrome { stop(): Promise<void>; exited: string | null; log(): string }
 interface ChromiumModule { findChromium(): string | null; launchChromium(binary: string, url: string): Chrome; MISSING_CHROMIUM: string }
@@ -40,17 +40,22 @@ async function browserFigures(quick: boolean, runs: number, only: string | undef
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as AddressInfo).port;
   const chrome = chromium.launchChromium(binary, `http://127.0.0.1:${port}/?quick=${quick ? 1 : 0}&runs=${runs}${only === undefined ? '' : `&only=${encodeURIComponent(only)}`}`);
-  const timeout = new Promise<PageResult>((r) => setTimeout(() => r({ error: `no result within 600 s (${chrome.exited ?? 'running'}): ${chrome.log()}` }), 600_000));
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<PageResult>((r) => { timer = setTimeout(() => r({ error: `no result within 600 s (${chrome.exited ?? 'running'}): ${chrome.log()}` }), 600_000); });
   const r = await Promise.race([result, timeout]);
+  // A pending timer would hold the process open for the rest of the 600 s after the results came.
+  clearTimeout(timer);
   await chrome.stop();
   server.close();
   if (r.error || !r.records) return { skipped: r.error ?? 'no records' };
   return { adapter: r.adapter ?? 'unknown', records: new Map(r.records.map((x) => [x.name, x])) };
 }
 
-/** GFLOP/s, or images/s for a training step, or none (the dispatch-cost case). */
-function rateOf(c: KernelCase, ms: number): { gflops: number } | { images_per_s: number } | Record<string, never> {
+/** GFLOP/s, or images/s for a training step, GB/s for a memory ceiling, or none (the
+ * dispatch-cost case). */
+function rateOf(c: KernelCase, ms: number): { gflops: number } | { images_per_s: number } | { gbps: number } | Record<string, never> {
   if (c.images) return { images_per_s: c.images / (ms / 1000) };
+  if (c.bytes) return { gbps: c.bytes / (ms * 1e6) };
   return c.flops > 0 ? { gflops: c.flops / (ms * 1e6) } : {};
 }
 
@@ -98,9 +103,52 @@ export async function run(opts: BenchOptions): Promise<BenchRecord[]> {
     else {
       const page = b.records.get(c.name)!;
       const ms = page.median_ms;
-      r.baseline = { system: `browser (${b.adapter})`, median_ms: ms, ...rateOf(c, ms), ratio: ms / r.median_ms, breakdown_ms: page.breakdown_ms };
+      r.baseline = {
+        system: `browser (${b.adapter})`, median_ms: ms, min_ms: page.min_ms, max_ms: page.max_ms, runs: page.runs,
+        ...rateOf(c, ms), ratio: ms / r.median_ms, breakdown_ms: page.breakdown_ms,
+      };
     }
   }
   printBreakdowns(records);
+  markCeilings(records);
   return records;
+}
+
+/** The best 'fma_ceiling' case of one side (GFLOP/s and its name), if the run had any. */
+function bestOf(records: BenchRecord[], side: (r: BenchRecord) => number | undefined): { gflops: number; name: string } | null {
+  let best: { gflops: number; name: string } | null = null;
+  for (const r of records) {
+    const g = side(r);
+    if (r.op === 'fma_ceiling' && g !== undefined && (!best || g > best.gflops)) best = { gflops: g, name: r.case.replace(/^ceiling fma | \(node\)$/g, '') };
+  }
+  return best;
+}
+
+/** Gives every GFLOP/s case its fraction of its own adapter's FMA ceiling (Node's case of Node's
+ * ceiling, the browser's of the browser's: docs/benchmarks.md#ceilings) and prints the
+ * ceilings. */
+function markCeilings(records: BenchRecord[]): void {
+  const node = bestOf(records, (r) => r.gflops);
+  const browser = bestOf(records, (r) => r.baseline?.gflops);
+  for (const r of records) {
+    if (node && r.gflops !== undefined) r.of_ceiling = r.gflops / node.gflops;
+    if (browser && r.baseline?.gflops !== undefined) r.baseline.of_ceiling = r.baseline.gflops / browser.gflops;
+  }
+  if (!node) return;
+  // Contention only slows a sample down, so on a busy machine the fastest sample of the best
+  // shape is the better estimate of what the adapter can do; the fractions use the medians.
+  const fastest = (rate: (r: BenchRecord) => number | undefined) => Math.max(...records.filter((r) => r.op === 'fma_ceiling').map((r) => rate(r) ?? 0));
+  const nodeFastest = fastest((r) => r.gflops! * r.median_ms / r.min_ms);
+  const browserFastest = fastest((r) => (r.baseline?.gflops && r.baseline.min_ms ? r.baseline.gflops * r.baseline.median_ms! / r.baseline.min_ms : undefined));
+  console.log(`\nceilings: Node ${node.gflops.toFixed(1)} GFLOP/s, browser ${browser ? `${browser.gflops.toFixed(1)} (ratio ${(node.gflops / browser.gflops).toFixed(2)})` : 'not measured'}` +
+    ` (best fma shapes: Node ${node.name}${browser ? `, browser ${browser.name}` : ''}; fastest samples: Node ${nodeFastest.toFixed(1)}${browser ? `, browser ${browserFastest.toFixed(1)}` : ''})`);
+  const memory = records.filter((r) => r.op === 'copy' || r.op === 'stream');
+  if (memory.length) console.log(`memory: ${memory.map((r) => `${r.case.replace(/^ceiling | \(node\)$/g, '')} Node ${r.gbps?.toFixed(1)} GB/s, browser ${r.baseline?.gbps?.toFixed(1) ?? '-'}`).join('; ')}`);
+  // The question of issue #11: whether half of Node's rate is within the browser's reach at all.
+  const work = records.filter((r) => r.gflops !== undefined && r.op !== 'fma_ceiling' && r.op !== 'fma_load');
+  if (browser && work.length) {
+    const fastest = work.reduce((a, b) => (b.gflops! > a.gflops! ? b : a));
+    const half = fastest.gflops! / 2;
+    console.log(`within 2x of Node: Node's fastest case (${fastest.case.replace(/ \(node\)$/, '')}) runs ${fastest.gflops!.toFixed(1)} GFLOP/s; half of it, ${half.toFixed(1)}, is ${(half / browser.gflops).toFixed(2)}x the browser's FMA ceiling`);
+  }
 }

@@ -26,6 +26,8 @@ export interface Baseline {
   skipped?: string;
   /** GPU milliseconds per kernel family (the browser's training steps). */
   breakdown_ms?: Record<string, number>;
+  /** GFLOP/s cases of `browser`: this side's fraction of its own adapter's FMA ceiling. */
+  of_ceiling?: number;
 }
 
 export interface BenchRecord {
@@ -46,6 +48,9 @@ export interface BenchRecord {
   breakdown_ms?: Record<string, number>;
   /** Calls made back to back in each timed sample (times are per call). */
   calls_per_sample?: number;
+  /** GFLOP/s cases of `browser`: our fraction of the adapter's FMA ceiling, the best of the
+   * 'fma_ceiling' cases in the same run (docs/benchmarks.md#ceilings). */
+  of_ceiling?: number;
 }
 
 export interface BenchOptions {
@@ -80,13 +85,19 @@ function baselineCell(b: Baseline | undefined): string {
   return `${b.system} ${what}, ours x${b.ratio === undefined ? '?' : b.ratio < 0.1 ? b.ratio.toFixed(3) : b.ratio.toFixed(2)}`;
 }
 
+function fraction(f: number | undefined): string {
+  return f === undefined ? '-' : f.toFixed(2);
+}
+
 export function printTable(name: string, records: BenchRecord[]): void {
   const ceiling = records.some((r) => r.ceiling);
+  const ofCeiling = records.some((r) => r.of_ceiling !== undefined || r.baseline?.of_ceiling !== undefined);
   const rows = records.map((r) => [
     r.case, r.median_ms.toFixed(2), `${r.min_ms.toFixed(2)}-${r.max_ms.toFixed(2)}`, rate(r), baselineCell(r.baseline),
     ...(ceiling ? [baselineCell(r.ceiling)] : []),
+    ...(ofCeiling && (r.of_ceiling !== undefined || r.baseline?.of_ceiling !== undefined) ? [`${fraction(r.of_ceiling)} | ${fraction(r.baseline?.of_ceiling)}`] : ofCeiling ? [''] : []),
   ]);
-  const header = ['case', 'median ms', 'min-max ms', 'rate', 'baseline', ...(ceiling ? ['ceiling'] : [])];
+  const header = ['case', 'median ms', 'min-max ms', 'rate', 'baseline', ...(ceiling ? ['ceiling'] : []), ...(ofCeiling ? ['of FMA ceiling (ours | baseline)'] : [])];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i])).join(' | ')} |`;
   console.log(`\n${name}`);

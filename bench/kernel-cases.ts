@@ -1,6 +1,9 @@
 // The kernel cases timed both on Node (bench/browser.ts) and in the browser
 // (bench/browser-page.ts): the same code, the same kernels, the same shapes.
-import { engine, matmul, relu, scope } from '../engine/index.ts';
+import { Tensor, engine, matmul, relu, scope } from '../engine/index.ts';
+import { LOAD_INPUT_ELEMENTS, describeShape, fmaCeiling, fmaFlops, fmaLoadCeiling } from './ceiling-kernel.ts';
+import type { FmaShape } from './ceiling-kernel.ts';
+import { streamCopy } from './stream-kernel.ts';
 import { filled } from './fill.ts';
 import { stats, time } from './timing.ts';
 import type { Timing } from './timing.ts';
@@ -14,6 +17,8 @@ export interface KernelCase {
   flops: number;
   /** Images a run processes (training steps: the rate is images/s, not FLOP/s). */
   images?: number;
+  /** Bytes a run reads plus writes (the memory ceilings: the rate is GB/s). */
+  bytes?: number;
   /** Allocates inputs; returns the function to time and a disposer. */
   setup(): { run: () => void; dispose: () => void };
 }
@@ -82,6 +87,70 @@ function dispatchCase(count: number): KernelCase {
   };
 }
 
+// ---- the adapter's ceilings (docs/benchmarks.md#ceilings) -------------------------------------
+
+/** Invocations of the ceiling kernels: 64-256 workgroups, plenty for two cores. */
+const CEILING_INVOCATIONS = 16384;
+
+/** The multiply-add chains of shaders/ceiling.wgsl, no loads: the op 'fma_ceiling' cases, whose
+ * best on an adapter is that adapter's compute ceiling. About 1 GFLOP a run. */
+function fmaCeilingCase(s: FmaShape): KernelCase {
+  const iters = Math.round(2 ** 30 / fmaFlops(s, CEILING_INVOCATIONS, 1));
+  return {
+    name: `ceiling fma ${describeShape(s)}`, op: 'fma_ceiling', flops: fmaFlops(s, CEILING_INVOCATIONS, iters),
+    setup() {
+      const out = Tensor.zeros([CEILING_INVOCATIONS * s.width]);
+      return { run: () => fmaCeiling(s, CEILING_INVOCATIONS, iters, out), dispose: () => out.dispose() };
+    },
+  };
+}
+
+/** The same chains with every multiply-add fed by a per-lane storage load: how far loads pull
+ * the adapter below its ceiling. About 0.25 GFLOP a run. */
+function fmaLoadCase(s: FmaShape): KernelCase {
+  const iters = Math.round(2 ** 28 / fmaFlops(s, CEILING_INVOCATIONS, 1));
+  return {
+    name: `ceiling fma+load ${describeShape(s)}`, op: 'fma_load', flops: fmaFlops(s, CEILING_INVOCATIONS, iters),
+    setup() {
+      const x = filled([LOAD_INPUT_ELEMENTS * s.width], 4);
+      const out = Tensor.zeros([CEILING_INVOCATIONS * s.width]);
+      return { run: () => fmaLoadCeiling(s, CEILING_INVOCATIONS, iters, x, out), dispose: () => { x.dispose(); out.dispose(); } };
+    },
+  };
+}
+
+/** Floats of the memory ceilings' buffers: 32 MiB, past the caches. */
+const CEILING_FLOATS = 8 << 20;
+
+/** The memory ceiling: a copyBufferToBuffer or the streaming kernel (shaders/stream.wgsl) over
+ * 32 MiB; GB/s counts the bytes read and those written. */
+function memoryCeilingCase(how: 'copyBufferToBuffer' | 'stream kernel'): KernelCase {
+  return {
+    name: `ceiling ${how} ${(4 * CEILING_FLOATS) >> 20} MiB`, op: how === 'stream kernel' ? 'stream' : 'copy', flops: 0, bytes: 8 * CEILING_FLOATS,
+    setup() {
+      const src = filled([CEILING_FLOATS], 5);
+      const dst = Tensor.zeros([CEILING_FLOATS]);
+      const run = how === 'stream kernel'
+        ? () => streamCopy(src, dst, CEILING_FLOATS)
+        : () => engine().copy(src.buffer, 0, dst.buffer, 0, 4 * CEILING_FLOATS);
+      return { run, dispose: () => { src.dispose(); dst.dispose(); } };
+    },
+  };
+}
+
+/** The ceiling cases, run first (they are short). The fma shapes span what decides the rate on
+ * the two adapters (measured 2026-12-03): unrolling the chains 2-8 times a loop turn (a turn's own
+ * cost is large on both), f32 or vec4, workgroups of 64 or 256 (SwiftShader prefers 256). The
+ * load cases have the shape of the first, unrolled nowhere, to compare with. */
+function ceilingCases(quick: boolean): KernelCase[] {
+  const fma: FmaShape[] = quick
+    ? [{ acc: 8, width: 4, wg: 64 }, { acc: 8, width: 4, wg: 256, unroll: 4 }, { acc: 32, width: 1, wg: 64, unroll: 2 }]
+    : [{ acc: 8, width: 4, wg: 64 }, { acc: 8, width: 4, wg: 64, unroll: 4 }, { acc: 8, width: 4, wg: 256, unroll: 4 }, { acc: 4, width: 4, wg: 256, unroll: 8 },
+      { acc: 8, width: 1, wg: 64 }, { acc: 8, width: 1, wg: 256, unroll: 8 }, { acc: 32, width: 1, wg: 64, unroll: 2 }, { acc: 32, width: 1, wg: 256, unroll: 2 }];
+  const load: FmaShape[] = [{ acc: 8, width: 4, wg: 64, loads: 8 }, { acc: 8, width: 4, wg: 64, loads: 2 }];
+  return [...fma.map(fmaCeilingCase), ...load.map(fmaLoadCase), memoryCeilingCase('copyBufferToBuffer'), memoryCeilingCase('stream kernel')];
+}
+
 /** Synthetic 28x28 grey images, seeded. */
 function syntheticImages(count: number) {
   const images = new Uint8Array(count * 28 * 28);
@@ -107,13 +176,13 @@ function trainStepCase(model: ModelName, batch: number): KernelCase {
 
 /** The cases (with `only`, those whose name contains it). */
 export function kernelCases(quick: boolean, only?: string): KernelCase[] {
-  const all = quick
+  const all = [...ceilingCases(quick), ...(quick
     ? [matmulCase(256), convCase(8, 64, 32), convCase(8, 64, 32, true),
       convInputGradCase(8, 64, 32, 128, 'register'), convInputGradCase(8, 64, 32, 128, 'unrolled'), trainStepCase('tiny', 16), dispatchCase(500)]
     : [matmulCase(256), matmulCase(512), convCase(8, 64, 32), convCase(8, 64, 32, true), convCase(32, 16, 28), convCase(32, 16, 28, true),
       convInputGradCase(8, 64, 32, 128, 'register'), convInputGradCase(8, 64, 32, 128, 'unrolled'),
       convInputGradCase(32, 16, 28, 32, 'register'), convInputGradCase(32, 16, 28, 32, 'unrolled'),
-      trainStepCase('tiny', 16), trainStepCase('small', 16), dispatchCase(500)];
+      trainStepCase('tiny', 16), trainStepCase('small', 16), dispatchCase(500)])];
   return all.filter((c) => only === undefined || c.name.includes(only));
 }
 
