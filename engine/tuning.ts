@@ -12,9 +12,9 @@
 // every candidate once each (A B C A B C ...), so that a burst of other work on a shared CPU
 // adapter slows every candidate alike rather than the one measured during it. The decision
 // (`pickMeasured`) keeps the rule's pick, itself a measured default, unless another candidate
-// beats it clearly: a fastest run `TUNING_MARGIN` lower and a lower median; among those that do,
-// near-equals go to the first listed. The fastest run ranks (on a shared CPU, other work only
-// ever adds time), the margin and the median keep a single lucky run from replacing the rule,
+// beats it clearly: its fastest and its median run both `TUNING_MARGIN` lower; among those that
+// do, near-equals go to the first listed. The fastest run ranks (on a shared CPU, other work
+// mostly adds time), the margin and the median keep a single lucky run from replacing the rule,
 // and the tie rule keeps noise between near-equals from deciding. Choices are kept per process;
 // on Node, engine/tuning-node.ts also keeps them in a file, keyed by the adapter's description.
 import { engine } from './device.ts';
@@ -126,9 +126,15 @@ export function choose<T>(op: string, shape: string, candidates: readonly Candid
   return candidates[rule];
 }
 
-/** How much faster (in its fastest run) a candidate must measure than the rule's pick to replace
- * it, and how close two candidates' fastest runs must be to count as a tie. */
-export const TUNING_MARGIN = 0.1;
+/** How much faster (in its fastest and its median run) a candidate must measure than the rule's
+ * pick to replace it, and how close two candidates' fastest runs must be to count as a tie.
+ * Measured on the 2-core machine under load (lavapipe, 5 interleaved rounds, a candidate listed
+ * twice against itself over 5 shapes, 120 decisions): an identical kernel's fastest run came out
+ * 19% or more below its twin's a quarter of the time, and replaced it 22% of the time with a
+ * 10% margin on the fastest run and any lower median, 11% with 15% on both; re-tuning 6 real
+ * shapes 6 times each, the better candidates that won were 1.4-3x faster, so 15% gave up no
+ * measured gain. */
+export const TUNING_MARGIN = 0.15;
 
 /** Fastest and median of one candidate's runs. */
 export interface RunStats {
@@ -145,8 +151,8 @@ function runStats(samples: readonly number[]): RunStats | null {
 /**
  * Which candidate to keep, given each candidate's run times in ms (an empty list: it was not
  * measured, e.g. its run failed) and `fallback`, the index the op's rule picks. The rule's pick
- * stays unless a candidate clearly beats it: a fastest run at least `margin` below the rule's
- * and a lower median too. Among the candidates that do, those whose fastest run is within
+ * stays unless a candidate clearly beats it: its fastest run and its median run both at least
+ * `margin` below the rule's. Among the candidates that do, those whose fastest run is within
  * `margin` of the best are a tie, and the first listed of them wins, so that noise between
  * near-equals does not decide. Without a measured rule's pick, every measured candidate
  * competes. Returns -1 when none was measured.
@@ -154,7 +160,7 @@ function runStats(samples: readonly number[]): RunStats | null {
 export function pickMeasured(samples: readonly (readonly number[])[], fallback: number, margin = TUNING_MARGIN): number {
   const stats = samples.map(runStats);
   const rule = stats[fallback] ?? null;
-  const beatsRule = (s: RunStats) => rule === null || (s.min <= (1 - margin) * rule.min && s.median < rule.median);
+  const beatsRule = (s: RunStats) => rule === null || (s.min <= (1 - margin) * rule.min && s.median <= (1 - margin) * rule.median);
   const contenders: number[] = [];
   stats.forEach((s, i) => { if (s !== null && i !== fallback && beatsRule(s)) contenders.push(i); });
   if (rule !== null && contenders.length === 0) return fallback;

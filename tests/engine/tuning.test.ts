@@ -18,12 +18,14 @@ test('pickMeasured: the rule\'s pick stays when another is faster by less than t
 
 test('pickMeasured: a candidate clearly faster in its fastest and its median run wins', () => {
   assert.is(pickMeasured([runsAt(10), runsAt(5), runsAt(12)], 0), 1);
-  assert.is(pickMeasured([runsAt(10), runsAt(12), runsAt(10 * (1 - m))], 0), 2, 'exactly the margin is enough');
+  assert.is(pickMeasured([runsAt(10), runsAt(12), runsAt(10 * (1 - m) - 0.01)], 0), 2, 'just past the margin is enough');
 });
 
-test('pickMeasured: a faster fastest run with a slower median does not replace the rule', () => {
+test('pickMeasured: a fastest run past the margin without a median past it does not replace the rule', () => {
   const lucky = [5, 20, 20, 20, 20];
-  assert.is(pickMeasured([runsAt(10), lucky], 0), 0);
+  assert.is(pickMeasured([runsAt(10), lucky], 0), 0, 'a slower median');
+  const medianClose = [5, 10, 10.5, 10.5, 11];
+  assert.is(pickMeasured([runsAt(10), medianClose], 0), 0, 'a median lower by less than the margin');
 });
 
 test('pickMeasured: among candidates that beat the rule, near-equals go to the first listed', () => {
