@@ -13,8 +13,9 @@
 // adapter slows every candidate alike rather than the one measured during it. The decision
 // (`pickMeasured`) keeps the rule's pick, itself a measured default, unless another candidate
 // beats it clearly: its fastest and its median run both `TUNING_MARGIN` lower; among those that
-// do, near-equals go to the first listed. The fastest run ranks (on a shared CPU, other work
-// mostly adds time), the margin and the median keep a single lucky run from replacing the rule,
+// do, the one with the lowest geometric mean of the two wins, near-equals going to the first
+// listed. The fastest run says what a candidate does when the shared CPU lets it, the median
+// keeps a single lucky run from deciding, the margin keeps noise from replacing the rule's pick,
 // and the tie rule keeps noise between near-equals from deciding. Choices are kept per process;
 // on Node, engine/tuning-node.ts also keeps them in a file, keyed by the adapter's description.
 import { engine } from './device.ts';
@@ -127,7 +128,7 @@ export function choose<T>(op: string, shape: string, candidates: readonly Candid
 }
 
 /** How much faster (in its fastest and its median run) a candidate must measure than the rule's
- * pick to replace it, and how close two candidates' fastest runs must be to count as a tie.
+ * pick to replace it, and how close two candidates must measure to count as a tie.
  * Measured on the 2-core machine under load (lavapipe, 5 interleaved rounds, a candidate listed
  * twice against itself over 5 shapes, 120 decisions): an identical kernel's fastest run came out
  * 19% or more below its twin's a quarter of the time, and replaced it 22% of the time with a
@@ -152,9 +153,9 @@ function runStats(samples: readonly number[]): RunStats | null {
  * Which candidate to keep, given each candidate's run times in ms (an empty list: it was not
  * measured, e.g. its run failed) and `fallback`, the index the op's rule picks. The rule's pick
  * stays unless a candidate clearly beats it: its fastest run and its median run both at least
- * `margin` below the rule's. Among the candidates that do, those whose fastest run is within
- * `margin` of the best are a tie, and the first listed of them wins, so that noise between
- * near-equals does not decide. Without a measured rule's pick, every measured candidate
+ * `margin` below the rule's. Those that do are ranked by the geometric mean of their fastest and
+ * median runs; those within `margin` of the best are a tie, and the first listed of them wins,
+ * so that noise between near-equals does not decide. Without a measured rule's pick, every measured candidate
  * competes. Returns -1 when none was measured.
  */
 export function pickMeasured(samples: readonly (readonly number[])[], fallback: number, margin = TUNING_MARGIN): number {
@@ -165,8 +166,11 @@ export function pickMeasured(samples: readonly (readonly number[])[], fallback: 
   stats.forEach((s, i) => { if (s !== null && i !== fallback && beatsRule(s)) contenders.push(i); });
   if (rule !== null && contenders.length === 0) return fallback;
   if (contenders.length === 0) return -1;
-  const best = Math.min(...contenders.map((i) => stats[i]!.min));
-  return contenders.find((i) => (1 - margin) * stats[i]!.min < best || stats[i]!.min === best)!;
+  // Rank by the geometric mean of the fastest and the median run: a fastest run alone let one
+  // lucky run pick a tile twice as slow (86 ms fastest, 308 median, against 108 and 212).
+  const score = (i: number) => Math.sqrt(stats[i]!.min * stats[i]!.median);
+  const best = Math.min(...contenders.map(score));
+  return contenders.find((i) => (1 - margin) * score(i) < best || score(i) === best)!;
 }
 
 /** Measure every queued shape's candidates and keep the choice `pickMeasured` makes; returns
@@ -192,14 +196,14 @@ export async function tunePending(runs = 5): Promise<TuneResult[]> {
           live.push(i);
         } catch (err) {
           firstError ??= err;
-          failed.push({ name: c.name, error: (err as Error).message });
+          failed.push({ name: c.name, error: err instanceof Error ? err.message : String(err) });
         }
       }
       // Every candidate failing is not a kernel's fault (a lost device, bad inputs): no choice.
       if (live.length === 0) throw firstError;
       for (const f of failed) console.warn(`kernel tuning: ${p.op} ${p.shape}: left out '${f.name}', whose run failed: ${f.error}`);
       // Rounds over every candidate, so that a burst of other work on the machine slows them alike.
-      for (let r = 0; r < runs; r++) {
+      for (let r = 0; r < Math.max(runs, 1); r++) {
         for (const i of live) {
           const t0 = performance.now();
           once(p.candidates[i]);

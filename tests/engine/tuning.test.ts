@@ -38,6 +38,11 @@ test('pickMeasured: among candidates that beat the rule, near-equals go to the f
   assert.is(pickMeasured([runsAt(5), runsAt(5)], 1), 1, 'a tie with the rule keeps the rule');
 });
 
+test('pickMeasured: among those that beat the rule, a lucky fastest run with a slow median does not win', () => {
+  const lucky = [5, 15, 15, 15, 15];
+  assert.is(pickMeasured([runsAt(20), lucky, runsAt(7)], 0), 2);
+});
+
 test('pickMeasured: one candidate, unmeasured ones, no rule measured', () => {
   assert.is(pickMeasured([runsAt(7)], 0), 0);
   assert.is(pickMeasured([[], runsAt(7), runsAt(3)], 1), 2, 'unmeasured candidates never win');
