@@ -13,10 +13,9 @@
 // adapter slows every candidate alike rather than the one measured during it. The decision
 // (`pickMeasured`) keeps the rule's pick, itself a measured default, unless another candidate
 // beats it clearly: its fastest and its median run both `TUNING_MARGIN` lower; among those that
-// do, the one with the lowest geometric mean of the two wins, near-equals going to the first
-// listed. The fastest run says what a candidate does when the shared CPU lets it, the median
-// keeps a single lucky run from deciding, the margin keeps noise from replacing the rule's pick,
-// and the tie rule keeps noise between near-equals from deciding. Choices are kept per process;
+// do, the one with the lowest geometric mean of the two wins. The fastest run says what a
+// candidate does when the shared CPU lets it, the median keeps a single lucky run from deciding,
+// and the margin keeps noise from replacing the rule's pick. Choices are kept per process;
 // on Node, engine/tuning-node.ts also keeps them in a file, keyed by the adapter's description.
 import { engine } from './device.ts';
 import { scope } from './scope.ts';
@@ -128,13 +127,11 @@ export function choose<T>(op: string, shape: string, candidates: readonly Candid
 }
 
 /** How much faster (in its fastest and its median run) a candidate must measure than the rule's
- * pick to replace it, and how close two candidates must measure to count as a tie.
- * Measured on the 2-core machine under load (lavapipe, 5 interleaved rounds, a candidate listed
- * twice against itself over 5 shapes, 120 decisions): an identical kernel's fastest run came out
- * 19% or more below its twin's a quarter of the time, and replaced it 22% of the time with a
- * 10% margin on the fastest run and any lower median, 11% with 15% on both; re-tuning 6 real
- * shapes 6 times each, the better candidates that won were 1.4-3x faster, so 15% gave up no
- * measured gain. */
+ * pick to replace it. Measured on the 2-core machine under load (lavapipe, 5 interleaved rounds,
+ * a candidate listed twice against itself over 5 shapes, 120 decisions): an identical kernel's
+ * fastest run came out 19% or more below its twin's a quarter of the time, and replaced it 22%
+ * of the time with a 10% margin on the fastest run and any lower median, 11% with 15% on both;
+ * re-tuning 6 shapes 6 times each with all their candidates, 10% and 15% made the same choices. */
 export const TUNING_MARGIN = 0.15;
 
 /** Fastest and median of one candidate's runs. */
@@ -153,10 +150,9 @@ function runStats(samples: readonly number[]): RunStats | null {
  * Which candidate to keep, given each candidate's run times in ms (an empty list: it was not
  * measured, e.g. its run failed) and `fallback`, the index the op's rule picks. The rule's pick
  * stays unless a candidate clearly beats it: its fastest run and its median run both at least
- * `margin` below the rule's. Those that do are ranked by the geometric mean of their fastest and
- * median runs; those within `margin` of the best are a tie, and the first listed of them wins,
- * so that noise between near-equals does not decide. Without a measured rule's pick, every measured candidate
- * competes. Returns -1 when none was measured.
+ * `margin` below the rule's. Of those that do, the one with the lowest geometric mean of its
+ * fastest and median runs wins (the first listed of exact ties). Without a measured rule's pick,
+ * every measured candidate competes. Returns -1 when none was measured.
  */
 export function pickMeasured(samples: readonly (readonly number[])[], fallback: number, margin = TUNING_MARGIN): number {
   const stats = samples.map(runStats);
@@ -169,8 +165,12 @@ export function pickMeasured(samples: readonly (readonly number[])[], fallback: 
   // Rank by the geometric mean of the fastest and the median run: a fastest run alone let one
   // lucky run pick a tile twice as slow (86 ms fastest, 308 median, against 108 and 212).
   const score = (i: number) => Math.sqrt(stats[i]!.min * stats[i]!.median);
+  // Near-equals (within the margin) are not sent to the first listed: replayed on the re-tunes
+  // measured for the margin, that cost as much as it saved (ResNet-18 512x4x4 at batch 8, mean
+  // chosen/best over the re-tunes: 1.07 against 1.13 in one set, 1.11 against 1.04 and 1.12
+  // against 1.00 in another).
   const best = Math.min(...contenders.map(score));
-  return contenders.find((i) => (1 - margin) * score(i) < best || score(i) === best)!;
+  return contenders.find((i) => score(i) === best)!;
 }
 
 /** Measure every queued shape's candidates and keep the choice `pickMeasured` makes; returns
