@@ -22,7 +22,7 @@ export function stats(samples: number[]): Timing {
 }
 
 /** One warm-up call (compiles pipelines; with tuning on, the kernel variants of new shapes are
- * then measured and the fastest kept, as training does), then `runs` timed calls. */
+ * then measured and the choice kept, as training does), then `runs` timed calls. */
 export async function time(fn: () => void, runs: number): Promise<Timing> {
   await sample(fn);
   if (tuningEnabled() && (await tunePending()).length > 0) await sample(fn);

@@ -1,5 +1,5 @@
 // Kernel tuning in the commands (engine/tuning-node.ts): `ssql pretrain` measures the kernel
-// variants of the shapes its first step meets, keeps the fastest in the tuning file (keyed by
+// variants of the shapes its first step meets, keeps the choices in the tuning file (keyed by
 // adapter), and a second run starts from that file instead of measuring again. The rest of the
 // suite runs with SSQL_TUNING=off (tests/run.ts), so this file turns it on for its commands.
 import { spawnSync } from 'node:child_process';
