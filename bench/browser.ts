@@ -9,7 +9,7 @@ import { kernelCases, timeCase } from './kernel-cases.ts';
 import type { KernelCase } from './kernel-cases.ts';
 import type { BenchOptions, BenchRecord } from './harness.ts';
 
-interface PageRecord { name: string; median_ms: number; min_ms: number; max_ms: number; runs: number; breakdown_ms?: Record<string, number> }
+interface PageRecord { name: string; median_ms: number; min_ms: number; max_ms: number; runs: number; breakdown_ms?: Record<string, number>; breakdown_dispatches?: Record<string, number> }
 interface PageResult { adapter?: string; error?: string; records?: PageRecord[] }
 interface Chrome { stop(): Promise<void>; exited: string | null; log(): string }
 interface ChromiumModule { findChromium(): string | null; launchChromium(binary: string, url: string): Chrome; MISSING_CHROMIUM: string }
@@ -79,11 +79,16 @@ function printBreakdowns(records: BenchRecord[]): void {
     const browser = byOp(r.baseline.breakdown_ms);
     const families = [...new Set([...Object.keys(node), ...Object.keys(browser)])].sort((a, b) => (browser[b] ?? 0) - (browser[a] ?? 0));
     const total = (m: Record<string, number>) => Object.values(m).reduce((s, v) => s + v, 0);
-    console.log(`\n${r.case}: GPU ms of a step by kernel family (median of 3 profiled steps), Node | browser | ratio (totals ${total(node).toFixed(0)} | ${total(browser).toFixed(0)})`);
+    // Dispatches a step: where they differ, the sides ran the family on different shapes (Node's
+    // tuner may give a shape to another design), so its ratio is not one kernel's speed.
+    const nodeCount = byOp(r.breakdown_dispatches ?? {});
+    const browserCount = byOp(r.baseline.breakdown_dispatches ?? {});
+    console.log(`\n${r.case}: GPU ms of a step by kernel family (median of 3 profiled steps), Node | browser | ratio | dispatches a step, Node | browser (totals ${total(node).toFixed(0)} | ${total(browser).toFixed(0)})`);
     for (const f of families.slice(0, 16)) {
       const a = node[f] ?? 0;
       const b = browser[f] ?? 0;
-      console.log(`  ${f.padEnd(40)} ${a.toFixed(1).padStart(8)} ${b.toFixed(1).padStart(8)} ${a > 0 ? (b / a).toFixed(1).padStart(6) : '     -'}x`);
+      const counts = `${String(nodeCount[f] ?? 0).padStart(6)} ${String(browserCount[f] ?? 0).padStart(6)}${nodeCount[f] !== browserCount[f] ? '  (differ)' : ''}`;
+      console.log(`  ${f.padEnd(40)} ${a.toFixed(1).padStart(8)} ${b.toFixed(1).padStart(8)} ${a > 0 ? (b / a).toFixed(1).padStart(6) : '     -'}x ${counts}`);
     }
   }
 }
@@ -106,6 +111,7 @@ export async function run(opts: BenchOptions): Promise<BenchRecord[]> {
       r.baseline = {
         system: `browser (${b.adapter})`, median_ms: ms, min_ms: page.min_ms, max_ms: page.max_ms, runs: page.runs,
         ...rateOf(c, ms), ratio: ms / r.median_ms, breakdown_ms: page.breakdown_ms,
+        breakdown_dispatches: page.breakdown_dispatches,
       };
     }
   }

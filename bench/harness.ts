@@ -26,6 +26,8 @@ export interface Baseline {
   skipped?: string;
   /** GPU milliseconds per kernel family (the browser's training steps). */
   breakdown_ms?: Record<string, number>;
+  /** Dispatches a step per kernel family (the browser's training steps). */
+  breakdown_dispatches?: Record<string, number>;
   /** GFLOP/s cases of `browser`: this side's fraction of its own adapter's FMA ceiling. */
   of_ceiling?: number;
 }
@@ -46,6 +48,8 @@ export interface BenchRecord {
   ceiling?: Baseline;
   /** GPU milliseconds per kernel family (training benchmarks). */
   breakdown_ms?: Record<string, number>;
+  /** Dispatches a step per kernel family (`browser`'s training steps). */
+  breakdown_dispatches?: Record<string, number>;
   /** Calls made back to back in each timed sample (times are per call). */
   calls_per_sample?: number;
   /** GFLOP/s cases of `browser`: our fraction of the adapter's FMA ceiling, the best of the

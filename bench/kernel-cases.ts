@@ -194,23 +194,31 @@ const PROFILED_STEPS = 3;
  * for a training step, then PROFILED_STEPS more runs, not timed, profiled: GPU milliseconds per
  * kernel family (timestamp queries, where the adapter has them), each family's median over
  * those steps. */
-export async function timeCase(c: KernelCase, runs: number): Promise<Timing & { breakdown_ms?: Record<string, number> }> {
+export async function timeCase(c: KernelCase, runs: number): Promise<Timing & { breakdown_ms?: Record<string, number>; breakdown_dispatches?: Record<string, number> }> {
   const { run, dispose } = c.setup();
   const t = await time(run, runs);
   const e = engine();
   let breakdown_ms: Record<string, number> | undefined;
+  let breakdown_dispatches: Record<string, number> | undefined;
   if (c.images && e.device.features.has('timestamp-query')) {
     const perFamily = new Map<string, number[]>();
+    // Dispatches a step per family: two sides' family times compare only where these agree
+    // (Node's tuner may run a shape on another design than the browser's rules).
+    const dispatches = new Map<string, number>();
     for (let i = 0; i < PROFILED_STEPS; i++) {
       e.startProfile();
       run();
-      for (const [family, v] of await e.stopProfile()) perFamily.set(family, [...(perFamily.get(family) ?? []), v.ms]);
+      for (const [family, v] of await e.stopProfile()) {
+        perFamily.set(family, [...(perFamily.get(family) ?? []), v.ms]);
+        dispatches.set(family, Math.max(dispatches.get(family) ?? 0, v.count));
+      }
     }
+    breakdown_dispatches = Object.fromEntries(dispatches);
     // A family missing from a step counts 0 ms there.
     const median = (ms: number[]) => stats([...ms, ...new Array<number>(PROFILED_STEPS - ms.length).fill(0)]).median_ms;
     const profile = [...perFamily].map(([k, ms]) => [k, median(ms)] as const).sort((a, b) => b[1] - a[1]);
     breakdown_ms = Object.fromEntries(profile.map(([k, ms]) => [k, Number(ms.toFixed(2))]));
   }
   dispose();
-  return { ...t, breakdown_ms };
+  return { ...t, breakdown_ms, breakdown_dispatches };
 }
