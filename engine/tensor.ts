@@ -23,16 +23,20 @@ class Storage {
     this.refs++;
     return this;
   }
+  /** `fromFinalizer`: the garbage-collection safety net is releasing it (see `finalizer`). */
   release(fromFinalizer = false): void {
     if (--this.refs > 0) return;
-    this.dropDerived();
+    this.dropDerived(fromFinalizer);
     engine().pool.release(this.buffer, fromFinalizer);
   }
-  dropDerived(): void {
+  /** Frees the derived caches. When their owner goes through the finalizer, so do they: the pool
+   * counts their bytes as finalized too, or a leak check would see live bytes shrink at whatever
+   * moment the collector ran. */
+  dropDerived(fromFinalizer = false): void {
     if (!this.derived) return;
     for (const t of this.derived.values()) {
       engine().pool.derivedBytes -= t.buffer.size;
-      t.dispose();
+      Tensor.releaseOwned(t, fromFinalizer);
     }
     this.derived = null;
   }
@@ -188,12 +192,18 @@ export class Tensor {
   }
 
   dispose(): void {
-    if (!this.storage) return;
-    finalizer.unregister(this);
-    this.storage.release();
-    this.storage = null;
-    this.node = null;
-    untrack(this);
+    Tensor.releaseOwned(this, false);
+  }
+
+  /** @internal dispose(), for storage that owns `t` (a derived cache) and may itself be going
+   * through the finalizer. */
+  static releaseOwned(t: Tensor, fromFinalizer: boolean): void {
+    if (!t.storage) return;
+    finalizer.unregister(t);
+    t.storage.release(fromFinalizer);
+    t.storage = null;
+    t.node = null;
+    untrack(t);
   }
 
   private storageOrThrow(): Storage {
