@@ -191,7 +191,8 @@ function forwardCandidates(g: ConvGeometry): Candidate<Variant<ForwardTile>>[] {
 
 /** The stem kernels' tiles where they fit `g` (after the others: the rules index from the front). */
 function stemCandidates<T>(g: ConvGeometry, tiles: (g: ConvGeometry) => StemTile[]): Candidate<Variant<T>>[] {
-  return tiles(g).map((tile) => ({ name: tile.narrow ? `stem narrow ${tile.R}/${tile.perChunk}` : `stem ${tile.R}/${tile.perChunk}`, config: { design: 'stem', tile } }));
+  const name = (t: StemTile) => (t.rolling ? `stem narrow rolling ${t.R}/${t.perChunk}` : t.narrow ? `stem narrow ${t.R}/${t.perChunk}` : `stem ${t.R}/${t.perChunk}`);
+  return tiles(g).map((tile) => ({ name: name(tile), config: { design: 'stem', tile } }));
 }
 
 /** On software adapters the rules take the stem kernel wherever it fits (its first tile). At
