@@ -52,7 +52,7 @@ const weightGradKernels = declareKernels({
   name: 'conv2d.stem.weightGrad',
   source: weightGradSource,
   params,
-  defines: { R: 'u32', KH: 'u32', KW: 'u32', YV: 'type', XV: 'type', ACC: 'code', PROLOGUE: 'code', BODY: 'code', STORE: 'code' },
+  defines: { R: 'u32', KH: 'u32', KW: 'u32', SG: 'u32', YV: 'type', XV: 'type', ENABLE: 'code', ACC: 'code', PROLOGUE: 'code', BODY: 'code', STORE: 'code' },
   entryPoints: { weightGrad: { inputs: { dY: 'YV', X: 'XV' }, outputs: { Out: 'f32' } } },
 });
 
@@ -98,8 +98,10 @@ function channelBlocks(g: ConvGeometry, op: 'forward' | 'weightGrad'): number[] 
  * chunks of `perChunk` (forward: output rows of one map; weight gradient: images). `narrow`:
  * the narrow forward, R every output channel and perChunk the output rows an invocation
  * accumulates (unrolled into its code); with `rolling`, its walk down the whole map
- * (shaders/conv-stem-narrow-rolling.wgsl) and perChunk the input channels a block. */
-export interface StemTile { R: number; perChunk: number; narrow?: boolean; rolling?: boolean }
+ * (shaders/conv-stem-narrow-rolling.wgsl) and perChunk the input channels a block.
+ * `subgroupSum` (weight gradient, subgroups of a fixed size): a partial-sum slab a subgroup,
+ * not an invocation. */
+export interface StemTile { R: number; perChunk: number; narrow?: boolean; rolling?: boolean; subgroupSum?: boolean }
 
 /** Forward tiles worth measuring (none where neither kernel fits): the stem kernel's whole
  * maps an invocation, or the narrow kernel's chunks of rows. */
@@ -122,12 +124,16 @@ export function stemForwardTiles(g: ConvGeometry): StemTile[] {
 /** Weight-gradient tiles worth measuring: the images split into chunks so that there are about 512
  * (chunk, strip) pairs, each writing its own partial sums (at the small ResNet's stem, N = 256:
  * 4 images a chunk, GPU time about equal to 2 a chunk, whose partial sums took 0.8 ms to add
- * against 0.3). */
+ * against 0.3). Where subgroups are 8 wide (lavapipe) each subgroup first adds its lanes' partial
+ * sums (`subgroupSum`), leaving an eighth of the slabs to add: at the small ResNet's stem that
+ * took 0.94-0.96 of the wall time of a call (paired medians of 31-41 interleaved rounds, a loaded
+ * machine; GPU time 0.98). */
 export function stemWeightGradTiles(g: ConvGeometry): StemTile[] {
   if (!stemFits(g)) return [];
   const strips = Math.ceil(g.OW / 4);
   const perChunk = Math.max(1, Math.round((g.N * strips) / 512));
-  return channelBlocks(g, 'weightGrad').map((R) => ({ R, perChunk }));
+  const subgroupSum = fixedSubgroupSize() === 8;
+  return channelBlocks(g, 'weightGrad').map((R) => (subgroupSum ? { R, perChunk, subgroupSum } : { R, perChunk }));
 }
 
 const XYZW = 'xyzw';
@@ -505,7 +511,7 @@ export function stemForward(x: Tensor, weight: Tensor, g: ConvGeometry, flipped:
 }
 
 /** The generated parts of the weight-gradient shader. */
-export function stemWeightGradCode(g: ConvGeometry, t: StemTile): { ACC: string; PROLOGUE: string; BODY: string; STORE: string } {
+export function stemWeightGradCode(g: ConvGeometry, t: StemTile): { ENABLE: string; ACC: string; PROLOGUE: string; BODY: string; STORE: string } {
   const vec = rowsAreVec4(g);
   const { colSetup, load } = columns(g.kW, g.pad, vec);
   const R = t.R;
@@ -536,19 +542,26 @@ export function stemWeightGradCode(g: ConvGeometry, t: StemTile): { ACC: string;
   }
   body.push(...rows.shift);
   const store: string[] = [];
+  const SG = t.subgroupSum ? fixedSubgroupSize() : 1;
   for (let r = 0; r < R; r++) {
     const lines = [`let o${r} = outBase + (co0 + ${r}u) * taps;`];
-    for (let ci = 0; ci < g.Cin; ci++) for (let tap = 0; tap < taps; tap++) lines.push(`Out[o${r} + ${ci * taps + tap}u] = a${r}_${ci}_${tap};`);
-    if (partial) store.push(`  if (co0 + ${r}u < p.Cout) {`, ...lines.map((l) => `    ${l}`), '  }');
-    else store.push(...lines.map((l) => `  ${l}`));
+    for (let ci = 0; ci < g.Cin; ci++) for (let tap = 0; tap < taps; tap++) {
+      const a = `a${r}_${ci}_${tap}`;
+      if (SG > 1) store.push(`  let t${r}_${ci}_${tap} = subgroupAdd(${a});`);
+      lines.push(`Out[o${r} + ${ci * taps + tap}u] = ${SG > 1 ? `t${r}_${ci}_${tap}` : a};`);
+    }
+    const conds = [SG > 1 ? `li % ${SG}u == 0u` : 'live', ...(partial ? [`co0 + ${r}u < p.Cout`] : [])];
+    store.push(`  if (${conds.join(' && ')}) {`, ...lines.map((l) => `    ${l}`), '  }');
   }
-  return { ACC: acc.join('\n'), PROLOGUE: rows.prologue.join('\n'), BODY: body.join('\n'), STORE: store.join('\n') };
+  return { ENABLE: SG > 1 ? 'enable subgroups;' : '// No subgroup operations.', ACC: acc.join('\n'), PROLOGUE: rows.prologue.join('\n'), BODY: body.join('\n'), STORE: store.join('\n') };
 }
 
 /** dL/dW with the stem kernel: partial sums per (chunk of images, strip), then their sum. */
 export function stemWeightGrad(gradOut: Tensor, x: Tensor, g: ConvGeometry, t: StemTile): Tensor {
   const vec = rowsAreVec4(g);
-  const slabs = Math.ceil(g.N / t.perChunk) * Math.ceil(g.OW / 4);
+  const invocations = Math.ceil(g.N / t.perChunk) * Math.ceil(g.OW / 4);
+  const SG = t.subgroupSum ? fixedSubgroupSize() : 1;
+  const slabs = Math.ceil(invocations / SG);
   const shape = [g.Cout, g.Cin, g.kH, g.kW];
   const out = Tensor.empty(slabs === 1 ? shape : [slabs, ...shape]);
   launch(weightGradKernels.weightGrad, {
@@ -556,8 +569,8 @@ export function stemWeightGrad(gradOut: Tensor, x: Tensor, g: ConvGeometry, t: S
     inputs: { dY: gradOut, X: x },
     outputs: { Out: out },
     params: { ...g, perChunk: t.perChunk },
-    defines: { R: t.R, KH: g.kH, KW: g.kW, YV: vec ? 'vec4<f32>' : 'f32', XV: vec ? 'vec4<f32>' : 'f32', ...stemWeightGradCode(g, t) },
-    workgroups: [Math.ceil(slabs / 64), Math.ceil(g.Cout / t.R), 1],
+    defines: { R: t.R, KH: g.kH, KW: g.kW, SG, YV: vec ? 'vec4<f32>' : 'f32', XV: vec ? 'vec4<f32>' : 'f32', ...stemWeightGradCode(g, t) },
+    workgroups: [Math.ceil(invocations / 64), Math.ceil(g.Cout / t.R), 1],
   });
   return sumWeightGradSlices(out, slabs);
 }

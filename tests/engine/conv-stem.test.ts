@@ -3,7 +3,8 @@
 // width is not a multiple of 4 (a partial last strip, scalar rows) and whose width is (vec4
 // rows), padding 0 to 2, the forward's rows split
 // into chunks (a partial last one), the weight gradient's images split into chunks (a partial
-// last one, and one chunk: no partial sums), 1 to 4 input channels, 1x1 to 3x3 windows. The
+// last one, and one chunk: no partial sums; a slab per invocation and per subgroup), 1 to 4
+// input channels, 1x1 to 3x3 windows. The
 // narrow forward (many input channels, 1 to 4 output channels) the same way, at its rule's
 // chunks of rows and at chunks that do not divide the map (a partial last one), and its rolling
 // walk at blocks of input channels that divide Cin and that do not (a partial last block).
@@ -14,6 +15,7 @@ import { conv2dGeometry } from '../../engine/ops/conv.ts';
 import type { ConvGeometry } from '../../engine/ops/conv.ts';
 import { stemFits, stemForward, stemForwardTiles, stemNarrowFits, stemNarrowRollingFits, stemWeightGrad, stemWeightGradTiles } from '../../engine/ops/conv-stem.ts';
 import type { StemTile } from '../../engine/ops/conv-stem.ts';
+import { fixedSubgroupSize } from '../../engine/device.ts';
 import { assertClose, randomArray } from '../helpers.ts';
 
 /** out[n, co] = sum over (ci, kh, kw) of w(co, ci, kh, kw) * x[n, ci, oh + kh - pad, ow + kw - pad]. */
@@ -83,9 +85,12 @@ function forwardTilesFor(g: ConvGeometry): StemTile[] {
   return [...tiles, { R: tiles[tiles.length - 1].R, perChunk: 3 }, { R: tiles[0].R, perChunk: Math.max(1, g.OH - 1) }];
 }
 
+// Every tile both ways: a slab an invocation, and (where subgroups have a fixed size: 8 lanes on
+// lavapipe, 4 in Chromium) a slab a subgroup, whose last subgroup has lanes past the work.
 function weightGradTilesFor(g: ConvGeometry): StemTile[] {
-  const tiles = stemWeightGradTiles(g);
-  return [...tiles, { R: tiles[tiles.length - 1].R, perChunk: 2 }, { R: tiles[0].R, perChunk: g.N }, { R: tiles[0].R, perChunk: 1 }];
+  const tiles = stemWeightGradTiles(g).map(({ R, perChunk }) => ({ R, perChunk }));
+  const all: StemTile[] = [...tiles, { R: tiles[tiles.length - 1].R, perChunk: 2 }, { R: tiles[0].R, perChunk: g.N }, { R: tiles[0].R, perChunk: 1 }];
+  return fixedSubgroupSize() >= 4 ? [...all, ...all.map((t) => ({ ...t, subgroupSum: true }))] : all;
 }
 
 for (const [name, xs, ws, padding] of cases) {
