@@ -9,7 +9,8 @@
 // at most 4 output channels from many input channels, the stride-1 input gradient of a stem (a
 // flipped forward, 16->1 or 64->3), where the general kernels pad the channel block to 4 or 8
 // and read each input row three times per strip; its lanes share their input columns and the
-// weights through subgroup operations.
+// weights through subgroup operations. Its rolling form (shaders/conv-stem-narrow-rolling.wgsl)
+// walks the whole map a block of input channels at a time and reads every input row once.
 import forwardSource from '../../shaders/conv-stem-forward.wgsl';
 import narrowSource from '../../shaders/conv-stem-narrow.wgsl';
 import narrowRollingSource from '../../shaders/conv-stem-narrow-rolling.wgsl';
@@ -565,7 +566,7 @@ export function stemWeightGrad(gradOut: Tensor, x: Tensor, g: ConvGeometry, t: S
   const shape = [g.Cout, g.Cin, g.kH, g.kW];
   const out = Tensor.empty(slabs === 1 ? shape : [slabs, ...shape]);
   launch(weightGradKernels.weightGrad, {
-    label: `conv2d.stem.weightGrad ${gradOut.describe()}, ${x.describe()} k${g.kH}x${g.kW} p${g.pad} tile ${t.R}/${t.perChunk}`,
+    label: `conv2d.stem.weightGrad ${gradOut.describe()}, ${x.describe()} k${g.kH}x${g.kW} p${g.pad} tile ${t.R}/${t.perChunk}${SG > 1 ? ` subgroup sums of ${SG}` : ''}`,
     inputs: { dY: gradOut, X: x },
     outputs: { Out: out },
     params: { ...g, perChunk: t.perChunk },
