@@ -201,7 +201,7 @@ function stemCandidates<T>(g: ConvGeometry, tiles: (g: ConvGeometry) => StemTile
  * N = 32); real GPUs are unmeasured. The narrow forward only where `stemNarrowPreferred`
  * (lavapipe: the stem's input gradient, 16->1 28x28 at N = 256, 1.3-1.4x faster than the
  * subgroup kernel; slower than unrolled on SwiftShader), its rolling walk first where it fits
- * (0.55-0.7 of the chunked narrow kernel's time there). */
+ * (0.55-0.8 of the chunked narrow kernel's time there, interleaved, a loaded machine). */
 function stemRule<T>(c: Candidate<Variant<T>>[], otherwise: number): number {
   const stem = c.findIndex((v) => v.config.design === 'stem' && (!v.config.tile.narrow || stemNarrowPreferred()));
   return stem >= 0 && softwareAdapter() ? stem : otherwise;
