@@ -9,9 +9,11 @@
 // at most 4 output channels from many input channels, the stride-1 input gradient of a stem (a
 // flipped forward, 16->1 or 64->3), where the general kernels pad the channel block to 4 or 8
 // and read each input row three times per strip; its lanes share their input columns and the
-// weights through subgroup operations.
+// weights through subgroup operations. Its rolling form (shaders/conv-stem-narrow-rolling.wgsl)
+// walks the whole map a block of input channels at a time and reads every input row once.
 import forwardSource from '../../shaders/conv-stem-forward.wgsl';
 import narrowSource from '../../shaders/conv-stem-narrow.wgsl';
+import narrowRollingSource from '../../shaders/conv-stem-narrow-rolling.wgsl';
 import weightGradSource from '../../shaders/conv-stem-weightgrad.wgsl';
 import { fixedSubgroupSize } from '../device.ts';
 import { declareKernels } from '../kernels.ts';
@@ -39,11 +41,19 @@ const narrowKernels = declareKernels({
   entryPoints: { narrow: { inputs: { Wt: 'f32', X: 'XV' }, outputs: { Out: 'OV' } } },
 });
 
+const narrowRollingKernels = declareKernels({
+  name: 'conv2d.stem.narrowRolling',
+  source: narrowRollingSource,
+  params: { ...params, lanesPerRow: 'u32' },
+  defines: { CB: 'u32', XV: 'type', OV: 'type', SETUP: 'code', BLOCK: 'code', BODY: 'code', FLUSH: 'code' },
+  entryPoints: { narrowRolling: { inputs: { Wt: 'f32', X: 'XV' }, outputs: { Out: 'OV' } } },
+});
+
 const weightGradKernels = declareKernels({
   name: 'conv2d.stem.weightGrad',
   source: weightGradSource,
   params,
-  defines: { R: 'u32', KH: 'u32', KW: 'u32', YV: 'type', XV: 'type', ACC: 'code', PROLOGUE: 'code', BODY: 'code', STORE: 'code' },
+  defines: { R: 'u32', KH: 'u32', KW: 'u32', SG: 'u32', YV: 'type', XV: 'type', ENABLE: 'code', ACC: 'code', PROLOGUE: 'code', BODY: 'code', STORE: 'code' },
   entryPoints: { weightGrad: { inputs: { dY: 'YV', X: 'XV' }, outputs: { Out: 'f32' } } },
 });
 
@@ -88,8 +98,11 @@ function channelBlocks(g: ConvGeometry, op: 'forward' | 'weightGrad'): number[] 
 /** R output channels an invocation (every channel when there are fewer); the work split into
  * chunks of `perChunk` (forward: output rows of one map; weight gradient: images). `narrow`:
  * the narrow forward, R every output channel and perChunk the output rows an invocation
- * accumulates (unrolled into its code). */
-export interface StemTile { R: number; perChunk: number; narrow?: boolean }
+ * accumulates (unrolled into its code); with `rolling`, its walk down the whole map
+ * (shaders/conv-stem-narrow-rolling.wgsl) and perChunk the input channels a block.
+ * `subgroupSum` (weight gradient, subgroups of a fixed size): a partial-sum slab a subgroup,
+ * not an invocation. */
+export interface StemTile { R: number; perChunk: number; narrow?: boolean; rolling?: boolean; subgroupSum?: boolean }
 
 /** Forward tiles worth measuring (none where neither kernel fits): the stem kernel's whole
  * maps an invocation, or the narrow kernel's chunks of rows. */
@@ -99,23 +112,29 @@ export function stemForwardTiles(g: ConvGeometry): StemTile[] {
   // Only where at most a quarter of a row's lanes are idle (a 28-wide map: 7 strips on 8 lanes).
   const { lanesPerRow } = narrowLayout(g);
   if (4 * Math.ceil(g.OW / 4) < 3 * lanesPerRow) return [];
-  // Chunks of 4 rows, the rule's (GPU ms of one call on lavapipe, interleaved: at the small
-  // ResNet's stem input gradient, 16->1 28x28 at N = 256, medians of 21 pairs 4.46 with 4 rows,
-  // 5.51 with 2, 5.24 with 3, 4.78 with 7; at ResNet-18's, 64->3 32x32 at N = 32, 4.59 with 4,
-  // 4.72 with 3, 8.52 with 8, whose 24 accumulators spill), and of at most 8 split evenly.
+  // The rolling walk in blocks of 4 input channels, the rule's, and of 8 (see below); then
+  // chunks of 4 rows (GPU ms of one call on lavapipe, interleaved: at the small ResNet's stem
+  // input gradient, 16->1 28x28 at N = 256, medians of 21 pairs 4.46 with 4 rows, 5.51 with 2,
+  // 5.24 with 3, 4.78 with 7; at ResNet-18's, 64->3 32x32 at N = 32, 4.59 with 4, 4.72 with 3,
+  // 8.52 with 8, whose 24 accumulators spill), and of at most 8 split evenly.
+  const rolling: StemTile[] = stemNarrowRollingFits(g) ? [4, 8].map((CB) => ({ R: g.Cout, perChunk: CB, narrow: true, rolling: true })) : [];
   const even = Math.ceil(g.OH / Math.ceil(g.OH / 8));
-  return [...new Set([Math.min(4, g.OH), even])].map((perChunk) => ({ R: g.Cout, perChunk, narrow: true }));
+  return [...rolling, ...[...new Set([Math.min(4, g.OH), even])].map((perChunk) => ({ R: g.Cout, perChunk, narrow: true }))];
 }
 
 /** Weight-gradient tiles worth measuring: the images split into chunks so that there are about 512
  * (chunk, strip) pairs, each writing its own partial sums (at the small ResNet's stem, N = 256:
  * 4 images a chunk, GPU time about equal to 2 a chunk, whose partial sums took 0.8 ms to add
- * against 0.3). */
+ * against 0.3). Where subgroups are 8 wide (lavapipe) each subgroup first adds its lanes' partial
+ * sums (`subgroupSum`), leaving an eighth of the slabs to add: at the small ResNet's stem that
+ * took 0.94-0.96 of the wall time of a call (paired medians of 31-41 interleaved rounds, a loaded
+ * machine; GPU time 0.98). */
 export function stemWeightGradTiles(g: ConvGeometry): StemTile[] {
   if (!stemFits(g)) return [];
   const strips = Math.ceil(g.OW / 4);
   const perChunk = Math.max(1, Math.round((g.N * strips) / 512));
-  return channelBlocks(g, 'weightGrad').map((R) => ({ R, perChunk }));
+  const subgroupSum = fixedSubgroupSize() === 8;
+  return channelBlocks(g, 'weightGrad').map((R) => (subgroupSum ? { R, perChunk, subgroupSum } : { R, perChunk }));
 }
 
 const XYZW = 'xyzw';
@@ -351,11 +370,124 @@ export function stemNarrowCode(g: ConvGeometry, t: StemTile, flipped: boolean): 
   return { SETUP: setup.join('\n'), BODY: body.join('\n'), STORE: store.join('\n') };
 }
 
+/** Whether the rolling narrow forward fits `g` (besides the narrow kernel's own conditions): the
+ * padding within the window (its walk runs over the input rows only). */
+export function stemNarrowRollingFits(g: ConvGeometry): boolean {
+  return stemNarrowFits(g) && g.pad <= g.kH - 1;
+}
+
+/** The generated parts of the rolling narrow forward's shader: `CB` input channels a block. */
+export function stemNarrowRollingCode(g: ConvGeometry, CB: number, flipped: boolean): { SETUP: string; BLOCK: string; BODY: string; FLUSH: string } {
+  const vec = rowsAreVec4(g);
+  const { L, extra } = narrowLayout(g);
+  const right = g.kW - 1 - g.pad;
+  const taps = g.kH * g.kW;
+  const setup: string[] = [];
+  if (extra) setup.push(`  let eS = select(i32(s) + 1, i32(s) - 1, lane == 0u);`);
+  if (vec) {
+    setup.push('  let ownIn = ow0 < p.W;', '  let ownOff = select(0u, s, ownIn);');
+    if (extra) setup.push('  let extraIn = eS >= 0 && u32(eS) * 4u < p.W;', '  let extraOff = select(0u, u32(eS), extraIn);');
+  } else {
+    for (let j = 0; j < 4; j++) {
+      setup.push(`  let ownIn${j} = ow0 + ${j}u < p.W;`, `  let ownOff${j} = select(0u, ow0 + ${j}u, ownIn${j});`);
+      if (extra) setup.push(`  let extraIn${j} = eS >= 0 && u32(eS) * 4u + ${j}u < p.W;`, `  let extraOff${j} = select(0u, u32(eS) * 4u + ${j}u, extraIn${j});`);
+    }
+  }
+  if (!vec) for (let j = 0; j < 4; j++) setup.push(`  let ok${j} = ow0 + ${j}u < p.OW;`);
+  // The block's weights: element e = (c Cout + r) taps + t (input channel cb + c, output channel
+  // r, tap t), lane l loading e = k L + l, where the flipped weight holds (ci Cout + r) taps + t
+  // and the other (r Cin + ci) taps + t; zero past the last channel.
+  const ind = '    ';
+  const block: string[] = [];
+  const total = CB * g.Cout * taps;
+  for (let k = 0; k < Math.ceil(total / L); k++) {
+    block.push(`${ind}let we${k} = min(${k * L}u + lane, ${total - 1}u);`);
+    block.push(`${ind}let wc${k} = cb + we${k} / ${g.Cout * taps}u;`);
+    block.push(`${ind}let wr${k} = we${k} % ${g.Cout * taps}u;`);
+    const addr = flipped
+      ? `min(wc${k}, p.Cin - 1u) * ${g.Cout * taps}u + wr${k}`
+      : `((wr${k} / ${taps}u) * p.Cin + min(wc${k}, p.Cin - 1u)) * ${taps}u + wr${k} % ${taps}u`;
+    block.push(`${ind}let wl${k} = select(0.0, Wt[${addr}], wc${k} < p.Cin);`);
+  }
+  for (let c = 0; c < CB; c++) for (let r = 0; r < g.Cout; r++) for (let kh = 0; kh < g.kH; kh++) for (let kw = 0; kw < g.kW; kw++) {
+    const e = (c * g.Cout + r) * taps + (flipped ? (g.kH - 1 - kh) * g.kW + (g.kW - 1 - kw) : kh * g.kW + kw);
+    block.push(`${ind}let w${c}_${r}_${kh}_${kw} = subgroupBroadcast(wl${Math.floor(e / L)}, ${e % L}u);`);
+  }
+  for (let c = 0; c < CB; c++) block.push(`${ind}let chan${c} = image + min(cb + ${c}u, p.Cin - 1u) * plane;`);
+  // a{r}_{k}: output channel r's row ih + pad - (kH - 1) + k, after input row ih.
+  for (let r = 0; r < g.Cout; r++) for (let k = 0; k < g.kH; k++) block.push(`${ind}var a${r}_${k} = vec4<f32>(0.0);`);
+  const bi = '      ';
+  const read = (c: number, which: 'own' | 'extra') => vec
+    ? `select(vec4<f32>(0.0), X[(chan${c} + rOff) / 4u + ${which}Off], ${which}In)`
+    : `vec4<f32>(${[0, 1, 2, 3].map((j) => `select(0.0, X[chan${c} + rOff + ${which}Off${j}], ${which}In${j})`).join(', ')})`;
+  const body: string[] = [];
+  for (let c = 0; c < CB; c++) {
+    body.push(`${bi}let xo${c} = ${read(c, 'own')};`);
+    if (extra) body.push(`${bi}let xe${c} = ${read(c, 'extra')};`);
+    // Only the neighbours' columns the window covers, one value a shuffle.
+    const outer = (j: number) => (extra ? `xe${c}.${XYZW[j]}` : '0.0');
+    for (let j = 4 - g.pad; j < 4; j++) body.push(`${bi}let xl${c}_${j} = select(subgroupShuffleUp(xo${c}.${XYZW[j]}, 1u), ${outer(j)}, lane == 0u);`);
+    for (let j = 0; j < right; j++) body.push(`${bi}let xr${c}_${j} = select(subgroupShuffleDown(xo${c}.${XYZW[j]}, 1u), ${outer(j)}, lane == ${L - 1}u);`);
+    const col = (k: number) => {
+      const rel = k - g.pad;
+      return rel < 0 ? `xl${c}_${4 + rel}` : rel < 4 ? `xo${c}.${XYZW[rel]}` : `xr${c}_${rel - 4}`;
+    };
+    for (let kw = 0; kw < g.kW; kw++) body.push(`${bi}let s${c}_${kw} = vec4<f32>(${[0, 1, 2, 3].map((j) => col(kw + j)).join(', ')});`);
+    // Input row ih is row kh of the window of output row ih + pad - kh: slot kH - 1 - kh.
+    for (let r = 0; r < g.Cout; r++) for (let kh = 0; kh < g.kH; kh++) {
+      const terms = Array.from({ length: g.kW }, (_, kw) => `s${c}_${kw} * w${c}_${r}_${kh}_${kw}`);
+      body.push(`${bi}a${r}_${g.kH - 1 - kh} += ${terms.join(' + ')};`);
+    }
+  }
+  // Stores slot k as output row `row`: the first block writes, the others add to what is there.
+  const storeRow = (row: string, k: number, i: string): string[] => {
+    const lines: string[] = [];
+    for (let r = 0; r < g.Cout; r++) {
+      lines.push(`${i}let o${r}_${k} = outImage + ${r}u * oplane + u32(${row}) * p.OW + ow0;`);
+      if (vec) {
+        lines.push(`${i}if (cb == 0u) { Out[o${r}_${k} / 4u] = a${r}_${k}; } else { Out[o${r}_${k} / 4u] += a${r}_${k}; }`);
+      } else {
+        for (let j = 0; j < 4; j++) lines.push(`${i}if (ok${j}) { if (cb == 0u) { Out[o${r}_${k} + ${j}u] = a${r}_${k}.${XYZW[j]}; } else { Out[o${r}_${k} + ${j}u] += a${r}_${k}.${XYZW[j]}; } }`);
+      }
+    }
+    return lines;
+  };
+  const liveStrip = ['live', ...(vec ? ['ow0 < p.OW'] : [])].join(' && ');
+  // The oldest slot's row is complete: store it (rows above the map are padding), move up one.
+  body.push(`${bi}let oh = i32(ih) + ${g.pad - (g.kH - 1)};`);
+  body.push(`${bi}if (${liveStrip} && oh >= 0) {`, ...storeRow('oh', 0, `${bi}  `), `${bi}}`);
+  for (let r = 0; r < g.Cout; r++) {
+    for (let k = 0; k + 1 < g.kH; k++) body.push(`${bi}a${r}_${k} = a${r}_${k + 1};`);
+    body.push(`${bi}a${r}_${g.kH - 1} = vec4<f32>(0.0);`);
+  }
+  // After the last input row, slot k holds output row H + pad - (kH - 1) + k, complete (the
+  // rows below are padding) where it is in the map.
+  const flush: string[] = [];
+  for (let k = 0; k + 1 < g.kH; k++) {
+    flush.push(`${ind}let fh${k} = i32(p.H) + ${g.pad - (g.kH - 1) + k};`);
+    flush.push(`${ind}if (${liveStrip} && fh${k} >= 0 && fh${k} < i32(p.OH)) {`, ...storeRow(`fh${k}`, k, `${ind}  `), `${ind}}`);
+  }
+  if (flush.length === 0) flush.push(`${ind}// A window of one row: every output row was stored in the walk.`);
+  return { SETUP: setup.join('\n'), BLOCK: block.join('\n'), BODY: body.join('\n'), FLUSH: flush.join('\n') };
+}
+
 /** The stem forward (`flipped`: `weight` is [Cin, Cout, kH, kW], read transposed and rotated). */
 export function stemForward(x: Tensor, weight: Tensor, g: ConvGeometry, flipped: boolean, t: StemTile): Tensor {
   const out = Tensor.empty([g.N, g.Cout, g.OH, g.OW]);
   const vec = rowsAreVec4(g);
   const strips = Math.ceil(g.OW / 4);
+  if (t.narrow && t.rolling) {
+    const { lanesPerRow } = narrowLayout(g);
+    launch(narrowRollingKernels.narrowRolling, {
+      label: `conv2d.stem.narrowRolling ${x.describe()}, ${weight.describe()} k${g.kH}x${g.kW} p${g.pad}${flipped ? ' flipped' : ''} block ${t.perChunk}`,
+      inputs: { Wt: weight, X: x },
+      outputs: { Out: out },
+      params: { ...g, perChunk: t.perChunk, lanesPerRow },
+      defines: { CB: t.perChunk, XV: vec ? 'vec4<f32>' : 'f32', OV: vec ? 'vec4<f32>' : 'f32', ...stemNarrowRollingCode(g, t.perChunk, flipped) },
+      workgroups: [Math.ceil((g.N * lanesPerRow) / 64), 1, 1],
+    });
+    return out;
+  }
   if (t.narrow) {
     const { lanesPerRow } = narrowLayout(g);
     launch(narrowKernels.narrow, {
@@ -380,7 +512,7 @@ export function stemForward(x: Tensor, weight: Tensor, g: ConvGeometry, flipped:
 }
 
 /** The generated parts of the weight-gradient shader. */
-export function stemWeightGradCode(g: ConvGeometry, t: StemTile): { ACC: string; PROLOGUE: string; BODY: string; STORE: string } {
+export function stemWeightGradCode(g: ConvGeometry, t: StemTile): { ENABLE: string; ACC: string; PROLOGUE: string; BODY: string; STORE: string } {
   const vec = rowsAreVec4(g);
   const { colSetup, load } = columns(g.kW, g.pad, vec);
   const R = t.R;
@@ -411,28 +543,35 @@ export function stemWeightGradCode(g: ConvGeometry, t: StemTile): { ACC: string;
   }
   body.push(...rows.shift);
   const store: string[] = [];
+  const SG = t.subgroupSum ? fixedSubgroupSize() : 1;
   for (let r = 0; r < R; r++) {
     const lines = [`let o${r} = outBase + (co0 + ${r}u) * taps;`];
-    for (let ci = 0; ci < g.Cin; ci++) for (let tap = 0; tap < taps; tap++) lines.push(`Out[o${r} + ${ci * taps + tap}u] = a${r}_${ci}_${tap};`);
-    if (partial) store.push(`  if (co0 + ${r}u < p.Cout) {`, ...lines.map((l) => `    ${l}`), '  }');
-    else store.push(...lines.map((l) => `  ${l}`));
+    for (let ci = 0; ci < g.Cin; ci++) for (let tap = 0; tap < taps; tap++) {
+      const a = `a${r}_${ci}_${tap}`;
+      if (SG > 1) store.push(`  let t${r}_${ci}_${tap} = subgroupAdd(${a});`);
+      lines.push(`Out[o${r} + ${ci * taps + tap}u] = ${SG > 1 ? `t${r}_${ci}_${tap}` : a};`);
+    }
+    const conds = [SG > 1 ? `li % ${SG}u == 0u` : 'live', ...(partial ? [`co0 + ${r}u < p.Cout`] : [])];
+    store.push(`  if (${conds.join(' && ')}) {`, ...lines.map((l) => `    ${l}`), '  }');
   }
-  return { ACC: acc.join('\n'), PROLOGUE: rows.prologue.join('\n'), BODY: body.join('\n'), STORE: store.join('\n') };
+  return { ENABLE: SG > 1 ? 'enable subgroups;' : '// No subgroup operations.', ACC: acc.join('\n'), PROLOGUE: rows.prologue.join('\n'), BODY: body.join('\n'), STORE: store.join('\n') };
 }
 
 /** dL/dW with the stem kernel: partial sums per (chunk of images, strip), then their sum. */
 export function stemWeightGrad(gradOut: Tensor, x: Tensor, g: ConvGeometry, t: StemTile): Tensor {
   const vec = rowsAreVec4(g);
-  const slabs = Math.ceil(g.N / t.perChunk) * Math.ceil(g.OW / 4);
+  const invocations = Math.ceil(g.N / t.perChunk) * Math.ceil(g.OW / 4);
+  const SG = t.subgroupSum ? fixedSubgroupSize() : 1;
+  const slabs = Math.ceil(invocations / SG);
   const shape = [g.Cout, g.Cin, g.kH, g.kW];
   const out = Tensor.empty(slabs === 1 ? shape : [slabs, ...shape]);
   launch(weightGradKernels.weightGrad, {
-    label: `conv2d.stem.weightGrad ${gradOut.describe()}, ${x.describe()} k${g.kH}x${g.kW} p${g.pad} tile ${t.R}/${t.perChunk}`,
+    label: `conv2d.stem.weightGrad ${gradOut.describe()}, ${x.describe()} k${g.kH}x${g.kW} p${g.pad} tile ${t.R}/${t.perChunk}${SG > 1 ? ` subgroup sums of ${SG}` : ''}`,
     inputs: { dY: gradOut, X: x },
     outputs: { Out: out },
     params: { ...g, perChunk: t.perChunk },
-    defines: { R: t.R, KH: g.kH, KW: g.kW, YV: vec ? 'vec4<f32>' : 'f32', XV: vec ? 'vec4<f32>' : 'f32', ...stemWeightGradCode(g, t) },
-    workgroups: [Math.ceil(slabs / 64), Math.ceil(g.Cout / t.R), 1],
+    defines: { R: t.R, KH: g.kH, KW: g.kW, SG, YV: vec ? 'vec4<f32>' : 'f32', XV: vec ? 'vec4<f32>' : 'f32', ...stemWeightGradCode(g, t) },
+    workgroups: [Math.ceil(invocations / 64), Math.ceil(g.Cout / t.R), 1],
   });
   return sumWeightGradSlices(out, slabs);
 }

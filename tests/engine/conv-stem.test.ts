@@ -3,16 +3,19 @@
 // width is not a multiple of 4 (a partial last strip, scalar rows) and whose width is (vec4
 // rows), padding 0 to 2, the forward's rows split
 // into chunks (a partial last one), the weight gradient's images split into chunks (a partial
-// last one, and one chunk: no partial sums), 1 to 4 input channels, 1x1 to 3x3 windows. The
+// last one, and one chunk: no partial sums; a slab per invocation and per subgroup), 1 to 4
+// input channels, 1x1 to 3x3 windows. The
 // narrow forward (many input channels, 1 to 4 output channels) the same way, at its rule's
-// chunks of rows and at chunks that do not divide the map (a partial last one).
+// chunks of rows and at chunks that do not divide the map (a partial last one), and its rolling
+// walk at blocks of input channels that divide Cin and that do not (a partial last block).
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Tensor } from '../../engine/index.ts';
 import { conv2dGeometry } from '../../engine/ops/conv.ts';
 import type { ConvGeometry } from '../../engine/ops/conv.ts';
-import { stemFits, stemForward, stemForwardTiles, stemNarrowFits, stemWeightGrad, stemWeightGradTiles } from '../../engine/ops/conv-stem.ts';
+import { stemFits, stemForward, stemForwardTiles, stemNarrowFits, stemNarrowRollingFits, stemWeightGrad, stemWeightGradTiles } from '../../engine/ops/conv-stem.ts';
 import type { StemTile } from '../../engine/ops/conv-stem.ts';
+import { fixedSubgroupSize } from '../../engine/device.ts';
 import { assertClose, randomArray } from '../helpers.ts';
 
 /** out[n, co] = sum over (ci, kh, kw) of w(co, ci, kh, kw) * x[n, ci, oh + kh - pad, ow + kw - pad]. */
@@ -82,9 +85,12 @@ function forwardTilesFor(g: ConvGeometry): StemTile[] {
   return [...tiles, { R: tiles[tiles.length - 1].R, perChunk: 3 }, { R: tiles[0].R, perChunk: Math.max(1, g.OH - 1) }];
 }
 
+// Every tile both ways: a slab an invocation, and (where subgroups have a fixed size: 8 lanes on
+// lavapipe, 4 in Chromium) a slab a subgroup, whose last subgroup has lanes past the work.
 function weightGradTilesFor(g: ConvGeometry): StemTile[] {
-  const tiles = stemWeightGradTiles(g);
-  return [...tiles, { R: tiles[tiles.length - 1].R, perChunk: 2 }, { R: tiles[0].R, perChunk: g.N }, { R: tiles[0].R, perChunk: 1 }];
+  const tiles = stemWeightGradTiles(g).map(({ R, perChunk }) => ({ R, perChunk }));
+  const all: StemTile[] = [...tiles, { R: tiles[tiles.length - 1].R, perChunk: 2 }, { R: tiles[0].R, perChunk: g.N }, { R: tiles[0].R, perChunk: 1 }];
+  return fixedSubgroupSize() >= 4 ? [...all, ...all.map((t) => ({ ...t, subgroupSum: true }))] : all;
 }
 
 for (const [name, xs, ws, padding] of cases) {
@@ -124,16 +130,21 @@ const narrowCases: [string, number[], number[], number][] = [
   ['5->3 on 4x37, padding 0 (scalar rows on two subgroups, the input wider than the output)', [2, 5, 4, 37], [3, 5, 3, 3], 0],
   ['6->3 on 1x3, 2x2 window', [2, 6, 1, 3], [3, 6, 2, 2], 1],
   ['5->1 on 3x5, 1x1 window', [3, 5, 3, 5], [1, 5, 1, 1], 0],
+  ['20->1 on 6x12, batch 3 (vec4 rows, channel blocks with a partial last one)', [3, 20, 6, 12], [1, 20, 3, 3], 1],
+  ['6->2 on 5x7, padding 2 (the walk storing from the first input row)', [2, 6, 5, 7], [2, 6, 3, 3], 2],
 ];
 
 for (const [name, xs, ws, padding] of narrowCases) {
-  test(`conv2d.stem narrow ${name}: forward and flipped forward at several chunks against float64`, async () => {
+  test(`conv2d.stem narrow ${name}: forward and flipped forward at several chunks and blocks against float64`, async () => {
     const { x, w, wf, g, tol, yRef, yFlippedRef } = forwardFixture(xs, ws, padding, 51);
     if (!stemNarrowFits(g)) throw new Error(`${name}: the narrow kernel does not fit`);
     // The rule's chunk (or, where the kernel is not offered, 4 rows) and 3 (a partial last chunk).
     const chunks = [stemForwardTiles(g)[0]?.perChunk ?? Math.min(4, g.OH), 3].filter((rows, i, all) => rows <= g.OH && all.indexOf(rows) === i);
-    for (const perChunk of chunks) {
-      const t: StemTile = { R: g.Cout, perChunk, narrow: true };
+    // The rolling walk (where its padding fits): blocks of 4 and 8 channels (the tiles offered)
+    // and of 3 (a partial last block wherever Cin is not a multiple of 3).
+    const blocks = stemNarrowRollingFits(g) ? [4, 8, 3] : [];
+    const tiles: StemTile[] = [...chunks.map((perChunk) => ({ R: g.Cout, perChunk, narrow: true })), ...blocks.map((perChunk) => ({ R: g.Cout, perChunk, narrow: true, rolling: true }))];
+    for (const t of tiles) {
       const y = stemForward(x, w, g, false, t);
       assertClose(await y.toArray(), yRef, tol, `${name} narrow forward tile ${JSON.stringify(t)}`);
       y.dispose();
@@ -153,6 +164,9 @@ test('conv2d.stem narrow: offered only where the stem kernels do not fit, for at
   assert.is(stemForwardTiles(geometry([2, 16, 8, 8], [5, 16, 3, 3])).length, 0, '16->5: no stem kernel');
   assert.is(stemForwardTiles(geometry([2, 16, 8, 8], [2, 16, 3, 3], 2)).length, 0, 'stride 2: no stem kernel');
   assert.ok(!stemForwardTiles(geometry([2, 3, 8, 8], [2, 3, 3, 3])).some((t) => t.narrow), '3->2: the rolling stem kernel');
+  assert.ok(stemForwardTiles(stemInputGrad)[0].rolling, '16->1: the rolling walk first (the rule\'s pick)');
+  const padPastWindow = conv2dGeometry(Tensor.empty([2, 6, 5, 7]), Tensor.empty([2, 6, 3, 3]), { padding: 3 });
+  assert.ok(!stemNarrowRollingFits(padPastWindow), 'padding past kH - 1: no rolling walk');
 });
 
 test.run();
