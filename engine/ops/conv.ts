@@ -42,6 +42,8 @@ import { workgroupForward, workgroupTileFits, workgroupWeightGrad } from './conv
 import { stemForward, stemNarrowPreferred, stemForwardTiles, stemWeightGrad, stemWeightGradTiles } from './conv-stem.ts';
 import type { StemTile } from './conv-stem.ts';
 import type { WorkgroupTile } from './conv-workgroup.ts';
+import { isPointwiseWindow, pointwiseInputGrad, pointwiseWeightGrad } from './conv-pointwise.ts';
+import type { PointwiseTile } from './conv-pointwise.ts';
 import { add } from './elementwise.ts';
 import { matmul } from './matmul.ts';
 import { sum } from './reduce.ts';
@@ -114,8 +116,11 @@ function forwardTileWidth(OW: number): number {
 const isPointwise = (g: ConvGeometry) => g.kH === 1 && g.kW === 1 && g.stride === 1 && g.pad === 0;
 
 type Variant<T> = { design: 'register' } | { design: 'unrolled' } | { design: 'workgroup'; tile: WorkgroupTile } | { design: 'subgroup'; tile: T } | { design: 'stem'; tile: StemTile };
+/** The 1x1 GEMM kernels (conv-pointwise.ts) serve the weight and strided input gradients. */
+type PointwiseVariant = { design: 'pointwise'; tile: PointwiseTile };
+type WeightGradVariant = Variant<WeightGradTile> | PointwiseVariant;
 /** The strided input gradient has no workgroup-memory design. */
-type InputGradVariant = { design: 'register' } | { design: 'unrolled' } | { design: 'subgroup'; tile: InputGradTile };
+type InputGradVariant = { design: 'register' } | { design: 'unrolled' } | { design: 'subgroup'; tile: InputGradTile } | PointwiseVariant;
 
 /** The workgroup-memory tile every adapter that fits it is offered: 16 x 16 invocations of
  * 4 x 4 outputs, 16 values of the sum per step (256 invocations: SwiftShader's limit). */
@@ -150,7 +155,7 @@ function designCandidates<T>(subgroup: Candidate<Variant<T>>[]): Candidate<Varia
  * software adapters the unrolled kernel where the op has one (SwiftShader keeps the register
  * design's loop-indexed arrays in memory: 5-7x slower there), else register; workgroup memory
  * on real GPUs. */
-function ruleDesign<T>(candidates: Candidate<Variant<T>>[], subgroupPick: number): number {
+function ruleDesign(candidates: Candidate<{ design: string }>[], subgroupPick: number): number {
   if (candidates[0].config.design === 'subgroup') return subgroupPick;
   const wants = softwareAdapter() ? ['unrolled', 'register'] : ['workgroup'];
   for (const want of wants) {
@@ -256,7 +261,29 @@ function conv2dForward(x: Tensor, weight: Tensor, g: ConvGeometry, flipped = fal
   return runForward(x, weight, g, flipped, pick.config);
 }
 
-function weightGradCandidates(g: ConvGeometry): Candidate<Variant<WeightGradTile>>[] {
+/** The pointwise GEMM kernels' tiles (conv-pointwise.ts) for a 1x1 conv without padding,
+ * where the subgroup kernels are offered: TM rows (the weight gradient's output channels, the
+ * input gradient's input channels) x 8 columns, the rule's TM first. Each weight-gradient tile
+ * splits the images into chunks for some 256 invocations in all. Measured against each other
+ * (wall ms of one call, medians of 7-15 interleaved rounds, a loaded machine; the weight
+ * gradient at its best split): ResNet-18's 1x1 convs at batch 32, weight gradient 128x16x16
+ * s1 16x8 14.1, 32x8 11.0, 64x8 9.6, 128x8 16.2, 64x4 11.0; 64->128 32x32 s2 32x8 8.5-9.0,
+ * 64x8 7.3-7.7, 64x4 6.9-7.6, 128x4 9.0; its input gradient 16x8 7.3, 32x8 6.1-6.7, 64x8 6.6,
+ * 64x4 7.9, 16x16 7.8. */
+function pointwiseCandidates(g: ConvGeometry, op: 'inputGrad' | 'weightGrad'): Candidate<PointwiseVariant>[] {
+  if (!subgroupConvOffered() || !isPointwiseWindow(g)) return [];
+  const TN = 8;
+  if (op === 'inputGrad') {
+    return (g.Cin > 32 ? [32, 64] : [32, 16]).map((TM) => ({ name: `pointwise ${TM}x${TN}`, config: { design: 'pointwise', tile: { TM, TN, chunks: 1 } } }));
+  }
+  return (g.Cout > 32 ? [64, 32] : [32, 16]).map((TM) => {
+    const perChunk = Math.ceil(Math.ceil(g.Cin / TN) / 8) * 8 * Math.ceil(g.Cout / TM);
+    const chunks = Math.min(g.N, Math.ceil(256 / perChunk));
+    return { name: `pointwise ${TM}x${TN} split${chunks}`, config: { design: 'pointwise', tile: { TM, TN, chunks } } };
+  });
+}
+
+function weightGradCandidates(g: ConvGeometry): Candidate<WeightGradVariant>[] {
   const subgroup: Candidate<Variant<WeightGradTile>>[] = [];
   if (subgroupConvOffered()) {
     const PX = Math.min(4, g.OW);
@@ -288,7 +315,7 @@ function weightGradCandidates(g: ConvGeometry): Candidate<Variant<WeightGradTile
     }
   }
   // As for the forward: the unrolled kernel (subgroups of 4 or more), the fast one on SwiftShader.
-  return [...designCandidates([...subgroup, ...unrolledCandidate<WeightGradTile>()]), ...stemCandidates<WeightGradTile>(g, stemWeightGradTiles)];
+  return [...designCandidates([...subgroup, ...unrolledCandidate<WeightGradTile>()]), ...stemCandidates<WeightGradTile>(g, stemWeightGradTiles), ...pointwiseCandidates(g, 'weightGrad')];
 }
 
 /** Candidates for the input gradients that are not a flipped forward conv (strided ones):
@@ -316,13 +343,15 @@ function inputGradCandidates(g: ConvGeometry): Candidate<InputGradVariant>[] {
   // Register first: the rule's fallback where it finds neither (real GPUs without subgroups of 8).
   list.push({ name: 'register', config: { design: 'register' } });
   if (hasUnrolledSubgroups()) list.push({ name: 'unrolled', config: { design: 'unrolled' } });
-  return list;
+  return [...list, ...pointwiseCandidates(g, 'inputGrad')];
 }
 
 /** Input-gradient rule: the first subgroup tile (8 channels where there are more than 4),
  * reading dY rows as vectors where they are aligned (the first such candidate); without
  * subgroups of 8, unrolled on software adapters and register elsewhere. */
 function inputGradRule(c: Candidate<InputGradVariant>[]): number {
+  const pointwise = c.findIndex((v) => v.config.design === 'pointwise');
+  if (pointwise >= 0) return pointwise;
   const rows = c.findIndex((v) => v.config.design === 'subgroup' && v.config.tile.rowVector !== undefined);
   return ruleDesign(c, Math.max(rows, 0));
 }
@@ -352,13 +381,17 @@ export function conv2dVariants(op: 'forward' | 'inputGrad' | 'weightGrad', g: Co
  * Over every tile, rolling was also the fastest or within noise of it at the step's 1x1
  * stride-2 shortcuts, and at batches 1 and 2 (64x32x32 at batch 1: 2.2 against 4.3 for
  * packed's best tile, whose row chunks split the sum more finely). */
-function weightGradRule(c: Candidate<Variant<WeightGradTile>>[]): number {
+function weightGradRule(c: Candidate<WeightGradVariant>[]): number {
+  const pointwise = c.findIndex((v) => v.config.design === 'pointwise');
+  if (pointwise >= 0) return pointwise;
   const first = (kind: 'rows' | 'rolling') => c.findIndex((v) => v.config.design === 'subgroup' && v.config.tile.packed === kind);
   const rows = first('rows');
-  return stemRule(c, ruleDesign(c, rows >= 0 ? rows : Math.max(first('rolling'), 0)));
+  // No pointwise candidates past this point.
+  return stemRule(c as Candidate<Variant<WeightGradTile>>[], ruleDesign(c, rows >= 0 ? rows : Math.max(first('rolling'), 0)));
 }
 
-function runWeightGrad(gradOut: Tensor, x: Tensor, g: ConvGeometry, v: Variant<WeightGradTile>): Tensor {
+function runWeightGrad(gradOut: Tensor, x: Tensor, g: ConvGeometry, v: WeightGradVariant): Tensor {
+  if (v.design === 'pointwise') return pointwiseWeightGrad(gradOut, x, g, v.tile);
   if (v.design === 'subgroup') return subgroupWeightGrad(gradOut, x, g, v.tile);
   if (v.design === 'workgroup') return workgroupWeightGrad(gradOut, x, g, v.tile);
   if (v.design === 'unrolled') return unrolledWeightGrad(gradOut, x, g);
@@ -397,6 +430,7 @@ export function conv2dInputGrad(gradOut: Tensor, weight: Tensor, g: ConvGeometry
 }
 
 function runInputGrad(gradOut: Tensor, weight: Tensor, g: ConvGeometry, v: InputGradVariant): Tensor {
+  if (v.design === 'pointwise') return pointwiseInputGrad(gradOut, weight, g, v.tile);
   if (v.design === 'subgroup') return subgroupInputGrad(gradOut, weight, g, v.tile);
   if (v.design === 'unrolled') return unrolledInputGrad(gradOut, weight, g);
   // Columns: per image row, `stride` phases of ceil(ceil(W/stride)/8) tiles of 8 pixels.
