@@ -1,6 +1,9 @@
 // conv2d over NCHW tensors with PyTorch's weight layout [Cout, Cin, kH, kW] (so checkpoints
-// interoperate). 1x1 stride-1 unpadded convs are plain batched matmuls. The others run one of
-// four kernel designs, each of forward (which, through a flipped weight, also serves the
+// interoperate). 1x1 stride-1 unpadded convs are plain batched matmuls (forward and input
+// gradient); the weight gradient of an unpadded 1x1 conv at any stride and its strided input
+// gradient run the pointwise GEMM kernels (conv-pointwise.ts, the matmul's subgroup design
+// reading and writing every s-th pixel) where the subgroup kernels are offered. The others run
+// one of four kernel designs, each of forward (which, through a flipped weight, also serves the
 // stride-1 input gradient) and weight gradient:
 //   subgroup   register tiles, weights shared through subgroup broadcasts (conv-subgroup.ts):
 //              offered where subgroups are exactly 8 wide, i.e. lavapipe, where it is fastest
@@ -346,9 +349,12 @@ function inputGradCandidates(g: ConvGeometry): Candidate<InputGradVariant>[] {
   return [...list, ...pointwiseCandidates(g, 'inputGrad')];
 }
 
-/** Input-gradient rule: the first subgroup tile (8 channels where there are more than 4),
- * reading dY rows as vectors where they are aligned (the first such candidate); without
- * subgroups of 8, unrolled on software adapters and register elsewhere. */
+/** Input-gradient rule: for an unpadded 1x1 conv the first pointwise tile (ResNet-18's 64->128
+ * 32x32 shortcut at batch 32, wall ms of one call, 7 interleaved rounds, a loaded machine: the
+ * subgroup 16x2x2 vec2 tile that tuning had picked 9.6, pointwise 32x8 6.1); else the first
+ * subgroup tile (8 channels where there are more than 4), reading dY rows as vectors where they
+ * are aligned (the first such candidate); without subgroups of 8, unrolled on software adapters
+ * and register elsewhere. */
 function inputGradRule(c: Candidate<InputGradVariant>[]): number {
   const pointwise = c.findIndex((v) => v.config.design === 'pointwise');
   if (pointwise >= 0) return pointwise;
@@ -365,7 +371,11 @@ export function conv2dVariants(op: 'forward' | 'inputGrad' | 'weightGrad', g: Co
   return list.map((c) => c.name);
 }
 
-/** Weight-gradient rule, where the subgroup kernels run: with fewer than 8 input channels the
+/** Weight-gradient rule, where the subgroup kernels run: for an unpadded 1x1 conv the first
+ * pointwise tile (ResNet-18's 1x1 convs at batch 32, wall ms of one call, 7 interleaved rounds,
+ * a loaded machine, rolling's rule tile -> pointwise 64x8: 128x16x16 s1 18.2 -> 9.6, 64->128
+ * 32x32 s2 12.7 -> 7.3; pointwise 16x8, the matmul's rule tile, was no faster than rolling);
+ * else with fewer than 8 input channels the
  * lanes along rows with the narrower channel block (the first such; the stem kernels take
  * precedence on software adapters; the 1->16 28x28 stem at batch 64, GPU ms, the retired
  * 'packed' kernel -> rows, 4.5 -> 1.9), else the rolling kernel with the widest channel block
