@@ -7,7 +7,7 @@ enable subgroups;
 //
 // Per image a GEMM, W transposed (Cin x Cout) times dY (Cout x pixels), in the matmul's
 // 'subgroup' design (shaders/matmul.wgsl): an invocation owns TM input channels x TN pixels of
-// dY; the L lanes of a subgroup share the channels (each loads TM / L weights a step and hands
+// dY, which run over the pixels of all images (so that small maps fill the lanes); the L lanes of a subgroup share the channels (each loads TM / L weights a step and hands
 // them around with subgroupBroadcast) and read their own TN pixels, as vec4s where a plane is
 // whole vec4s (YV). The products go to every s-th pixel of every s-th row; the caller zeroes
 // the output first (one fill pass, cheaper than storing s*s - 1 zeros per value one lane at a
@@ -27,14 +27,13 @@ fn inputGrad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_i
   // lane in the loop) and store nothing.
   let col0 = gid.x * TN;
   let row0 = wid.y * TM;
-  let n = wid.z;
   let pixels = p.OH * p.OW;
+  let columns = p.N * pixels;
 {{SETUP}}
 {{ACC}}
   for (var k = 0u; k < p.Cout; k++) {
 {{BODY}}
   }
   let plane = p.H * p.W;
-  let outImage = n * p.Cin * plane;
 {{STORE}}
 }

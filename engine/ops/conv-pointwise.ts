@@ -123,11 +123,25 @@ export function pointwiseInputGrad(gradOut: Tensor, weight: Tensor, g: ConvGeome
   const vec = pixels % 4 === 0;
   const setup: string[] = [];
   for (let i = 0; i < TM / L; i++) setup.push(`  let a${i} = min(row0 + lane + ${i * L}u, p.Cin - 1u);`);
+  // The columns run over the pixels of every image (small maps fill the lanes too): column j
+  // is pixel j % pixels of image j / pixels; those past the last compute a copy of it.
+  const column = (c: number) => {
+    setup.push(`  let j${c} = min(col0 + ${c}u, columns - 1u);`);
+    setup.push(`  let n${c} = j${c} / pixels;`);
+    setup.push(`  let px${c} = j${c} % pixels;`);
+  };
   if (vec) {
+    // Four columns from a multiple of 4 lie in one image (pixels % 4 == 0).
     setup.push('  let strideY = pixels / 4u;');
-    for (let q = 0; q < TN / 4; q++) setup.push(`  let b${q} = n * p.Cout * strideY + min(col0 + ${4 * q}u, pixels - 4u) / 4u;`);
+    for (let q = 0; q < TN / 4; q++) {
+      column(4 * q);
+      setup.push(`  let b${q} = (n${4 * q} * p.Cout * pixels + px${4 * q}) / 4u;`);
+    }
   } else {
-    for (let c = 0; c < TN; c++) setup.push(`  let b${c} = n * p.Cout * pixels + min(col0 + ${c}u, pixels - 1u);`);
+    for (let c = 0; c < TN; c++) {
+      column(c);
+      setup.push(`  let b${c} = n${c} * p.Cout * pixels + px${c};`);
+    }
   }
   const body: string[] = [];
   body.push('    let wk = k * p.Cin;');
@@ -140,16 +154,17 @@ export function pointwiseInputGrad(gradOut: Tensor, weight: Tensor, g: ConvGeome
   const store: string[] = [];
   // Pixel (oh, ow) of dY is pixel (oh s, ow s) of dX.
   for (let c = 0; c < TN; c++) {
-    store.push(`  let px${c} = min(col0 + ${c}u, pixels - 1u);`);
-    store.push(`  let off${c} = (px${c} / p.OW) * STRIDE * p.W + (px${c} % p.OW) * STRIDE;`);
+    const j = vec ? 4 * (c >> 2) : c;
+    const px = vec ? `(px${j} + ${c & 3}u)` : `px${c}`;
+    store.push(`  let off${c} = n${j} * p.Cin * plane + (${px} / p.OW) * STRIDE * p.W + (${px} % p.OW) * STRIDE;`);
   }
   for (let r = 0; r < TM; r++) {
     store.push(`  if (row0 + ${r}u < p.Cin) {`);
-    store.push(`    let o${r} = outImage + (row0 + ${r}u) * plane;`);
-    for (let c = 0; c < TN; c++) store.push(`    if (col0 + ${c}u < pixels) { Out[o${r} + off${c}] = c${r}_${c >> 2}.${xyzw[c & 3]}; }`);
+    store.push(`    let o${r} = (row0 + ${r}u) * plane;`);
+    for (let c = 0; c < TN; c++) store.push(`    if (col0 + ${c}u < columns) { Out[o${r} + off${c}] = c${r}_${c >> 2}.${xyzw[c & 3]}; }`);
     store.push('  }');
   }
-  const columnTiles = Math.ceil(pixels / TN);
+  const columnTiles = Math.ceil(g.N * pixels / TN);
   const WG_X = workgroupWidth(columnTiles, L);
   // Only every s-th pixel of every s-th row is written: the rest must be zeros.
   const out = g.stride === 1 ? Tensor.empty([g.N, g.Cin, g.H, g.W]) : Tensor.zeros([g.N, g.Cin, g.H, g.W]);
@@ -159,7 +174,7 @@ export function pointwiseInputGrad(gradOut: Tensor, weight: Tensor, g: ConvGeome
     outputs: { Out: out },
     params: g,
     defines: { TM, TN, STRIDE: g.stride, WG_X, YV: vec ? 'vec4<f32>' : 'f32', SETUP: setup.join('\n'), ACC: accumulators(TM, TN), BODY: body.join('\n'), STORE: store.join('\n') },
-    workgroups: [Math.ceil(columnTiles / WG_X), Math.ceil(g.Cin / TM), g.N],
+    workgroups: [Math.ceil(columnTiles / WG_X), Math.ceil(g.Cin / TM), 1],
   });
   return out;
 }

@@ -266,8 +266,11 @@ function conv2dForward(x: Tensor, weight: Tensor, g: ConvGeometry, flipped = fal
 
 /** The pointwise GEMM kernels' tiles (conv-pointwise.ts) for a 1x1 conv without padding,
  * where the subgroup kernels are offered: TM rows (the weight gradient's output channels, the
- * input gradient's input channels) x 8 columns, the rule's TM first. Each weight-gradient tile
- * splits the images into chunks for some 256 invocations in all. Measured against each other
+ * input gradient's input channels) x 8 columns (the weight gradient's input channels: 4 where
+ * there are fewer than 64, else lanes idle; the small ResNet's 16->32 and 32->64 shortcuts,
+ * wall ms of one call, 9 interleaved rounds, a heavily loaded machine: 32x8 2.1-5.4, 32x4
+ * 6.3-15.1 GFLOP/s), the rule's TM first. Each weight-gradient tile splits the images into
+ * chunks for some 256 invocations in all. Measured against each other
  * (wall ms of one call, medians of 7-15 interleaved rounds, a loaded machine; the weight
  * gradient at its best split): ResNet-18's 1x1 convs at batch 32, weight gradient 128x16x16
  * s1 16x8 14.1, 32x8 11.0, 64x8 9.6, 128x8 16.2, 64x4 11.0; 64->128 32x32 s2 32x8 8.5-9.0,
@@ -279,10 +282,12 @@ function pointwiseCandidates(g: ConvGeometry, op: 'inputGrad' | 'weightGrad'): C
   if (op === 'inputGrad') {
     return (g.Cin > 32 ? [32, 64] : [32, 16]).map((TM) => ({ name: `pointwise ${TM}x${TN}`, config: { design: 'pointwise', tile: { TM, TN, chunks: 1 } } }));
   }
+  // 4 columns a lane where 8 would leave lanes idle (fewer than 64 input channels).
+  const columns = g.Cin >= 64 ? TN : 4;
   return (g.Cout > 32 ? [64, 32] : [32, 16]).map((TM) => {
-    const perChunk = Math.ceil(Math.ceil(g.Cin / TN) / 8) * 8 * Math.ceil(g.Cout / TM);
+    const perChunk = Math.ceil(Math.ceil(g.Cin / columns) / 8) * 8 * Math.ceil(g.Cout / TM);
     const chunks = Math.min(g.N, Math.ceil(256 / perChunk));
-    return { name: `pointwise ${TM}x${TN} split${chunks}`, config: { design: 'pointwise', tile: { TM, TN, chunks } } };
+    return { name: `pointwise ${TM}x${columns} split${chunks}`, config: { design: 'pointwise', tile: { TM, TN: columns, chunks } } };
   });
 }
 
