@@ -12,8 +12,8 @@ enable subgroups;
 // hands them around with subgroupBroadcast) and each reads its own TN input channels, one float
 // each a pixel (a per-lane load costs per float on lavapipe, so a strided read of X costs what a
 // contiguous one does). The 'rolling' conv weight-gradient kernel, whose lanes own one input
-// channel each against 16 output channels, loads 3 floats for 16 multiply-adds a pixel; this one
-// 2 + 8 for 128.
+// channel each against 16 output channels, loads 3 floats a lane for 16 multiply-adds a pixel;
+// this one TM / L + TN, 8 + 8 for 512 with the rule's 64 x 8 tile.
 //
 // The sum over images is split into chunks of `imagesPerChunk` images (workgroup wid.z), each
 // written to its own slice of Out ([chunks][Cout][Cin]); the caller adds the slices.

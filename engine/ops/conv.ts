@@ -282,7 +282,9 @@ function pointwiseCandidates(g: ConvGeometry, op: 'inputGrad' | 'weightGrad'): C
   if (op === 'inputGrad') {
     return (g.Cin > 32 ? [32, 64] : [32, 16]).map((TM) => ({ name: `pointwise ${TM}x${TN}`, config: { design: 'pointwise', tile: { TM, TN, chunks: 1 } } }));
   }
-  // 4 columns a lane where 8 would leave lanes idle (fewer than 64 input channels).
+  // Not with fewer than 8 input channels, where most lanes would idle (the stem kernels and the
+  // rows kernel take those); 4 columns a lane where 8 would leave lanes idle.
+  if (g.Cin < 8) return [];
   const columns = g.Cin >= 64 ? TN : 4;
   return (g.Cout > 32 ? [64, 32] : [32, 16]).map((TM) => {
     const perChunk = Math.ceil(Math.ceil(g.Cin / columns) / 8) * 8 * Math.ceil(g.Cout / TM);
@@ -401,7 +403,7 @@ function weightGradRule(c: Candidate<WeightGradVariant>[]): number {
   if (pointwise >= 0) return pointwise;
   const first = (kind: 'rows' | 'rolling') => c.findIndex((v) => v.config.design === 'subgroup' && v.config.tile.packed === kind);
   const rows = first('rows');
-  // No pointwise candidates past this point.
+  // No pointwise candidates past this point (none are offered where the stem kernels fit).
   return stemRule(c as Candidate<Variant<WeightGradTile>>[], ruleDesign(c, rows >= 0 ? rows : Math.max(first('rolling'), 0)));
 }
 

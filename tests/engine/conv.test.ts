@@ -143,14 +143,15 @@ const designCases: [string, number[], number[], number, number][] = [
   ['3x3 s1 p1, 9->5 on 7x8', [2, 9, 7, 8], [5, 9, 3, 3], 1, 1],
   // The pointwise GEMM kernels (1x1, no padding): partial row tiles of 64 and 32 output channels
   // and a partial column tile over 70 input channels (two subgroups across), images split in 3;
-  // strided input gradients over 66 input channels (partial tiles of 32 and 64), dY read as
+  // 4 columns a lane (fewer than 64 input channels); strided input gradients over 66 input
+  // channels (partial tiles of 32 and 64), their columns running across images, dY read as
   // floats (25 pixels) or vec4s (16, 12 and 156 pixels: several workgroups across, an odd OW),
   // strides 2 and 3 on maps their stride does not divide.
   ['1x1 s1 p0, 70->37 on 5x7, batch 3', [3, 70, 5, 7], [37, 70, 1, 1], 1, 0],
   ['1x1 s2 p0, 66->20 on 9x9', [2, 66, 9, 9], [20, 66, 1, 1], 2, 0],
   ['1x1 s2 p0, 9->40 on 8x8', [2, 9, 8, 8], [40, 9, 1, 1], 2, 0],
-  ['1x1 s3 p0, 5->6 on 10x8', [1, 5, 10, 8], [6, 5, 1, 1], 3, 0],
-  ['1x1 s2 p0, 6->7 on 24x25', [2, 6, 24, 25], [7, 6, 1, 1], 2, 0],
+  ['1x1 s3 p0, 9->6 on 10x8', [1, 9, 10, 8], [6, 9, 1, 1], 3, 0],
+  ['1x1 s2 p0, 10->7 on 24x25', [2, 10, 24, 25], [7, 10, 1, 1], 2, 0],
 ];
 
 for (const [name, xs, ws, stride, padding] of designCases) {
