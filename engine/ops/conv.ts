@@ -1,6 +1,9 @@
 // conv2d over NCHW tensors with PyTorch's weight layout [Cout, Cin, kH, kW] (so checkpoints
-// interoperate). 1x1 stride-1 unpadded convs are plain batched matmuls. The others run one of
-// four kernel designs, each of forward (which, through a flipped weight, also serves the
+// interoperate). 1x1 stride-1 unpadded convs are plain batched matmuls (forward and input
+// gradient); the weight gradient of an unpadded 1x1 conv at any stride and its strided input
+// gradient run the pointwise GEMM kernels (conv-pointwise.ts, the matmul's subgroup design
+// reading and writing every s-th pixel) where the subgroup kernels are offered. The others run
+// one of four kernel designs, each of forward (which, through a flipped weight, also serves the
 // stride-1 input gradient) and weight gradient:
 //   subgroup   register tiles, weights shared through subgroup broadcasts (conv-subgroup.ts):
 //              offered where subgroups are exactly 8 wide, i.e. lavapipe, where it is fastest
@@ -42,6 +45,8 @@ import { workgroupForward, workgroupTileFits, workgroupWeightGrad } from './conv
 import { stemForward, stemNarrowPreferred, stemForwardTiles, stemWeightGrad, stemWeightGradTiles } from './conv-stem.ts';
 import type { StemTile } from './conv-stem.ts';
 import type { WorkgroupTile } from './conv-workgroup.ts';
+import { isPointwiseWindow, pointwiseInputGrad, pointwiseWeightGrad } from './conv-pointwise.ts';
+import type { PointwiseTile } from './conv-pointwise.ts';
 import { add } from './elementwise.ts';
 import { matmul } from './matmul.ts';
 import { sum } from './reduce.ts';
@@ -114,8 +119,11 @@ function forwardTileWidth(OW: number): number {
 const isPointwise = (g: ConvGeometry) => g.kH === 1 && g.kW === 1 && g.stride === 1 && g.pad === 0;
 
 type Variant<T> = { design: 'register' } | { design: 'unrolled' } | { design: 'workgroup'; tile: WorkgroupTile } | { design: 'subgroup'; tile: T } | { design: 'stem'; tile: StemTile };
+/** The 1x1 GEMM kernels (conv-pointwise.ts) serve the weight and strided input gradients. */
+type PointwiseVariant = { design: 'pointwise'; tile: PointwiseTile };
+type WeightGradVariant = Variant<WeightGradTile> | PointwiseVariant;
 /** The strided input gradient has no workgroup-memory design. */
-type InputGradVariant = { design: 'register' } | { design: 'unrolled' } | { design: 'subgroup'; tile: InputGradTile };
+type InputGradVariant = { design: 'register' } | { design: 'unrolled' } | { design: 'subgroup'; tile: InputGradTile } | PointwiseVariant;
 
 /** The workgroup-memory tile every adapter that fits it is offered: 16 x 16 invocations of
  * 4 x 4 outputs, 16 values of the sum per step (256 invocations: SwiftShader's limit). */
@@ -150,7 +158,7 @@ function designCandidates<T>(subgroup: Candidate<Variant<T>>[]): Candidate<Varia
  * software adapters the unrolled kernel where the op has one (SwiftShader keeps the register
  * design's loop-indexed arrays in memory: 5-7x slower there), else register; workgroup memory
  * on real GPUs. */
-function ruleDesign<T>(candidates: Candidate<Variant<T>>[], subgroupPick: number): number {
+function ruleDesign(candidates: Candidate<{ design: string }>[], subgroupPick: number): number {
   if (candidates[0].config.design === 'subgroup') return subgroupPick;
   const wants = softwareAdapter() ? ['unrolled', 'register'] : ['workgroup'];
   for (const want of wants) {
@@ -258,7 +266,36 @@ function conv2dForward(x: Tensor, weight: Tensor, g: ConvGeometry, flipped = fal
   return runForward(x, weight, g, flipped, pick.config);
 }
 
-function weightGradCandidates(g: ConvGeometry): Candidate<Variant<WeightGradTile>>[] {
+/** The pointwise GEMM kernels' tiles (conv-pointwise.ts) for a 1x1 conv without padding,
+ * where the subgroup kernels are offered: TM rows (the weight gradient's output channels, the
+ * input gradient's input channels) x 8 columns (the weight gradient's input channels: 4 where
+ * there are fewer than 64, else lanes idle; the small ResNet's 16->32 and 32->64 shortcuts,
+ * wall ms of one call, 9 interleaved rounds, a heavily loaded machine: 32x8 2.1-5.4, 32x4
+ * 6.3-15.1 GFLOP/s), the rule's TM first. Each weight-gradient tile splits the images into
+ * chunks for some 256 invocations in all. Measured against each other
+ * (wall ms of one call, medians of 7-15 interleaved rounds, a loaded machine; the weight
+ * gradient at its best split): ResNet-18's 1x1 convs at batch 32, weight gradient 128x16x16
+ * s1 16x8 14.1, 32x8 11.0, 64x8 9.6, 128x8 16.2, 64x4 11.0; 64->128 32x32 s2 32x8 8.5-9.0,
+ * 64x8 7.3-7.7, 64x4 6.9-7.6, 128x4 9.0; its input gradient 16x8 7.3, 32x8 6.1-6.7, 64x8 6.6,
+ * 64x4 7.9, 16x16 7.8. */
+function pointwiseCandidates(g: ConvGeometry, op: 'inputGrad' | 'weightGrad'): Candidate<PointwiseVariant>[] {
+  if (!subgroupConvOffered() || !isPointwiseWindow(g)) return [];
+  const TN = 8;
+  if (op === 'inputGrad') {
+    return (g.Cin > 32 ? [32, 64] : [32, 16]).map((TM) => ({ name: `pointwise ${TM}x${TN}`, config: { design: 'pointwise', tile: { TM, TN, chunks: 1 } } }));
+  }
+  // Not with fewer than 8 input channels, where most lanes would idle (the stem kernels and the
+  // rows kernel take those); 4 columns a lane where 8 would leave lanes idle.
+  if (g.Cin < 8) return [];
+  const columns = g.Cin >= 64 ? TN : 4;
+  return (g.Cout > 32 ? [64, 32] : [32, 16]).map((TM) => {
+    const perChunk = Math.ceil(Math.ceil(g.Cin / columns) / 8) * 8 * Math.ceil(g.Cout / TM);
+    const chunks = Math.min(g.N, Math.ceil(256 / perChunk));
+    return { name: `pointwise ${TM}x${columns} split${chunks}`, config: { design: 'pointwise', tile: { TM, TN: columns, chunks } } };
+  });
+}
+
+function weightGradCandidates(g: ConvGeometry): Candidate<WeightGradVariant>[] {
   const subgroup: Candidate<Variant<WeightGradTile>>[] = [];
   if (subgroupConvOffered()) {
     const PX = Math.min(4, g.OW);
@@ -290,7 +327,7 @@ function weightGradCandidates(g: ConvGeometry): Candidate<Variant<WeightGradTile
     }
   }
   // As for the forward: the unrolled kernel (subgroups of 4 or more), the fast one on SwiftShader.
-  return [...designCandidates([...subgroup, ...unrolledCandidate<WeightGradTile>()]), ...stemCandidates<WeightGradTile>(g, stemWeightGradTiles)];
+  return [...designCandidates([...subgroup, ...unrolledCandidate<WeightGradTile>()]), ...stemCandidates<WeightGradTile>(g, stemWeightGradTiles), ...pointwiseCandidates(g, 'weightGrad')];
 }
 
 /** Candidates for the input gradients that are not a flipped forward conv (strided ones):
@@ -318,13 +355,18 @@ function inputGradCandidates(g: ConvGeometry): Candidate<InputGradVariant>[] {
   // Register first: the rule's fallback where it finds neither (real GPUs without subgroups of 8).
   list.push({ name: 'register', config: { design: 'register' } });
   if (hasUnrolledSubgroups()) list.push({ name: 'unrolled', config: { design: 'unrolled' } });
-  return list;
+  return [...list, ...pointwiseCandidates(g, 'inputGrad')];
 }
 
-/** Input-gradient rule: the first subgroup tile (8 channels where there are more than 4),
- * reading dY rows as vectors where they are aligned (the first such candidate); without
- * subgroups of 8, unrolled on software adapters and register elsewhere. */
+/** Input-gradient rule: for an unpadded 1x1 conv the first pointwise tile (ResNet-18's 64->128
+ * 32x32 shortcut at batch 32, wall ms of one call, 7 interleaved rounds, a loaded machine: the
+ * subgroup 16x2x2 vec2 tile that tuning had picked 9.6, pointwise 32x8 6.1); else the first
+ * subgroup tile (8 channels where there are more than 4), reading dY rows as vectors where they
+ * are aligned (the first such candidate); without subgroups of 8, unrolled on software adapters
+ * and register elsewhere. */
 function inputGradRule(c: Candidate<InputGradVariant>[]): number {
+  const pointwise = c.findIndex((v) => v.config.design === 'pointwise');
+  if (pointwise >= 0) return pointwise;
   const rows = c.findIndex((v) => v.config.design === 'subgroup' && v.config.tile.rowVector !== undefined);
   return ruleDesign(c, Math.max(rows, 0));
 }
@@ -338,7 +380,11 @@ export function conv2dVariants(op: 'forward' | 'inputGrad' | 'weightGrad', g: Co
   return list.map((c) => c.name);
 }
 
-/** Weight-gradient rule, where the subgroup kernels run: with fewer than 8 input channels the
+/** Weight-gradient rule, where the subgroup kernels run: for an unpadded 1x1 conv the first
+ * pointwise tile (ResNet-18's 1x1 convs at batch 32, wall ms of one call, 7 interleaved rounds,
+ * a loaded machine, rolling's rule tile -> pointwise 64x8: 128x16x16 s1 18.2 -> 9.6, 64->128
+ * 32x32 s2 12.7 -> 7.3; pointwise 16x8, the matmul's rule tile, was no faster than rolling);
+ * else with fewer than 8 input channels the
  * lanes along rows with the narrower channel block (the first such; the stem kernels take
  * precedence on software adapters; the 1->16 28x28 stem at batch 64, GPU ms, the retired
  * 'packed' kernel -> rows, 4.5 -> 1.9), else the rolling kernel with the widest channel block
@@ -354,13 +400,17 @@ export function conv2dVariants(op: 'forward' | 'inputGrad' | 'weightGrad', g: Co
  * Over every tile, rolling was also the fastest or within noise of it at the step's 1x1
  * stride-2 shortcuts, and at batches 1 and 2 (64x32x32 at batch 1: 2.2 against 4.3 for
  * packed's best tile, whose row chunks split the sum more finely). */
-function weightGradRule(c: Candidate<Variant<WeightGradTile>>[]): number {
+function weightGradRule(c: Candidate<WeightGradVariant>[]): number {
+  const pointwise = c.findIndex((v) => v.config.design === 'pointwise');
+  if (pointwise >= 0) return pointwise;
   const first = (kind: 'rows' | 'rolling') => c.findIndex((v) => v.config.design === 'subgroup' && v.config.tile.packed === kind);
   const rows = first('rows');
-  return stemRule(c, ruleDesign(c, rows >= 0 ? rows : Math.max(first('rolling'), 0)));
+  // No pointwise candidates past this point (none are offered where the stem kernels fit).
+  return stemRule(c as Candidate<Variant<WeightGradTile>>[], ruleDesign(c, rows >= 0 ? rows : Math.max(first('rolling'), 0)));
 }
 
-function runWeightGrad(gradOut: Tensor, x: Tensor, g: ConvGeometry, v: Variant<WeightGradTile>): Tensor {
+function runWeightGrad(gradOut: Tensor, x: Tensor, g: ConvGeometry, v: WeightGradVariant): Tensor {
+  if (v.design === 'pointwise') return pointwiseWeightGrad(gradOut, x, g, v.tile);
   if (v.design === 'subgroup') return subgroupWeightGrad(gradOut, x, g, v.tile);
   if (v.design === 'workgroup') return workgroupWeightGrad(gradOut, x, g, v.tile);
   if (v.design === 'unrolled') return unrolledWeightGrad(gradOut, x, g);
@@ -399,6 +449,7 @@ export function conv2dInputGrad(gradOut: Tensor, weight: Tensor, g: ConvGeometry
 }
 
 function runInputGrad(gradOut: Tensor, weight: Tensor, g: ConvGeometry, v: InputGradVariant): Tensor {
+  if (v.design === 'pointwise') return pointwiseInputGrad(gradOut, weight, g, v.tile);
   if (v.design === 'subgroup') return subgroupInputGrad(gradOut, weight, g, v.tile);
   if (v.design === 'unrolled') return unrolledInputGrad(gradOut, weight, g);
   // Columns: per image row, `stride` phases of ceil(ceil(W/stride)/8) tiles of 8 pixels.

@@ -141,6 +141,17 @@ const designCases: [string, number[], number[], number, number][] = [
   ['5x5 s2 p2, 9->7 on 10x10', [2, 9, 10, 10], [7, 9, 5, 5], 2, 2],
   ['3x3 s2 p0, 5->6 on 6x14', [2, 5, 6, 14], [6, 5, 3, 3], 2, 0],
   ['3x3 s1 p1, 9->5 on 7x8', [2, 9, 7, 8], [5, 9, 3, 3], 1, 1],
+  // The pointwise GEMM kernels (1x1, no padding): partial row tiles of 64 and 32 output channels
+  // and a partial column tile over 70 input channels (two subgroups across), images split in 3;
+  // 4 columns a lane (fewer than 64 input channels); strided input gradients over 66 input
+  // channels (partial tiles of 32 and 64), their columns running across images, dY read as
+  // floats (25 pixels) or vec4s (16, 12 and 156 pixels: several workgroups across, an odd OW),
+  // strides 2 and 3 on maps their stride does not divide.
+  ['1x1 s1 p0, 70->37 on 5x7, batch 3', [3, 70, 5, 7], [37, 70, 1, 1], 1, 0],
+  ['1x1 s2 p0, 66->20 on 9x9', [2, 66, 9, 9], [20, 66, 1, 1], 2, 0],
+  ['1x1 s2 p0, 9->40 on 8x8', [2, 9, 8, 8], [40, 9, 1, 1], 2, 0],
+  ['1x1 s3 p0, 9->6 on 10x8', [1, 9, 10, 8], [6, 9, 1, 1], 3, 0],
+  ['1x1 s2 p0, 10->7 on 24x25', [2, 10, 24, 25], [7, 10, 1, 1], 2, 0],
 ];
 
 for (const [name, xs, ws, stride, padding] of designCases) {
@@ -190,7 +201,7 @@ for (const [name, xs, ws, stride, padding] of designCases) {
       // where it is checked: SwiftShader (4 lanes) is not offered these kernels (the test below).
       if (subgroupConvSize() === 8) {
         forceSubgroupConvLanes(4);
-        await check(' 4 lanes on 8', (v) => v.startsWith('subgroup'));
+        await check(' 4 lanes on 8', (v) => v.startsWith('subgroup') || v.startsWith('pointwise'));
       }
     } finally {
       forceSubgroupConvLanes(null);
@@ -288,6 +299,32 @@ test('conv2d weight-gradient rule: the rolling subgroup kernel at strides 1 and 
     assert.ok(labels.some((l) => l.includes('packed rolling')), `stride ${stride}: ${labels.join(' | ')}`);
     assertClose(await dw.toArray(), weightGradRef(randomArray(gys, 32), randomArray(xs, 31), g), { rtol: 1e-4, atol: 1e-4 }, `stride ${stride}`);
     for (const t of [x, w, gy, dw]) t.dispose();
+  }
+});
+
+test('conv2d 1x1 rules: the pointwise kernels for the weight gradient and the strided input gradient (where the subgroup kernels run), correct', async () => {
+  const e = engine();
+  if (!subgroupConvOffered() || !e.device.features.has('timestamp-query')) return;
+  clearTuning();
+  for (const stride of [1, 2]) {
+    const xs = [3, 12, 9, 10];
+    const x = Tensor.fromArray(randomArray(xs, 41), xs);
+    const wd = randomArray([20, 12, 1, 1], 42);
+    const w = Tensor.fromArray(wd, [20, 12, 1, 1]);
+    const g = conv2dGeometry(x, w, { stride });
+    const gys = [g.N, g.Cout, g.OH, g.OW];
+    const gy = Tensor.fromArray(randomArray(gys, 43), gys);
+    e.startProfile({ byLabel: true });
+    const dw = conv2dWeightGrad(gy, x, g);
+    const dx = conv2dInputGrad(gy, w, g);
+    const labels = [...(await e.stopProfile()).keys()];
+    assert.ok(labels.some((l) => l.startsWith('conv2d.pointwise.weightGrad')), `stride ${stride}: ${labels.join(' | ')}`);
+    // Stride 1: a matmul.
+    assert.is(labels.some((l) => l.startsWith('conv2d.pointwise.inputGrad')), stride === 2, `stride ${stride}: ${labels.join(' | ')}`);
+    const tol = { rtol: 1e-4, atol: 1e-4 };
+    assertClose(await dw.toArray(), weightGradRef(randomArray(gys, 43), randomArray(xs, 41), g), tol, `stride ${stride} weight grad`);
+    assertClose(await dx.toArray(), inputGradRef(randomArray(gys, 43), wd, g), tol, `stride ${stride} input grad`);
+    for (const t of [x, w, gy, dw, dx]) t.dispose();
   }
 });
 
