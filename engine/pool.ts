@@ -28,6 +28,13 @@ export class BufferPool {
   /** Of liveBytes, the bytes of caches that other storage owns (Tensor.derived: a packed conv
    * weight, say): made on first use, freed with their owner, so a leak check leaves them out. */
   derivedBytes = 0;
+  /** What leak checks compare before and after: live storage less the derived caches (made and
+   * dropped as their owners are read and written), plus what the finalizer returned. The
+   * collector runs at any moment, and whatever it frees (an undisposed tensor, and with it the
+   * caches it owned) leaves this sum unchanged, so a check is exact whatever earlier code leaked. */
+  get leakCheckBytes(): number {
+    return this.liveBytes - this.derivedBytes + this.finalizedBytes;
+  }
   private free = new Map<number, GPUBuffer[]>();
   private freeStaging = new Map<number, GPUBuffer[]>();
   private used = new WeakMap<GPUBuffer, number>();

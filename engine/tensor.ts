@@ -23,20 +23,16 @@ class Storage {
     this.refs++;
     return this;
   }
-  /** `fromFinalizer`: the garbage-collection safety net is releasing it (see `finalizer`). */
   release(fromFinalizer = false): void {
     if (--this.refs > 0) return;
-    this.dropDerived(fromFinalizer);
+    this.dropDerived();
     engine().pool.release(this.buffer, fromFinalizer);
   }
-  /** Frees the derived caches. When their owner goes through the finalizer, so do they: the pool
-   * counts their bytes as finalized too, or a leak check would see live bytes shrink at whatever
-   * moment the collector ran. */
-  dropDerived(fromFinalizer = false): void {
+  dropDerived(): void {
     if (!this.derived) return;
     for (const t of this.derived.values()) {
       engine().pool.derivedBytes -= t.buffer.size;
-      Tensor.releaseOwned(t, fromFinalizer);
+      t.dispose();
     }
     this.derived = null;
   }
@@ -192,18 +188,12 @@ export class Tensor {
   }
 
   dispose(): void {
-    Tensor.releaseOwned(this, false);
-  }
-
-  /** @internal dispose(), for storage that owns `t` (a derived cache) and may itself be going
-   * through the finalizer. */
-  static releaseOwned(t: Tensor, fromFinalizer: boolean): void {
-    if (!t.storage) return;
-    finalizer.unregister(t);
-    t.storage.release(fromFinalizer);
-    t.storage = null;
-    t.node = null;
-    untrack(t);
+    if (!this.storage) return;
+    finalizer.unregister(this);
+    this.storage.release();
+    this.storage = null;
+    this.node = null;
+    untrack(this);
   }
 
   private storageOrThrow(): Storage {

@@ -137,7 +137,7 @@ function dot(a: ArrayLike<number>, b: ArrayLike<number>): number {
  * packed copy, made or dropped while `fn` ran) are left out. */
 export async function noLeaks(fn: () => Promise<void>): Promise<void> {
   const pool = engine().pool;
-  const live = () => pool.liveBytes - pool.derivedBytes + pool.finalizedBytes;
+  const live = () => pool.leakCheckBytes;
   const before = live();
   await fn();
   assert.is(live(), before, `live GPU bytes changed: ${before} -> ${live()}`);

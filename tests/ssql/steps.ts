@@ -52,7 +52,7 @@ Promise<{ before: Map<string, Uint8Array>; after: Map<string, Uint8Array> }> {
   const first = await run(trainer, warmup);
   const before = await snapshot(trainer);
   await engine().sync();
-  const live = pool.liveBytes + pool.finalizedBytes;
+  const live = pool.leakCheckBytes;
   const total = pool.liveBytes + pool.pooledBytes; // a GC finalization moves live to pooled
   const allocations = pool.allocations;
   const r = trainer.step();
@@ -62,7 +62,7 @@ Promise<{ before: Map<string, Uint8Array>; after: Map<string, Uint8Array> }> {
   losses.push(...(await run(trainer, 3)));
   await engine().sync();
   assert.ok(losses.every(Number.isFinite), `non-finite loss: ${losses.join(', ')}`);
-  assert.is(pool.liveBytes + pool.finalizedBytes, live, 'live bytes grew');
+  assert.is(pool.leakCheckBytes, live, 'live bytes grew');
   assert.is(pool.liveBytes + pool.pooledBytes, total, 'pooled bytes grew');
   assert.is(pool.allocations, allocations, 'new GPU buffers were allocated after warm-up');
   return { before, after: await snapshot(trainer) };
