@@ -5,12 +5,12 @@
 //   Out[plane][oh][ow] = X[plane][oh*s][ow*s]   for ow < OW; Out's rows are OWC = OW rounded
 //   up to 4 wide, the columns past OW hold whatever the clamped loads read (never used).
 //
-// Read strided, X's 4 KB planes (ResNet-18's 32x32 maps) all fall in the same L1 sets and half
-// of each cache line is wasted; the GEMM then runs at about 2/3 of its speed on a compact X. This
-// pass reads X row by row, as vec4s where every used input row starts on one (XV = vec4: H W
-// and s W multiples of 4; a per-lane load costs per component on lavapipe, but each is a loop
-// over the lanes, so one vec4 for two stride-2 pixels beats two floats), and stores vec4s.
-// ROWS output rows an invocation, consecutive in the flat [planes * OH] list of rows.
+// Read strided, X cost the GEMM more per float (the same loads touch twice the cache lines, and
+// ResNet-18's 4 KB planes presumably share L1 sets): 1.2-1.4x the time of this pass plus the
+// GEMM on the packed copy for ResNet-18's 64->128 32x32 shortcut at batch 32. This pass reads
+// X row by row, as vec4s where every used input row starts on one (XV = vec4: H W and s W
+// multiples of 4), and stores vec4s. ROWS output rows an invocation, consecutive in the flat
+// [planes * OH] list of rows.
 //
 // Params: rows (planes * OH), OH, H, W, last (X's last element, or vec4, for the clamps).
 // Bindings: X (XV) -> Out (vec4). Defines: ROWS, OWC, STRIDE, XV; code: BODY (one row from its

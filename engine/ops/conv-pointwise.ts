@@ -5,7 +5,7 @@
 // lanes 0 to L-1: `subgroupConvSize`). The stride-1 forward and input gradient of a 1x1 conv
 // run as matmuls (conv.ts); these two cannot without copies (the weight gradient sums over the
 // images, the strided ones read or write every s-th pixel). The strided weight gradient reads a
-// packed copy of X's strided pixels (`subsampleX`), made in one cheap pass.
+// packed copy of X's strided pixels (`subsampleX`, one cheap pass) where `compactsX` says.
 import weightGradSource from '../../shaders/conv-pointwise-weightgrad.wgsl';
 import inputGradSource from '../../shaders/conv-pointwise-inputgrad.wgsl';
 import subsampleSource from '../../shaders/conv-pointwise-subsample.wgsl';
@@ -47,21 +47,28 @@ const subsampleKernels = declareKernels({
  * (`subsampleX`) rather than X itself; by default where `compactsX` says. */
 export interface PointwiseTile { TM: number; TN: number; chunks: number; compact?: boolean }
 
-/** Whether the weight gradient reads X through a packed copy of its strided pixels by default. */
+/** Whether the weight gradient reads X through a packed copy of its strided pixels by default:
+ * at a stride above 1 with 64 output channels or more, where the copy is small beside the GEMM
+ * (interleaved wall time of one call, compact against direct, loaded machine: ResNet-18 at
+ * batch 32 64->128 32x32 0.70-0.86, 128->256 16x16 0.75-0.94, 256->512 8x8 0.84; the small
+ * ResNet at batch 256 32->64 14x14 0.90-0.98, 16->32 28x28 1.28, also at batch 64). */
 export function compactsX(g: ConvGeometry): boolean {
-  return g.stride > 1;
+  return g.stride > 1 && g.Cout >= 64;
 }
 
-/** Output rows a subsample invocation packs. */
-const SUBSAMPLE_ROWS = 4;
+/** Output rows a subsample invocation packs (64 vec4s at 16 wide; ResNet-18's 64->128 32x32 at
+ * batch 32, interleaved: 4 rows 1.2-1.5 ms, 8 or 16 rows 0.7-1.0). */
+const SUBSAMPLE_ROWS = 16;
 
 /** X's pixels (oh s, ow s), packed as [N, Cin, OH, OWC] with OWC = OW rounded up to 4 (the
  * columns past OW are never read). */
-export function subsampleX(x: Tensor, g: ConvGeometry, rowsPerInvocation = SUBSAMPLE_ROWS, vecLoads = true): { xc: Tensor; OWC: number } {
+export function subsampleX(x: Tensor, g: ConvGeometry, rowsPerInvocation = SUBSAMPLE_ROWS): { xc: Tensor; OWC: number } {
   const OWC = Math.ceil(g.OW / 4) * 4;
   const s = g.stride;
-  // Every used row of X starts on a vec4 where planes and s rows are whole vec4s.
-  const vec = vecLoads && (g.H * g.W) % 4 === 0 && (s * g.W) % 4 === 0;
+  // Every used row of X starts on a vec4 where planes and s rows are whole vec4s; one vec4 for
+  // two stride-2 pixels (the .x and .z) was no slower than two floats (0.94-1.0 ms against
+  // 0.96-1.2 at 8-16 rows).
+  const vec = (g.H * g.W) % 4 === 0 && (s * g.W) % 4 === 0;
   const body: string[] = [];
   const pick: string[] = [];
   if (vec) {
