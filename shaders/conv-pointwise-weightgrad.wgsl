@@ -10,10 +10,13 @@ enable subgroups;
 // pixels walked by image, row and column: an invocation owns TM output channels x TN input
 // channels; the L lanes of a subgroup share the output channels (each loads TM / L of them and
 // hands them around with subgroupBroadcast) and each reads its own TN input channels, one float
-// each a pixel (a per-lane load costs per float on lavapipe, so a strided read of X costs what a
-// contiguous one does). The 'rolling' conv weight-gradient kernel, whose lanes own one input
-// channel each against 16 output channels, loads 3 floats a lane for 16 multiply-adds a pixel;
-// this one TM / L + TN, 8 + 8 for 512 with the rule's 64 x 8 tile.
+// each a pixel. At a stride above 1 with 64 output channels or more the caller passes a packed
+// copy of X's strided pixels (conv-pointwise-subsample.wgsl) as a stride-1 X: read strided, X
+// cost more per float (the same loads, twice the cache lines; ResNet-18's 64->128 32x32
+// shortcut 1.2-1.4x the time of the copy and this kernel on it). The 'rolling' conv
+// weight-gradient kernel, whose lanes own one input channel each against 16 output channels,
+// loads 3 floats a lane for 16 multiply-adds a pixel; this one TM / L + TN, 8 + 8 for 512 with
+// the rule's 64 x 8 tile.
 //
 // The sum over images is split into chunks of `imagesPerChunk` images (workgroup wid.z), each
 // written to its own slice of Out ([chunks][Cout][Cin]); the caller adds the slices.

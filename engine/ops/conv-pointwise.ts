@@ -4,12 +4,14 @@
 // subgroups have a fixed size L of 8 (lavapipe) or 4 (the code takes its shared operands from
 // lanes 0 to L-1: `subgroupConvSize`). The stride-1 forward and input gradient of a 1x1 conv
 // run as matmuls (conv.ts); these two cannot without copies (the weight gradient sums over the
-// images, the strided ones read or write every s-th pixel).
+// images, the strided ones read or write every s-th pixel). The strided weight gradient reads a
+// packed copy of X's strided pixels (`subsampleX`, one cheap pass) where `compactsX` says.
 import weightGradSource from '../../shaders/conv-pointwise-weightgrad.wgsl';
 import inputGradSource from '../../shaders/conv-pointwise-inputgrad.wgsl';
+import subsampleSource from '../../shaders/conv-pointwise-subsample.wgsl';
 import { declareKernels } from '../kernels.ts';
 import { convGeometryParams, sumWeightGradSlices } from './conv-common.ts';
-import { launch } from '../launch.ts';
+import { grid1d, launch } from '../launch.ts';
 import { Tensor } from '../tensor.ts';
 import type { ConvGeometry } from './conv.ts';
 import { subgroupConvSize } from './conv-subgroup.ts';
@@ -30,10 +32,73 @@ const inputGradKernels = declareKernels({
   entryPoints: { inputGrad: { inputs: { Wt: 'f32', dY: 'YV' }, outputs: { Out: 'f32' } } },
 });
 
+const subsampleKernels = declareKernels({
+  name: 'conv2d.pointwise',
+  source: subsampleSource,
+  params: { rows: 'u32', OH: 'u32', H: 'u32', W: 'u32', last: 'u32' },
+  defines: { ROWS: 'u32', OWC: 'u32', STRIDE: 'u32', XV: 'type', BODY: 'code' },
+  entryPoints: { subsample: { inputs: { X: 'XV' }, outputs: { Out: 'vec4<f32>' } } },
+});
+
 /** TM rows (weight gradient: output channels; input gradient: input channels) x TN columns
  * (input channels; pixels) per invocation, TM a multiple of the lanes, TN of 4. `chunks`
- * (weight gradient): slices of the images, each summed into its own partial dW. */
-export interface PointwiseTile { TM: number; TN: number; chunks: number }
+ * (weight gradient): slices of the images, each summed into its own partial dW. `compact`
+ * (weight gradient at a stride above 1): read a packed copy of X's strided pixels
+ * (`subsampleX`) rather than X itself; by default where `compactsX` says. */
+export interface PointwiseTile { TM: number; TN: number; chunks: number; compact?: boolean }
+
+/** Whether the weight gradient reads X through a packed copy of its strided pixels by default:
+ * at a stride above 1 with 64 output channels or more, where the copy is small beside the GEMM
+ * (interleaved wall time of one call, compact against direct, loaded machine: ResNet-18 at
+ * batch 32 64->128 32x32 0.70-0.86, 128->256 16x16 0.75-0.94, 256->512 8x8 0.84; the small
+ * ResNet at batch 256 32->64 14x14 0.90-0.98, 16->32 28x28 1.28, also at batch 64). */
+export function compactsX(g: ConvGeometry): boolean {
+  return g.stride > 1 && g.Cout >= 64;
+}
+
+/** Output rows a subsample invocation packs (64 vec4s at 16 wide; ResNet-18's 64->128 32x32 at
+ * batch 32, interleaved: 4 rows 1.2-1.5 ms, 8 or 16 rows 0.7-1.0). */
+const SUBSAMPLE_ROWS = 16;
+
+/** X's pixels (oh s, ow s), packed as [N, Cin, OH, OWC] with OWC = OW rounded up to 4 (the
+ * columns past OW are never read). */
+export function subsampleX(x: Tensor, g: ConvGeometry, rowsPerInvocation = SUBSAMPLE_ROWS): { xc: Tensor; OWC: number } {
+  const OWC = Math.ceil(g.OW / 4) * 4;
+  const s = g.stride;
+  // Every used row of X starts on a vec4 where planes and s rows are whole vec4s; one vec4 for
+  // two stride-2 pixels (the .x and .z) was no slower than two floats (0.94-1.0 ms against
+  // 0.96-1.2 at 8-16 rows).
+  const vec = (g.H * g.W) % 4 === 0 && (s * g.W) % 4 === 0;
+  const body: string[] = [];
+  const pick: string[] = [];
+  if (vec) {
+    body.push('    let q = b / 4u;');
+    const loaded = new Set<number>();
+    for (let c = 0; c < OWC; c++) {
+      const j = (s * c) >> 2;
+      if (!loaded.has(j)) body.push(`    let v${j} = X[min(q + ${j}u, p.last)];`);
+      loaded.add(j);
+      pick.push(`v${j}.${xyzw[(s * c) & 3]}`);
+    }
+  } else {
+    for (let c = 0; c < OWC; c++) {
+      body.push(`    let x${c} = X[min(b + ${s * c}u, p.last)];`);
+      pick.push(`x${c}`);
+    }
+  }
+  for (let k = 0; k < OWC / 4; k++) body.push(`    Out[o + ${k}u] = vec4<f32>(${pick.slice(4 * k, 4 * k + 4).join(', ')});`);
+  const rows = g.N * g.Cin * g.OH;
+  const xc = Tensor.empty([g.N, g.Cin, g.OH, OWC]);
+  launch(subsampleKernels.subsample, {
+    label: `conv2d.pointwise.subsample ${x.describe()} s${s}`,
+    inputs: { X: x },
+    outputs: { Out: xc },
+    params: { rows, OH: g.OH, H: g.H, W: g.W, last: (vec ? x.size / 4 : x.size) - 1 },
+    defines: { ROWS: rowsPerInvocation, OWC, STRIDE: s, XV: vec ? 'vec4<f32>' : 'f32', BODY: body.join('\n') },
+    workgroups: grid1d(Math.ceil(rows / rowsPerInvocation), 64),
+  });
+  return { xc, OWC };
+}
 
 /** Whether the pointwise kernels compute `g`: a 1x1 window without padding. */
 export function isPointwiseWindow(g: ConvGeometry): boolean {
@@ -79,6 +144,11 @@ function workgroupWidth(columnTiles: number, L: number): number {
 export function pointwiseWeightGrad(gradOut: Tensor, x: Tensor, g: ConvGeometry, tile: PointwiseTile): Tensor {
   const L = lanes('weightGrad');
   checkTile(tile, L, g);
+  const compact = tile.compact ?? compactsX(g);
+  if (compact && g.stride === 1) throw new RangeError('conv2d.pointwise.weightGrad: a compact X needs a stride above 1');
+  const { xc: xs, OWC } = compact ? subsampleX(x, g) : { xc: x, OWC: g.W };
+  // The GEMM over the compact X is the stride-1 one on OH x OWC planes (it reads OW columns).
+  const gx: ConvGeometry = compact ? { ...g, H: g.OH, W: OWC, stride: 1 } : g;
   const { TM, TN } = tile;
   const setup: string[] = [];
   for (let i = 0; i < TM / L; i++) setup.push(`  let a${i} = min(row0 + lane + ${i * L}u, p.Cout - 1u) * dyPlane;`);
@@ -103,13 +173,14 @@ export function pointwiseWeightGrad(gradOut: Tensor, x: Tensor, g: ConvGeometry,
   const shape = [g.Cout, g.Cin, 1, 1];
   const out = Tensor.empty(chunks === 1 ? shape : [chunks, ...shape]);
   launch(weightGradKernels.weightGrad, {
-    label: `conv2d.pointwise.weightGrad ${gradOut.describe()}, ${x.describe()} s${g.stride} tile ${TM}x${TN}/${chunks}`,
-    inputs: { dY: gradOut, X: x },
+    label: `conv2d.pointwise.weightGrad ${gradOut.describe()}, ${x.describe()} s${g.stride}${compact ? ' compact' : ''} tile ${TM}x${TN}/${chunks}`,
+    inputs: { dY: gradOut, X: xs },
     outputs: { Out: out },
-    params: { ...g, imagesPerChunk },
-    defines: { TM, TN, STRIDE: g.stride, WG_X, SETUP: setup.join('\n'), ACC: accumulators(TM, TN), BODY: body.join('\n'), STORE: store.join('\n') },
+    params: { ...gx, imagesPerChunk },
+    defines: { TM, TN, STRIDE: gx.stride, WG_X, SETUP: setup.join('\n'), ACC: accumulators(TM, TN), BODY: body.join('\n'), STORE: store.join('\n') },
     workgroups: [Math.ceil(columnTiles / WG_X), Math.ceil(g.Cout / TM), chunks],
   });
+  if (xs !== x) xs.dispose();
   return sumWeightGradSlices(out, chunks);
 }
 

@@ -12,6 +12,7 @@ import { TUNING_MARGIN } from '../../engine/tuning.ts';
 import { conv2d, conv2dGeometry, conv2dInputGrad, conv2dVariants, conv2dWeightGrad } from '../../engine/ops/conv.ts';
 import type { ConvGeometry } from '../../engine/ops/conv.ts';
 import { forceSubgroupConvLanes, subgroupConvOffered, subgroupConvSize } from '../../engine/ops/conv-subgroup.ts';
+import { pointwiseWeightGrad } from '../../engine/ops/conv-pointwise.ts';
 import { assertClose, gradCheck, noLeaks, randomArray } from '../helpers.ts';
 
 /** float64 reference conv2d, NCHW, weight [Cout, Cin, kH, kW]. */
@@ -377,6 +378,44 @@ test('conv2d tuning: off, a shape runs the rule; on, it is measured once and its
     clearTuning();
     x.dispose();
     w.dispose();
+  }
+});
+
+test('conv2d pointwise weight gradient at strides 2 and 3: X read strided or through its compact copy (vec4 and float subsample loads, rows past OW), 8 and 4 lanes, against float64', async () => {
+  if (!subgroupConvOffered()) return;
+  // [X shape, Cout, stride]: the subsample reads vec4s where X's planes and s rows are whole
+  // vec4s (8x8 and 12x28 at s2, 10x8 at s3), else floats (9x9, 24x25); compact rows are OW
+  // rounded up to 4 (OW 4, 14, 3, 5, 12).
+  const cases: [number[], number, number][] = [
+    [[2, 9, 8, 8], 40, 2],
+    [[3, 12, 12, 28], 20, 2],
+    [[1, 9, 10, 8], 6, 3],
+    [[2, 66, 9, 9], 20, 2],
+    [[2, 10, 24, 25], 7, 2],
+  ];
+  try {
+    for (const lanes of subgroupConvSize() === 8 ? [null, 4 as const] : [null]) {
+      forceSubgroupConvLanes(lanes);
+      for (const [xs, Cout, stride] of cases) {
+        const xd = randomArray(xs, 51);
+        const x = Tensor.fromArray(xd, xs);
+        const w = Tensor.empty([Cout, xs[1], 1, 1]);
+        const g = conv2dGeometry(x, w, { stride });
+        const gys = [g.N, g.Cout, g.OH, g.OW];
+        const gyd = randomArray(gys, 52);
+        const gy = Tensor.fromArray(gyd, gys);
+        const ref = weightGradRef(gyd, xd, g);
+        for (const compact of [false, true]) {
+          const tile = { TM: 32, TN: xs[1] >= 64 ? 8 : 4, chunks: 2, compact };
+          const dw = pointwiseWeightGrad(gy, x, g, tile);
+          assertClose(await dw.toArray(), ref, { rtol: 1e-4, atol: 1e-4 }, `${xs.join('x')} s${stride} ${compact ? 'compact' : 'direct'} ${lanes ?? subgroupConvSize()} lanes`);
+          dw.dispose();
+        }
+        for (const t of [x, w, gy]) t.dispose();
+      }
+    }
+  } finally {
+    forceSubgroupConvLanes(null);
   }
 });
 
