@@ -58,6 +58,10 @@ function tilesFor(g: ConvGeometry, sweep: boolean): UnrolledWeightGradTile[] {
     { R: 8, PX: Math.min(4, g.OW), chunks: 3, WG: 16, rowsPerTurn: 4 },
     { R: 16, PX: Math.min(2, g.OW), chunks: 1, WG: 4, rowsPerTurn: 5 },
     { R: 4, PX: Math.min(3, g.OW), chunks: 2, WG: 64, rowsPerTurn: 1 },
+    // fma() multiply-adds, looped and unrolled; each input column of a row loaded once.
+    { R: 8, PX: Math.min(4, g.OW), chunks: 2, WG: 16, fma: true },
+    { R: 8, PX: Math.min(3, g.OW), chunks: 3, WG: 4, rowsPerTurn: 2, fma: true, shareColumns: true },
+    { R: 4, PX: Math.min(2, g.OW), chunks: 1, WG: 16, rowsPerTurn: 2, shareColumns: true },
   ];
   return [rule, ...others].map((t) => (g.Cout <= 4 ? { ...t, R: g.Cout } : t));
 }
