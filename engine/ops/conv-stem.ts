@@ -285,12 +285,33 @@ function narrowLayout(g: ConvGeometry): { L: number; lanesPerRow: number; extra:
 }
 
 /** The generated parts of the narrow forward's shader. */
+/**
+ * The narrow kernels' window row `id`: the lane's own 4 input columns (`xo{id}`, read by `own`),
+ * the row's edge vec4 where lanes do not cover the row (`xe{id}`, by `extraRead` when given), the
+ * neighbours' columns the window covers by shuffles (`xl`, `xr`), and the kW shifted vec4s
+ * `s{id}_{kw}` that the multiply-adds take (window column c is input column ow0 + c - pad).
+ */
+function narrowWindowRow(g: ConvGeometry, L: number, id: number, own: string, extraRead: string | null, ind: string): string[] {
+  const lines = [`${ind}let xo${id} = ${own};`];
+  if (extraRead) lines.push(`${ind}let xe${id} = ${extraRead};`);
+  // Only the neighbours' columns the window covers, one value a shuffle (on llvmpipe a shuffle
+  // whose source lane is not a constant moves each value lane by lane).
+  const outer = (j: number) => (extraRead ? `xe${id}.${XYZW[j]}` : '0.0');
+  for (let j = 4 - g.pad; j < 4; j++) lines.push(`${ind}let xl${id}_${j} = select(subgroupShuffleUp(xo${id}.${XYZW[j]}, 1u), ${outer(j)}, lane == 0u);`);
+  for (let j = 0; j < g.kW - 1 - g.pad; j++) lines.push(`${ind}let xr${id}_${j} = select(subgroupShuffleDown(xo${id}.${XYZW[j]}, 1u), ${outer(j)}, lane == ${L - 1}u);`);
+  const col = (c: number) => {
+    const rel = c - g.pad;
+    return rel < 0 ? `xl${id}_${4 + rel}` : rel < 4 ? `xo${id}.${XYZW[rel]}` : `xr${id}_${rel - 4}`;
+  };
+  for (let kw = 0; kw < g.kW; kw++) lines.push(`${ind}let s${id}_${kw} = vec4<f32>(${[0, 1, 2, 3].map((j) => col(kw + j)).join(', ')});`);
+  return lines;
+}
+
 export function stemNarrowCode(g: ConvGeometry, t: StemTile, flipped: boolean): { SETUP: string; BODY: string; STORE: string } {
   const vec = rowsAreVec4(g);
   const { L, extra } = narrowLayout(g);
   const TR = t.perChunk;
   const rows = TR + g.kH - 1;
-  const right = g.kW - 1 - g.pad;
   const setup: string[] = [];
   for (let k = 0; k < rows; k++) {
     setup.push(`  let ih${k} = i32(oh0) + ${k - g.pad};`);
@@ -331,19 +352,7 @@ export function stemNarrowCode(g: ConvGeometry, t: StemTile, flipped: boolean): 
     : `vec4<f32>(${[0, 1, 2, 3].map((j) => `select(0.0, X[chan + rOff${k} + ${which}Off${j}], rIn${k} && ${which}In${j})`).join(', ')})`;
   // Row k of the chunk's window is row k - kh of the window of output row k - kh.
   for (let k = 0; k < rows; k++) {
-    body.push(`${ind}let xo${k} = ${read(k, 'own')};`);
-    if (extra) body.push(`${ind}let xe${k} = ${read(k, 'extra')};`);
-    // Only the neighbours' columns the window covers, one value a shuffle (on llvmpipe a shuffle
-    // whose source lane is not a constant moves each value lane by lane).
-    const outer = (j: number) => (extra ? `xe${k}.${XYZW[j]}` : '0.0');
-    for (let j = 4 - g.pad; j < 4; j++) body.push(`${ind}let xl${k}_${j} = select(subgroupShuffleUp(xo${k}.${XYZW[j]}, 1u), ${outer(j)}, lane == 0u);`);
-    for (let j = 0; j < right; j++) body.push(`${ind}let xr${k}_${j} = select(subgroupShuffleDown(xo${k}.${XYZW[j]}, 1u), ${outer(j)}, lane == ${L - 1}u);`);
-    // Window column c is input column ow0 + c - pad: the left neighbour's, the lane's own or the right one's.
-    const col = (c: number) => {
-      const rel = c - g.pad;
-      return rel < 0 ? `xl${k}_${4 + rel}` : rel < 4 ? `xo${k}.${XYZW[rel]}` : `xr${k}_${rel - 4}`;
-    };
-    for (let kw = 0; kw < g.kW; kw++) body.push(`${ind}let s${k}_${kw} = vec4<f32>(${[0, 1, 2, 3].map((j) => col(kw + j)).join(', ')});`);
+    body.push(...narrowWindowRow(g, L, k, read(k, 'own'), extra ? read(k, 'extra') : null, ind));
     for (let kh = 0; kh < g.kH; kh++) {
       const i = k - kh;
       if (i < 0 || i >= TR) continue;
@@ -380,7 +389,6 @@ export function stemNarrowRollingFits(g: ConvGeometry): boolean {
 export function stemNarrowRollingCode(g: ConvGeometry, CB: number, flipped: boolean): { SETUP: string; BLOCK: string; BODY: string; FLUSH: string } {
   const vec = rowsAreVec4(g);
   const { L, extra } = narrowLayout(g);
-  const right = g.kW - 1 - g.pad;
   const taps = g.kH * g.kW;
   const setup: string[] = [];
   if (extra) setup.push(`  let eS = select(i32(s) + 1, i32(s) - 1, lane == 0u);`);
@@ -422,17 +430,7 @@ export function stemNarrowRollingCode(g: ConvGeometry, CB: number, flipped: bool
     : `vec4<f32>(${[0, 1, 2, 3].map((j) => `select(0.0, X[chan${c} + rOff + ${which}Off${j}], ${which}In${j})`).join(', ')})`;
   const body: string[] = [];
   for (let c = 0; c < CB; c++) {
-    body.push(`${bi}let xo${c} = ${read(c, 'own')};`);
-    if (extra) body.push(`${bi}let xe${c} = ${read(c, 'extra')};`);
-    // Only the neighbours' columns the window covers, one value a shuffle.
-    const outer = (j: number) => (extra ? `xe${c}.${XYZW[j]}` : '0.0');
-    for (let j = 4 - g.pad; j < 4; j++) body.push(`${bi}let xl${c}_${j} = select(subgroupShuffleUp(xo${c}.${XYZW[j]}, 1u), ${outer(j)}, lane == 0u);`);
-    for (let j = 0; j < right; j++) body.push(`${bi}let xr${c}_${j} = select(subgroupShuffleDown(xo${c}.${XYZW[j]}, 1u), ${outer(j)}, lane == ${L - 1}u);`);
-    const col = (k: number) => {
-      const rel = k - g.pad;
-      return rel < 0 ? `xl${c}_${4 + rel}` : rel < 4 ? `xo${c}.${XYZW[rel]}` : `xr${c}_${rel - 4}`;
-    };
-    for (let kw = 0; kw < g.kW; kw++) body.push(`${bi}let s${c}_${kw} = vec4<f32>(${[0, 1, 2, 3].map((j) => col(kw + j)).join(', ')});`);
+    body.push(...narrowWindowRow(g, L, c, read(c, 'own'), extra ? read(c, 'extra') : null, bi));
     // Input row ih is row kh of the window of output row ih + pad - kh: slot kH - 1 - kh.
     for (let r = 0; r < g.Cout; r++) for (let kh = 0; kh < g.kH; kh++) {
       const terms = Array.from({ length: g.kW }, (_, kw) => `s${c}_${kw} * w${c}_${r}_${kh}_${kw}`);
